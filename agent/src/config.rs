@@ -1,0 +1,167 @@
+//! Agent configuration: a TOML file (unknown keys rejected), overridden by command-line flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The settings as written in the TOML file; every key is optional. Command-line flags are
+/// parsed into the same shape and laid over it with [`ConfigFile::overlay`].
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `https://HOST:PORT` of the collector.
+    pub collector: Option<String>,
+    /// Directory holding `ca.pem`, `agent.pem` and `agent.key` (as `pki issue-agent` writes).
+    pub cert_dir: Option<PathBuf>,
+    /// Directory for the agent's own state.
+    pub state_dir: Option<PathBuf>,
+    /// Directories swept on start and on command.
+    pub roots: Option<Vec<PathBuf>>,
+    /// Paths not walked (besides /proc, /sys, /dev and the state directory).
+    pub exclude: Option<Vec<PathBuf>>,
+    /// YARA rule files or directories of them.
+    pub rules: Option<Vec<PathBuf>>,
+    /// Hash IOC lists.
+    pub iocs: Option<Vec<PathBuf>>,
+    pub heartbeat_seconds: Option<u64>,
+    /// Upper bound of the reconnect backoff.
+    pub reconnect_max_seconds: Option<u64>,
+    /// Files larger than this are hashed but not YARA-scanned.
+    pub max_yara_size: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("no collector address: set `collector` in the config file or pass --collector")]
+    NoCollector,
+    #[error("{what} must be at least 1")]
+    Zero { what: &'static str },
+}
+
+impl ConfigFile {
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// `self` with every value that `flags` sets replaced by the flag's value.
+    pub fn overlay(self, flags: ConfigFile) -> ConfigFile {
+        ConfigFile {
+            collector: flags.collector.or(self.collector),
+            cert_dir: flags.cert_dir.or(self.cert_dir),
+            state_dir: flags.state_dir.or(self.state_dir),
+            roots: flags.roots.or(self.roots),
+            exclude: flags.exclude.or(self.exclude),
+            rules: flags.rules.or(self.rules),
+            iocs: flags.iocs.or(self.iocs),
+            heartbeat_seconds: flags.heartbeat_seconds.or(self.heartbeat_seconds),
+            reconnect_max_seconds: flags.reconnect_max_seconds.or(self.reconnect_max_seconds),
+            max_yara_size: flags.max_yara_size.or(self.max_yara_size),
+        }
+    }
+}
+
+/// The resolved configuration the agent runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub collector: String,
+    pub cert_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub roots: Vec<PathBuf>,
+    pub exclude: Vec<PathBuf>,
+    pub rules: Vec<PathBuf>,
+    pub iocs: Vec<PathBuf>,
+    pub heartbeat: Duration,
+    pub reconnect_max: Duration,
+    pub max_yara_size: u64,
+}
+
+impl AgentConfig {
+    /// Fills in the defaults of an installed agent.
+    pub fn resolve(file: ConfigFile) -> Result<Self, ConfigError> {
+        let heartbeat_seconds = file.heartbeat_seconds.unwrap_or(30);
+        if heartbeat_seconds == 0 {
+            return Err(ConfigError::Zero { what: "heartbeat_seconds" });
+        }
+        let reconnect_max_seconds = file.reconnect_max_seconds.unwrap_or(60);
+        if reconnect_max_seconds == 0 {
+            return Err(ConfigError::Zero { what: "reconnect_max_seconds" });
+        }
+        Ok(AgentConfig {
+            collector: file.collector.ok_or(ConfigError::NoCollector)?,
+            cert_dir: file.cert_dir.unwrap_or_else(|| default_dir("certs")),
+            state_dir: file.state_dir.unwrap_or_else(|| default_dir("state")),
+            roots: file.roots.unwrap_or_else(default_roots),
+            exclude: file.exclude.unwrap_or_default(),
+            rules: file.rules.unwrap_or_default(),
+            iocs: file.iocs.unwrap_or_default(),
+            heartbeat: Duration::from_secs(heartbeat_seconds),
+            reconnect_max: Duration::from_secs(reconnect_max_seconds),
+            max_yara_size: file.max_yara_size.unwrap_or(crate::scan::DEFAULT_MAX_YARA_SIZE),
+        })
+    }
+}
+
+fn default_dir(leaf: &str) -> PathBuf {
+    if cfg!(windows) {
+        PathBuf::from(r"C:\ProgramData\Hygiene").join(leaf)
+    } else if leaf == "state" {
+        PathBuf::from("/var/lib/hygiene-agent")
+    } else {
+        PathBuf::from("/etc/hygiene-agent")
+    }
+}
+
+fn default_roots() -> Vec<PathBuf> {
+    if cfg!(windows) { vec![PathBuf::from(r"C:\")] } else { vec![PathBuf::from("/")] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() {
+        let file: ConfigFile = toml::from_str(
+            "collector = \"https://c:1\"\nroots = [\"/srv\"]\nrules = [\"/etc/rules\"]\nheartbeat_seconds = 5\n",
+        )
+        .unwrap();
+        let flags = ConfigFile {
+            roots: Some(vec![PathBuf::from("/home")]),
+            ..ConfigFile::default()
+        };
+        let config = AgentConfig::resolve(file.overlay(flags)).unwrap();
+        assert_eq!(config.collector, "https://c:1");
+        assert_eq!(config.roots, vec![PathBuf::from("/home")]);
+        assert_eq!(config.rules, vec![PathBuf::from("/etc/rules")]);
+        assert_eq!(config.heartbeat, Duration::from_secs(5));
+        assert_eq!(config.max_yara_size, crate::scan::DEFAULT_MAX_YARA_SIZE);
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_collector_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "collecter = \"https://typo:1\"\n").unwrap();
+        let err = ConfigFile::read(&path).unwrap_err().to_string();
+        assert!(err.contains("agent.toml") && err.contains("collecter"), "{err}");
+        assert!(matches!(AgentConfig::resolve(ConfigFile::default()), Err(ConfigError::NoCollector)));
+        let zero = ConfigFile {
+            collector: Some("https://c:1".into()),
+            heartbeat_seconds: Some(0),
+            ..ConfigFile::default()
+        };
+        assert!(matches!(AgentConfig::resolve(zero), Err(ConfigError::Zero { .. })));
+    }
+}

@@ -1,0 +1,101 @@
+//! The Hygiene agent.
+//!
+//! It scans files (SHA-256, YARA-X rules, hash IOCs) and streams what it finds to the collector
+//! over one mutually authenticated TLS gRPC stream. The binary (`main.rs`) only parses flags
+//! and calls [`run_agent`] or the [`scan`] engine.
+//!
+//! - [`config`]: TOML config with flag overrides.
+//! - [`rules`], [`iocs`]: loading YARA rules and hash IOC lists.
+//! - [`scan`]: the walk-read-hash-match engine.
+//! - [`facts`]: host facts for the Hello message.
+//! - [`state`]: persistent agent state (redb).
+//! - [`session`]: the stream to the collector: hello, heartbeats, outbox, acks, reconnects,
+//!   commands, and the sweeper that feeds it.
+
+pub mod config;
+pub mod facts;
+pub mod iocs;
+pub mod rules;
+pub mod scan;
+pub mod session;
+pub mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+
+use crate::config::AgentConfig;
+use crate::iocs::HashIocs;
+use crate::scan::{Engine, SweepOptions};
+use crate::session::{Connector, SessionParams, SweepRequest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Rules(#[from] rules::RulesError),
+    #[error(transparent)]
+    Iocs(#[from] iocs::IocError),
+    #[error(transparent)]
+    Session(#[from] session::SessionError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error("{path}: {source}")]
+    Path { path: PathBuf, source: std::io::Error },
+}
+
+/// Loads the rules and IOC lists into an engine; an unusable rule file or list is an error.
+/// Bad lines inside an IOC list are logged with their line numbers and skipped.
+pub fn load_engine(rule_paths: &[PathBuf], ioc_paths: &[PathBuf]) -> Result<Engine, AgentError> {
+    let rules = if rule_paths.is_empty() { None } else { Some(rules::load(rule_paths)?) };
+    let iocs = HashIocs::load(ioc_paths)?;
+    for bad in &iocs.bad_lines {
+        tracing::warn!("IOC line skipped: {bad}");
+    }
+    if iocs.unsupported > 0 {
+        tracing::warn!("{} MD5/SHA-1 IOCs are not matched yet; only SHA-256 is", iocs.unsupported);
+    }
+    Ok(Engine::new(rules, iocs))
+}
+
+/// Runs the agent until `shutdown` resolves: sweeps the configured roots once at start, then
+/// stays connected for commands.
+pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
+    let absolute = |path: &PathBuf| {
+        std::path::absolute(path).map_err(|source| AgentError::Path { path: path.clone(), source })
+    };
+    let engine = Arc::new(load_engine(&config.rules, &config.iocs)?);
+    tracing::info!(rules = engine.rule_count(), sha256_iocs = engine.ioc_count(), "scan engine ready");
+    let connector = Connector::new(&config.collector, &config.cert_dir)?;
+    let state = state::AgentState::open(&config.state_dir)?;
+
+    // The walker compares excluded paths with the paths it produces, so both are made absolute.
+    let roots = config.roots.iter().map(absolute).collect::<Result<Vec<_>, _>>()?;
+    let mut options = SweepOptions { max_yara_size: config.max_yara_size, ..SweepOptions::default() };
+    for path in config.exclude.iter().chain([&config.state_dir]) {
+        options.excludes.push(absolute(path)?);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (body_tx, body_rx) = mpsc::channel(256);
+    let (sweep_tx, sweep_rx) = mpsc::channel(16);
+    let startup = SweepRequest {
+        sweep_id: format!("startup-{}", session::unix_ms(SystemTime::now())),
+        full: false,
+    };
+    sweep_tx.try_send(startup).expect("a new channel has room");
+    let sweeper = tokio::spawn(session::run_sweeper(engine, roots, options, stop.clone(), sweep_rx, body_tx));
+
+    let params = SessionParams {
+        facts: facts::collect(),
+        heartbeat: config.heartbeat,
+        reconnect_max: config.reconnect_max,
+    };
+    let result = session::run(connector, params, state, body_rx, sweep_tx, shutdown).await;
+    // Let a sweep in progress notice and return its thread promptly.
+    stop.store(true, Ordering::Relaxed);
+    sweeper.abort();
+    Ok(result?)
+}

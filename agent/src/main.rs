@@ -1,0 +1,193 @@
+//! `hygiene-agent`: flags and config in, library calls out. Exit codes: 0 clean, 1 findings,
+//! 2 error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hygiene_agent::config::{AgentConfig, ConfigFile};
+use hygiene_agent::scan::{FindingJson, SweepEvent, SweepOptions};
+
+#[derive(Parser)]
+#[command(name = "hygiene-agent", version, about = "Hygiene endpoint agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Connect to the collector, sweep the configured roots, stay connected for commands.
+    Run(RunArgs),
+    /// Scan paths locally, without a collector.
+    Scan(ScanArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// TOML config file; flags override its values.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Collector address, https://HOST:PORT.
+    #[arg(long)]
+    collector: Option<String>,
+    /// Directory with ca.pem, agent.pem, agent.key.
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// Directory for the agent's state.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Directory to sweep (repeatable).
+    #[arg(long = "root")]
+    roots: Vec<PathBuf>,
+    /// YARA rule file or directory (repeatable).
+    #[arg(long)]
+    rules: Vec<PathBuf>,
+    /// Hash IOC list (repeatable).
+    #[arg(long)]
+    iocs: Vec<PathBuf>,
+    /// Path not to walk (repeatable).
+    #[arg(long)]
+    exclude: Vec<PathBuf>,
+    /// Seconds between heartbeats.
+    #[arg(long)]
+    heartbeat_seconds: Option<u64>,
+    /// Longest wait between reconnect attempts, in seconds.
+    #[arg(long)]
+    reconnect_max_seconds: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScanFormat {
+    Text,
+    Jsonl,
+}
+
+#[derive(clap::Args)]
+struct ScanArgs {
+    /// YARA rule file or directory of .yar/.yara files (repeatable).
+    #[arg(long)]
+    rules: Vec<PathBuf>,
+    /// Hash IOC list: HASH;COMMENT or one hash per line (repeatable).
+    #[arg(long)]
+    iocs: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: ScanFormat,
+    /// Files or directories to scan.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+fn non_empty(v: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
+    if v.is_empty() { None } else { Some(v) }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HYGIENE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::Scan(args) => scan(args),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("hygiene-agent: error: {err:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::read(path)?,
+        None => ConfigFile::default(),
+    };
+    let flags = ConfigFile {
+        collector: args.collector,
+        cert_dir: args.cert_dir,
+        state_dir: args.state_dir,
+        roots: non_empty(args.roots),
+        exclude: non_empty(args.exclude),
+        rules: non_empty(args.rules),
+        iocs: non_empty(args.iocs),
+        heartbeat_seconds: args.heartbeat_seconds,
+        reconnect_max_seconds: args.reconnect_max_seconds,
+        max_yara_size: None,
+    };
+    let config = AgentConfig::resolve(file.overlay(flags))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(hygiene_agent::run_agent(config, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (Ctrl-C on Windows).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    for path in &args.paths {
+        std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
+    }
+    let engine = hygiene_agent::load_engine(&args.rules, &args.iocs)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_error = None;
+    let stats = engine.sweep(&args.paths, &SweepOptions::default(), &AtomicBool::new(false), |event| match event {
+        SweepEvent::Finding(finding) => {
+            let line = match args.format {
+                ScanFormat::Jsonl => serde_json::to_string(&FindingJson::from(&finding)).expect("findings serialize"),
+                ScanFormat::Text => match (&finding.rule, &finding.ioc_comment) {
+                    (Some(rule), _) => format!(
+                        "{}: yara {}.{} sha256={}",
+                        finding.path.display(),
+                        finding.namespace.as_deref().unwrap_or_default(),
+                        rule,
+                        finding.sha256_hex()
+                    ),
+                    (None, comment) => format!(
+                        "{}: hash_ioc {} sha256={}",
+                        finding.path.display(),
+                        comment.as_deref().unwrap_or_default(),
+                        finding.sha256_hex()
+                    ),
+                },
+            };
+            if let Err(err) = writeln!(out, "{line}") {
+                write_error.get_or_insert(err);
+            }
+        }
+        SweepEvent::Error(error) => {
+            eprintln!("hygiene-agent: {}: {}: {}", error.path.display(), error.kind.as_str(), error.message)
+        }
+    });
+    out.flush().context("cannot write to stdout")?;
+    if let Some(err) = write_error {
+        return Err(err).context("cannot write to stdout");
+    }
+    let errors: u64 = stats.errors.values().sum();
+    eprintln!(
+        "hygiene-agent: scanned {} files ({} bytes): {} findings, {} files not fully scanned",
+        stats.files, stats.bytes, stats.findings, errors
+    );
+    Ok(if stats.findings > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,192 @@
+//! Loading YARA rules the way people ship them: single `.yar`/`.yara` files or directories of
+//! them, each file compiled into its own namespace named after the file.
+//!
+//! Rules are compiled with YARA-X's relaxed regular-expression syntax (what libyara accepts) and
+//! with the external variables that Loki/THOR-style rule sets such as signature-base expect
+//! (`filename`, `filepath`, `extension`, `filetype`, `owner`) defined as empty strings; the
+//! scanner sets them per file.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// External variables every rule set may use; [`crate::scan`] sets them for each file.
+pub const EXTERNAL_VARIABLES: [&str; 5] = ["filename", "filepath", "extension", "filetype", "owner"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("{path}: cannot read rules: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: {message}")]
+    Compile { path: PathBuf, line: usize, message: String },
+    #[error("{path}: no .yar or .yara files found")]
+    Empty { path: PathBuf },
+}
+
+/// A compiled rule set and where it came from.
+pub struct RuleSet {
+    pub rules: yara_x::Rules,
+    /// The rule files that went in, in compile order.
+    pub files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("files", &self.files.len())
+            .field("rules", &self.rules.iter().len())
+            .finish()
+    }
+}
+
+/// Lists the rule files under each path: a file is taken as it is, a directory is searched
+/// recursively for `.yar` and `.yara` files (sorted, so namespaces are stable).
+pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RulesError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| RulesError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        for entry in ignore::WalkBuilder::new(path).standard_filters(false).build() {
+            let entry = entry.map_err(|err| RulesError::Read {
+                path: path.clone(),
+                source: err.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")),
+            })?;
+            let is_rule = entry
+                .path()
+                .extension()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case("yar") || ext.eq_ignore_ascii_case("yara"));
+            if is_rule && entry.file_type().is_some_and(|t| t.is_file()) {
+                found.push(entry.into_path());
+            }
+        }
+        if found.is_empty() {
+            return Err(RulesError::Empty { path: path.clone() });
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Compiles every rule file under `paths`. Any file that fails to compile is an error naming
+/// the file and line.
+pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
+    let files = rule_files(paths)?;
+    let mut compiler = new_compiler();
+    let mut namespaces = HashSet::new();
+    for file in &files {
+        let source = std::fs::read(file).map_err(|source| RulesError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let namespace = unique_namespace(file, &mut namespaces);
+        compiler.new_namespace(&namespace);
+        let origin = file.display().to_string();
+        if let Err(err) = compiler.add_source(yara_x::SourceCode::from(source.as_slice()).with_origin(origin)) {
+            return Err(compile_error(file, &source, &err));
+        }
+    }
+    Ok(RuleSet {
+        rules: compiler.build(),
+        files,
+    })
+}
+
+/// A compiler configured as every Hygiene component compiles rules.
+fn new_compiler() -> yara_x::Compiler<'static> {
+    let mut compiler = yara_x::Compiler::new();
+    compiler.relaxed_re_syntax(true);
+    for name in EXTERNAL_VARIABLES {
+        compiler
+            .define_global(name, "")
+            .expect("a string global with a valid identifier is always accepted");
+    }
+    compiler
+}
+
+/// The namespace for a rule file: its file stem, made unique with a numeric suffix when two
+/// files in different directories share a name.
+fn unique_namespace(file: &Path, taken: &mut HashSet<String>) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rules".to_owned());
+    let mut candidate = stem.clone();
+    let mut n = 2;
+    while !taken.insert(candidate.clone()) {
+        candidate = format!("{stem}_{n}");
+        n += 1;
+    }
+    candidate
+}
+
+fn compile_error(file: &Path, source: &[u8], err: &yara_x::errors::CompileError) -> RulesError {
+    let offset = err.labels().next().map(|label| label.span().start()).unwrap_or(0);
+    let line = source[..offset.min(source.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+    let detail: Vec<String> = err.labels().map(|label| label.text().to_owned()).collect();
+    let message = if detail.is_empty() {
+        err.title().to_owned()
+    } else {
+        format!("{}: {}", err.title(), detail.join("; "))
+    };
+    RulesError::Compile {
+        path: file.to_path_buf(),
+        line,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_files_get_their_own_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yar"), "rule same { condition: true }").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b.yara"), "rule same { condition: true }").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a rule").unwrap();
+        let set = load(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(set.files.len(), 2);
+        let namespaces: HashSet<_> = set.rules.iter().map(|r| r.namespace().to_owned()).collect();
+        assert_eq!(namespaces, HashSet::from(["a".to_owned(), "b".to_owned()]));
+    }
+
+    #[test]
+    fn broken_rule_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broken.yar");
+        std::fs::write(&file, "rule ok { condition: true }\n\nrule bad {\n  condition: nosuchthing\n}\n").unwrap();
+        let err = load(&[file.clone()]).unwrap_err();
+        match &err {
+            RulesError::Compile { path, line, .. } => {
+                assert_eq!(path, &file);
+                assert_eq!(*line, 4);
+            }
+            other => panic!("unexpected error {other}"),
+        }
+        assert!(err.to_string().starts_with(&format!("{}:4: ", file.display())));
+    }
+
+    #[test]
+    fn missing_path_and_empty_directory_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(load(&[dir.path().join("nope.yar")]), Err(RulesError::Read { .. })));
+        assert!(matches!(load(&[dir.path().to_path_buf()]), Err(RulesError::Empty { .. })));
+    }
+
+    #[test]
+    fn externals_are_defined() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ext.yar");
+        std::fs::write(&file, "rule e { condition: filename == \"x\" and extension == \".exe\" }").unwrap();
+        load(&[file]).unwrap();
+    }
+}

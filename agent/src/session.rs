@@ -1,0 +1,430 @@
+//! The agent's side of the stream: connect over mTLS, say hello, send heartbeats and results,
+//! keep every unacknowledged message and resend it after a reconnect, obey commands.
+//!
+//! Delivery is at-least-once: a message leaves the outbox only when the collector acknowledges
+//! its sequence number, which it does after committing it. The collector's handling of every
+//! message is idempotent, so a resend after a lost acknowledgement does no harm.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hygiene_proto::v1::{self, agent_message::Body, collector_message, command};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::facts::HostFacts;
+use crate::scan::{Engine, Finding, FindingKind, SweepEvent, SweepOptions, SweepStats};
+use crate::state::{AgentState, StateError};
+
+/// First reconnect delay; doubled after each failed attempt up to the configured maximum.
+const RECONNECT_MIN: Duration = Duration::from_millis(500);
+/// A connection that lasted this long resets the backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{path}: cannot read certificate material: {source}")]
+    Certs { path: PathBuf, source: std::io::Error },
+    #[error("collector address {url:?}: {source}")]
+    Endpoint { url: String, source: tonic::transport::Error },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Why one connection ended.
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("cannot connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("collector refused the stream: {0}")]
+    Refused(tonic::Status),
+    #[error("stream broke: {0}")]
+    Broken(tonic::Status),
+    #[error("collector closed the stream")]
+    Closed,
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Builds mTLS channels to the collector from the files `pki issue-agent` writes.
+#[derive(Clone)]
+pub struct Connector {
+    endpoint: Endpoint,
+}
+
+impl Connector {
+    pub fn new(collector: &str, cert_dir: &Path) -> Result<Self, SessionError> {
+        let read = |name: &str| {
+            let path = cert_dir.join(name);
+            std::fs::read(&path).map_err(|source| SessionError::Certs { path, source })
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("ca.pem")?))
+            .identity(Identity::from_pem(read("agent.pem")?, read("agent.key")?));
+        let endpoint_error = |source| SessionError::Endpoint {
+            url: collector.to_owned(),
+            source,
+        };
+        let endpoint = Endpoint::from_shared(collector.to_owned())
+            .map_err(endpoint_error)?
+            .tls_config(tls)
+            .map_err(endpoint_error)?
+            .connect_timeout(Duration::from_secs(10))
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        Ok(Connector { endpoint })
+    }
+
+    async fn connect(&self) -> Result<v1::agent_service_client::AgentServiceClient<Channel>, LinkError> {
+        let channel = self.endpoint.connect().await?;
+        Ok(v1::agent_service_client::AgentServiceClient::new(channel))
+    }
+}
+
+/// A request to sweep, from start-up or from a collector command.
+#[derive(Debug, Clone)]
+pub struct SweepRequest {
+    pub sweep_id: String,
+    pub full: bool,
+}
+
+/// What a session needs besides its connection.
+pub struct SessionParams {
+    pub facts: HostFacts,
+    pub heartbeat: Duration,
+    pub reconnect_max: Duration,
+}
+
+/// Runs the agent's connection until `shutdown` resolves: connects, reconnects with backoff and
+/// jitter, and relays what `bodies` delivers. `sweeps` receives the collector's sweep commands.
+pub async fn run(
+    connector: Connector,
+    params: SessionParams,
+    mut state: AgentState,
+    mut bodies: mpsc::Receiver<Body>,
+    sweeps: mpsc::Sender<SweepRequest>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), SessionError> {
+    tokio::pin!(shutdown);
+    let mut outbox = Outbox::default();
+    let mut backoff = RECONNECT_MIN;
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            result = serve_connection(&connector, &params, &mut state, &mut outbox, &mut bodies, &sweeps) => result,
+        };
+        match result {
+            Err(LinkError::State(err)) => return Err(err.into()),
+            Err(err) => tracing::warn!(collector = %connector.endpoint.uri(), "{err}"),
+            Ok(()) => {}
+        }
+        if started.elapsed() >= STABLE_CONNECTION {
+            backoff = RECONNECT_MIN;
+        }
+        let delay = jittered(backoff);
+        tracing::info!(unacked = outbox.len(), "reconnecting in {delay:?}");
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        backoff = (backoff * 2).min(params.reconnect_max);
+    }
+}
+
+/// "Equal jitter": somewhere in the upper half of the delay, so that a fleet that lost its
+/// collector at the same moment does not come back in lockstep.
+fn jittered(delay: Duration) -> Duration {
+    let half = delay / 2;
+    half + rand::rng().random_range(Duration::ZERO..=half)
+}
+
+/// Messages sent but not yet acknowledged, in sequence order.
+#[derive(Default)]
+struct Outbox {
+    messages: BTreeMap<u64, v1::AgentMessage>,
+}
+
+impl Outbox {
+    fn len(&self) -> usize {
+        self.messages.len()
+    }
+}
+
+async fn serve_connection(
+    connector: &Connector,
+    params: &SessionParams,
+    state: &mut AgentState,
+    outbox: &mut Outbox,
+    bodies: &mut mpsc::Receiver<Body>,
+    sweeps: &mpsc::Sender<SweepRequest>,
+) -> Result<(), LinkError> {
+    let mut client = connector.connect().await?;
+    // Unbounded: the outbox already bounds what can be queued, and a bounded channel could
+    // deadlock against the collector's acknowledgements while the outbox is being replayed.
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let hello = v1::AgentMessage {
+        seq: state.next_seq()?,
+        body: Some(Body::Hello(hello(params))),
+    };
+    let _ = out_tx.send(hello);
+    for message in outbox.messages.values() {
+        let _ = out_tx.send(message.clone());
+    }
+    let response = client
+        .session(tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx))
+        .await
+        .map_err(LinkError::Refused)?;
+    tracing::info!(collector = %connector.endpoint.uri(), resent = outbox.len(), "connected");
+    let mut inbound = response.into_inner();
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + params.heartbeat, params.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = inbound.message() => {
+                let message = message.map_err(LinkError::Broken)?.ok_or(LinkError::Closed)?;
+                match message.body {
+                    Some(collector_message::Body::Ack(ack)) => {
+                        outbox.messages.remove(&ack.seq);
+                    }
+                    Some(collector_message::Body::Command(command)) => handle_command(command, sweeps),
+                    None => tracing::warn!("empty message from collector ignored"),
+                }
+            }
+            body = bodies.recv() => {
+                // The sweeper holds a sender for the agent's whole life; None means shutdown.
+                let Some(body) = body else { return Ok(()) };
+                let message = v1::AgentMessage { seq: state.next_seq()?, body: Some(body) };
+                outbox.messages.insert(message.seq, message.clone());
+                if out_tx.send(message).is_err() {
+                    return Err(LinkError::Closed);
+                }
+            }
+            _ = heartbeat.tick() => {
+                // Heartbeats are not kept for resending: a stale one carries no information.
+                let message = v1::AgentMessage {
+                    seq: state.next_seq()?,
+                    body: Some(Body::Heartbeat(v1::Heartbeat { sent_at_ms: unix_ms(SystemTime::now()) })),
+                };
+                if out_tx.send(message).is_err() {
+                    return Err(LinkError::Closed);
+                }
+            }
+        }
+    }
+}
+
+fn handle_command(command: v1::Command, sweeps: &mpsc::Sender<SweepRequest>) {
+    match command.action {
+        Some(command::Action::StartSweep(start)) => {
+            let request = SweepRequest {
+                sweep_id: start.sweep_id,
+                full: start.full,
+            };
+            tracing::info!(command = %command.id, sweep = %request.sweep_id, "sweep requested");
+            if let Err(err) = sweeps.try_send(request) {
+                tracing::warn!(command = %command.id, "sweep request dropped: {err}");
+            }
+        }
+        None => tracing::warn!(command = %command.id, "command with no action ignored (newer collector?)"),
+    }
+}
+
+fn hello(params: &SessionParams) -> v1::Hello {
+    let facts = &params.facts;
+    v1::Hello {
+        facts: Some(v1::HostFacts {
+            hostname: facts.hostname.clone(),
+            os_name: facts.os_name.clone(),
+            os_version: facts.os_version.clone(),
+            kernel_version: facts.kernel_version.clone(),
+            arch: facts.arch.clone(),
+            ip_addresses: facts.ip_addresses.iter().map(ToString::to_string).collect(),
+            boot_time: facts.boot_time,
+        }),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        heartbeat_interval_seconds: params.heartbeat.as_secs().try_into().unwrap_or(u32::MAX),
+    }
+}
+
+/// Runs sweeps one after another as requests arrive, streaming findings and a summary into
+/// `bodies`. Ends when `requests` closes.
+pub async fn run_sweeper(
+    engine: Arc<Engine>,
+    roots: Vec<PathBuf>,
+    options: SweepOptions,
+    stop: Arc<AtomicBool>,
+    mut requests: mpsc::Receiver<SweepRequest>,
+    bodies: mpsc::Sender<Body>,
+) {
+    while let Some(request) = requests.recv().await {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let (engine, roots, options, stop, bodies) =
+            (engine.clone(), roots.clone(), options.clone(), stop.clone(), bodies.clone());
+        let sweep_id = request.sweep_id.clone();
+        tracing::info!(sweep = %sweep_id, roots = ?roots, "sweep started");
+        let finished = tokio::task::spawn_blocking(move || sweep_into(&engine, &roots, &options, &stop, &request, &bodies)).await;
+        match finished {
+            Ok(stats) => tracing::info!(
+                sweep = %sweep_id, files = stats.files, bytes = stats.bytes, findings = stats.findings,
+                errors = stats.errors.values().sum::<u64>(), stopped = stats.stopped, "sweep finished"
+            ),
+            Err(err) => tracing::error!(sweep = %sweep_id, "sweep crashed: {err}"),
+        }
+    }
+}
+
+fn sweep_into(
+    engine: &Engine,
+    roots: &[PathBuf],
+    options: &SweepOptions,
+    stop: &AtomicBool,
+    request: &SweepRequest,
+    bodies: &mpsc::Sender<Body>,
+) -> SweepStats {
+    let started = SystemTime::now();
+    // Each file's findings travel as one batch; `blocking_send` pauses the sweep while the
+    // collector is unreachable and the queue is full, so nothing is dropped.
+    let mut pending: Vec<v1::Finding> = Vec::new();
+    let mut pending_path: Option<PathBuf> = None;
+    let flush = |pending: &mut Vec<v1::Finding>| {
+        if !pending.is_empty() {
+            let batch = v1::FindingBatch {
+                sweep_id: request.sweep_id.clone(),
+                findings: std::mem::take(pending),
+            };
+            let _ = bodies.blocking_send(Body::Findings(batch));
+        }
+    };
+    let stats = engine.sweep(roots, options, stop, |event| match event {
+        SweepEvent::Finding(finding) => {
+            if pending_path.as_deref() != Some(finding.path.as_path()) {
+                flush(&mut pending);
+                pending_path = Some(finding.path.clone());
+            }
+            pending.push(finding_to_proto(&finding));
+        }
+        SweepEvent::Error(error) => {
+            tracing::debug!(path = %error.path.display(), kind = error.kind.as_str(), "{}", error.message)
+        }
+    });
+    flush(&mut pending);
+    if !stats.stopped {
+        let summary = v1::SweepSummary {
+            sweep_id: request.sweep_id.clone(),
+            started_at_ms: unix_ms(started),
+            finished_at_ms: unix_ms(SystemTime::now()),
+            files: stats.files,
+            bytes: stats.bytes,
+            findings: stats.findings,
+            errors: stats
+                .errors
+                .iter()
+                .map(|(kind, count)| v1::ErrorCount { kind: kind.as_str().to_owned(), count: *count })
+                .collect(),
+            roots: roots.iter().map(|r| r.to_string_lossy().into_owned()).collect(),
+        };
+        let _ = bodies.blocking_send(Body::SweepSummary(summary));
+    }
+    stats
+}
+
+pub fn finding_to_proto(finding: &Finding) -> v1::Finding {
+    v1::Finding {
+        path: finding.path.to_string_lossy().into_owned(),
+        path_raw: raw_path_bytes(&finding.path),
+        sha256: finding.sha256_hex(),
+        size: finding.size,
+        kind: match finding.kind {
+            FindingKind::Yara => v1::FindingKind::Yara,
+            FindingKind::HashIoc => v1::FindingKind::HashIoc,
+        } as i32,
+        rule: finding.rule.clone().unwrap_or_default(),
+        namespace: finding.namespace.clone().unwrap_or_default(),
+        ioc_comment: finding.ioc_comment.clone().unwrap_or_default(),
+        observed_at_ms: unix_ms(finding.observed_at),
+    }
+}
+
+/// The exact bytes of a path that is not valid UTF-8; empty otherwise.
+fn raw_path_bytes(path: &Path) -> Vec<u8> {
+    if path.to_str().is_some() {
+        return Vec::new();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows paths are UTF-16; unpaired surrogates are carried as WTF-8 bytes.
+        path.as_os_str().as_encoded_bytes().to_vec()
+    }
+}
+
+pub fn unix_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_the_upper_half() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(8));
+            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(8), "{d:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_paths_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = Path::new(std::ffi::OsStr::from_bytes(b"/tmp/bad\xffname"));
+        assert_eq!(raw_path_bytes(path), b"/tmp/bad\xffname".to_vec());
+        assert!(raw_path_bytes(Path::new("/tmp/good")).is_empty());
+    }
+
+    #[test]
+    fn start_sweep_command_queues_a_sweep() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let command = v1::Command {
+            id: "c1".into(),
+            action: Some(command::Action::StartSweep(v1::StartSweep { sweep_id: "s1".into(), full: true })),
+        };
+        handle_command(command, &tx);
+        let request = rx.try_recv().unwrap();
+        assert_eq!(request.sweep_id, "s1");
+        assert!(request.full);
+    }
+
+    #[test]
+    fn sweep_streams_findings_then_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yar"), "rule hit { strings: $a = \"evil\" condition: $a }").unwrap();
+        let rules = crate::rules::load(&[dir.path().join("a.yar")]).unwrap();
+        let engine = Engine::new(Some(rules), crate::iocs::HashIocs::default());
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("x"), "evil").unwrap();
+        std::fs::write(root.path().join("y"), "fine").unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let request = SweepRequest { sweep_id: "s1".into(), full: false };
+        let stats = sweep_into(&engine, &[root.path().to_path_buf()], &SweepOptions::default(), &AtomicBool::new(false), &request, &tx);
+        assert_eq!(stats.findings, 1);
+        let Some(Body::Findings(batch)) = rx.try_recv().ok() else { panic!("expected findings first") };
+        assert_eq!(batch.sweep_id, "s1");
+        assert_eq!(batch.findings[0].rule, "hit");
+        let Some(Body::SweepSummary(summary)) = rx.try_recv().ok() else { panic!("expected summary") };
+        assert_eq!((summary.files, summary.findings), (2, 1));
+    }
+}

@@ -1,0 +1,90 @@
+//! Who is on the other end of a connection, read from its verified client certificate.
+//!
+//! TLS has already checked the chain against the Hygiene CA when this runs; this module only
+//! reads the role (organizational unit) and name (common name) out of the leaf certificate.
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::pki::{ADMIN_OU, AGENT_OU};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Agent,
+    Admin,
+}
+
+/// A peer's identity: an agent's host id, or an admin's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub role: Role,
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdentityError {
+    #[error("no client certificate")]
+    NoCertificate,
+    #[error("client certificate cannot be parsed")]
+    Unparsable,
+    #[error("client certificate has no Hygiene role (organizational unit)")]
+    NoRole,
+    #[error("client certificate has no usable common name")]
+    NoName,
+}
+
+/// Reads the identity from the peer's certificate chain (leaf first).
+pub fn identify<C: AsRef<[u8]>>(chain: &[C]) -> Result<PeerIdentity, IdentityError> {
+    let leaf = chain.first().ok_or(IdentityError::NoCertificate)?;
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref()).map_err(|_| IdentityError::Unparsable)?;
+    let subject = cert.subject();
+    let role = subject
+        .iter_organizational_unit()
+        .find_map(|ou| match ou.as_str().ok()? {
+            AGENT_OU => Some(Role::Agent),
+            ADMIN_OU => Some(Role::Admin),
+            _ => None,
+        })
+        .ok_or(IdentityError::NoRole)?;
+    let name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|name| crate::pki::validate_host_id(name).is_ok())
+        .ok_or(IdentityError::NoName)?;
+    Ok(PeerIdentity {
+        role,
+        name: name.to_owned(),
+    })
+}
+
+/// The identity of a tonic request's peer, or `Unauthenticated`.
+pub fn of_request<T>(request: &tonic::Request<T>) -> Result<PeerIdentity, tonic::Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| tonic::Status::unauthenticated(IdentityError::NoCertificate.to_string()))?;
+    identify(&certs).map_err(|err| tonic::Status::unauthenticated(err.to_string()))
+}
+
+/// The identity of the peer if it has `role`, or `PermissionDenied` naming what it is.
+pub fn require<T>(request: &tonic::Request<T>, role: Role) -> Result<PeerIdentity, tonic::Status> {
+    let identity = of_request(request)?;
+    if identity.role == role {
+        Ok(identity)
+    } else {
+        Err(tonic::Status::permission_denied(format!(
+            "certificate of {:?} {:?} is not allowed here; this service needs a {:?} certificate",
+            identity.role, identity.name, role
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_chain_and_garbage_are_refused() {
+        assert_eq!(identify::<Vec<u8>>(&[]), Err(IdentityError::NoCertificate));
+        assert_eq!(identify(&[vec![1u8, 2, 3]]), Err(IdentityError::Unparsable));
+    }
+}

@@ -1,0 +1,267 @@
+//! The built-in PKI (rcgen): one CA that signs the collector's server certificate, the admin
+//! client certificate(s) and one client certificate per agent.
+//!
+//! A certificate says who is talking: the subject's common name is the host id (agents) or the
+//! admin's name, and the organizational unit is the role, [`AGENT_OU`] or [`ADMIN_OU`]. The
+//! collector reads both from the verified peer certificate (see [`crate::identity`]) and never
+//! from a message field. Private keys are written with mode 0600.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Organizational unit of agent certificates.
+pub const AGENT_OU: &str = "hygiene-agent";
+/// Organizational unit of admin certificates.
+pub const ADMIN_OU: &str = "hygiene-admin";
+/// Common name of the admin certificate `pki init` writes.
+pub const DEFAULT_ADMIN_NAME: &str = "admin";
+
+const CA_YEARS: i64 = 10;
+const LEAF_YEARS: i64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} already exists; refusing to overwrite it")]
+    Exists { path: PathBuf },
+    #[error("{0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("invalid host id {0:?}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    InvalidHostId(String),
+    #[error("at least one --server-name is needed")]
+    NoServerName,
+}
+
+/// Checks that a host id is safe to use as a certificate name, a file name and a database key.
+pub fn validate_host_id(id: &str) -> Result<(), PkiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok { Ok(()) } else { Err(PkiError::InvalidHostId(id.to_owned())) }
+}
+
+/// Files `pki init` writes into its directory.
+pub struct PkiFiles;
+
+impl PkiFiles {
+    pub const CA_CERT: &'static str = "ca.pem";
+    pub const CA_KEY: &'static str = "ca.key";
+    pub const SERVER_CERT: &'static str = "server.pem";
+    pub const SERVER_KEY: &'static str = "server.key";
+    pub const ADMIN_CERT: &'static str = "admin.pem";
+    pub const ADMIN_KEY: &'static str = "admin.key";
+}
+
+/// Creates the CA, the server certificate for `server_names` (DNS names or IP addresses) and the
+/// admin certificate in `dir`. Refuses to overwrite an existing CA key.
+pub fn init(dir: &Path, server_names: &[String]) -> Result<(), PkiError> {
+    if server_names.is_empty() {
+        return Err(PkiError::NoServerName);
+    }
+    create_dir(dir)?;
+    let ca_key_path = dir.join(PkiFiles::CA_KEY);
+    if ca_key_path.exists() {
+        return Err(PkiError::Exists { path: ca_key_path });
+    }
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name = name("Hygiene CA", None);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    set_validity(&mut ca_params, CA_YEARS);
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut server_params = CertificateParams::new(server_names.to_vec())?;
+    server_params.distinguished_name = name(&server_names[0], Some("hygiene-collector"));
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    set_leaf(&mut server_params);
+    let server_key = KeyPair::generate()?;
+    let server_cert = server_params.signed_by(&server_key, &issuer)?;
+
+    let (admin_cert, admin_key) = client_cert(&issuer, DEFAULT_ADMIN_NAME, ADMIN_OU)?;
+
+    write_public(&dir.join(PkiFiles::CA_CERT), &ca_cert.pem())?;
+    write_private(&ca_key_path, &issuer.key().serialize_pem())?;
+    write_public(&dir.join(PkiFiles::SERVER_CERT), &server_cert.pem())?;
+    write_private(&dir.join(PkiFiles::SERVER_KEY), &server_key.serialize_pem())?;
+    write_public(&dir.join(PkiFiles::ADMIN_CERT), &admin_cert)?;
+    write_private(&dir.join(PkiFiles::ADMIN_KEY), &admin_key)?;
+    Ok(())
+}
+
+/// Issues an agent certificate for `host_id` into `out` (`ca.pem`, `agent.pem`, `agent.key`).
+/// Refuses to overwrite an existing `agent.key` unless `force`.
+pub fn issue_agent(dir: &Path, host_id: &str, out: &Path, force: bool) -> Result<(), PkiError> {
+    validate_host_id(host_id)?;
+    let issuer = load_issuer(dir)?;
+    create_dir(out)?;
+    let key_path = out.join("agent.key");
+    if key_path.exists() && !force {
+        return Err(PkiError::Exists { path: key_path });
+    }
+    let (cert, key) = client_cert(&issuer, host_id, AGENT_OU)?;
+    let ca_pem = read(&dir.join(PkiFiles::CA_CERT))?;
+    write_public(&out.join("ca.pem"), &ca_pem)?;
+    write_public(&out.join("agent.pem"), &cert)?;
+    write_private(&key_path, &key)?;
+    Ok(())
+}
+
+/// Issues an additional admin certificate `NAME.pem`/`NAME.key` into `out`; the name is what
+/// the collector records as the acting admin.
+pub fn issue_admin(dir: &Path, admin_name: &str, out: &Path) -> Result<(), PkiError> {
+    validate_host_id(admin_name)?;
+    let issuer = load_issuer(dir)?;
+    create_dir(out)?;
+    let key_path = out.join(format!("{admin_name}.key"));
+    if key_path.exists() {
+        return Err(PkiError::Exists { path: key_path });
+    }
+    let (cert, key) = client_cert(&issuer, admin_name, ADMIN_OU)?;
+    write_public(&out.join(format!("{admin_name}.pem")), &cert)?;
+    write_private(&key_path, &key)?;
+    Ok(())
+}
+
+fn load_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    let ca_key = KeyPair::from_pem(&read(&dir.join(PkiFiles::CA_KEY))?)?;
+    Ok(Issuer::from_ca_cert_pem(&read(&dir.join(PkiFiles::CA_CERT))?, ca_key)?)
+}
+
+fn client_cert(issuer: &Issuer<'_, KeyPair>, common_name: &str, ou: &str) -> Result<(String, String), PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(common_name, Some(ou));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    set_leaf(&mut params);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn name(common_name: &str, ou: Option<&str>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Hygiene");
+    if let Some(ou) = ou {
+        dn.push(DnType::OrganizationalUnitName, ou);
+    }
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn set_leaf(params: &mut CertificateParams) {
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    set_validity(params, LEAF_YEARS);
+}
+
+fn set_validity(params: &mut CertificateParams, years: i64) {
+    let now = OffsetDateTime::now_utc();
+    // An hour of slack for hosts whose clocks run a little behind the collector's.
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(365 * years);
+}
+
+fn create_dir(dir: &Path) -> Result<(), PkiError> {
+    std::fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.to_path_buf(), source })
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.to_path_buf(), source })
+}
+
+fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {
+    std::fs::write(path, contents).map_err(|source| PkiError::Io { path: path.to_path_buf(), source })
+}
+
+/// Writes a private key readable by its owner only. The mode is set at creation, so the key is
+/// never briefly world-readable.
+fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut file = options.open(path).map_err(io)?;
+        // An existing file keeps its old mode on open; tighten it explicitly.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        file.write_all(contents.as_bytes()).map_err(io)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = options.open(path).map_err(io)?;
+        file.write_all(contents.as_bytes()).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Role, identify};
+
+    fn der(pem: &str) -> Vec<u8> {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1.contents
+    }
+
+    #[test]
+    fn init_then_issue_agent_gives_identities_with_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), &["localhost".into(), "127.0.0.1".into()]).unwrap();
+        for file in ["ca.pem", "ca.key", "server.pem", "server.key", "admin.pem", "admin.key"] {
+            assert!(dir.path().join(file).exists(), "{file}");
+        }
+        let out = dir.path().join("agent-1");
+        issue_agent(dir.path(), "web-01.example", &out, false).unwrap();
+        let agent = std::fs::read_to_string(out.join("agent.pem")).unwrap();
+        let id = identify(&[der(&agent)]).unwrap();
+        assert_eq!(id.role, Role::Agent);
+        assert_eq!(id.name, "web-01.example");
+        let admin = std::fs::read_to_string(dir.path().join("admin.pem")).unwrap();
+        let id = identify(&[der(&admin)]).unwrap();
+        assert_eq!((id.role, id.name.as_str()), (Role::Admin, "admin"));
+        assert_eq!(std::fs::read(out.join("ca.pem")).unwrap(), std::fs::read(dir.path().join("ca.pem")).unwrap());
+        // The server certificate has no client role.
+        let server = std::fs::read_to_string(dir.path().join("server.pem")).unwrap();
+        assert!(identify(&[der(&server)]).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keys_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), &["localhost".into()]).unwrap();
+        issue_agent(dir.path(), "h1", &dir.path().join("h1"), false).unwrap();
+        for key in ["ca.key", "server.key", "admin.key", "h1/agent.key"] {
+            let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+    }
+
+    #[test]
+    fn refuses_to_overwrite_and_rejects_bad_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), &["localhost".into()]).unwrap();
+        assert!(matches!(init(dir.path(), &["localhost".into()]), Err(PkiError::Exists { .. })));
+        let out = dir.path().join("h");
+        issue_agent(dir.path(), "h", &out, false).unwrap();
+        assert!(matches!(issue_agent(dir.path(), "h", &out, false), Err(PkiError::Exists { .. })));
+        issue_agent(dir.path(), "h", &out, true).unwrap();
+        for bad in ["", "../etc", "a b", "-x", &"a".repeat(65)] {
+            assert!(matches!(issue_agent(dir.path(), bad, &out, true), Err(PkiError::InvalidHostId(_))), "{bad:?}");
+        }
+        assert!(matches!(init(&dir.path().join("new"), &[]), Err(PkiError::NoServerName)));
+        let missing = issue_agent(&dir.path().join("nope"), "h", &out, true).unwrap_err();
+        assert!(missing.to_string().contains("nope"), "{missing}");
+    }
+}

@@ -1,0 +1,15 @@
+//! Generated gRPC types for the Hygiene protocol, `hygiene.v1`.
+//!
+//! Two services share one mTLS listener on the collector:
+//! - [`v1::agent_service_server::AgentService`]: one long-lived bidirectional stream per agent
+//!   (`Session`). Every [`v1::AgentMessage`] carries a per-agent sequence number; the collector
+//!   answers each one with an [`v1::Ack`] only after its effect is committed to the store.
+//! - [`v1::admin_service_server::AdminService`]: the unary calls behind `hygienectl`.
+//!
+//! These types stop at the edge: the collector's store and the CLI's output work on their own
+//! domain types and convert at the service boundary.
+
+pub mod v1 {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("hygiene.v1");
+}
