@@ -34,9 +34,15 @@ pub struct ConfigFile {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read config: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("no collector address: set `collector` in the config file or pass --collector")]
     NoCollector,
     #[error("{what} must be at least 1")]
@@ -92,11 +98,15 @@ impl AgentConfig {
     pub fn resolve(file: ConfigFile) -> Result<Self, ConfigError> {
         let heartbeat_seconds = file.heartbeat_seconds.unwrap_or(30);
         if heartbeat_seconds == 0 {
-            return Err(ConfigError::Zero { what: "heartbeat_seconds" });
+            return Err(ConfigError::Zero {
+                what: "heartbeat_seconds",
+            });
         }
         let reconnect_max_seconds = file.reconnect_max_seconds.unwrap_or(60);
         if reconnect_max_seconds == 0 {
-            return Err(ConfigError::Zero { what: "reconnect_max_seconds" });
+            return Err(ConfigError::Zero {
+                what: "reconnect_max_seconds",
+            });
         }
         Ok(AgentConfig {
             collector: file.collector.ok_or(ConfigError::NoCollector)?,
@@ -108,7 +118,9 @@ impl AgentConfig {
             iocs: file.iocs.unwrap_or_default(),
             heartbeat: Duration::from_secs(heartbeat_seconds),
             reconnect_max: Duration::from_secs(reconnect_max_seconds),
-            max_yara_size: file.max_yara_size.unwrap_or(crate::scan::DEFAULT_MAX_YARA_SIZE),
+            max_yara_size: file
+                .max_yara_size
+                .unwrap_or(crate::scan::DEFAULT_MAX_YARA_SIZE),
         })
     }
 }
@@ -124,7 +136,11 @@ fn default_dir(leaf: &str) -> PathBuf {
 }
 
 fn default_roots() -> Vec<PathBuf> {
-    if cfg!(windows) { vec![PathBuf::from(r"C:\")] } else { vec![PathBuf::from("/")] }
+    if cfg!(windows) {
+        vec![PathBuf::from(r"C:\")]
+    } else {
+        vec![PathBuf::from("/")]
+    }
 }
 
 #[cfg(test)]
@@ -155,13 +171,22 @@ mod tests {
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, "collecter = \"https://typo:1\"\n").unwrap();
         let err = ConfigFile::read(&path).unwrap_err().to_string();
-        assert!(err.contains("agent.toml") && err.contains("collecter"), "{err}");
-        assert!(matches!(AgentConfig::resolve(ConfigFile::default()), Err(ConfigError::NoCollector)));
+        assert!(
+            err.contains("agent.toml") && err.contains("collecter"),
+            "{err}"
+        );
+        assert!(matches!(
+            AgentConfig::resolve(ConfigFile::default()),
+            Err(ConfigError::NoCollector)
+        ));
         let zero = ConfigFile {
             collector: Some("https://c:1".into()),
             heartbeat_seconds: Some(0),
             ..ConfigFile::default()
         };
-        assert!(matches!(AgentConfig::resolve(zero), Err(ConfigError::Zero { .. })));
+        assert!(matches!(
+            AgentConfig::resolve(zero),
+            Err(ConfigError::Zero { .. })
+        ));
     }
 }

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum IocError {
     #[error("{path}: cannot read IOC list: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A line of an IOC list that could not be used.
@@ -67,7 +70,8 @@ impl HashIocs {
                 reason,
             };
             if !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                self.bad_lines.push(bad(format!("not a hex hash: {hash:?}")));
+                self.bad_lines
+                    .push(bad(format!("not a hex hash: {hash:?}")));
                 continue;
             }
             match hash.len() {
@@ -77,7 +81,9 @@ impl HashIocs {
                     self.sha256.insert(key, comment.to_owned());
                 }
                 32 | 40 => self.unsupported += 1,
-                n => self.bad_lines.push(bad(format!("a hash of {n} hex digits is neither MD5, SHA-1 nor SHA-256"))),
+                n => self.bad_lines.push(bad(format!(
+                    "a hash of {n} hex digits is neither MD5, SHA-1 nor SHA-256"
+                ))),
             }
         }
     }
@@ -119,21 +125,34 @@ mod tests {
         assert_eq!(iocs.unsupported, 1);
         let lines: Vec<usize> = iocs.bad_lines.iter().map(|b| b.line).collect();
         assert_eq!(lines, vec![6, 7]);
-        assert_eq!(iocs.bad_lines[0].to_string(), "list.txt:6: not a hex hash: \"not-a-hash\"");
+        assert_eq!(
+            iocs.bad_lines[0].to_string(),
+            "list.txt:6: not a hex hash: \"not-a-hash\""
+        );
     }
 
     #[test]
     fn signature_base_list_loads() {
-        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/signature-base/iocs/hash-iocs.txt"));
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpus/signature-base/iocs/hash-iocs.txt"
+        ));
         let iocs = HashIocs::load(&[path]).unwrap();
         assert!(iocs.len() > 100, "only {} SHA-256 IOCs", iocs.len());
         assert!(iocs.unsupported > 100);
-        assert!(iocs.bad_lines.is_empty(), "{:?}", &iocs.bad_lines[..iocs.bad_lines.len().min(5)]);
+        assert!(
+            iocs.bad_lines.is_empty(),
+            "{:?}",
+            &iocs.bad_lines[..iocs.bad_lines.len().min(5)]
+        );
     }
 
     #[test]
     fn unreadable_list_is_an_error_naming_it() {
         let err = HashIocs::load(&[PathBuf::from("/nonexistent/iocs.txt")]).unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/iocs.txt: cannot read IOC list"));
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/iocs.txt: cannot read IOC list")
+        );
     }
 }

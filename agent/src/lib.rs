@@ -43,37 +43,64 @@ pub enum AgentError {
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error("{path}: {source}")]
-    Path { path: PathBuf, source: std::io::Error },
+    Path {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Loads the rules and IOC lists into an engine; an unusable rule file or list is an error.
 /// Bad lines inside an IOC list are logged with their line numbers and skipped.
 pub fn load_engine(rule_paths: &[PathBuf], ioc_paths: &[PathBuf]) -> Result<Engine, AgentError> {
-    let rules = if rule_paths.is_empty() { None } else { Some(rules::load(rule_paths)?) };
+    let rules = if rule_paths.is_empty() {
+        None
+    } else {
+        Some(rules::load(rule_paths)?)
+    };
     let iocs = HashIocs::load(ioc_paths)?;
     for bad in &iocs.bad_lines {
         tracing::warn!("IOC line skipped: {bad}");
     }
     if iocs.unsupported > 0 {
-        tracing::warn!("{} MD5/SHA-1 IOCs are not matched yet; only SHA-256 is", iocs.unsupported);
+        tracing::warn!(
+            "{} MD5/SHA-1 IOCs are not matched yet; only SHA-256 is",
+            iocs.unsupported
+        );
     }
     Ok(Engine::new(rules, iocs))
 }
 
 /// Runs the agent until `shutdown` resolves: sweeps the configured roots once at start, then
 /// stays connected for commands.
-pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run_agent(
+    config: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
     let absolute = |path: &PathBuf| {
-        std::path::absolute(path).map_err(|source| AgentError::Path { path: path.clone(), source })
+        std::path::absolute(path).map_err(|source| AgentError::Path {
+            path: path.clone(),
+            source,
+        })
     };
     let engine = Arc::new(load_engine(&config.rules, &config.iocs)?);
-    tracing::info!(rules = engine.rule_count(), sha256_iocs = engine.ioc_count(), "scan engine ready");
+    tracing::info!(
+        rules = engine.rule_count(),
+        sha256_iocs = engine.ioc_count(),
+        "scan engine ready"
+    );
     let connector = Connector::new(&config.collector, &config.cert_dir)?;
     let state = state::AgentState::open(&config.state_dir)?;
 
     // The walker compares excluded paths with the paths it produces, so both are made absolute.
-    let roots = config.roots.iter().map(absolute).collect::<Result<Vec<_>, _>>()?;
-    let mut options = SweepOptions { max_yara_size: config.max_yara_size, ..SweepOptions::default() };
+    let roots = config
+        .roots
+        .iter()
+        .map(absolute)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut options = SweepOptions {
+        max_yara_size: config.max_yara_size,
+        ..SweepOptions::default()
+    };
     for path in config.exclude.iter().chain([&config.state_dir]) {
         options.excludes.push(absolute(path)?);
     }
@@ -86,7 +113,14 @@ pub async fn run_agent(config: AgentConfig, shutdown: impl std::future::Future<O
         full: false,
     };
     sweep_tx.try_send(startup).expect("a new channel has room");
-    let sweeper = tokio::spawn(session::run_sweeper(engine, roots, options, stop.clone(), sweep_rx, body_tx));
+    let sweeper = tokio::spawn(session::run_sweeper(
+        engine,
+        roots,
+        options,
+        stop.clone(),
+        sweep_rx,
+        body_tx,
+    ));
 
     let params = SessionParams {
         facts: facts::collect(),

@@ -89,8 +89,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HYGIENE_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("HYGIENE_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .init();
     let result = match cli.command {
@@ -152,34 +154,45 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
-    let stats = engine.sweep(&args.paths, &SweepOptions::default(), &AtomicBool::new(false), |event| match event {
-        SweepEvent::Finding(finding) => {
-            let line = match args.format {
-                ScanFormat::Jsonl => serde_json::to_string(&FindingJson::from(&finding)).expect("findings serialize"),
-                ScanFormat::Text => match (&finding.rule, &finding.ioc_comment) {
-                    (Some(rule), _) => format!(
-                        "{}: yara {}.{} sha256={}",
-                        finding.path.display(),
-                        finding.namespace.as_deref().unwrap_or_default(),
-                        rule,
-                        finding.sha256_hex()
-                    ),
-                    (None, comment) => format!(
-                        "{}: hash_ioc {} sha256={}",
-                        finding.path.display(),
-                        comment.as_deref().unwrap_or_default(),
-                        finding.sha256_hex()
-                    ),
-                },
-            };
-            if let Err(err) = writeln!(out, "{line}") {
-                write_error.get_or_insert(err);
+    let stats = engine.sweep(
+        &args.paths,
+        &SweepOptions::default(),
+        &AtomicBool::new(false),
+        |event| match event {
+            SweepEvent::Finding(finding) => {
+                let line = match args.format {
+                    ScanFormat::Jsonl => serde_json::to_string(&FindingJson::from(&finding))
+                        .expect("findings serialize"),
+                    ScanFormat::Text => match (&finding.rule, &finding.ioc_comment) {
+                        (Some(rule), _) => format!(
+                            "{}: yara {}.{} sha256={}",
+                            finding.path.display(),
+                            finding.namespace.as_deref().unwrap_or_default(),
+                            rule,
+                            finding.sha256_hex()
+                        ),
+                        (None, comment) => format!(
+                            "{}: hash_ioc {} sha256={}",
+                            finding.path.display(),
+                            comment.as_deref().unwrap_or_default(),
+                            finding.sha256_hex()
+                        ),
+                    },
+                };
+                if let Err(err) = writeln!(out, "{line}") {
+                    write_error.get_or_insert(err);
+                }
             }
-        }
-        SweepEvent::Error(error) => {
-            eprintln!("hygiene-agent: {}: {}: {}", error.path.display(), error.kind.as_str(), error.message)
-        }
-    });
+            SweepEvent::Error(error) => {
+                eprintln!(
+                    "hygiene-agent: {}: {}: {}",
+                    error.path.display(),
+                    error.kind.as_str(),
+                    error.message
+                )
+            }
+        },
+    );
     out.flush().context("cannot write to stdout")?;
     if let Some(err) = write_error {
         return Err(err).context("cannot write to stdout");
@@ -189,5 +202,9 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         "hygiene-agent: scanned {} files ({} bytes): {} findings, {} files not fully scanned",
         stats.files, stats.bytes, stats.findings, errors
     );
-    Ok(if stats.findings > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if stats.findings > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

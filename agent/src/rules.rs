@@ -10,14 +10,22 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// External variables every rule set may use; [`crate::scan`] sets them for each file.
-pub const EXTERNAL_VARIABLES: [&str; 5] = ["filename", "filepath", "extension", "filetype", "owner"];
+pub const EXTERNAL_VARIABLES: [&str; 5] =
+    ["filename", "filepath", "extension", "filetype", "owner"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     #[error("{path}: cannot read rules: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
-    Compile { path: PathBuf, line: usize, message: String },
+    Compile {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: no .yar or .yara files found")]
     Empty { path: PathBuf },
 }
@@ -52,15 +60,19 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RulesError> {
             continue;
         }
         let mut found = Vec::new();
-        for entry in ignore::WalkBuilder::new(path).standard_filters(false).build() {
+        for entry in ignore::WalkBuilder::new(path)
+            .standard_filters(false)
+            .build()
+        {
             let entry = entry.map_err(|err| RulesError::Read {
                 path: path.clone(),
-                source: err.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")),
+                source: err
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("walk failed")),
             })?;
-            let is_rule = entry
-                .path()
-                .extension()
-                .is_some_and(|ext| ext.eq_ignore_ascii_case("yar") || ext.eq_ignore_ascii_case("yara"));
+            let is_rule = entry.path().extension().is_some_and(|ext| {
+                ext.eq_ignore_ascii_case("yar") || ext.eq_ignore_ascii_case("yara")
+            });
             if is_rule && entry.file_type().is_some_and(|t| t.is_file()) {
                 found.push(entry.into_path());
             }
@@ -88,7 +100,9 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         let namespace = unique_namespace(file, &mut namespaces);
         compiler.new_namespace(&namespace);
         let origin = file.display().to_string();
-        if let Err(err) = compiler.add_source(yara_x::SourceCode::from(source.as_slice()).with_origin(origin)) {
+        if let Err(err) =
+            compiler.add_source(yara_x::SourceCode::from(source.as_slice()).with_origin(origin))
+        {
             return Err(compile_error(file, &source, &err));
         }
     }
@@ -127,8 +141,16 @@ fn unique_namespace(file: &Path, taken: &mut HashSet<String>) -> String {
 }
 
 fn compile_error(file: &Path, source: &[u8], err: &yara_x::errors::CompileError) -> RulesError {
-    let offset = err.labels().next().map(|label| label.span().start()).unwrap_or(0);
-    let line = source[..offset.min(source.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+    let offset = err
+        .labels()
+        .next()
+        .map(|label| label.span().start())
+        .unwrap_or(0);
+    let line = source[..offset.min(source.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1;
     let detail: Vec<String> = err.labels().map(|label| label.text().to_owned()).collect();
     let message = if detail.is_empty() {
         err.title().to_owned()
@@ -151,7 +173,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yar"), "rule same { condition: true }").unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(dir.path().join("sub/b.yara"), "rule same { condition: true }").unwrap();
+        std::fs::write(
+            dir.path().join("sub/b.yara"),
+            "rule same { condition: true }",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a rule").unwrap();
         let set = load(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(set.files.len(), 2);
@@ -163,7 +189,11 @@ mod tests {
     fn broken_rule_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("broken.yar");
-        std::fs::write(&file, "rule ok { condition: true }\n\nrule bad {\n  condition: nosuchthing\n}\n").unwrap();
+        std::fs::write(
+            &file,
+            "rule ok { condition: true }\n\nrule bad {\n  condition: nosuchthing\n}\n",
+        )
+        .unwrap();
         let err = load(&[file.clone()]).unwrap_err();
         match &err {
             RulesError::Compile { path, line, .. } => {
@@ -172,21 +202,34 @@ mod tests {
             }
             other => panic!("unexpected error {other}"),
         }
-        assert!(err.to_string().starts_with(&format!("{}:4: ", file.display())));
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:4: ", file.display()))
+        );
     }
 
     #[test]
     fn missing_path_and_empty_directory_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(load(&[dir.path().join("nope.yar")]), Err(RulesError::Read { .. })));
-        assert!(matches!(load(&[dir.path().to_path_buf()]), Err(RulesError::Empty { .. })));
+        assert!(matches!(
+            load(&[dir.path().join("nope.yar")]),
+            Err(RulesError::Read { .. })
+        ));
+        assert!(matches!(
+            load(&[dir.path().to_path_buf()]),
+            Err(RulesError::Empty { .. })
+        ));
     }
 
     #[test]
     fn externals_are_defined() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ext.yar");
-        std::fs::write(&file, "rule e { condition: filename == \"x\" and extension == \".exe\" }").unwrap();
+        std::fs::write(
+            &file,
+            "rule e { condition: filename == \"x\" and extension == \".exe\" }",
+        )
+        .unwrap();
         load(&[file]).unwrap();
     }
 }

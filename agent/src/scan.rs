@@ -225,9 +225,15 @@ impl Engine {
                     Ok(entry) => entry,
                     Err(err) => {
                         let path = walk_error_path(&err).unwrap_or_else(|| root.clone());
-                        let kind = err.io_error().map_or(ScanErrorKind::Io, ScanErrorKind::of_io);
+                        let kind = err
+                            .io_error()
+                            .map_or(ScanErrorKind::Io, ScanErrorKind::of_io);
                         stats.count_error(kind);
-                        sink(SweepEvent::Error(ScanError { path, kind, message: err.to_string() }));
+                        sink(SweepEvent::Error(ScanError {
+                            path,
+                            kind,
+                            message: err.to_string(),
+                        }));
                         continue;
                     }
                 };
@@ -305,7 +311,10 @@ fn scan_file(
     }
     let sha256: [u8; 32] = hasher.finalize().into();
     let observed_at = SystemTime::now();
-    let finding = |kind, rule: Option<String>, namespace: Option<String>, ioc_comment: Option<String>| Finding {
+    let finding = |kind,
+                   rule: Option<String>,
+                   namespace: Option<String>,
+                   ioc_comment: Option<String>| Finding {
         path: path.to_path_buf(),
         sha256,
         size,
@@ -317,7 +326,12 @@ fn scan_file(
     };
     let mut findings = Vec::new();
     if let Some(comment) = iocs.match_sha256(&sha256) {
-        findings.push(finding(FindingKind::HashIoc, None, None, Some(comment.to_owned())));
+        findings.push(finding(
+            FindingKind::HashIoc,
+            None,
+            None,
+            Some(comment.to_owned()),
+        ));
     }
     let mut partial = None;
     if let Some(scanner) = scanner {
@@ -325,7 +339,9 @@ fn scan_file(
             partial = Some(ScanError {
                 path: path.to_path_buf(),
                 kind: ScanErrorKind::TooLarge,
-                message: format!("{size} bytes exceed the YARA limit of {max_yara_size}; hashed only"),
+                message: format!(
+                    "{size} bytes exceed the YARA limit of {max_yara_size}; hashed only"
+                ),
             });
         } else {
             set_file_externals(scanner, path);
@@ -354,13 +370,20 @@ fn scan_file(
             }
         }
     }
-    Ok(ScannedFile { size, findings, partial })
+    Ok(ScannedFile {
+        size,
+        findings,
+        partial,
+    })
 }
 
 /// Sets the Loki/THOR external variables for one file: `filename` is the base name, `filepath`
 /// the full path, `extension` the lower-cased extension with its dot (".exe").
 fn set_file_externals(scanner: &mut yara_x::Scanner<'_>, path: &Path) {
-    let filename = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let filename = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let extension = path
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy().to_lowercase()))
@@ -379,7 +402,9 @@ fn set_file_externals(scanner: &mut yara_x::Scanner<'_>, path: &Path) {
 fn walk_error_path(err: &ignore::Error) -> Option<PathBuf> {
     match err {
         ignore::Error::WithPath { path, .. } => Some(path.clone()),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => walk_error_path(err),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            walk_error_path(err)
+        }
         ignore::Error::Loop { child, .. } => Some(child.clone()),
         ignore::Error::Partial(errs) => errs.iter().find_map(walk_error_path),
         _ => None,
@@ -390,7 +415,8 @@ fn walk_error_path(err: &ignore::Error) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    pub(crate) const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    pub(crate) const EICAR: &[u8] =
+        br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
     const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
 
     fn engine(dir: &Path, rule: &str, iocs: &str) -> Engine {
@@ -402,12 +428,21 @@ mod tests {
         Engine::new(Some(rules), hash_iocs)
     }
 
-    fn sweep(engine: &Engine, root: &Path, options: &SweepOptions) -> (SweepStats, Vec<Finding>, Vec<ScanError>) {
+    fn sweep(
+        engine: &Engine,
+        root: &Path,
+        options: &SweepOptions,
+    ) -> (SweepStats, Vec<Finding>, Vec<ScanError>) {
         let (mut findings, mut errors) = (Vec::new(), Vec::new());
-        let stats = engine.sweep(&[root.to_path_buf()], options, &AtomicBool::new(false), |event| match event {
-            SweepEvent::Finding(f) => findings.push(f),
-            SweepEvent::Error(e) => errors.push(e),
-        });
+        let stats = engine.sweep(
+            &[root.to_path_buf()],
+            options,
+            &AtomicBool::new(false),
+            |event| match event {
+                SweepEvent::Finding(f) => findings.push(f),
+                SweepEvent::Error(e) => errors.push(e),
+            },
+        );
         (stats, findings, errors)
     }
 
@@ -430,7 +465,11 @@ mod tests {
         assert_eq!(stats.findings, 2);
         let kinds: Vec<_> = findings.iter().map(|f| f.kind).collect();
         assert_eq!(kinds, vec![FindingKind::HashIoc, FindingKind::Yara]);
-        assert!(findings.iter().all(|f| f.sha256_hex() == EICAR_SHA256 && f.size == 68));
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.sha256_hex() == EICAR_SHA256 && f.size == 68)
+        );
         assert_eq!(findings[0].ioc_comment.as_deref(), Some("EICAR test file"));
         assert_eq!(findings[1].rule.as_deref(), Some("eicar_string"));
         assert_eq!(findings[1].namespace.as_deref(), Some("test"));
@@ -456,10 +495,17 @@ mod tests {
     #[test]
     fn large_files_are_hashed_but_not_yara_scanned() {
         let rules_dir = tempfile::tempdir().unwrap();
-        let engine = engine(rules_dir.path(), "rule always { condition: true }", &format!("{EICAR_SHA256};EICAR\n"));
+        let engine = engine(
+            rules_dir.path(),
+            "rule always { condition: true }",
+            &format!("{EICAR_SHA256};EICAR\n"),
+        );
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("eicar"), EICAR).unwrap();
-        let options = SweepOptions { max_yara_size: 10, ..SweepOptions::default() };
+        let options = SweepOptions {
+            max_yara_size: 10,
+            ..SweepOptions::default()
+        };
         let (stats, findings, errors) = sweep(&engine, root.path(), &options);
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].kind, FindingKind::HashIoc);
@@ -476,15 +522,22 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("target"), "x").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("target"), root.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("target"), root.path().join("link"))
+            .unwrap();
         std::os::unix::fs::symlink(outside.path(), root.path().join("dirlink")).unwrap();
         let fifo = root.path().join("fifo");
-        let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(status.success());
         std::fs::create_dir(root.path().join("skipme")).unwrap();
         std::fs::write(root.path().join("skipme/file"), "x").unwrap();
         std::fs::write(root.path().join("real"), "x").unwrap();
-        let options = SweepOptions { excludes: vec![root.path().join("skipme")], ..SweepOptions::default() };
+        let options = SweepOptions {
+            excludes: vec![root.path().join("skipme")],
+            ..SweepOptions::default()
+        };
         let (stats, findings, errors) = sweep(&engine, root.path(), &options);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(stats.files, 1);
@@ -515,7 +568,9 @@ mod tests {
 
     #[cfg(unix)]
     fn running_as_root() -> bool {
-        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+        std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false)
     }
 
     #[test]
@@ -523,7 +578,12 @@ mod tests {
         let engine = Engine::new(None, HashIocs::default());
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("a"), "x").unwrap();
-        let stats = engine.sweep(&[root.path().to_path_buf()], &SweepOptions::default(), &AtomicBool::new(true), |_| {});
+        let stats = engine.sweep(
+            &[root.path().to_path_buf()],
+            &SweepOptions::default(),
+            &AtomicBool::new(true),
+            |_| {},
+        );
         assert!(stats.stopped);
         assert_eq!(stats.files, 0);
     }

@@ -28,9 +28,15 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("{path}: cannot read certificate material: {source}")]
-    Certs { path: PathBuf, source: std::io::Error },
+    Certs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("collector address {url:?}: {source}")]
-    Endpoint { url: String, source: tonic::transport::Error },
+    Endpoint {
+        url: String,
+        source: tonic::transport::Error,
+    },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -80,7 +86,9 @@ impl Connector {
         Ok(Connector { endpoint })
     }
 
-    async fn connect(&self) -> Result<v1::agent_service_client::AgentServiceClient<Channel>, LinkError> {
+    async fn connect(
+        &self,
+    ) -> Result<v1::agent_service_client::AgentServiceClient<Channel>, LinkError> {
         let channel = self.endpoint.connect().await?;
         Ok(v1::agent_service_client::AgentServiceClient::new(channel))
     }
@@ -182,7 +190,10 @@ async fn serve_connection(
         .map_err(LinkError::Refused)?;
     tracing::info!(collector = %connector.endpoint.uri(), resent = outbox.len(), "connected");
     let mut inbound = response.into_inner();
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + params.heartbeat, params.heartbeat);
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + params.heartbeat,
+        params.heartbeat,
+    );
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -231,7 +242,9 @@ fn handle_command(command: v1::Command, sweeps: &mpsc::Sender<SweepRequest>) {
                 tracing::warn!(command = %command.id, "sweep request dropped: {err}");
             }
         }
-        None => tracing::warn!(command = %command.id, "command with no action ignored (newer collector?)"),
+        None => {
+            tracing::warn!(command = %command.id, "command with no action ignored (newer collector?)")
+        }
     }
 }
 
@@ -266,11 +279,19 @@ pub async fn run_sweeper(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let (engine, roots, options, stop, bodies) =
-            (engine.clone(), roots.clone(), options.clone(), stop.clone(), bodies.clone());
+        let (engine, roots, options, stop, bodies) = (
+            engine.clone(),
+            roots.clone(),
+            options.clone(),
+            stop.clone(),
+            bodies.clone(),
+        );
         let sweep_id = request.sweep_id.clone();
         tracing::info!(sweep = %sweep_id, roots = ?roots, "sweep started");
-        let finished = tokio::task::spawn_blocking(move || sweep_into(&engine, &roots, &options, &stop, &request, &bodies)).await;
+        let finished = tokio::task::spawn_blocking(move || {
+            sweep_into(&engine, &roots, &options, &stop, &request, &bodies)
+        })
+        .await;
         match finished {
             Ok(stats) => tracing::info!(
                 sweep = %sweep_id, files = stats.files, bytes = stats.bytes, findings = stats.findings,
@@ -327,9 +348,15 @@ fn sweep_into(
             errors: stats
                 .errors
                 .iter()
-                .map(|(kind, count)| v1::ErrorCount { kind: kind.as_str().to_owned(), count: *count })
+                .map(|(kind, count)| v1::ErrorCount {
+                    kind: kind.as_str().to_owned(),
+                    count: *count,
+                })
                 .collect(),
-            roots: roots.iter().map(|r| r.to_string_lossy().into_owned()).collect(),
+            roots: roots
+                .iter()
+                .map(|r| r.to_string_lossy().into_owned())
+                .collect(),
         };
         let _ = bodies.blocking_send(Body::SweepSummary(summary));
     }
@@ -371,7 +398,8 @@ fn raw_path_bytes(path: &Path) -> Vec<u8> {
 }
 
 pub fn unix_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -382,7 +410,10 @@ mod tests {
     fn jitter_stays_in_the_upper_half() {
         for _ in 0..100 {
             let d = jittered(Duration::from_secs(8));
-            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(8), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
+                "{d:?}"
+            );
         }
     }
 
@@ -400,7 +431,10 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(1);
         let command = v1::Command {
             id: "c1".into(),
-            action: Some(command::Action::StartSweep(v1::StartSweep { sweep_id: "s1".into(), full: true })),
+            action: Some(command::Action::StartSweep(v1::StartSweep {
+                sweep_id: "s1".into(),
+                full: true,
+            })),
         };
         handle_command(command, &tx);
         let request = rx.try_recv().unwrap();
@@ -411,20 +445,38 @@ mod tests {
     #[test]
     fn sweep_streams_findings_then_summary() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.yar"), "rule hit { strings: $a = \"evil\" condition: $a }").unwrap();
+        std::fs::write(
+            dir.path().join("a.yar"),
+            "rule hit { strings: $a = \"evil\" condition: $a }",
+        )
+        .unwrap();
         let rules = crate::rules::load(&[dir.path().join("a.yar")]).unwrap();
         let engine = Engine::new(Some(rules), crate::iocs::HashIocs::default());
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("x"), "evil").unwrap();
         std::fs::write(root.path().join("y"), "fine").unwrap();
         let (tx, mut rx) = mpsc::channel(16);
-        let request = SweepRequest { sweep_id: "s1".into(), full: false };
-        let stats = sweep_into(&engine, &[root.path().to_path_buf()], &SweepOptions::default(), &AtomicBool::new(false), &request, &tx);
+        let request = SweepRequest {
+            sweep_id: "s1".into(),
+            full: false,
+        };
+        let stats = sweep_into(
+            &engine,
+            &[root.path().to_path_buf()],
+            &SweepOptions::default(),
+            &AtomicBool::new(false),
+            &request,
+            &tx,
+        );
         assert_eq!(stats.findings, 1);
-        let Some(Body::Findings(batch)) = rx.try_recv().ok() else { panic!("expected findings first") };
+        let Some(Body::Findings(batch)) = rx.try_recv().ok() else {
+            panic!("expected findings first")
+        };
         assert_eq!(batch.sweep_id, "s1");
         assert_eq!(batch.findings[0].rule, "hit");
-        let Some(Body::SweepSummary(summary)) = rx.try_recv().ok() else { panic!("expected summary") };
+        let Some(Body::SweepSummary(summary)) = rx.try_recv().ok() else {
+            panic!("expected summary")
+        };
         assert_eq!((summary.files, summary.findings), (2, 1));
     }
 }

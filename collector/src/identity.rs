@@ -35,7 +35,8 @@ pub enum IdentityError {
 /// Reads the identity from the peer's certificate chain (leaf first).
 pub fn identify<C: AsRef<[u8]>>(chain: &[C]) -> Result<PeerIdentity, IdentityError> {
     let leaf = chain.first().ok_or(IdentityError::NoCertificate)?;
-    let (_, cert) = X509Certificate::from_der(leaf.as_ref()).map_err(|_| IdentityError::Unparsable)?;
+    let (_, cert) =
+        X509Certificate::from_der(leaf.as_ref()).map_err(|_| IdentityError::Unparsable)?;
     let subject = cert.subject();
     let role = subject
         .iter_organizational_unit()

@@ -1,1 +1,19 @@
-//! placeholder
+//! The Hygiene collector: the one central service every agent streams to, and the library
+//! behind `hygienectl`.
+//!
+//! Data flows agent → [`server`] (mTLS gRPC, identity from the certificate via [`identity`]) →
+//! [`store`] (SQLite by default) → admin service → `hygienectl` ([`ctl`]). Generated protocol
+//! types stop at the server and ctl edges; the store works on [`model`] types.
+//!
+//! - [`pki`]: the built-in certificate authority (`hygiene-collector pki ...`).
+//! - [`config`]: TOML configuration of the collector and of hygienectl.
+
+pub mod config;
+pub mod ctl;
+pub mod identity;
+pub mod model;
+pub mod pki;
+pub mod server;
+pub mod store;
+
+pub use server::{serve, tls_from_pki};

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -28,12 +28,17 @@ const LEAF_YEARS: i64 = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} already exists; refusing to overwrite it")]
     Exists { path: PathBuf },
     #[error("{0}")]
     Certificate(#[from] rcgen::Error),
-    #[error("invalid host id {0:?}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    #[error(
+        "invalid host id {0:?}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    )]
     InvalidHostId(String),
     #[error("at least one --server-name is needed")]
     NoServerName,
@@ -44,8 +49,14 @@ pub fn validate_host_id(id: &str) -> Result<(), PkiError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok { Ok(()) } else { Err(PkiError::InvalidHostId(id.to_owned())) }
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PkiError::InvalidHostId(id.to_owned()))
+    }
 }
 
 /// Files `pki init` writes into its directory.
@@ -75,7 +86,11 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<(), PkiError> {
     let mut ca_params = CertificateParams::default();
     ca_params.distinguished_name = name("Hygiene CA", None);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     set_validity(&mut ca_params, CA_YEARS);
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
@@ -134,10 +149,17 @@ pub fn issue_admin(dir: &Path, admin_name: &str, out: &Path) -> Result<(), PkiEr
 
 fn load_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>, PkiError> {
     let ca_key = KeyPair::from_pem(&read(&dir.join(PkiFiles::CA_KEY))?)?;
-    Ok(Issuer::from_ca_cert_pem(&read(&dir.join(PkiFiles::CA_CERT))?, ca_key)?)
+    Ok(Issuer::from_ca_cert_pem(
+        &read(&dir.join(PkiFiles::CA_CERT))?,
+        ca_key,
+    )?)
 }
 
-fn client_cert(issuer: &Issuer<'_, KeyPair>, common_name: &str, ou: &str) -> Result<(String, String), PkiError> {
+fn client_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    common_name: &str,
+    ou: &str,
+) -> Result<(String, String), PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(common_name, Some(ou));
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -171,21 +193,33 @@ fn set_validity(params: &mut CertificateParams, years: i64) {
 }
 
 fn create_dir(dir: &Path) -> Result<(), PkiError> {
-    std::fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.to_path_buf(), source })
+    std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
-    std::fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {
-    std::fs::write(path, contents).map_err(|source| PkiError::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, contents).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes a private key readable by its owner only. The mode is set at creation, so the key is
 /// never briefly world-readable.
 fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -194,7 +228,8 @@ fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
         options.mode(0o600);
         let mut file = options.open(path).map_err(io)?;
         // An existing file keeps its old mode on open; tighten it explicitly.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
         file.write_all(contents.as_bytes()).map_err(io)
     }
     #[cfg(not(unix))]
@@ -210,14 +245,24 @@ mod tests {
     use crate::identity::{Role, identify};
 
     fn der(pem: &str) -> Vec<u8> {
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1.contents
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .unwrap()
+            .1
+            .contents
     }
 
     #[test]
     fn init_then_issue_agent_gives_identities_with_roles() {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), &["localhost".into(), "127.0.0.1".into()]).unwrap();
-        for file in ["ca.pem", "ca.key", "server.pem", "server.key", "admin.pem", "admin.key"] {
+        for file in [
+            "ca.pem",
+            "ca.key",
+            "server.pem",
+            "server.key",
+            "admin.pem",
+            "admin.key",
+        ] {
             assert!(dir.path().join(file).exists(), "{file}");
         }
         let out = dir.path().join("agent-1");
@@ -229,7 +274,10 @@ mod tests {
         let admin = std::fs::read_to_string(dir.path().join("admin.pem")).unwrap();
         let id = identify(&[der(&admin)]).unwrap();
         assert_eq!((id.role, id.name.as_str()), (Role::Admin, "admin"));
-        assert_eq!(std::fs::read(out.join("ca.pem")).unwrap(), std::fs::read(dir.path().join("ca.pem")).unwrap());
+        assert_eq!(
+            std::fs::read(out.join("ca.pem")).unwrap(),
+            std::fs::read(dir.path().join("ca.pem")).unwrap()
+        );
         // The server certificate has no client role.
         let server = std::fs::read_to_string(dir.path().join("server.pem")).unwrap();
         assert!(identify(&[der(&server)]).is_err());
@@ -243,7 +291,10 @@ mod tests {
         init(dir.path(), &["localhost".into()]).unwrap();
         issue_agent(dir.path(), "h1", &dir.path().join("h1"), false).unwrap();
         for key in ["ca.key", "server.key", "admin.key", "h1/agent.key"] {
-            let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
     }
@@ -252,15 +303,30 @@ mod tests {
     fn refuses_to_overwrite_and_rejects_bad_ids() {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), &["localhost".into()]).unwrap();
-        assert!(matches!(init(dir.path(), &["localhost".into()]), Err(PkiError::Exists { .. })));
+        assert!(matches!(
+            init(dir.path(), &["localhost".into()]),
+            Err(PkiError::Exists { .. })
+        ));
         let out = dir.path().join("h");
         issue_agent(dir.path(), "h", &out, false).unwrap();
-        assert!(matches!(issue_agent(dir.path(), "h", &out, false), Err(PkiError::Exists { .. })));
+        assert!(matches!(
+            issue_agent(dir.path(), "h", &out, false),
+            Err(PkiError::Exists { .. })
+        ));
         issue_agent(dir.path(), "h", &out, true).unwrap();
         for bad in ["", "../etc", "a b", "-x", &"a".repeat(65)] {
-            assert!(matches!(issue_agent(dir.path(), bad, &out, true), Err(PkiError::InvalidHostId(_))), "{bad:?}");
+            assert!(
+                matches!(
+                    issue_agent(dir.path(), bad, &out, true),
+                    Err(PkiError::InvalidHostId(_))
+                ),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(init(&dir.path().join("new"), &[]), Err(PkiError::NoServerName)));
+        assert!(matches!(
+            init(&dir.path().join("new"), &[]),
+            Err(PkiError::NoServerName)
+        ));
         let missing = issue_agent(&dir.path().join("nope"), "h", &out, true).unwrap_err();
         assert!(missing.to_string().contains("nope"), "{missing}");
     }

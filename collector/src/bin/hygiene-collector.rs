@@ -1,1 +1,174 @@
-fn main() {}
+//! `hygiene-collector`: `serve` runs the collector, `pki` manages the built-in CA. Flags and
+//! config in, library calls out.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hygiene_collector::config::{self, CollectorConfig, DEFAULT_DB, DEFAULT_LISTEN, DEFAULT_PKI};
+use hygiene_collector::{pki, store::Store};
+
+#[derive(Parser)]
+#[command(name = "hygiene-collector", version, about = "Hygiene collector")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve agents and hygienectl over mTLS gRPC.
+    Serve {
+        /// TOML config file; flags override its values.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 0.0.0.0:50051]; port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Database URL [default: sqlite://hygiene-collector.db].
+        #[arg(long)]
+        db: Option<String>,
+        /// PKI directory written by `pki init` [default: pki].
+        #[arg(long)]
+        pki: Option<PathBuf>,
+    },
+    /// Manage the built-in certificate authority.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Create the CA, the server certificate and the admin certificate.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name or IP address agents use to reach the collector (repeatable).
+        #[arg(long = "server-name", required = true)]
+        server_names: Vec<String>,
+    },
+    /// Issue an agent certificate whose host id is ID.
+    IssueAgent {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        host_id: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing agent.key in OUT.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue another admin certificate, NAME.pem and NAME.key in OUT.
+    IssueAdmin {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HYGIENE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            db,
+            pki,
+        } => serve(config, listen, db, pki),
+        Command::Pki(PkiCommand::Init { dir, server_names }) => pki::init(&dir, &server_names)
+            .map_err(Into::into)
+            .map(|()| {
+                eprintln!(
+                    "wrote CA, server and admin certificates to {}",
+                    dir.display()
+                )
+            }),
+        Command::Pki(PkiCommand::IssueAgent {
+            dir,
+            host_id,
+            out,
+            force,
+        }) => pki::issue_agent(&dir, &host_id, &out, force)
+            .map_err(Into::into)
+            .map(|()| eprintln!("wrote agent certificate for {host_id} to {}", out.display())),
+        Command::Pki(PkiCommand::IssueAdmin { dir, name, out }) => {
+            pki::issue_admin(&dir, &name, &out)
+                .map_err(Into::into)
+                .map(|()| eprintln!("wrote admin certificate for {name} to {}", out.display()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hygiene-collector: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    db: Option<String>,
+    pki_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let file: CollectorConfig = match &config {
+        Some(path) => config::read(path)?,
+        None => CollectorConfig::default(),
+    };
+    let listen = listen
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let db = db.or(file.db).unwrap_or_else(|| DEFAULT_DB.to_owned());
+    let pki_dir = pki_dir
+        .or(file.pki)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PKI));
+    let tls = hygiene_collector::tls_from_pki(&pki_dir)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(&db).await?;
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener
+            .local_addr()
+            .context("bound socket has no address")?;
+        // On stdout, so that scripts and tests started with port 0 can read the real port.
+        println!("listening on {address}");
+        tracing::info!(db = %db, pki = %pki_dir.display(), "collector started on {address}");
+        hygiene_collector::serve(listener, tls, store, shutdown_signal()).await?;
+        tracing::info!("collector stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM (Ctrl-C on Windows).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,83 @@
+//! Collector and hygienectl configuration files (TOML, unknown keys rejected).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:50051";
+pub const DEFAULT_DB: &str = "sqlite://hygiene-collector.db";
+pub const DEFAULT_PKI: &str = "pki";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+}
+
+/// `hygiene-collector serve --config FILE`.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Address to listen on, e.g. `0.0.0.0:50051`.
+    pub listen: Option<String>,
+    /// `sqlite://PATH` (default `sqlite://hygiene-collector.db`).
+    pub db: Option<String>,
+    /// Directory written by `pki init`.
+    pub pki: Option<PathBuf>,
+}
+
+/// `hygienectl --config FILE`.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CtlConfig {
+    /// `https://HOST:PORT` of the collector.
+    pub collector: Option<String>,
+    /// Directory with `ca.pem`, `admin.pem`, `admin.key`.
+    pub pki: Option<PathBuf>,
+}
+
+/// Reads a TOML config file of type `T`.
+pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\ndb = \"sqlite://x.db\"\npki = \"/p\"\n",
+        )
+        .unwrap();
+        let config: CollectorConfig = read(&path).unwrap();
+        assert_eq!(config.listen.as_deref(), Some("127.0.0.1:1"));
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\ndatabase = \"x\"\n").unwrap();
+        let err = read::<CollectorConfig>(&path).unwrap_err().to_string();
+        assert!(err.contains("c.toml") && err.contains("database"), "{err}");
+        let missing = read::<CtlConfig>(&dir.path().join("none.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("none.toml"), "{missing}");
+    }
+}

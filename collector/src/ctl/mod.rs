@@ -1,0 +1,194 @@
+//! The library side of `hygienectl`: the admin connection and listing output.
+
+pub mod output;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hygiene_proto::v1::admin_service_client::AdminServiceClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::pki::PkiFiles;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("{path}: cannot read admin certificate material: {source}")]
+    Certs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("collector {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("collector refused the call: {0}")]
+    Call(#[from] tonic::Status),
+}
+
+/// Connects to the collector's admin service with the admin certificate from `pki_dir`.
+pub async fn connect(
+    collector: &str,
+    pki_dir: &Path,
+) -> Result<AdminServiceClient<Channel>, CtlError> {
+    let read = |name: &str| {
+        let path = pki_dir.join(name);
+        std::fs::read(&path).map_err(|source| CtlError::Certs { path, source })
+    };
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(PkiFiles::CA_CERT)?))
+        .identity(Identity::from_pem(
+            read(PkiFiles::ADMIN_CERT)?,
+            read(PkiFiles::ADMIN_KEY)?,
+        ));
+    let connect_error = |detail: String| CtlError::Connect {
+        url: collector.to_owned(),
+        detail,
+    };
+    let channel = Endpoint::from_shared(collector.to_owned())
+        .map_err(|e| connect_error(e.to_string()))?
+        .tls_config(tls)
+        .map_err(|e| connect_error(e.to_string()))?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .map_err(|e| connect_error(error_chain(&e)))?;
+    Ok(AdminServiceClient::new(channel))
+}
+
+/// An error with its sources, since transport errors hide the useful part ("certificate
+/// unknown", "connection refused") in the chain.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// A host row of `hygienectl hosts list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostRow {
+    pub host_id: String,
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    pub arch: String,
+    pub ip_addresses: Vec<String>,
+    pub agent_version: String,
+    pub peer_address: Option<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub online: bool,
+    pub open_findings: u64,
+}
+
+pub const HOST_TABLE_COLUMNS: &[&str] = &[
+    "host_id",
+    "hostname",
+    "os",
+    "ip_addresses",
+    "last_seen",
+    "online",
+    "open_findings",
+];
+
+impl From<hygiene_proto::v1::HostEntry> for HostRow {
+    fn from(h: hygiene_proto::v1::HostEntry) -> Self {
+        let os = if h.os_version.is_empty() {
+            h.os_name
+        } else {
+            h.os_version
+        };
+        HostRow {
+            host_id: h.host_id,
+            hostname: h.hostname,
+            os,
+            kernel: h.kernel_version,
+            arch: h.arch,
+            ip_addresses: h.ip_addresses,
+            agent_version: h.agent_version,
+            peer_address: non_empty(h.peer_address),
+            first_seen: format_ms(h.first_seen_ms),
+            last_seen: format_ms(h.last_seen_ms),
+            online: h.online,
+            open_findings: h.open_findings,
+        }
+    }
+}
+
+/// A finding row of `hygienectl findings list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FindingRow {
+    pub id: i64,
+    pub host_id: String,
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub kind: String,
+    pub rule: Option<String>,
+    pub namespace: Option<String>,
+    pub ioc_comment: Option<String>,
+    pub state: String,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+pub const FINDING_TABLE_COLUMNS: &[&str] = &[
+    "id",
+    "host_id",
+    "state",
+    "kind",
+    "rule",
+    "path",
+    "sha256",
+    "first_seen",
+];
+
+impl From<hygiene_proto::v1::FindingEntry> for FindingRow {
+    fn from(f: hygiene_proto::v1::FindingEntry) -> Self {
+        let is_yara = f.kind == "yara";
+        FindingRow {
+            id: f.id,
+            host_id: f.host_id,
+            path: f.path,
+            sha256: f.sha256,
+            size: f.size,
+            kind: f.kind,
+            rule: if is_yara { non_empty(f.rule) } else { None },
+            namespace: if is_yara {
+                non_empty(f.namespace)
+            } else {
+                None
+            },
+            ioc_comment: if is_yara { None } else { Some(f.ioc_comment) },
+            state: f.state,
+            first_seen: format_ms(f.first_seen_ms),
+            last_seen: format_ms(f.last_seen_ms),
+        }
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() { None } else { Some(s) }
+}
+
+/// Unix milliseconds as RFC 3339 UTC, to the second.
+pub fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_times_as_rfc3339() {
+        assert_eq!(super::format_ms(1_700_000_000_123), "2023-11-14T22:13:20Z");
+    }
+}

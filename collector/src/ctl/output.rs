@@ -1,0 +1,161 @@
+//! Listings as `table`, `json` or `csv`. Rows are serde structs; JSON keeps their types, table
+//! and CSV flatten lists into space-separated cells.
+
+use std::io::Write;
+
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Writes `rows` in `format`. `table_columns` picks the columns a terminal table shows; JSON and
+/// CSV carry every field.
+pub fn render<T: Serialize>(
+    rows: &[T],
+    format: Format,
+    table_columns: &[&str],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let values: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("rows serialize"))
+        .collect();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &values)?;
+            writeln!(out)
+        }
+        Format::Csv => {
+            let columns = columns_of(&values, &[]);
+            let mut writer = csv::Writer::from_writer(out);
+            writer.write_record(&columns)?;
+            for value in &values {
+                writer.write_record(columns.iter().map(|c| cell(&value[c.as_str()])))?;
+            }
+            writer.flush()
+        }
+        Format::Table => {
+            let columns = columns_of(&values, table_columns);
+            let cells: Vec<Vec<String>> = values
+                .iter()
+                .map(|v| columns.iter().map(|c| cell(&v[c.as_str()])).collect())
+                .collect();
+            let widths: Vec<usize> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    cells
+                        .iter()
+                        .map(|row| row[i].chars().count())
+                        .chain([c.len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let line = |fields: &[String]| {
+                let padded: Vec<String> = fields
+                    .iter()
+                    .zip(&widths)
+                    .map(|(f, w)| format!("{f:<w$}", w = *w))
+                    .collect();
+                padded.join("  ").trim_end().to_owned()
+            };
+            writeln!(
+                out,
+                "{}",
+                line(&columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>())
+            )?;
+            for row in &cells {
+                writeln!(out, "{}", line(row))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The columns to show: `wanted` if given, else every field of the first row. Column names are
+/// known even for an empty listing only when `wanted` is given.
+fn columns_of(values: &[Value], wanted: &[&str]) -> Vec<String> {
+    if !wanted.is_empty() {
+        return wanted.iter().map(|c| (*c).to_owned()).collect();
+    }
+    match values.first() {
+        Some(Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(" "),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Row {
+        id: u32,
+        name: &'static str,
+        ips: Vec<&'static str>,
+        note: Option<&'static str>,
+    }
+
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                id: 1,
+                name: "web-01",
+                ips: vec!["10.0.0.1", "fe80::1"],
+                note: None,
+            },
+            Row {
+                id: 22,
+                name: "db",
+                ips: vec![],
+                note: Some("a, \"b\""),
+            },
+        ]
+    }
+
+    fn rendered(format: Format, columns: &[&str]) -> String {
+        let mut out = Vec::new();
+        render(&rows(), format, columns, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn table_aligns_chosen_columns() {
+        assert_eq!(
+            rendered(Format::Table, &["id", "name"]),
+            "ID  NAME\n1   web-01\n22  db\n"
+        );
+    }
+
+    #[test]
+    fn csv_quotes_and_flattens() {
+        assert_eq!(
+            rendered(Format::Csv, &["id"]),
+            "id,name,ips,note\n1,web-01,10.0.0.1 fe80::1,\n22,db,,\"a, \"\"b\"\"\"\n"
+        );
+    }
+
+    #[test]
+    fn json_keeps_types() {
+        let value: Value = serde_json::from_str(&rendered(Format::Json, &["id"])).unwrap();
+        assert_eq!(value[0]["id"], 1);
+        assert_eq!(value[0]["ips"][1], "fe80::1");
+        assert_eq!(value[1]["note"], "a, \"b\"");
+        assert!(value[0]["note"].is_null());
+    }
+}

@@ -1,0 +1,384 @@
+//! The agent stream service: authenticates the agent by its certificate, records its Hello,
+//! commits every message and acknowledges it, and keeps a registry of connected agents through
+//! which commands reach them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hygiene_proto::v1::{
+    self, agent_message::Body, agent_service_server::AgentService, collector_message,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::identity::{self, Role};
+use crate::model::{FindingKind, HostHello, NewFinding, SweepReport};
+use crate::store::{Store, StoreError};
+
+/// How long a new stream may take to send its Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Silence longer than this many heartbeat intervals ends the stream.
+const MISSED_HEARTBEATS: u32 = 3;
+/// Lower bound for the silence limit, whatever interval an agent announces.
+const MIN_SILENCE: Duration = Duration::from_secs(15);
+
+type Outbound = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
+
+/// Connected agents by host id, with the sender of their stream; commands travel through it.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Mutex<HashMap<String, (i64, Outbound)>>>,
+}
+
+impl Registry {
+    fn insert(&self, host_id: &str, connection_id: i64, tx: Outbound) {
+        self.inner
+            .lock()
+            .expect("registry lock")
+            .insert(host_id.to_owned(), (connection_id, tx));
+    }
+
+    /// Removes the entry only if it still belongs to this connection.
+    fn remove(&self, host_id: &str, connection_id: i64) {
+        let mut map = self.inner.lock().expect("registry lock");
+        if map.get(host_id).is_some_and(|(id, _)| *id == connection_id) {
+            map.remove(host_id);
+        }
+    }
+
+    /// Host ids of the agents connected right now.
+    pub fn connected(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .inner
+            .lock()
+            .expect("registry lock")
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+pub struct AgentEndpoint {
+    store: Store,
+    registry: Registry,
+    stop: watch::Receiver<bool>,
+}
+
+impl AgentEndpoint {
+    pub fn new(store: Store, registry: Registry, stop: watch::Receiver<bool>) -> Self {
+        AgentEndpoint {
+            store,
+            registry,
+            stop,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentEndpoint {
+    type SessionStream = ReceiverStream<Result<v1::CollectorMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<v1::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        // The host id comes from the certificate, never from the messages.
+        let peer = identity::require(&request, Role::Agent)?;
+        let peer_address = request.remote_addr().map(|a| a.to_string());
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let session = AgentSession {
+            host_id: peer.name,
+            peer_address,
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            tx,
+        };
+        tokio::spawn(session.run(inbound, self.stop.clone()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+struct AgentSession {
+    host_id: String,
+    peer_address: Option<String>,
+    store: Store,
+    registry: Registry,
+    tx: Outbound,
+}
+
+/// Why a session ended, for the log.
+enum End {
+    AgentClosed,
+    Silent(Duration),
+    Broken(Status),
+    Stopping,
+    Refused(Status),
+    Store(StoreError),
+}
+
+impl AgentSession {
+    async fn run(self, mut inbound: Streaming<v1::AgentMessage>, mut stop: watch::Receiver<bool>) {
+        let host = self.host_id.clone();
+        let (connection_id, silence) = match self.handshake(&mut inbound).await {
+            Ok(ok) => ok,
+            Err(end) => {
+                self.finish_refused(end).await;
+                return;
+            }
+        };
+        tracing::info!(host = %host, peer = ?self.peer_address, "agent connected");
+        self.registry.insert(&host, connection_id, self.tx.clone());
+        let end = loop {
+            let next = tokio::select! {
+                _ = stop.wait_for(|stopping| *stopping) => break End::Stopping,
+                next = tokio::time::timeout(silence, inbound.message()) => next,
+            };
+            let message = match next {
+                Err(_) => break End::Silent(silence),
+                Ok(Err(status)) => break End::Broken(status),
+                Ok(Ok(None)) => break End::AgentClosed,
+                Ok(Ok(Some(message))) => message,
+            };
+            if let Err(err) = self.apply(message.body).await {
+                // Not acknowledged: the agent keeps the message and resends it after reconnecting.
+                let _ = self
+                    .tx
+                    .send(Err(Status::unavailable(
+                        "collector store error; retry later",
+                    )))
+                    .await;
+                break End::Store(err);
+            }
+            if !self.ack(message.seq).await {
+                break End::AgentClosed;
+            }
+        };
+        self.registry.remove(&host, connection_id);
+        if let Err(err) = self
+            .store
+            .record_disconnect(&host, connection_id, now_ms())
+            .await
+        {
+            tracing::error!(host = %host, "cannot record disconnect: {err}");
+        }
+        match end {
+            End::AgentClosed => tracing::info!(host = %host, "agent disconnected"),
+            End::Silent(limit) => {
+                tracing::warn!(host = %host, "no message for {limit:?}; dropping the stream")
+            }
+            End::Broken(status) => tracing::info!(host = %host, "stream broke: {status}"),
+            End::Stopping => tracing::info!(host = %host, "stream closed for shutdown"),
+            End::Refused(status) => tracing::warn!(host = %host, "{status}"),
+            End::Store(err) => tracing::error!(host = %host, "{err}"),
+        }
+    }
+
+    /// Waits for the Hello, records it and acknowledges it. Returns the connection id and the
+    /// silence limit derived from the agent's heartbeat interval.
+    async fn handshake(
+        &self,
+        inbound: &mut Streaming<v1::AgentMessage>,
+    ) -> Result<(i64, Duration), End> {
+        let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Err(_) => {
+                return Err(End::Refused(Status::deadline_exceeded(
+                    "no hello within 30 seconds",
+                )));
+            }
+            Ok(Err(status)) => return Err(End::Broken(status)),
+            Ok(Ok(None)) => return Err(End::AgentClosed),
+            Ok(Ok(Some(message))) => message,
+        };
+        let Some(Body::Hello(hello)) = first.body else {
+            return Err(End::Refused(Status::failed_precondition(
+                "the first message on a stream must be a hello",
+            )));
+        };
+        let interval = Duration::from_secs(u64::from(hello.heartbeat_interval_seconds.max(1)));
+        let silence = (interval * MISSED_HEARTBEATS).max(MIN_SILENCE);
+        let connection_id = self
+            .store
+            .record_hello(&self.host_hello(hello), now_ms())
+            .await
+            .map_err(End::Store)?;
+        if !self.ack(first.seq).await {
+            return Err(End::AgentClosed);
+        }
+        Ok((connection_id, silence))
+    }
+
+    async fn finish_refused(&self, end: End) {
+        match end {
+            End::Refused(status) => {
+                tracing::warn!(host = %self.host_id, "stream refused: {status}");
+                let _ = self.tx.send(Err(status)).await;
+            }
+            End::Store(err) => {
+                tracing::error!(host = %self.host_id, "{err}");
+                let _ = self
+                    .tx
+                    .send(Err(Status::unavailable(
+                        "collector store error; retry later",
+                    )))
+                    .await;
+            }
+            _ => tracing::info!(host = %self.host_id, "stream ended before hello"),
+        }
+    }
+
+    async fn ack(&self, seq: u64) -> bool {
+        let ack = v1::CollectorMessage {
+            body: Some(collector_message::Body::Ack(v1::Ack { seq })),
+        };
+        self.tx.send(Ok(ack)).await.is_ok()
+    }
+
+    /// Commits one message's effect. Every effect is idempotent: agents resend what was not
+    /// acknowledged.
+    async fn apply(&self, body: Option<Body>) -> Result<(), StoreError> {
+        let now = now_ms();
+        match body {
+            Some(Body::Hello(hello)) => {
+                // A repeated hello on a live stream refreshes the facts.
+                self.store
+                    .record_hello(&self.host_hello(hello), now)
+                    .await
+                    .map(drop)
+            }
+            Some(Body::Heartbeat(_)) => self.store.touch(&self.host_id, now).await,
+            Some(Body::Findings(batch)) => {
+                let findings: Vec<NewFinding> = batch
+                    .findings
+                    .into_iter()
+                    .filter_map(|f| new_finding(&batch.sweep_id, f, &self.host_id))
+                    .collect();
+                self.store
+                    .record_findings(&self.host_id, &findings, now)
+                    .await
+            }
+            Some(Body::SweepSummary(summary)) => {
+                let report = SweepReport {
+                    sweep_id: summary.sweep_id,
+                    started_at_ms: summary.started_at_ms,
+                    finished_at_ms: summary.finished_at_ms,
+                    files: summary.files,
+                    bytes: summary.bytes,
+                    findings: summary.findings,
+                    errors: summary
+                        .errors
+                        .into_iter()
+                        .map(|e| (e.kind, e.count))
+                        .collect(),
+                    roots: summary.roots,
+                };
+                tracing::info!(host = %self.host_id, sweep = %report.sweep_id, files = report.files, findings = report.findings, "sweep reported");
+                self.store
+                    .record_sweep_report(&self.host_id, &report, now)
+                    .await
+            }
+            None => {
+                tracing::warn!(host = %self.host_id, "message with an unknown body acknowledged and ignored (newer agent?)");
+                Ok(())
+            }
+        }
+    }
+
+    fn host_hello(&self, hello: v1::Hello) -> HostHello {
+        let facts = hello.facts.unwrap_or_default();
+        HostHello {
+            host_id: self.host_id.clone(),
+            hostname: facts.hostname,
+            os_name: facts.os_name,
+            os_version: facts.os_version,
+            kernel_version: facts.kernel_version,
+            arch: facts.arch,
+            ip_addresses: facts.ip_addresses,
+            agent_version: hello.agent_version,
+            boot_time: facts.boot_time,
+            peer_address: self.peer_address.clone(),
+        }
+    }
+}
+
+/// Converts a reported finding; one with an unknown kind or a malformed hash is logged and
+/// dropped rather than stored half-understood.
+fn new_finding(sweep_id: &str, f: v1::Finding, host_id: &str) -> Option<NewFinding> {
+    let kind = match v1::FindingKind::try_from(f.kind) {
+        Ok(v1::FindingKind::Yara) => FindingKind::Yara,
+        Ok(v1::FindingKind::HashIoc) => FindingKind::HashIoc,
+        _ => {
+            tracing::warn!(host = %host_id, path = %f.path, kind = f.kind, "finding of unknown kind ignored");
+            return None;
+        }
+    };
+    let sha256 = f.sha256.to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        tracing::warn!(host = %host_id, path = %f.path, "finding with malformed sha256 {:?} ignored", f.sha256);
+        return None;
+    }
+    Some(NewFinding {
+        sweep_id: sweep_id.to_owned(),
+        kind,
+        path: f.path,
+        path_raw: (!f.path_raw.is_empty()).then_some(f.path_raw),
+        sha256,
+        size: f.size,
+        rule: f.rule,
+        namespace: f.namespace,
+        ioc_comment: f.ioc_comment,
+        observed_at_ms: f.observed_at_ms,
+    })
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_findings_are_dropped() {
+        let good = v1::Finding {
+            path: "/x".into(),
+            sha256: "AB".repeat(32),
+            kind: v1::FindingKind::Yara as i32,
+            rule: "r".into(),
+            ..Default::default()
+        };
+        let converted = new_finding("s", good.clone(), "h").unwrap();
+        assert_eq!(converted.sha256, "ab".repeat(32));
+        assert_eq!(converted.path_raw, None);
+        assert!(
+            new_finding(
+                "s",
+                v1::Finding {
+                    sha256: "xyz".into(),
+                    ..good.clone()
+                },
+                "h"
+            )
+            .is_none()
+        );
+        assert!(
+            new_finding(
+                "s",
+                v1::Finding {
+                    kind: 0,
+                    ..good.clone()
+                },
+                "h"
+            )
+            .is_none()
+        );
+        assert!(new_finding("s", v1::Finding { kind: 99, ..good }, "h").is_none());
+    }
+}

@@ -1,0 +1,96 @@
+//! The collector's network side: one mTLS listener serving the agent stream service and the
+//! admin service. [`serve`] takes an already-bound listener and a shutdown future, so tests
+//! bind `127.0.0.1:0` and read the real port.
+
+mod admin;
+mod agent;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hygiene_proto::v1::{
+    admin_service_server::AdminServiceServer, agent_service_server::AgentServiceServer,
+};
+use tokio::net::TcpListener;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+pub use agent::Registry;
+
+use crate::pki::PkiFiles;
+use crate::store::Store;
+
+/// How long in-flight calls get to finish after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{path}: cannot read TLS material: {source}")]
+    Tls {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    TlsConfig(tonic::transport::Error),
+    #[error("server failed: {0}")]
+    Transport(tonic::transport::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The server's TLS settings from a PKI directory: its certificate and key, and the CA that
+/// every client certificate must chain to. Clients without a certificate are refused.
+pub fn tls_from_pki(dir: &Path) -> Result<ServerTlsConfig, ServerError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|source| ServerError::Tls { path, source })
+    };
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(PkiFiles::SERVER_CERT)?,
+            read(PkiFiles::SERVER_KEY)?,
+        ))
+        .client_ca_root(Certificate::from_pem(read(PkiFiles::CA_CERT)?))
+        .timeout(Duration::from_secs(10)))
+}
+
+/// Serves agents and admins on `listener` until `shutdown` resolves, then ends every agent
+/// stream and returns once in-flight calls finished (or after a short grace period).
+pub async fn serve(
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    store: Store,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    store.reset_connections().await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut grace = stop_rx.clone();
+    let agents = agent::AgentEndpoint::new(store.clone(), Registry::default(), stop_rx);
+    let admins = admin::AdminEndpoint::new(store);
+    let signal = async move {
+        shutdown.await;
+        // Agent streams never end on their own; tell them to, or the graceful shutdown would
+        // wait forever.
+        let _ = stop_tx.send(true);
+    };
+    let server = Server::builder()
+        .tls_config(tls)
+        .map_err(ServerError::TlsConfig)?
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(AgentServiceServer::new(agents))
+        .add_service(AdminServiceServer::new(admins))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            signal,
+        );
+    tokio::select! {
+        result = server => result.map_err(ServerError::Transport),
+        _ = async {
+            let _ = grace.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("calls still running {SHUTDOWN_GRACE:?} after shutdown was requested; closing anyway");
+            Ok(())
+        }
+    }
+}
