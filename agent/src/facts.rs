@@ -20,8 +20,8 @@ pub struct HostFacts {
 pub fn collect() -> HostFacts {
     let networks = sysinfo::Networks::new_with_refreshed_list();
     let mut ip_addresses: Vec<IpAddr> = networks
-        .iter()
-        .flat_map(|(_, data)| data.ip_networks().iter().map(|net| net.addr))
+        .values()
+        .flat_map(|data| data.ip_networks().iter().map(|net| net.addr))
         .filter(|addr| !addr.is_loopback() && !addr.is_unspecified())
         .collect();
     ip_addresses.sort();

@@ -194,7 +194,7 @@ mod tests {
             "rule ok { condition: true }\n\nrule bad {\n  condition: nosuchthing\n}\n",
         )
         .unwrap();
-        let err = load(&[file.clone()]).unwrap_err();
+        let err = load(std::slice::from_ref(&file)).unwrap_err();
         match &err {
             RulesError::Compile { path, line, .. } => {
                 assert_eq!(path, &file);

@@ -558,7 +558,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let locked = root.path().join("locked");
         std::fs::write(&locked, "x").unwrap();
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
         std::fs::write(root.path().join("open"), "x").unwrap();
         let (stats, findings, errors) = sweep(&engine, root.path(), &SweepOptions::default());
         assert_eq!(stats.files, 1);

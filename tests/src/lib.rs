@@ -1,1 +1,327 @@
-//! e2e helpers
+//! Helpers for the end-to-end tests: run the real `hygiene-collector`, `hygiene-agent` and
+//! `hygienectl` binaries against each other over real mTLS on loopback, with a PKI made at test
+//! time in a temporary directory.
+//!
+//! The binaries are the ones `cargo test --workspace` builds next to the test executables
+//! (`target/<profile>/`). Every spawned process is killed when its handle drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The 68-byte EICAR test string; tests write it at run time.
+pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+pub const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+
+/// Path of a workspace binary built by `cargo test --workspace` for this run's profile.
+///
+/// Cargo only rebuilds the binaries of the packages under test, so a test run with `-p` could
+/// otherwise exercise a stale agent or collector and prove nothing: a binary older than any
+/// source file it is built from is refused.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run the tests with `cargo test --workspace`",
+                path.display()
+            )
+        });
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let sources: &[&str] = match name {
+        "hygiene-agent" => &["agent/src", "proto"],
+        _ => &["collector/src", "collector/migrations", "proto"],
+    };
+    for source in sources {
+        if let Some(newer) = newer_source(&workspace.join(source), built) {
+            panic!(
+                "{} is older than {}: run the tests with `cargo test --workspace` so that it is rebuilt",
+                path.display(),
+                newer.display()
+            );
+        }
+    }
+    path
+}
+
+/// A file under `dir` modified after `time`.
+fn newer_source(dir: &Path, time: std::time::SystemTime) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let meta = entry.metadata().ok()?;
+        if meta.is_dir() {
+            if let Some(newer) = newer_source(&path, time) {
+                return Some(newer);
+            }
+        } else if meta.modified().is_ok_and(|m| m > time) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// `../shared` from the workspace root.
+pub fn shared() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A PKI directory made with `hygiene-collector pki init`.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn init(dir: &Path) -> anyhow::Result<Pki> {
+        run_ok(
+            Command::new(bin("hygiene-collector"))
+                .args(["pki", "init", "--dir"])
+                .arg(dir)
+                .args(["--server-name", "127.0.0.1", "--server-name", "localhost"]),
+        )?;
+        Ok(Pki {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Issues an agent certificate into `out` with `pki issue-agent`.
+    pub fn issue_agent(&self, host_id: &str, out: &Path) -> anyhow::Result<()> {
+        run_ok(
+            Command::new(bin("hygiene-collector"))
+                .args(["pki", "issue-agent", "--dir"])
+                .arg(&self.dir)
+                .args(["--host-id", host_id, "--out"])
+                .arg(out),
+        )?;
+        Ok(())
+    }
+}
+
+fn run_ok(command: &mut Command) -> anyhow::Result<Output> {
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output)
+}
+
+/// A child process killed on drop, with its stderr captured to a file for diagnostics.
+pub struct Process {
+    child: Child,
+    stderr_path: PathBuf,
+}
+
+impl Process {
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    #[cfg(unix)]
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", self.child.id());
+        }
+        let child = &mut self.child;
+        wait_for(timeout, "the process to exit after SIGTERM", || {
+            child.try_wait().ok().flatten()
+        })
+    }
+
+    pub fn has_exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(mut command: Command, stderr_path: PathBuf, stdout: Stdio) -> anyhow::Result<Process> {
+    let stderr = std::fs::File::create(&stderr_path)?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .env("HYGIENE_LOG", "info")
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    Ok(Process { child, stderr_path })
+}
+
+/// A running collector.
+pub struct Collector {
+    pub process: Process,
+    pub addr: SocketAddr,
+}
+
+impl Collector {
+    /// Starts `hygiene-collector serve` on `listen` (use `127.0.0.1:0` for a free port) with an
+    /// SQLite database in `dir`, and waits for its `listening on` line.
+    pub fn start(dir: &Path, pki: &Pki, listen: &str) -> anyhow::Result<Collector> {
+        let mut command = Command::new(bin("hygiene-collector"));
+        command
+            .args(["serve", "--listen", listen, "--db"])
+            .arg(format!("sqlite://{}", dir.join("collector.db").display()))
+            .arg("--pki")
+            .arg(&pki.dir);
+        let stderr_path = dir.join(format!("collector-{}.log", unique()));
+        let mut process = spawn(command, stderr_path, Stdio::piped())?;
+        let stdout = process.child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            bail!("collector did not start: {line:?}\n{}", process.stderr());
+        };
+        let addr = addr
+            .parse()
+            .with_context(|| format!("bad address in {line:?}"))?;
+        Ok(Collector { process, addr })
+    }
+
+    pub fn url(&self) -> String {
+        url(self.addr)
+    }
+}
+
+pub fn url(addr: SocketAddr) -> String {
+    format!("https://{addr}")
+}
+
+/// A free loopback port, for a collector that should start later at a known address.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A running agent.
+pub struct Agent {
+    pub process: Process,
+}
+
+/// What an agent is started with.
+pub struct AgentSpec<'a> {
+    pub collector: String,
+    pub cert_dir: &'a Path,
+    pub state_dir: &'a Path,
+    pub roots: Vec<&'a Path>,
+    pub rules: Vec<&'a Path>,
+    pub iocs: Vec<&'a Path>,
+}
+
+impl Agent {
+    pub fn start(spec: &AgentSpec<'_>, log_dir: &Path) -> anyhow::Result<Agent> {
+        let mut command = Command::new(bin("hygiene-agent"));
+        command
+            .args(["run", "--collector", &spec.collector, "--cert-dir"])
+            .arg(spec.cert_dir)
+            .arg("--state-dir")
+            .arg(spec.state_dir)
+            .args(["--heartbeat-seconds", "1", "--reconnect-max-seconds", "2"]);
+        for root in &spec.roots {
+            command.arg("--root").arg(root);
+        }
+        for rules in &spec.rules {
+            command.arg("--rules").arg(rules);
+        }
+        for iocs in &spec.iocs {
+            command.arg("--iocs").arg(iocs);
+        }
+        let stderr_path = log_dir.join(format!("agent-{}.log", unique()));
+        Ok(Agent {
+            process: spawn(command, stderr_path, Stdio::null())?,
+        })
+    }
+}
+
+/// Runs `hygienectl --collector URL --pki DIR ARGS...`.
+pub fn ctl(collector: &str, pki_dir: &Path, args: &[&str]) -> anyhow::Result<Output> {
+    Command::new(bin("hygienectl"))
+        .args(["--collector", collector, "--pki"])
+        .arg(pki_dir)
+        .args(args)
+        .env_remove("HYGIENECTL_CONFIG")
+        .output()
+        .context("cannot run hygienectl")
+}
+
+/// Runs hygienectl with `--format json` appended and parses stdout; exit codes 0 and 1 are
+/// both success for a listing (1 means findings).
+pub fn ctl_json(
+    collector: &str,
+    pki_dir: &Path,
+    args: &[&str],
+) -> anyhow::Result<serde_json::Value> {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--format", "json"]);
+    let output = ctl(collector, pki_dir, &all)?;
+    match output.status.code() {
+        Some(0 | 1) => Ok(serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "hygienectl printed no JSON: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })?),
+        _ => bail!(
+            "hygienectl {args:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,232 @@
+//! `hygiene-agent scan`: the one-shot local scan's output and exit-code contract.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+
+fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hygiene-agent"))
+}
+
+fn scan(args: &[&str], paths: &[&Path]) -> Output {
+    agent().arg("scan").args(args).args(paths).output().unwrap()
+}
+
+fn signature_base() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/signature-base/yara")
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scan")).unwrap();
+        std::fs::write(dir.path().join("scan/eicar.com"), EICAR).unwrap();
+        std::fs::write(dir.path().join("scan/clean.txt"), "hello").unwrap();
+        std::fs::write(
+            dir.path().join("rules.yar"),
+            "rule EICAR_String { strings: $a = \"EICAR-STANDARD-ANTIVIRUS-TEST-FILE\" condition: $a }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("iocs.txt"),
+            format!("{EICAR_SHA256};EICAR test file\n"),
+        )
+        .unwrap();
+        Fixture { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn arg(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+}
+
+fn jsonl(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn jsonl_reports_yara_and_hash_matches_and_exits_1() {
+    let f = Fixture::new();
+    let output = scan(
+        &[
+            "--rules",
+            &f.arg("rules.yar"),
+            "--iocs",
+            &f.arg("iocs.txt"),
+            "--format",
+            "jsonl",
+        ],
+        &[&f.path("scan")],
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let findings = jsonl(&output);
+    assert_eq!(findings.len(), 2);
+    let yara = findings.iter().find(|v| v["kind"] == "yara").unwrap();
+    assert_eq!(yara["rule"], "EICAR_String");
+    assert_eq!(yara["namespace"], "rules");
+    assert_eq!(yara["sha256"], EICAR_SHA256);
+    assert_eq!(yara["size"], 68);
+    assert!(yara["path"].as_str().unwrap().ends_with("eicar.com"));
+    let ioc = findings.iter().find(|v| v["kind"] == "hash_ioc").unwrap();
+    assert_eq!(ioc["ioc_comment"], "EICAR test file");
+    assert!(ioc["rule"].is_null());
+}
+
+#[test]
+fn text_format_and_clean_scan() {
+    let f = Fixture::new();
+    let output = scan(&["--rules", &f.arg("rules.yar")], &[&f.path("scan")]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("eicar.com: yara rules.EICAR_String sha256="),
+        "{text}"
+    );
+    let clean = scan(
+        &["--rules", &f.arg("rules.yar")],
+        &[&f.path("scan/clean.txt")],
+    );
+    assert_eq!(clean.status.code(), Some(0));
+    assert!(clean.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&clean.stderr).contains("scanned 1 files"));
+}
+
+#[test]
+fn broken_rule_is_an_error_with_file_and_line() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("broken.yar"),
+        "rule ok { condition: true }\nrule broken {\n  condition: $missing\n}\n",
+    )
+    .unwrap();
+    let output = scan(&["--rules", &f.arg("broken.yar")], &[&f.path("scan")]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3: ", f.arg("broken.yar"))),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn missing_inputs_are_errors() {
+    let f = Fixture::new();
+    let missing_path = scan(&[], &[&f.path("nope")]);
+    assert_eq!(missing_path.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing_path.stderr).contains("nope"));
+    let missing_iocs = scan(&["--iocs", &f.arg("nope.txt")], &[&f.path("scan")]);
+    assert_eq!(missing_iocs.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing_iocs.stderr).contains("nope.txt: cannot read IOC list")
+    );
+}
+
+#[test]
+fn malformed_ioc_lines_are_reported_and_skipped() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("mixed.txt"),
+        format!("garbage line\n{EICAR_SHA256};EICAR\n"),
+    )
+    .unwrap();
+    let output = scan(
+        &["--iocs", &f.arg("mixed.txt"), "--format", "jsonl"],
+        &[&f.path("scan")],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(jsonl(&output).len(), 1);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:1: not a hex hash", f.arg("mixed.txt"))),
+        "{stderr}"
+    );
+}
+
+/// An unreadable file is counted and reported on stderr, and is not an error. As root, the
+/// scan runs as `nobody` (via setpriv) so that permissions apply.
+#[cfg(unix)]
+#[test]
+fn unreadable_file_is_reported_not_fatal() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let locked = f.path("scan/locked.bin");
+    std::fs::write(&locked, "secret").unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let mut command = if is_root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_hygiene-agent"),
+        ]);
+        c
+    } else {
+        agent()
+    };
+    let output = command
+        .args(["scan", "--rules", &f.arg("rules.yar"), "--format", "jsonl"])
+        .arg(f.path("scan"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(jsonl(&output).len(), 1);
+    assert!(
+        stderr.contains(&format!("{}: permission_denied", locked.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 files not fully scanned"), "{stderr}");
+}
+
+/// The whole signature-base rule set loads, with its external variables, and its rules fire.
+#[test]
+fn signature_base_rules_load_and_match() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("scan/strifeworld.log"),
+        "Running STRIFEWORLD not protected\n",
+    )
+    .unwrap();
+    let rules = signature_base();
+    let output = scan(
+        &["--rules", &rules.display().to_string(), "--format", "jsonl"],
+        &[&f.path("scan")],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rules_hit: Vec<String> = jsonl(&output)
+        .iter()
+        .map(|v| v["rule"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        rules_hit.contains(&"FVEY_ShadowBroker_strifeworld".to_owned()),
+        "{rules_hit:?}"
+    );
+    assert!(
+        rules_hit.contains(&"SUSP_Just_EICAR".to_owned()),
+        "{rules_hit:?}"
+    );
+}
