@@ -44,7 +44,7 @@ pub enum SessionError {
 /// Why one connection ended.
 #[derive(Debug, thiserror::Error)]
 enum LinkError {
-    #[error("cannot connect: {0}")]
+    #[error("cannot connect: {}", hygiene_proto::ErrorChain(.0))]
     Connect(#[from] tonic::transport::Error),
     #[error("collector refused the stream: {0}")]
     Refused(tonic::Status),

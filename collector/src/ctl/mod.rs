@@ -50,21 +50,8 @@ pub async fn connect(
         .timeout(Duration::from_secs(60))
         .connect()
         .await
-        .map_err(|e| connect_error(error_chain(&e)))?;
+        .map_err(|e| connect_error(hygiene_proto::ErrorChain(&e).to_string()))?;
     Ok(AdminServiceClient::new(channel))
-}
-
-/// An error with its sources, since transport errors hide the useful part ("certificate
-/// unknown", "connection refused") in the chain.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// A host row of `hygienectl hosts list`.

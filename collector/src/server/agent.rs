@@ -47,19 +47,6 @@ impl Registry {
             map.remove(host_id);
         }
     }
-
-    /// Host ids of the agents connected right now.
-    pub fn connected(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .inner
-            .lock()
-            .expect("registry lock")
-            .keys()
-            .cloned()
-            .collect();
-        ids.sort();
-        ids
-    }
 }
 
 pub struct AgentEndpoint {
