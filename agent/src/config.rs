@@ -18,8 +18,13 @@ pub struct ConfigFile {
     pub state_dir: Option<PathBuf>,
     /// Directories swept on start and on command.
     pub roots: Option<Vec<PathBuf>>,
-    /// Paths not walked (besides /proc, /sys, /dev and the state directory).
-    pub exclude: Option<Vec<PathBuf>>,
+    /// Globs of paths not walked (besides /proc, /sys, /dev and the state directory); `*` stays
+    /// within one path component, `**` crosses them: `/var/lib/docker`, `**/node_modules`.
+    pub exclude: Option<Vec<String>>,
+    /// Scan threads (default: half the cores).
+    pub threads: Option<usize>,
+    /// Stay on the file system of each root.
+    pub one_file_system: Option<bool>,
     /// YARA rule files or directories of them.
     pub rules: Option<Vec<PathBuf>>,
     /// Hash IOC lists.
@@ -69,6 +74,8 @@ impl ConfigFile {
             state_dir: flags.state_dir.or(self.state_dir),
             roots: flags.roots.or(self.roots),
             exclude: flags.exclude.or(self.exclude),
+            threads: flags.threads.or(self.threads),
+            one_file_system: flags.one_file_system.or(self.one_file_system),
             rules: flags.rules.or(self.rules),
             iocs: flags.iocs.or(self.iocs),
             heartbeat_seconds: flags.heartbeat_seconds.or(self.heartbeat_seconds),
@@ -85,7 +92,9 @@ pub struct AgentConfig {
     pub cert_dir: PathBuf,
     pub state_dir: PathBuf,
     pub roots: Vec<PathBuf>,
-    pub exclude: Vec<PathBuf>,
+    pub exclude: Vec<String>,
+    pub threads: usize,
+    pub one_file_system: bool,
     pub rules: Vec<PathBuf>,
     pub iocs: Vec<PathBuf>,
     pub heartbeat: Duration,
@@ -114,6 +123,12 @@ impl AgentConfig {
             state_dir: file.state_dir.unwrap_or_else(|| default_dir("state")),
             roots: file.roots.unwrap_or_else(default_roots),
             exclude: file.exclude.unwrap_or_default(),
+            threads: match file.threads {
+                Some(0) => return Err(ConfigError::Zero { what: "threads" }),
+                Some(n) => n,
+                None => crate::scan::default_threads(),
+            },
+            one_file_system: file.one_file_system.unwrap_or(false),
             rules: file.rules.unwrap_or_default(),
             iocs: file.iocs.unwrap_or_default(),
             heartbeat: Duration::from_secs(heartbeat_seconds),
@@ -150,7 +165,8 @@ mod tests {
     #[test]
     fn flags_override_file_and_defaults_fill_the_rest() {
         let file: ConfigFile = toml::from_str(
-            "collector = \"https://c:1\"\nroots = [\"/srv\"]\nrules = [\"/etc/rules\"]\nheartbeat_seconds = 5\n",
+            "collector = \"https://c:1\"\nroots = [\"/srv\"]\nrules = [\"/etc/rules\"]\nheartbeat_seconds = 5\n\
+             exclude = [\"**/node_modules\"]\nthreads = 3\none_file_system = true\n",
         )
         .unwrap();
         let flags = ConfigFile {
@@ -163,6 +179,8 @@ mod tests {
         assert_eq!(config.rules, vec![PathBuf::from("/etc/rules")]);
         assert_eq!(config.heartbeat, Duration::from_secs(5));
         assert_eq!(config.max_yara_size, crate::scan::DEFAULT_MAX_YARA_SIZE);
+        assert_eq!(config.exclude, vec!["**/node_modules".to_owned()]);
+        assert_eq!((config.threads, config.one_file_system), (3, true));
     }
 
     #[test]

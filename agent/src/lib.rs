@@ -47,6 +47,8 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("bad exclude glob: {0}")]
+    Glob(#[from] globset::Error),
 }
 
 /// Loads the rules and IOC lists into an engine; an unusable rule file or list is an error.
@@ -99,11 +101,12 @@ pub async fn run_agent(
         .collect::<Result<Vec<_>, _>>()?;
     let mut options = SweepOptions {
         max_yara_size: config.max_yara_size,
+        exclude_globs: scan::exclude_globs(&config.exclude)?,
+        threads: config.threads,
+        one_file_system: config.one_file_system,
         ..SweepOptions::default()
     };
-    for path in config.exclude.iter().chain([&config.state_dir]) {
-        options.excludes.push(absolute(path)?);
-    }
+    options.excludes.push(absolute(&config.state_dir)?);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (body_tx, body_rx) = mpsc::channel(256);

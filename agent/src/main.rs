@@ -49,9 +49,12 @@ struct RunArgs {
     /// Hash IOC list (repeatable).
     #[arg(long)]
     iocs: Vec<PathBuf>,
-    /// Path not to walk (repeatable).
+    /// Glob of paths not to walk, e.g. '**/node_modules' (repeatable).
     #[arg(long)]
-    exclude: Vec<PathBuf>,
+    exclude: Vec<String>,
+    /// Scan threads [default: half the cores].
+    #[arg(long)]
+    threads: Option<usize>,
     /// Seconds between heartbeats.
     #[arg(long)]
     heartbeat_seconds: Option<u64>,
@@ -76,6 +79,18 @@ struct ScanArgs {
     iocs: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: ScanFormat,
+    /// Scan threads [default: half the cores].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Glob of paths not to walk, e.g. '**/node_modules' (repeatable).
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Files larger than this are hashed but not YARA-scanned [default: 64 MiB].
+    #[arg(long, value_name = "BYTES")]
+    max_size: Option<u64>,
+    /// Write totals as JSON to FILE: files, bytes, findings, errors, seconds, cached_files.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
     /// Files or directories to scan.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -115,7 +130,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         cert_dir: args.cert_dir,
         state_dir: args.state_dir,
         roots: non_empty(args.roots),
-        exclude: non_empty(args.exclude),
+        exclude: if args.exclude.is_empty() {
+            None
+        } else {
+            Some(args.exclude)
+        },
+        threads: args.threads,
+        one_file_system: None,
         rules: non_empty(args.rules),
         iocs: non_empty(args.iocs),
         heartbeat_seconds: args.heartbeat_seconds,
@@ -151,38 +172,50 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
     }
     let engine = hygiene_agent::load_engine(&args.rules, &args.iocs)?;
+    let defaults = SweepOptions::default();
+    let options = SweepOptions {
+        exclude_globs: hygiene_agent::scan::exclude_globs(&args.exclude)
+            .context("bad --exclude")?,
+        max_yara_size: args.max_size.unwrap_or(defaults.max_yara_size),
+        threads: args.threads.map_or(defaults.threads, usize::from),
+        ..defaults
+    };
+    let started = std::time::Instant::now();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
     let stats = engine.sweep(
         &args.paths,
-        &SweepOptions::default(),
+        &options,
         &AtomicBool::new(false),
         |event| match event {
-            SweepEvent::Finding(finding) => {
-                let line = match args.format {
-                    ScanFormat::Jsonl => serde_json::to_string(&FindingJson::from(&finding))
-                        .expect("findings serialize"),
-                    ScanFormat::Text => match (&finding.rule, &finding.ioc_comment) {
-                        (Some(rule), _) => format!(
-                            "{}: yara {}.{} sha256={}",
-                            finding.path.display(),
-                            finding.namespace.as_deref().unwrap_or_default(),
-                            rule,
-                            finding.sha256_hex()
-                        ),
-                        (None, comment) => format!(
-                            "{}: hash_ioc {} sha256={}",
-                            finding.path.display(),
-                            comment.as_deref().unwrap_or_default(),
-                            finding.sha256_hex()
-                        ),
-                    },
-                };
-                if let Err(err) = writeln!(out, "{line}") {
-                    write_error.get_or_insert(err);
+            SweepEvent::Findings(findings) => {
+                for finding in &findings {
+                    let line = match args.format {
+                        ScanFormat::Jsonl => serde_json::to_string(&FindingJson::from(finding))
+                            .expect("findings serialize"),
+                        ScanFormat::Text => match (&finding.rule, &finding.ioc_comment) {
+                            (Some(rule), _) => format!(
+                                "{}: yara {}.{} sha256={}",
+                                finding.path.display(),
+                                finding.namespace.as_deref().unwrap_or_default(),
+                                rule,
+                                finding.sha256_hex()
+                            ),
+                            (None, comment) => format!(
+                                "{}: hash_ioc {} sha256={}",
+                                finding.path.display(),
+                                comment.as_deref().unwrap_or_default(),
+                                finding.sha256_hex()
+                            ),
+                        },
+                    };
+                    if let Err(err) = writeln!(out, "{line}") {
+                        write_error.get_or_insert(err);
+                    }
                 }
             }
+            SweepEvent::File { .. } => {}
             SweepEvent::Error(error) => {
                 eprintln!(
                     "hygiene-agent: {}: {}: {}",
@@ -196,6 +229,20 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     out.flush().context("cannot write to stdout")?;
     if let Some(err) = write_error {
         return Err(err).context("cannot write to stdout");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = &args.summary_json {
+        let summary = serde_json::json!({
+            "files": stats.files,
+            "bytes": stats.bytes,
+            "findings": stats.findings,
+            "errors": stats.errors.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
+            "seconds": seconds,
+            // No verdict cache exists yet: every file was read and judged.
+            "cached_files": 0,
+        });
+        std::fs::write(path, format!("{summary:#}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let errors: u64 = stats.errors.values().sum();
     eprintln!(

@@ -132,7 +132,11 @@ pub struct ScanError {
 
 /// What a sweep produces as it goes.
 pub enum SweepEvent {
-    Finding(Finding),
+    /// A file was read (hashed, and YARA-scanned unless an error for it says otherwise).
+    File { bytes: u64 },
+    /// One file's findings, together, so that they travel as one batch. Never empty.
+    Findings(Vec<Finding>),
+    /// A file or directory that was not (fully) scanned.
     Error(ScanError),
 }
 
@@ -148,8 +152,16 @@ pub struct SweepStats {
 }
 
 impl SweepStats {
-    fn count_error(&mut self, kind: ScanErrorKind) {
-        *self.errors.entry(kind).or_default() += 1;
+    /// Counts one event into the totals.
+    pub fn count(&mut self, event: &SweepEvent) {
+        match event {
+            SweepEvent::File { bytes } => {
+                self.files += 1;
+                self.bytes += bytes;
+            }
+            SweepEvent::Findings(findings) => self.findings += findings.len() as u64,
+            SweepEvent::Error(error) => *self.errors.entry(error.kind).or_default() += 1,
+        }
     }
 }
 
@@ -157,7 +169,34 @@ impl SweepStats {
 pub struct SweepOptions {
     /// Directories (and their subtrees) not walked.
     pub excludes: Vec<PathBuf>,
+    /// Paths not walked, as globs matched against the whole path (`**/node_modules`).
+    pub exclude_globs: Option<globset::GlobSet>,
     pub max_yara_size: u64,
+    /// Worker threads; each has its own YARA scanner.
+    pub threads: usize,
+    /// Do not cross into other file systems below each root.
+    pub one_file_system: bool,
+}
+
+/// Half the cores, at least one: gentle on a host that has work of its own to do.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+/// Compiles exclusion globs; `*` does not cross `/`, `**` does.
+pub fn exclude_globs(patterns: &[String]) -> Result<Option<globset::GlobSet>, globset::Error> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut set = globset::GlobSetBuilder::new();
+    for pattern in patterns {
+        set.add(
+            globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()?,
+        );
+    }
+    set.build().map(Some)
 }
 
 impl Default for SweepOptions {
@@ -168,7 +207,10 @@ impl Default for SweepOptions {
             } else {
                 Vec::new()
             },
+            exclude_globs: None,
             max_yara_size: DEFAULT_MAX_YARA_SIZE,
+            threads: default_threads(),
+            one_file_system: false,
         }
     }
 }
@@ -193,8 +235,9 @@ impl Engine {
         self.iocs.len()
     }
 
-    /// Walks `roots` and scans every regular file, calling `sink` for each finding and error.
-    /// Stops early (with `stats.stopped`) when `stop` becomes true.
+    /// Walks `roots` with `options.threads` workers and scans every regular file, calling `sink`
+    /// (on the calling thread) for each event. Stops early (with `stats.stopped`) when `stop`
+    /// becomes true.
     pub fn sweep(
         &self,
         roots: &[PathBuf],
@@ -203,72 +246,140 @@ impl Engine {
         mut sink: impl FnMut(SweepEvent),
     ) -> SweepStats {
         let mut stats = SweepStats::default();
+        let Some((first, rest)) = roots.split_first() else {
+            return stats;
+        };
+        let mut builder = ignore::WalkBuilder::new(first);
+        for root in rest {
+            builder.add(root);
+        }
+        let excludes = options.excludes.clone();
+        let globs = options.exclude_globs.clone();
+        builder
+            .standard_filters(false)
+            .follow_links(false)
+            .same_file_system(options.one_file_system)
+            .threads(options.threads.max(1))
+            .filter_entry(move |entry| {
+                let path = entry.path();
+                !excludes.iter().any(|ex| path == ex.as_path())
+                    && !globs.as_ref().is_some_and(|g| g.is_match(path))
+            });
+        let walker = builder.build_parallel();
+        let threads = options.threads.max(1);
+        // Both queues are bounded: a slow consumer slows its producers instead of piling up.
+        let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<SweepEvent>(1024);
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<PathBuf>(4096);
+        let work_rx = std::sync::Mutex::new(work_rx);
+        std::thread::scope(|scope| {
+            let walker_events = events_tx.clone();
+            scope.spawn(move || list_files(walker, stop, work_tx, walker_events));
+            for _ in 0..threads {
+                let (events_tx, work_rx) = (events_tx.clone(), &work_rx);
+                scope.spawn(move || {
+                    self.scan_worker(work_rx, options.max_yara_size, stop, events_tx)
+                });
+            }
+            drop(events_tx);
+            for event in events_rx {
+                stats.count(&event);
+                sink(event);
+            }
+        });
+        stats.stopped = stop.load(Ordering::Relaxed);
+        stats
+    }
+
+    /// One scan thread: its own YARA scanner (scanners cannot move between threads) and read
+    /// buffer, taking paths from the shared queue until it closes.
+    fn scan_worker(
+        &self,
+        work: &std::sync::Mutex<std::sync::mpsc::Receiver<PathBuf>>,
+        max_yara_size: u64,
+        stop: &AtomicBool,
+        events: std::sync::mpsc::SyncSender<SweepEvent>,
+    ) {
         let mut scanner = self.rules.as_ref().map(|set| {
             let mut scanner = yara_x::Scanner::new(&set.rules);
             scanner.set_timeout(YARA_TIMEOUT);
             scanner
         });
         let mut buffer = vec![0u8; READ_CHUNK];
-        for root in roots {
-            let excludes = options.excludes.clone();
-            let walker = ignore::WalkBuilder::new(root)
-                .standard_filters(false)
-                .follow_links(false)
-                .filter_entry(move |entry| !excludes.iter().any(|ex| entry.path() == ex.as_path()))
-                .build();
-            for entry in walker {
-                if stop.load(Ordering::Relaxed) {
-                    stats.stopped = true;
-                    return stats;
+        loop {
+            let next = work.lock().expect("work queue lock").recv();
+            let Ok(path) = next else { return };
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let send = |event| events.send(event).is_ok();
+            let alive = match scan_file(
+                &path,
+                max_yara_size,
+                &mut buffer,
+                scanner.as_mut(),
+                &self.iocs,
+            ) {
+                Ok(scanned) => {
+                    let mut alive = send(SweepEvent::File {
+                        bytes: scanned.size,
+                    });
+                    if !scanned.findings.is_empty() {
+                        alive &= send(SweepEvent::Findings(scanned.findings));
+                    }
+                    if let Some(error) = scanned.partial {
+                        alive &= send(SweepEvent::Error(error));
+                    }
+                    alive
                 }
-                let entry = match entry {
-                    Ok(entry) => entry,
-                    Err(err) => {
-                        let path = walk_error_path(&err).unwrap_or_else(|| root.clone());
-                        let kind = err
-                            .io_error()
-                            .map_or(ScanErrorKind::Io, ScanErrorKind::of_io);
-                        stats.count_error(kind);
-                        sink(SweepEvent::Error(ScanError {
+                Err(error) => send(SweepEvent::Error(error)),
+            };
+            if !alive {
+                return;
+            }
+        }
+    }
+}
+
+/// The walk: lists regular files into `work`; walk errors (unreadable directories) go straight
+/// to `events`. Symlinks are not followed and special files are skipped.
+fn list_files(
+    walker: ignore::WalkParallel,
+    stop: &AtomicBool,
+    work: std::sync::mpsc::SyncSender<PathBuf>,
+    events: std::sync::mpsc::SyncSender<SweepEvent>,
+) {
+    walker.run(|| {
+        let (work, events) = (work.clone(), events.clone());
+        Box::new(move |entry| {
+            if stop.load(Ordering::Relaxed) {
+                return ignore::WalkState::Quit;
+            }
+            let alive = match entry {
+                Err(err) => {
+                    let path = walk_error_path(&err).unwrap_or_default();
+                    let kind = err
+                        .io_error()
+                        .map_or(ScanErrorKind::Io, ScanErrorKind::of_io);
+                    events
+                        .send(SweepEvent::Error(ScanError {
                             path,
                             kind,
                             message: err.to_string(),
-                        }));
-                        continue;
-                    }
-                };
-                if !entry.file_type().is_some_and(|t| t.is_file()) {
-                    continue;
+                        }))
+                        .is_ok()
                 }
-                let outcome = scan_file(
-                    entry.path(),
-                    options.max_yara_size,
-                    &mut buffer,
-                    scanner.as_mut(),
-                    &self.iocs,
-                );
-                match outcome {
-                    Ok(scanned) => {
-                        stats.files += 1;
-                        stats.bytes += scanned.size;
-                        for finding in scanned.findings {
-                            stats.findings += 1;
-                            sink(SweepEvent::Finding(finding));
-                        }
-                        if let Some(error) = scanned.partial {
-                            stats.count_error(error.kind);
-                            sink(SweepEvent::Error(error));
-                        }
-                    }
-                    Err(error) => {
-                        stats.count_error(error.kind);
-                        sink(SweepEvent::Error(error));
-                    }
+                Ok(entry) if entry.file_type().is_some_and(|t| t.is_file()) => {
+                    work.send(entry.into_path()).is_ok()
                 }
+                Ok(_) => true,
+            };
+            if alive {
+                ignore::WalkState::Continue
+            } else {
+                ignore::WalkState::Quit
             }
-        }
-        stats
-    }
+        })
+    });
 }
 
 struct ScannedFile {
@@ -439,8 +550,9 @@ mod tests {
             options,
             &AtomicBool::new(false),
             |event| match event {
-                SweepEvent::Finding(f) => findings.push(f),
+                SweepEvent::Findings(f) => findings.extend(f),
                 SweepEvent::Error(e) => errors.push(e),
+                SweepEvent::File { .. } => {}
             },
         );
         (stats, findings, errors)
@@ -571,6 +683,83 @@ mod tests {
         std::fs::metadata("/proc/self")
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
             .unwrap_or(false)
+    }
+
+    #[test]
+    fn exclude_globs_prune_subtrees() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(rules_dir.path(), "rule always { condition: true }", "");
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["app/node_modules/x", "app/src", "logs"] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        for file in [
+            "app/node_modules/x/a.js",
+            "app/src/main.js",
+            "logs/today.log",
+            "top.log",
+        ] {
+            std::fs::write(root.path().join(file), "x").unwrap();
+        }
+        let globs = exclude_globs(&[
+            "**/node_modules".to_owned(),
+            format!("{}/*.log", root.path().display()),
+        ])
+        .unwrap();
+        let options = SweepOptions {
+            exclude_globs: globs,
+            ..SweepOptions::default()
+        };
+        let (_, findings, _) = sweep(&engine, root.path(), &options);
+        let mut found: Vec<String> = findings
+            .iter()
+            .map(|f| {
+                f.path
+                    .strip_prefix(root.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        found.sort();
+        // `*` stays within a component: logs/today.log is not matched by ROOT/*.log.
+        assert_eq!(found, vec!["app/src/main.js", "logs/today.log"]);
+        assert!(exclude_globs(&["a[".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn many_files_over_several_threads_are_each_scanned_once() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(
+            rules_dir.path(),
+            "rule marked { strings: $a = \"MARK\" condition: $a }",
+            "",
+        );
+        let root = tempfile::tempdir().unwrap();
+        let mut marked = 0;
+        for d in 0..20 {
+            let dir = root.path().join(format!("d{d}"));
+            std::fs::create_dir(&dir).unwrap();
+            for f in 0..50 {
+                let mark = (d * 50 + f) % 7 == 0;
+                marked += usize::from(mark);
+                std::fs::write(
+                    dir.join(format!("f{f}")),
+                    if mark { "xMARKx" } else { "plain" },
+                )
+                .unwrap();
+            }
+        }
+        let options = SweepOptions {
+            threads: 4,
+            ..SweepOptions::default()
+        };
+        let (stats, findings, errors) = sweep(&engine, root.path(), &options);
+        assert!(errors.is_empty());
+        assert_eq!(stats.files, 1000);
+        assert_eq!(findings.len(), marked);
+        let unique: std::collections::HashSet<_> = findings.iter().map(|f| &f.path).collect();
+        assert_eq!(unique.len(), marked);
     }
 
     #[test]

@@ -313,30 +313,19 @@ fn sweep_into(
     let started = SystemTime::now();
     // Each file's findings travel as one batch; `blocking_send` pauses the sweep while the
     // collector is unreachable and the queue is full, so nothing is dropped.
-    let mut pending: Vec<v1::Finding> = Vec::new();
-    let mut pending_path: Option<PathBuf> = None;
-    let flush = |pending: &mut Vec<v1::Finding>| {
-        if !pending.is_empty() {
+    let stats = engine.sweep(roots, options, stop, |event| match event {
+        SweepEvent::Findings(findings) => {
             let batch = v1::FindingBatch {
                 sweep_id: request.sweep_id.clone(),
-                findings: std::mem::take(pending),
+                findings: findings.iter().map(finding_to_proto).collect(),
             };
             let _ = bodies.blocking_send(Body::Findings(batch));
-        }
-    };
-    let stats = engine.sweep(roots, options, stop, |event| match event {
-        SweepEvent::Finding(finding) => {
-            if pending_path.as_deref() != Some(finding.path.as_path()) {
-                flush(&mut pending);
-                pending_path = Some(finding.path.clone());
-            }
-            pending.push(finding_to_proto(&finding));
         }
         SweepEvent::Error(error) => {
             tracing::debug!(path = %error.path.display(), kind = error.kind.as_str(), "{}", error.message)
         }
+        SweepEvent::File { .. } => {}
     });
-    flush(&mut pending);
     if !stats.stopped {
         let summary = v1::SweepSummary {
             sweep_id: request.sweep_id.clone(),

@@ -230,3 +230,54 @@ fn signature_base_rules_load_and_match() {
         "{rules_hit:?}"
     );
 }
+
+#[test]
+fn summary_json_exclude_max_size_and_threads() {
+    let f = Fixture::new();
+    std::fs::create_dir(f.path("scan/skipped")).unwrap();
+    std::fs::write(f.path("scan/skipped/eicar2.com"), EICAR).unwrap();
+    let summary = f.path("summary.json");
+    let output = scan(
+        &[
+            "--iocs",
+            &f.arg("iocs.txt"),
+            "--rules",
+            &f.arg("rules.yar"),
+            "--exclude",
+            "**/skipped",
+            "--max-size",
+            "10",
+            "--threads",
+            "3",
+            "--summary-json",
+            &summary.display().to_string(),
+            "--format",
+            "jsonl",
+        ],
+        &[&f.path("scan")],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // EICAR is 68 bytes, above --max-size 10: found by hash, not scanned by YARA.
+    let findings = jsonl(&output);
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0]["kind"], "hash_ioc");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary["files"], 2);
+    assert_eq!(summary["bytes"], 68 + 5);
+    assert_eq!(summary["findings"], 1);
+    assert_eq!(summary["errors"]["too_large"], 1);
+    assert_eq!(summary["cached_files"], 0);
+    assert!(summary["seconds"].as_f64().unwrap() >= 0.0);
+
+    let zero = scan(&["--threads", "0"], &[&f.path("scan")]);
+    assert_eq!(zero.status.code(), Some(2));
+    let bad_glob = scan(&["--exclude", "a["], &[&f.path("scan")]);
+    assert_eq!(bad_glob.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_glob.stderr).contains("--exclude"));
+}
