@@ -51,14 +51,18 @@ pub enum AgentError {
     Glob(#[from] globset::Error),
 }
 
-/// Loads the rules and IOC lists into an engine; an unusable rule file or list is an error.
-/// Bad lines inside an IOC list are logged with their line numbers and skipped.
+/// Loads the rules and IOC lists into an engine. A rule path or IOC list that cannot be read is
+/// an error; a rule file that does not compile is left out (see [`Engine::broken_rules`]) and
+/// bad lines inside an IOC list are skipped, each logged with its file and line.
 pub fn load_engine(rule_paths: &[PathBuf], ioc_paths: &[PathBuf]) -> Result<Engine, AgentError> {
     let rules = if rule_paths.is_empty() {
         None
     } else {
         Some(rules::load(rule_paths)?)
     };
+    for broken in rules.iter().flat_map(|set| &set.broken) {
+        tracing::error!("rule file left out: {broken}");
+    }
     let iocs = HashIocs::load(ioc_paths)?;
     for bad in &iocs.bad_lines {
         tracing::warn!("IOC line skipped: {bad}");

@@ -249,6 +249,14 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         "hygiene-agent: scanned {} files ({} bytes): {} findings, {} files not fully scanned",
         stats.files, stats.bytes, stats.findings, errors
     );
+    if !engine.broken_rules().is_empty() {
+        // Each was reported with its file and line when loading; the scan ran with the rest.
+        eprintln!(
+            "hygiene-agent: error: {} rule file(s) did not compile and were left out",
+            engine.broken_rules().len()
+        );
+        return Ok(ExitCode::from(2));
+    }
     Ok(if stats.findings > 0 {
         ExitCode::from(1)
     } else {

@@ -35,6 +35,8 @@ pub struct RuleSet {
     pub rules: yara_x::Rules,
     /// The rule files that went in, in compile order.
     pub files: Vec<PathBuf>,
+    /// Rule files left out because they do not compile, each with its file and line.
+    pub broken: Vec<RulesError>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -86,30 +88,70 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RulesError> {
     Ok(files)
 }
 
-/// Compiles every rule file under `paths`. Any file that fails to compile is an error naming
-/// the file and line.
+/// Compiles every rule file under `paths`. A file that does not compile is left out whole and
+/// listed in [`RuleSet::broken`] with its file and line; the others keep working. A path that
+/// cannot be read is an error.
 pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
-    let files = rule_files(paths)?;
-    let mut compiler = new_compiler();
+    let mut sources = Vec::new();
     let mut namespaces = HashSet::new();
-    for file in &files {
-        let source = std::fs::read(file).map_err(|source| RulesError::Read {
+    for file in rule_files(paths)? {
+        let source = std::fs::read(&file).map_err(|source| RulesError::Read {
             path: file.clone(),
             source,
         })?;
-        let namespace = unique_namespace(file, &mut namespaces);
-        compiler.new_namespace(&namespace);
+        let namespace = unique_namespace(&file, &mut namespaces);
+        sources.push((file, namespace, source));
+    }
+    let (compiler, broken) = compile(&sources);
+    if broken.is_empty() {
+        let files = sources.into_iter().map(|(file, _, _)| file).collect();
+        return Ok(RuleSet {
+            rules: compiler.build(),
+            files,
+            broken,
+        });
+    }
+    // yara-x keeps the rules of a failing file that did compile; recompile without the broken
+    // files so that each file is either fully in or fully out.
+    let broken_paths: HashSet<PathBuf> = broken.iter().map(|e| e.path().to_path_buf()).collect();
+    sources.retain(|(file, _, _)| !broken_paths.contains(file));
+    let (compiler, again) = compile(&sources);
+    debug_assert!(
+        again.is_empty(),
+        "files that compiled alone failed together: {again:?}"
+    );
+    let files = sources.into_iter().map(|(file, _, _)| file).collect();
+    Ok(RuleSet {
+        rules: compiler.build(),
+        files,
+        broken,
+    })
+}
+
+fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (yara_x::Compiler<'static>, Vec<RulesError>) {
+    let mut compiler = new_compiler();
+    let mut broken = Vec::new();
+    for (file, namespace, source) in sources {
+        compiler.new_namespace(namespace);
         let origin = file.display().to_string();
         if let Err(err) =
             compiler.add_source(yara_x::SourceCode::from(source.as_slice()).with_origin(origin))
         {
-            return Err(compile_error(file, &source, &err));
+            broken.push(compile_error(file, source, &err));
         }
     }
-    Ok(RuleSet {
-        rules: compiler.build(),
-        files,
-    })
+    (compiler, broken)
+}
+
+impl RulesError {
+    /// The file or directory the error concerns.
+    pub fn path(&self) -> &Path {
+        match self {
+            RulesError::Read { path, .. }
+            | RulesError::Compile { path, .. }
+            | RulesError::Empty { path } => path,
+        }
+    }
 }
 
 /// A compiler configured as every Hygiene component compiles rules.
@@ -194,8 +236,10 @@ mod tests {
             "rule ok { condition: true }\n\nrule bad {\n  condition: nosuchthing\n}\n",
         )
         .unwrap();
-        let err = load(std::slice::from_ref(&file)).unwrap_err();
-        match &err {
+        let set = load(std::slice::from_ref(&file)).unwrap();
+        assert_eq!(set.broken.len(), 1);
+        let err = &set.broken[0];
+        match err {
             RulesError::Compile { path, line, .. } => {
                 assert_eq!(path, &file);
                 assert_eq!(*line, 4);
@@ -206,6 +250,23 @@ mod tests {
             err.to_string()
                 .starts_with(&format!("{}:4: ", file.display()))
         );
+    }
+
+    #[test]
+    fn broken_file_is_left_out_whole_and_the_rest_work() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("good.yar"), "rule good { condition: true }").unwrap();
+        std::fs::write(
+            dir.path().join("half.yar"),
+            "rule half_ok { condition: true }\nrule half_bad { condition: nosuch }\n",
+        )
+        .unwrap();
+        let set = load(&[dir.path().to_path_buf()]).unwrap();
+        let names: Vec<&str> = set.rules.iter().map(|r| r.identifier()).collect();
+        assert_eq!(names, vec!["good"]);
+        assert_eq!(set.files, vec![dir.path().join("good.yar")]);
+        assert_eq!(set.broken.len(), 1);
+        assert_eq!(set.broken[0].path(), dir.path().join("half.yar"));
     }
 
     #[test]

@@ -235,6 +235,11 @@ impl Engine {
         self.iocs.len()
     }
 
+    /// Rule files left out because they do not compile.
+    pub fn broken_rules(&self) -> &[crate::rules::RulesError] {
+        self.rules.as_ref().map_or(&[], |set| &set.broken)
+    }
+
     /// Walks `roots` with `options.threads` workers and scans every regular file, calling `sink`
     /// (on the calling thread) for each event. Stops early (with `stats.stopped`) when `stop`
     /// becomes true.

@@ -105,21 +105,31 @@ fn text_format_and_clean_scan() {
 }
 
 #[test]
-fn broken_rule_is_an_error_with_file_and_line() {
+fn broken_rule_file_is_an_error_with_file_and_line_and_the_rest_still_scan() {
     let f = Fixture::new();
+    std::fs::create_dir(f.path("rules")).unwrap();
+    std::fs::copy(f.path("rules.yar"), f.path("rules/good.yar")).unwrap();
     std::fs::write(
-        f.path("broken.yar"),
+        f.path("rules/broken.yar"),
         "rule ok { condition: true }\nrule broken {\n  condition: $missing\n}\n",
     )
     .unwrap();
-    let output = scan(&["--rules", &f.arg("broken.yar")], &[&f.path("scan")]);
+    let output = scan(
+        &["--rules", &f.arg("rules"), "--format", "jsonl"],
+        &[&f.path("scan")],
+    );
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!("{}:3: ", f.arg("broken.yar"))),
+        stderr.contains(&format!("{}:3: ", f.arg("rules/broken.yar"))),
         "{stderr}"
     );
-    assert!(output.stdout.is_empty());
+    // The good file still works; the broken file is out whole (its `ok` rule would match all).
+    let rules: Vec<String> = jsonl(&output)
+        .iter()
+        .map(|v| v["rule"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rules, vec!["EICAR_String"]);
 }
 
 #[test]
