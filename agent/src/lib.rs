@@ -67,12 +67,6 @@ pub fn load_engine(rule_paths: &[PathBuf], ioc_paths: &[PathBuf]) -> Result<Engi
     for bad in &iocs.bad_lines {
         tracing::warn!("IOC line skipped: {bad}");
     }
-    if iocs.unsupported > 0 {
-        tracing::warn!(
-            "{} MD5/SHA-1 IOCs are not matched yet; only SHA-256 is",
-            iocs.unsupported
-        );
-    }
     Ok(Engine::new(rules, iocs))
 }
 

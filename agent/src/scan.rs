@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::iocs::HashIocs;
+use crate::iocs::{Digests, HashIocs};
 use crate::rules::RuleSet;
 
 /// Paths never walked by default: kernel and device pseudo-filesystems.
@@ -411,6 +411,8 @@ fn scan_file(
     let keep_bytes = scanner.is_some() && declared <= max_yara_size;
     let mut data = Vec::with_capacity(if keep_bytes { declared as usize } else { 0 });
     let mut hasher = Sha256::new();
+    let mut sha1 = iocs.needs_sha1().then(sha1::Sha1::new);
+    let mut md5 = iocs.needs_md5().then(md5::Md5::new);
     let mut size = 0u64;
     loop {
         let n = match file.read(buffer) {
@@ -420,12 +422,23 @@ fn scan_file(
             Err(err) => return Err(io_error(err)),
         };
         hasher.update(&buffer[..n]);
+        if let Some(sha1) = &mut sha1 {
+            sha1.update(&buffer[..n]);
+        }
+        if let Some(md5) = &mut md5 {
+            md5.update(&buffer[..n]);
+        }
         if keep_bytes {
             data.extend_from_slice(&buffer[..n]);
         }
         size += n as u64;
     }
-    let sha256: [u8; 32] = hasher.finalize().into();
+    let digests = Digests {
+        sha256: hasher.finalize().into(),
+        sha1: sha1.map(|h| h.finalize().into()),
+        md5: md5.map(|h| h.finalize().into()),
+    };
+    let sha256 = digests.sha256;
     let observed_at = SystemTime::now();
     let finding = |kind,
                    rule: Option<String>,
@@ -441,12 +454,14 @@ fn scan_file(
         observed_at,
     };
     let mut findings = Vec::new();
-    if let Some(comment) = iocs.match_sha256(&sha256) {
+    // One hash IOC finding per file, whichever lists and algorithms matched.
+    let comments = iocs.matches(&digests);
+    if !comments.is_empty() {
         findings.push(finding(
             FindingKind::HashIoc,
             None,
             None,
-            Some(comment.to_owned()),
+            Some(comments.join(" | ")),
         ));
     }
     let mut partial = None;
@@ -688,6 +703,27 @@ mod tests {
         std::fs::metadata("/proc/self")
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
             .unwrap_or(false)
+    }
+
+    #[test]
+    fn md5_and_sha1_iocs_match_and_make_one_finding() {
+        let engine = Engine::new(None, {
+            let mut iocs = HashIocs::default();
+            let list = "44d88612fea8a8f36de82e1278abb02f;EICAR md5\n3395856ce81f2b7382dee72602f798b642f14140;EICAR sha1\n";
+            iocs.add_list(Path::new("l"), list);
+            iocs
+        });
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("eicar"), EICAR).unwrap();
+        std::fs::write(root.path().join("other"), "x").unwrap();
+        let (_, findings, _) = sweep(&engine, root.path(), &SweepOptions::default());
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].kind, FindingKind::HashIoc);
+        assert_eq!(
+            findings[0].ioc_comment.as_deref(),
+            Some("EICAR sha1 | EICAR md5")
+        );
+        assert_eq!(findings[0].sha256_hex(), EICAR_SHA256);
     }
 
     #[test]

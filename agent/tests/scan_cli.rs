@@ -242,6 +242,30 @@ fn signature_base_rules_load_and_match() {
 }
 
 #[test]
+fn csv_ioc_list_with_md5_column() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("iocs.csv"),
+        "md5,family,source\n44d88612fea8a8f36de82e1278abb02f,EICAR,cert\n",
+    )
+    .unwrap();
+    let output = scan(
+        &["--iocs", &f.arg("iocs.csv"), "--format", "jsonl"],
+        &[&f.path("scan")],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let findings = jsonl(&output);
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0]["ioc_comment"], "family=EICAR; source=cert");
+    assert_eq!(findings[0]["sha256"], EICAR_SHA256);
+}
+
+#[test]
 fn summary_json_exclude_max_size_and_threads() {
     let f = Fixture::new();
     std::fs::create_dir(f.path("scan/skipped")).unwrap();
