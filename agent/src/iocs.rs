@@ -50,6 +50,9 @@ pub struct HashIocs {
     md5: HashMap<[u8; 16], String>,
     /// Lines that were not hashes.
     pub bad_lines: Vec<BadLine>,
+    /// SHA-256 chained over every list added: IOC verdicts cached under another version are
+    /// stale.
+    pub version: [u8; 32],
 }
 
 /// Header names taken as the hash column of a CSV list.
@@ -70,6 +73,12 @@ impl HashIocs {
 
     /// Adds one list; its format is recognised from its first meaningful line.
     pub fn add_list(&mut self, path: &Path, text: &str) {
+        use sha2::Digest;
+        let mut version = sha2::Sha256::new();
+        version.update(self.version);
+        version.update((text.len() as u64).to_le_bytes());
+        version.update(text.as_bytes());
+        self.version = version.finalize().into();
         let first = text
             .lines()
             .map(str::trim)

@@ -12,6 +12,7 @@
 //! - [`session`]: the stream to the collector: hello, heartbeats, outbox, acks, reconnects,
 //!   commands, and the sweeper that feeds it.
 
+pub mod cache;
 pub mod config;
 pub mod facts;
 pub mod iocs;
@@ -114,10 +115,19 @@ pub async fn run_agent(
         full: false,
     };
     sweep_tx.try_send(startup).expect("a new channel has room");
+    // Without its cache the agent still works, only every sweep reads everything.
+    let cache = match cache::Cache::open(&config.state_dir.join("cache.redb")) {
+        Ok(cache) => Some(Arc::new(cache)),
+        Err(err) => {
+            tracing::warn!("{err}; every sweep will read every file");
+            None
+        }
+    };
     let sweeper = tokio::spawn(session::run_sweeper(
         engine,
         roots,
         options,
+        cache,
         stop.clone(),
         sweep_rx,
         body_tx,

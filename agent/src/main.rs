@@ -88,6 +88,12 @@ struct ScanArgs {
     /// Files larger than this are hashed but not YARA-scanned [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
     max_size: Option<u64>,
+    /// Verdict cache: a re-scan reads only files that changed (created if missing).
+    #[arg(long, value_name = "PATH")]
+    cache: Option<PathBuf>,
+    /// Ignore the cache's verdicts (they are still updated).
+    #[arg(long)]
+    full: bool,
     /// Write totals as JSON to FILE: files, bytes, findings, errors, seconds, cached_files.
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
@@ -178,8 +184,14 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             .context("bad --exclude")?,
         max_yara_size: args.max_size.unwrap_or(defaults.max_yara_size),
         threads: args.threads.map_or(defaults.threads, usize::from),
+        full: args.full,
         ..defaults
     };
+    let cache = args
+        .cache
+        .as_deref()
+        .map(hygiene_agent::cache::Cache::open)
+        .transpose()?;
     let started = std::time::Instant::now();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -187,6 +199,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let stats = engine.sweep(
         &args.paths,
         &options,
+        cache.as_ref(),
         &AtomicBool::new(false),
         |event| match event {
             SweepEvent::Findings(findings) => {
@@ -238,8 +251,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             "findings": stats.findings,
             "errors": stats.errors.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
             "seconds": seconds,
-            // No verdict cache exists yet: every file was read and judged.
-            "cached_files": 0,
+            "cached_files": stats.cached_files,
         });
         std::fs::write(path, format!("{summary:#}\n"))
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -9,6 +9,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use sha2::Digest;
+
 /// External variables every rule set may use; [`crate::scan`] sets them for each file.
 pub const EXTERNAL_VARIABLES: [&str; 5] =
     ["filename", "filepath", "extension", "filetype", "owner"];
@@ -37,6 +39,9 @@ pub struct RuleSet {
     pub files: Vec<PathBuf>,
     /// Rule files left out because they do not compile, each with its file and line.
     pub broken: Vec<RulesError>,
+    /// SHA-256 over the namespaces and contents that went in: verdicts cached under another
+    /// version are stale.
+    pub version: [u8; 32],
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -102,29 +107,33 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         let namespace = unique_namespace(&file, &mut namespaces);
         sources.push((file, namespace, source));
     }
-    let (compiler, broken) = compile(&sources);
-    if broken.is_empty() {
-        let files = sources.into_iter().map(|(file, _, _)| file).collect();
-        return Ok(RuleSet {
-            rules: compiler.build(),
-            files,
-            broken,
-        });
+    let (mut compiler, broken) = compile(&sources);
+    if !broken.is_empty() {
+        // yara-x keeps the rules of a failing file that did compile; recompile without the
+        // broken files so that each file is either fully in or fully out.
+        let broken_paths: HashSet<PathBuf> =
+            broken.iter().map(|e| e.path().to_path_buf()).collect();
+        sources.retain(|(file, _, _)| !broken_paths.contains(file));
+        let again;
+        (compiler, again) = compile(&sources);
+        debug_assert!(
+            again.is_empty(),
+            "files that compiled alone failed together: {again:?}"
+        );
     }
-    // yara-x keeps the rules of a failing file that did compile; recompile without the broken
-    // files so that each file is either fully in or fully out.
-    let broken_paths: HashSet<PathBuf> = broken.iter().map(|e| e.path().to_path_buf()).collect();
-    sources.retain(|(file, _, _)| !broken_paths.contains(file));
-    let (compiler, again) = compile(&sources);
-    debug_assert!(
-        again.is_empty(),
-        "files that compiled alone failed together: {again:?}"
-    );
-    let files = sources.into_iter().map(|(file, _, _)| file).collect();
+    let mut version = sha2::Sha256::new();
+    for (_, namespace, source) in &sources {
+        // Length prefixes keep (ns "a", "bc") and (ns "ab", "c") apart.
+        for part in [namespace.as_bytes(), source.as_slice()] {
+            version.update((part.len() as u64).to_le_bytes());
+            version.update(part);
+        }
+    }
     Ok(RuleSet {
         rules: compiler.build(),
-        files,
+        files: sources.into_iter().map(|(file, _, _)| file).collect(),
         broken,
+        version: version.finalize().into(),
     })
 }
 
@@ -267,6 +276,21 @@ mod tests {
         assert_eq!(set.files, vec![dir.path().join("good.yar")]);
         assert_eq!(set.broken.len(), 1);
         assert_eq!(set.broken[0].path(), dir.path().join("half.yar"));
+        // The version covers only what went in: dropping the broken file changes nothing.
+        std::fs::remove_file(dir.path().join("half.yar")).unwrap();
+        assert_eq!(
+            load(&[dir.path().to_path_buf()]).unwrap().version,
+            set.version
+        );
+        std::fs::write(
+            dir.path().join("good.yar"),
+            "rule good { condition: false }",
+        )
+        .unwrap();
+        assert_ne!(
+            load(&[dir.path().to_path_buf()]).unwrap().version,
+            set.version
+        );
     }
 
     #[test]

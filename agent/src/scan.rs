@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{self, Cache, CacheReader, CachedFile, CachedMatch, FileStamp};
 use crate::iocs::{Digests, HashIocs};
 use crate::rules::RuleSet;
 
@@ -98,6 +99,8 @@ pub enum ScanErrorKind {
     TooLarge,
     /// YARA scanning exceeded its time limit.
     Timeout,
+    /// The file changed while it was read; it is judged again next sweep.
+    Changed,
     /// Any other I/O or scan error.
     Io,
 }
@@ -109,6 +112,7 @@ impl ScanErrorKind {
             ScanErrorKind::NotFound => "not_found",
             ScanErrorKind::TooLarge => "too_large",
             ScanErrorKind::Timeout => "timeout",
+            ScanErrorKind::Changed => "changed",
             ScanErrorKind::Io => "io",
         }
     }
@@ -130,10 +134,21 @@ pub struct ScanError {
     pub message: String,
 }
 
+impl ScanError {
+    fn io(path: &Path, err: std::io::Error) -> Self {
+        ScanError {
+            path: path.to_path_buf(),
+            kind: ScanErrorKind::of_io(&err),
+            message: err.to_string(),
+        }
+    }
+}
+
 /// What a sweep produces as it goes.
 pub enum SweepEvent {
-    /// A file was read (hashed, and YARA-scanned unless an error for it says otherwise).
-    File { bytes: u64 },
+    /// A file was judged (hashed, and YARA-scanned unless an error for it says otherwise);
+    /// `cached` when the verdict came from the cache without reading the file.
+    File { bytes: u64, cached: bool },
     /// One file's findings, together, so that they travel as one batch. Never empty.
     Findings(Vec<Finding>),
     /// A file or directory that was not (fully) scanned.
@@ -147,6 +162,8 @@ pub struct SweepStats {
     pub bytes: u64,
     pub findings: u64,
     pub errors: BTreeMap<ScanErrorKind, u64>,
+    /// Files whose verdict came from the cache.
+    pub cached_files: u64,
     /// The sweep was stopped before it finished.
     pub stopped: bool,
 }
@@ -155,9 +172,10 @@ impl SweepStats {
     /// Counts one event into the totals.
     pub fn count(&mut self, event: &SweepEvent) {
         match event {
-            SweepEvent::File { bytes } => {
+            SweepEvent::File { bytes, cached } => {
                 self.files += 1;
                 self.bytes += bytes;
+                self.cached_files += u64::from(*cached);
             }
             SweepEvent::Findings(findings) => self.findings += findings.len() as u64,
             SweepEvent::Error(error) => *self.errors.entry(error.kind).or_default() += 1,
@@ -176,6 +194,8 @@ pub struct SweepOptions {
     pub threads: usize,
     /// Do not cross into other file systems below each root.
     pub one_file_system: bool,
+    /// Ignore cached verdicts (they are still updated).
+    pub full: bool,
 }
 
 /// Half the cores, at least one: gentle on a host that has work of its own to do.
@@ -211,6 +231,7 @@ impl Default for SweepOptions {
             max_yara_size: DEFAULT_MAX_YARA_SIZE,
             threads: default_threads(),
             one_file_system: false,
+            full: false,
         }
     }
 }
@@ -247,6 +268,7 @@ impl Engine {
         &self,
         roots: &[PathBuf],
         options: &SweepOptions,
+        cache: Option<&Cache>,
         stop: &AtomicBool,
         mut sink: impl FnMut(SweepEvent),
     ) -> SweepStats {
@@ -273,66 +295,91 @@ impl Engine {
         let walker = builder.build_parallel();
         let threads = options.threads.max(1);
         // Both queues are bounded: a slow consumer slows its producers instead of piling up.
-        let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<SweepEvent>(1024);
+        let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<WorkerMessage>(1024);
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<PathBuf>(4096);
         let work_rx = std::sync::Mutex::new(work_rx);
+        let mut cache_writes = CacheWriter {
+            cache,
+            pending: Vec::new(),
+        };
         std::thread::scope(|scope| {
             let walker_events = events_tx.clone();
             scope.spawn(move || list_files(walker, stop, work_tx, walker_events));
             for _ in 0..threads {
                 let (events_tx, work_rx) = (events_tx.clone(), &work_rx);
+                // `--full` ignores what the cache knows, but still records what it learns.
+                let reader = cache
+                    .filter(|_| !options.full)
+                    .and_then(|c| match c.reader() {
+                        Ok(reader) => Some(reader),
+                        Err(err) => {
+                            tracing::warn!("{err}; sweeping without it");
+                            None
+                        }
+                    });
                 scope.spawn(move || {
-                    self.scan_worker(work_rx, options.max_yara_size, stop, events_tx)
+                    self.scan_worker(work_rx, options.max_yara_size, reader, stop, events_tx)
                 });
             }
             drop(events_tx);
-            for event in events_rx {
-                stats.count(&event);
-                sink(event);
+            for message in events_rx {
+                match message {
+                    WorkerMessage::Event(event) => {
+                        stats.count(&event);
+                        sink(event);
+                    }
+                    WorkerMessage::Cache(key, entry) => cache_writes.push(key, entry),
+                }
             }
         });
+        cache_writes.flush();
         stats.stopped = stop.load(Ordering::Relaxed);
         stats
     }
 
-    /// One scan thread: its own YARA scanner (scanners cannot move between threads) and read
-    /// buffer, taking paths from the shared queue until it closes.
+    /// One scan thread, taking paths from the shared queue until it closes.
     fn scan_worker(
         &self,
         work: &std::sync::Mutex<std::sync::mpsc::Receiver<PathBuf>>,
         max_yara_size: u64,
+        cache: Option<CacheReader>,
         stop: &AtomicBool,
-        events: std::sync::mpsc::SyncSender<SweepEvent>,
+        events: std::sync::mpsc::SyncSender<WorkerMessage>,
     ) {
-        let mut scanner = self.rules.as_ref().map(|set| {
-            let mut scanner = yara_x::Scanner::new(&set.rules);
-            scanner.set_timeout(YARA_TIMEOUT);
-            scanner
-        });
-        let mut buffer = vec![0u8; READ_CHUNK];
+        let mut worker = Worker {
+            engine: self,
+            scanner: self.rules.as_ref().map(|set| {
+                let mut scanner = yara_x::Scanner::new(&set.rules);
+                scanner.set_timeout(YARA_TIMEOUT);
+                scanner
+            }),
+            buffer: vec![0u8; READ_CHUNK],
+            cache,
+            max_yara_size,
+        };
         loop {
             let next = work.lock().expect("work queue lock").recv();
             let Ok(path) = next else { return };
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            let send = |event| events.send(event).is_ok();
-            let alive = match scan_file(
-                &path,
-                max_yara_size,
-                &mut buffer,
-                scanner.as_mut(),
-                &self.iocs,
-            ) {
-                Ok(scanned) => {
+            let send = |event| events.send(WorkerMessage::Event(event)).is_ok();
+            let alive = match worker.judge(&path) {
+                Ok(judged) => {
                     let mut alive = send(SweepEvent::File {
-                        bytes: scanned.size,
+                        bytes: judged.size,
+                        cached: judged.cached,
                     });
-                    if !scanned.findings.is_empty() {
-                        alive &= send(SweepEvent::Findings(scanned.findings));
+                    if !judged.findings.is_empty() {
+                        alive &= send(SweepEvent::Findings(judged.findings));
                     }
-                    if let Some(error) = scanned.partial {
+                    if let Some(error) = judged.partial {
                         alive &= send(SweepEvent::Error(error));
+                    }
+                    if let Some(entry) = judged.update {
+                        alive &= events
+                            .send(WorkerMessage::Cache(cache::key(&path), entry))
+                            .is_ok();
                     }
                     alive
                 }
@@ -345,13 +392,49 @@ impl Engine {
     }
 }
 
+/// Batches cache entries: one redb transaction (and fsync) per batch, not per file. A cache
+/// that cannot be written is reported once and then left alone; the sweep goes on.
+struct CacheWriter<'c> {
+    cache: Option<&'c Cache>,
+    pending: Vec<(Vec<u8>, CachedFile)>,
+}
+
+impl CacheWriter<'_> {
+    const BATCH: usize = 4096;
+
+    fn push(&mut self, key: Vec<u8>, entry: CachedFile) {
+        if self.cache.is_some() {
+            self.pending.push((key, entry));
+            if self.pending.len() >= Self::BATCH {
+                self.flush();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(cache) = self.cache
+            && let Err(err) = cache.write(&self.pending)
+        {
+            tracing::warn!("{err}; not caching the rest of this sweep");
+            self.cache = None;
+        }
+        self.pending.clear();
+    }
+}
+
+/// What workers send to the collecting thread.
+enum WorkerMessage {
+    Event(SweepEvent),
+    Cache(Vec<u8>, CachedFile),
+}
+
 /// The walk: lists regular files into `work`; walk errors (unreadable directories) go straight
 /// to `events`. Symlinks are not followed and special files are skipped.
 fn list_files(
     walker: ignore::WalkParallel,
     stop: &AtomicBool,
     work: std::sync::mpsc::SyncSender<PathBuf>,
-    events: std::sync::mpsc::SyncSender<SweepEvent>,
+    events: std::sync::mpsc::SyncSender<WorkerMessage>,
 ) {
     walker.run(|| {
         let (work, events) = (work.clone(), events.clone());
@@ -366,11 +449,11 @@ fn list_files(
                         .io_error()
                         .map_or(ScanErrorKind::Io, ScanErrorKind::of_io);
                     events
-                        .send(SweepEvent::Error(ScanError {
+                        .send(WorkerMessage::Event(SweepEvent::Error(ScanError {
                             path,
                             kind,
                             message: err.to_string(),
-                        }))
+                        })))
                         .is_ok()
                 }
                 Ok(entry) if entry.file_type().is_some_and(|t| t.is_file()) => {
@@ -387,112 +470,139 @@ fn list_files(
     });
 }
 
-struct ScannedFile {
+/// The outcome of judging one file.
+struct Judged {
     size: u64,
     findings: Vec<Finding>,
     /// Set when the file was hashed but not fully judged (too large, YARA timeout).
     partial: Option<ScanError>,
+    /// The verdict came from the cache; the file was not read.
+    cached: bool,
+    /// What to store in the cache, when something new was learned.
+    update: Option<CachedFile>,
 }
 
-fn scan_file(
-    path: &Path,
+/// Per-worker tools: a YARA scanner (scanners cannot move between threads), a read buffer and
+/// a cache reader.
+struct Worker<'e> {
+    engine: &'e Engine,
+    scanner: Option<yara_x::Scanner<'e>>,
+    buffer: Vec<u8>,
+    cache: Option<CacheReader>,
     max_yara_size: u64,
-    buffer: &mut [u8],
-    scanner: Option<&mut yara_x::Scanner<'_>>,
-    iocs: &HashIocs,
-) -> Result<ScannedFile, ScanError> {
-    let io_error = |err: std::io::Error| ScanError {
-        path: path.to_path_buf(),
-        kind: ScanErrorKind::of_io(&err),
-        message: err.to_string(),
-    };
-    let mut file = std::fs::File::open(path).map_err(io_error)?;
-    let declared = file.metadata().map_err(io_error)?.len();
-    let keep_bytes = scanner.is_some() && declared <= max_yara_size;
-    let mut data = Vec::with_capacity(if keep_bytes { declared as usize } else { 0 });
-    let mut hasher = Sha256::new();
-    let mut sha1 = iocs.needs_sha1().then(sha1::Sha1::new);
-    let mut md5 = iocs.needs_md5().then(md5::Md5::new);
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(io_error(err)),
-        };
-        hasher.update(&buffer[..n]);
-        if let Some(sha1) = &mut sha1 {
-            sha1.update(&buffer[..n]);
+}
+
+impl Worker<'_> {
+    fn judge(&mut self, path: &Path) -> Result<Judged, ScanError> {
+        let io_error = |err: std::io::Error| ScanError::io(path, err);
+        let stamp = FileStamp::of(&std::fs::symlink_metadata(path).map_err(io_error)?);
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&cache::key(path)))
+            .filter(|c| c.stamp == stamp);
+        let rules_version = self.engine.rules.as_ref().map(|r| hex::encode(r.version));
+        let iocs = &self.engine.iocs;
+        if let Some(entry) = cached {
+            let usable = entry.digests().filter(|d| {
+                (d.sha1.is_some() || !iocs.needs_sha1()) && (d.md5.is_some() || !iocs.needs_md5())
+            });
+            if let Some(digests) = usable {
+                // YARA's verdict stands if the rules are the same, if there are no rules, or if
+                // the file was too large for YARA and still is (same stamp).
+                let yara_current = self.scanner.is_none()
+                    || entry.too_large
+                    || entry.rules_version == rules_version;
+                if yara_current {
+                    let yara = if self.scanner.is_some() {
+                        entry.yara.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    let too_large = entry.too_large && self.scanner.is_some();
+                    return Ok(
+                        self.verdict(path, stamp.size, &digests, yara, too_large, None, true)
+                    );
+                }
+                // The rules changed: read for YARA, keep the hashes.
+                return self.read_and_judge(path, Some(digests), rules_version);
+            }
         }
-        if let Some(md5) = &mut md5 {
-            md5.update(&buffer[..n]);
-        }
-        if keep_bytes {
-            data.extend_from_slice(&buffer[..n]);
-        }
-        size += n as u64;
+        self.read_and_judge(path, None, rules_version)
     }
-    let digests = Digests {
-        sha256: hasher.finalize().into(),
-        sha1: sha1.map(|h| h.finalize().into()),
-        md5: md5.map(|h| h.finalize().into()),
-    };
-    let sha256 = digests.sha256;
-    let observed_at = SystemTime::now();
-    let finding = |kind,
-                   rule: Option<String>,
-                   namespace: Option<String>,
-                   ioc_comment: Option<String>| Finding {
-        path: path.to_path_buf(),
-        sha256,
-        size,
-        kind,
-        rule,
-        namespace,
-        ioc_comment,
-        observed_at,
-    };
-    let mut findings = Vec::new();
-    // One hash IOC finding per file, whichever lists and algorithms matched.
-    let comments = iocs.matches(&digests);
-    if !comments.is_empty() {
-        findings.push(finding(
-            FindingKind::HashIoc,
-            None,
-            None,
-            Some(comments.join(" | ")),
-        ));
-    }
-    let mut partial = None;
-    if let Some(scanner) = scanner {
-        if !keep_bytes || size > max_yara_size {
-            partial = Some(ScanError {
+
+    fn read_and_judge(
+        &mut self,
+        path: &Path,
+        known: Option<Digests>,
+        rules_version: Option<String>,
+    ) -> Result<Judged, ScanError> {
+        let io_error = |err: std::io::Error| ScanError::io(path, err);
+        let mut file = std::fs::File::open(path).map_err(io_error)?;
+        let stamp = FileStamp::of(&file.metadata().map_err(io_error)?);
+        let keep_bytes = self.scanner.is_some() && stamp.size <= self.max_yara_size;
+        let hash = known.is_none();
+        let iocs = &self.engine.iocs;
+        let mut data = Vec::with_capacity(if keep_bytes { stamp.size as usize } else { 0 });
+        let mut sha256 = Sha256::new();
+        let mut sha1 = (hash && iocs.needs_sha1()).then(sha1::Sha1::new);
+        let mut md5 = (hash && iocs.needs_md5()).then(md5::Md5::new);
+        let mut size = 0u64;
+        loop {
+            let n = match file.read(&mut self.buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(io_error(err)),
+            };
+            let chunk = &self.buffer[..n];
+            if hash {
+                sha256.update(chunk);
+                if let Some(h) = &mut sha1 {
+                    h.update(chunk);
+                }
+                if let Some(h) = &mut md5 {
+                    h.update(chunk);
+                }
+            }
+            if keep_bytes {
+                data.extend_from_slice(chunk);
+            }
+            size += n as u64;
+        }
+        // A file written to while we read it gives a verdict about bytes that no longer exist.
+        let after = FileStamp::of(&file.metadata().map_err(io_error)?);
+        if after.size != stamp.size || after.mtime_ns != stamp.mtime_ns || size != stamp.size {
+            return Err(ScanError {
                 path: path.to_path_buf(),
-                kind: ScanErrorKind::TooLarge,
+                kind: ScanErrorKind::Changed,
                 message: format!(
-                    "{size} bytes exceed the YARA limit of {max_yara_size}; hashed only"
+                    "changed while read ({} bytes when opened, {size} read)",
+                    stamp.size
                 ),
             });
-        } else {
+        }
+        let digests = known.unwrap_or_else(|| Digests {
+            sha256: sha256.finalize().into(),
+            sha1: sha1.map(|h| h.finalize().into()),
+            md5: md5.map(|h| h.finalize().into()),
+        });
+        let mut yara = Vec::new();
+        let mut failure = None;
+        let too_large = self.scanner.is_some() && !keep_bytes;
+        if let (Some(scanner), true) = (self.scanner.as_mut(), keep_bytes) {
             set_file_externals(scanner, path);
             match scanner.scan(&data) {
-                Ok(results) => {
-                    for rule in results.matching_rules() {
-                        findings.push(finding(
-                            FindingKind::Yara,
-                            Some(rule.identifier().to_owned()),
-                            Some(rule.namespace().to_owned()),
-                            None,
-                        ));
-                    }
-                }
+                Ok(results) => yara.extend(results.matching_rules().map(|rule| CachedMatch {
+                    rule: rule.identifier().to_owned(),
+                    namespace: rule.namespace().to_owned(),
+                })),
                 Err(err) => {
                     let kind = match err {
                         yara_x::errors::ScanError::Timeout => ScanErrorKind::Timeout,
                         _ => ScanErrorKind::Io,
                     };
-                    partial = Some(ScanError {
+                    failure = Some(ScanError {
                         path: path.to_path_buf(),
                         kind,
                         message: format!("YARA scan failed: {err}"),
@@ -500,12 +610,85 @@ fn scan_file(
                 }
             }
         }
+        // A YARA failure is not a verdict: nothing is cached, so the next sweep tries again.
+        let update = failure.is_none().then(|| {
+            let mut entry = CachedFile {
+                stamp,
+                sha256: String::new(),
+                sha1: None,
+                md5: None,
+                rules_version: if keep_bytes { rules_version } else { None },
+                yara: yara.clone(),
+                too_large,
+            };
+            entry.set_digests(&digests);
+            entry
+        });
+        let mut judged = self.verdict(path, size, &digests, yara, too_large, update, false);
+        if failure.is_some() {
+            judged.partial = failure;
+        }
+        Ok(judged)
     }
-    Ok(ScannedFile {
-        size,
-        findings,
-        partial,
-    })
+
+    /// Findings from digests (matched against the IOCs now loaded) and YARA matches.
+    #[allow(clippy::too_many_arguments)]
+    fn verdict(
+        &self,
+        path: &Path,
+        size: u64,
+        digests: &Digests,
+        yara: Vec<CachedMatch>,
+        too_large: bool,
+        update: Option<CachedFile>,
+        cached: bool,
+    ) -> Judged {
+        let observed_at = SystemTime::now();
+        let finding = |kind, rule, namespace, ioc_comment| Finding {
+            path: path.to_path_buf(),
+            sha256: digests.sha256,
+            size,
+            kind,
+            rule,
+            namespace,
+            ioc_comment,
+            observed_at,
+        };
+        let mut findings = Vec::new();
+        // One hash IOC finding per file, whichever lists and algorithms matched.
+        let comments = self.engine.iocs.matches(digests);
+        if !comments.is_empty() {
+            findings.push(finding(
+                FindingKind::HashIoc,
+                None,
+                None,
+                Some(comments.join(" | ")),
+            ));
+        }
+        for m in yara {
+            findings.push(finding(
+                FindingKind::Yara,
+                Some(m.rule),
+                Some(m.namespace),
+                None,
+            ));
+        }
+        let partial = too_large.then(|| ScanError {
+            path: path.to_path_buf(),
+            kind: ScanErrorKind::TooLarge,
+            message: format!(
+                "{size} bytes exceed the YARA limit of {}; hashed only",
+                self.max_yara_size
+            ),
+        });
+        Judged {
+            size,
+            findings,
+            partial,
+            cached,
+            update,
+        }
+    }
 }
 
 /// Sets the Loki/THOR external variables for one file: `filename` is the base name, `filepath`
@@ -564,10 +747,20 @@ mod tests {
         root: &Path,
         options: &SweepOptions,
     ) -> (SweepStats, Vec<Finding>, Vec<ScanError>) {
+        sweep_cached(engine, root, options, None)
+    }
+
+    fn sweep_cached(
+        engine: &Engine,
+        root: &Path,
+        options: &SweepOptions,
+        cache: Option<&Cache>,
+    ) -> (SweepStats, Vec<Finding>, Vec<ScanError>) {
         let (mut findings, mut errors) = (Vec::new(), Vec::new());
         let stats = engine.sweep(
             &[root.to_path_buf()],
             options,
+            cache,
             &AtomicBool::new(false),
             |event| match event {
                 SweepEvent::Findings(f) => findings.extend(f),
@@ -803,6 +996,144 @@ mod tests {
         assert_eq!(unique.len(), marked);
     }
 
+    /// Rules that report every file and one marked file, and EICAR as a SHA-256 IOC.
+    fn cache_fixture() -> (tempfile::TempDir, tempfile::TempDir, Cache) {
+        let root = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            std::fs::write(root.path().join(format!("f{i}")), format!("file {i}")).unwrap();
+        }
+        std::fs::write(root.path().join("eicar"), EICAR).unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&state.path().join("cache.redb")).unwrap();
+        (root, state, cache)
+    }
+
+    fn names(findings: &[Finding]) -> Vec<String> {
+        let mut names: Vec<String> = findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}:{}",
+                    f.path.file_name().unwrap().to_string_lossy(),
+                    f.rule.as_deref().unwrap_or("ioc")
+                )
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn unchanged_tree_is_served_from_the_cache() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(
+            rules_dir.path(),
+            "rule eicar { strings: $a = \"EICAR\" condition: $a }",
+            &format!("{EICAR_SHA256};E\n"),
+        );
+        let (root, _state, cache) = cache_fixture();
+        let options = SweepOptions::default();
+        let (first, first_findings, _) = sweep_cached(&engine, root.path(), &options, Some(&cache));
+        assert_eq!((first.files, first.cached_files), (21, 0));
+        let (second, second_findings, _) =
+            sweep_cached(&engine, root.path(), &options, Some(&cache));
+        assert_eq!(
+            (second.files, second.cached_files, second.bytes),
+            (21, 21, first.bytes)
+        );
+        assert_eq!(names(&first_findings), names(&second_findings));
+        assert_eq!(names(&second_findings), vec!["eicar:eicar", "eicar:ioc"]);
+        // --full ignores the cache.
+        let full = SweepOptions {
+            full: true,
+            ..SweepOptions::default()
+        };
+        assert_eq!(
+            sweep_cached(&engine, root.path(), &full, Some(&cache))
+                .0
+                .cached_files,
+            0
+        );
+    }
+
+    #[test]
+    fn a_changed_file_is_read_again() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(
+            rules_dir.path(),
+            "rule marked { strings: $a = \"MARK\" condition: $a }",
+            "",
+        );
+        let (root, _state, cache) = cache_fixture();
+        sweep_cached(&engine, root.path(), &SweepOptions::default(), Some(&cache));
+        // Same size, new content: the ctime (and mtime) change gives it away.
+        std::fs::write(root.path().join("f3"), "MARK 3").unwrap();
+        let (stats, findings, _) =
+            sweep_cached(&engine, root.path(), &SweepOptions::default(), Some(&cache));
+        assert_eq!(stats.cached_files, 20);
+        assert_eq!(names(&findings), vec!["f3:marked"]);
+    }
+
+    #[test]
+    fn new_rules_rescan_and_new_iocs_match_without_reading() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let (root, _state, cache) = cache_fixture();
+        let old = engine(
+            rules_dir.path(),
+            "rule old { strings: $a = \"file 7\" condition: $a }",
+            "",
+        );
+        let (_, findings, _) =
+            sweep_cached(&old, root.path(), &SweepOptions::default(), Some(&cache));
+        assert_eq!(names(&findings), vec!["f7:old"]);
+        // New rules: every file is read again for YARA.
+        let new = engine(
+            rules_dir.path(),
+            "rule new { strings: $a = \"file 2\" condition: $a }",
+            "",
+        );
+        let (stats, findings, _) =
+            sweep_cached(&new, root.path(), &SweepOptions::default(), Some(&cache));
+        assert_eq!(stats.cached_files, 0);
+        assert_eq!(names(&findings), vec!["f2:new"]);
+        // Same rules, a new IOC list: matched from the cached hashes, nothing is read.
+        let with_iocs = engine(
+            rules_dir.path(),
+            "rule new { strings: $a = \"file 2\" condition: $a }",
+            &format!("{EICAR_SHA256};E\n"),
+        );
+        let (stats, findings, _) = sweep_cached(
+            &with_iocs,
+            root.path(),
+            &SweepOptions::default(),
+            Some(&cache),
+        );
+        assert_eq!(stats.cached_files, 21);
+        assert_eq!(names(&findings), vec!["eicar:ioc", "f2:new"]);
+        // An MD5 list needs a digest the cache lacks: those files are read once more.
+        let mut md5_iocs = HashIocs::default();
+        md5_iocs.add_list(Path::new("l"), "44d88612fea8a8f36de82e1278abb02f;md5\n");
+        let md5_engine = Engine::new(
+            crate::rules::load(&[rules_dir.path().join("test.yar")]).ok(),
+            md5_iocs,
+        );
+        let (stats, findings, _) = sweep_cached(
+            &md5_engine,
+            root.path(),
+            &SweepOptions::default(),
+            Some(&cache),
+        );
+        assert_eq!(stats.cached_files, 0);
+        assert_eq!(names(&findings), vec!["eicar:ioc", "f2:new"]);
+        let (stats, _, _) = sweep_cached(
+            &md5_engine,
+            root.path(),
+            &SweepOptions::default(),
+            Some(&cache),
+        );
+        assert_eq!(stats.cached_files, 21);
+    }
+
     #[test]
     fn stop_flag_ends_the_sweep() {
         let engine = Engine::new(None, HashIocs::default());
@@ -811,6 +1142,7 @@ mod tests {
         let stats = engine.sweep(
             &[root.path().to_path_buf()],
             &SweepOptions::default(),
+            None,
             &AtomicBool::new(true),
             |_| {},
         );

@@ -16,6 +16,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::cache::Cache;
 use crate::facts::HostFacts;
 use crate::scan::{Engine, Finding, FindingKind, SweepEvent, SweepOptions, SweepStats};
 use crate::state::{AgentState, StateError};
@@ -271,6 +272,7 @@ pub async fn run_sweeper(
     engine: Arc<Engine>,
     roots: Vec<PathBuf>,
     options: SweepOptions,
+    cache: Option<Arc<Cache>>,
     stop: Arc<AtomicBool>,
     mut requests: mpsc::Receiver<SweepRequest>,
     bodies: mpsc::Sender<Body>,
@@ -279,17 +281,29 @@ pub async fn run_sweeper(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let (engine, roots, options, stop, bodies) = (
+        let (engine, roots, cache, stop, bodies) = (
             engine.clone(),
             roots.clone(),
-            options.clone(),
+            cache.clone(),
             stop.clone(),
             bodies.clone(),
         );
+        let options = SweepOptions {
+            full: request.full,
+            ..options.clone()
+        };
         let sweep_id = request.sweep_id.clone();
         tracing::info!(sweep = %sweep_id, roots = ?roots, "sweep started");
         let finished = tokio::task::spawn_blocking(move || {
-            sweep_into(&engine, &roots, &options, &stop, &request, &bodies)
+            sweep_into(
+                &engine,
+                &roots,
+                &options,
+                cache.as_deref(),
+                &stop,
+                &request,
+                &bodies,
+            )
         })
         .await;
         match finished {
@@ -306,6 +320,7 @@ fn sweep_into(
     engine: &Engine,
     roots: &[PathBuf],
     options: &SweepOptions,
+    cache: Option<&Cache>,
     stop: &AtomicBool,
     request: &SweepRequest,
     bodies: &mpsc::Sender<Body>,
@@ -313,7 +328,7 @@ fn sweep_into(
     let started = SystemTime::now();
     // Each file's findings travel as one batch; `blocking_send` pauses the sweep while the
     // collector is unreachable and the queue is full, so nothing is dropped.
-    let stats = engine.sweep(roots, options, stop, |event| match event {
+    let stats = engine.sweep(roots, options, cache, stop, |event| match event {
         SweepEvent::Findings(findings) => {
             let batch = v1::FindingBatch {
                 sweep_id: request.sweep_id.clone(),
@@ -453,6 +468,7 @@ mod tests {
             &engine,
             &[root.path().to_path_buf()],
             &SweepOptions::default(),
+            None,
             &AtomicBool::new(false),
             &request,
             &tx,

@@ -315,3 +315,42 @@ fn summary_json_exclude_max_size_and_threads() {
     assert_eq!(bad_glob.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_glob.stderr).contains("--exclude"));
 }
+
+#[test]
+fn cache_makes_the_second_scan_read_nothing_and_full_ignores_it() {
+    let f = Fixture::new();
+    let cache = f.arg("state/cache.redb");
+    let rules = f.arg("rules.yar");
+    let summary = |name: &str, extra: &[&str]| {
+        let path = f.path(name);
+        let mut args = vec!["--rules", &rules, "--cache", &cache, "--format", "jsonl"];
+        let path_arg = path.display().to_string();
+        args.extend(["--summary-json", &path_arg]);
+        args.extend(extra);
+        let output = scan(&args, &[&f.path("scan")]);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            jsonl(&output).len(),
+            1,
+            "the finding is reported from the cache too"
+        );
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    let first = summary("first.json", &[]);
+    assert_eq!(
+        (first["files"].as_u64(), first["cached_files"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let second = summary("second.json", &[]);
+    assert_eq!(
+        (second["files"].as_u64(), second["cached_files"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let full = summary("full.json", &["--full"]);
+    assert_eq!(full["cached_files"].as_u64(), Some(0));
+}
