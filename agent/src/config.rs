@@ -25,6 +25,8 @@ pub struct ConfigFile {
     pub threads: Option<usize>,
     /// Stay on the file system of each root.
     pub one_file_system: Option<bool>,
+    /// CPU budget of a sweep in percent of one core (e.g. 50); no limit when unset.
+    pub cpu_limit: Option<u32>,
     /// YARA rule files or directories of them.
     pub rules: Option<Vec<PathBuf>>,
     /// Hash IOC lists.
@@ -76,6 +78,7 @@ impl ConfigFile {
             exclude: flags.exclude.or(self.exclude),
             threads: flags.threads.or(self.threads),
             one_file_system: flags.one_file_system.or(self.one_file_system),
+            cpu_limit: flags.cpu_limit.or(self.cpu_limit),
             rules: flags.rules.or(self.rules),
             iocs: flags.iocs.or(self.iocs),
             heartbeat_seconds: flags.heartbeat_seconds.or(self.heartbeat_seconds),
@@ -95,6 +98,7 @@ pub struct AgentConfig {
     pub exclude: Vec<String>,
     pub threads: usize,
     pub one_file_system: bool,
+    pub cpu_limit: Option<u32>,
     pub rules: Vec<PathBuf>,
     pub iocs: Vec<PathBuf>,
     pub heartbeat: Duration,
@@ -129,6 +133,10 @@ impl AgentConfig {
                 None => crate::scan::default_threads(),
             },
             one_file_system: file.one_file_system.unwrap_or(false),
+            cpu_limit: match file.cpu_limit {
+                Some(0) => return Err(ConfigError::Zero { what: "cpu_limit" }),
+                limit => limit,
+            },
             rules: file.rules.unwrap_or_default(),
             iocs: file.iocs.unwrap_or_default(),
             heartbeat: Duration::from_secs(heartbeat_seconds),
@@ -181,6 +189,19 @@ mod tests {
         assert_eq!(config.max_yara_size, crate::scan::DEFAULT_MAX_YARA_SIZE);
         assert_eq!(config.exclude, vec!["**/node_modules".to_owned()]);
         assert_eq!((config.threads, config.one_file_system), (3, true));
+    }
+
+    #[test]
+    fn zero_cpu_limit_is_an_error() {
+        let file = ConfigFile {
+            collector: Some("https://c:1".into()),
+            cpu_limit: Some(0),
+            ..ConfigFile::default()
+        };
+        assert!(matches!(
+            AgentConfig::resolve(file),
+            Err(ConfigError::Zero { what: "cpu_limit" })
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod cache;
 pub mod config;
 pub mod facts;
+pub mod gentle;
 pub mod iocs;
 pub mod rules;
 pub mod scan;
@@ -103,6 +104,7 @@ pub async fn run_agent(
         exclude_globs: scan::exclude_globs(&config.exclude)?,
         threads: config.threads,
         one_file_system: config.one_file_system,
+        cpu_limit: config.cpu_limit,
         ..SweepOptions::default()
     };
     options.excludes.push(absolute(&config.state_dir)?);

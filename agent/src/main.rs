@@ -55,6 +55,9 @@ struct RunArgs {
     /// Scan threads [default: half the cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// CPU budget of a sweep in percent of one core.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..))]
+    cpu_limit: Option<u32>,
     /// Seconds between heartbeats.
     #[arg(long)]
     heartbeat_seconds: Option<u64>,
@@ -82,6 +85,9 @@ struct ScanArgs {
     /// Scan threads [default: half the cores].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// CPU budget in percent of one core, e.g. 50 [default: no limit].
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..))]
+    cpu_limit: Option<u32>,
     /// Glob of paths not to walk, e.g. '**/node_modules' (repeatable).
     #[arg(long)]
     exclude: Vec<String>,
@@ -143,6 +149,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         threads: args.threads,
         one_file_system: None,
+        cpu_limit: args.cpu_limit,
         rules: non_empty(args.rules),
         iocs: non_empty(args.iocs),
         heartbeat_seconds: args.heartbeat_seconds,
@@ -185,6 +192,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         max_yara_size: args.max_size.unwrap_or(defaults.max_yara_size),
         threads: args.threads.map_or(defaults.threads, usize::from),
         full: args.full,
+        cpu_limit: args.cpu_limit,
         ..defaults
     };
     let cache = args

@@ -15,6 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{self, Cache, CacheReader, CachedFile, CachedMatch, FileStamp};
+use crate::gentle::Throttle;
 use crate::iocs::{Digests, HashIocs};
 use crate::rules::RuleSet;
 
@@ -196,6 +197,10 @@ pub struct SweepOptions {
     pub one_file_system: bool,
     /// Ignore cached verdicts (they are still updated).
     pub full: bool,
+    /// CPU budget for all scan threads together, in percent of one core.
+    pub cpu_limit: Option<u32>,
+    /// Run the walk and scan threads at low CPU and I/O priority.
+    pub low_priority: bool,
 }
 
 /// Half the cores, at least one: gentle on a host that has work of its own to do.
@@ -232,6 +237,8 @@ impl Default for SweepOptions {
             threads: default_threads(),
             one_file_system: false,
             full: false,
+            cpu_limit: None,
+            low_priority: true,
         }
     }
 }
@@ -304,7 +311,8 @@ impl Engine {
         };
         std::thread::scope(|scope| {
             let walker_events = events_tx.clone();
-            scope.spawn(move || list_files(walker, stop, work_tx, walker_events));
+            let low_priority = options.low_priority;
+            scope.spawn(move || list_files(walker, low_priority, stop, work_tx, walker_events));
             for _ in 0..threads {
                 let (events_tx, work_rx) = (events_tx.clone(), &work_rx);
                 // `--full` ignores what the cache knows, but still records what it learns.
@@ -317,9 +325,7 @@ impl Engine {
                             None
                         }
                     });
-                scope.spawn(move || {
-                    self.scan_worker(work_rx, options.max_yara_size, reader, stop, events_tx)
-                });
+                scope.spawn(move || self.scan_worker(work_rx, options, reader, stop, events_tx));
             }
             drop(events_tx);
             for message in events_rx {
@@ -341,7 +347,7 @@ impl Engine {
     fn scan_worker(
         &self,
         work: &std::sync::Mutex<std::sync::mpsc::Receiver<PathBuf>>,
-        max_yara_size: u64,
+        options: &SweepOptions,
         cache: Option<CacheReader>,
         stop: &AtomicBool,
         events: std::sync::mpsc::SyncSender<WorkerMessage>,
@@ -355,8 +361,12 @@ impl Engine {
             }),
             buffer: vec![0u8; READ_CHUNK],
             cache,
-            max_yara_size,
+            max_yara_size: options.max_yara_size,
         };
+        if options.low_priority {
+            crate::gentle::lower_thread_priority();
+        }
+        let mut throttle = Throttle::new(options.cpu_limit, options.threads);
         loop {
             let next = work.lock().expect("work queue lock").recv();
             let Ok(path) = next else { return };
@@ -364,7 +374,11 @@ impl Engine {
                 return;
             }
             let send = |event| events.send(WorkerMessage::Event(event)).is_ok();
-            let alive = match worker.judge(&path) {
+            let judged = match &mut throttle {
+                Some(throttle) => throttle.run(|| worker.judge(&path)),
+                None => worker.judge(&path),
+            };
+            let alive = match judged {
                 Ok(judged) => {
                     let mut alive = send(SweepEvent::File {
                         bytes: judged.size,
@@ -432,13 +446,20 @@ enum WorkerMessage {
 /// to `events`. Symlinks are not followed and special files are skipped.
 fn list_files(
     walker: ignore::WalkParallel,
+    low_priority: bool,
     stop: &AtomicBool,
     work: std::sync::mpsc::SyncSender<PathBuf>,
     events: std::sync::mpsc::SyncSender<WorkerMessage>,
 ) {
     walker.run(|| {
         let (work, events) = (work.clone(), events.clone());
+        // Visitors are built here but run on the walker's threads: lower each on first use.
+        let mut lowered = !low_priority;
         Box::new(move |entry| {
+            if !lowered {
+                crate::gentle::lower_thread_priority();
+                lowered = true;
+            }
             if stop.load(Ordering::Relaxed) {
                 return ignore::WalkState::Quit;
             }

@@ -311,6 +311,17 @@ fn summary_json_exclude_max_size_and_threads() {
 
     let zero = scan(&["--threads", "0"], &[&f.path("scan")]);
     assert_eq!(zero.status.code(), Some(2));
+    let no_cpu = scan(&["--cpu-limit", "0"], &[&f.path("scan")]);
+    assert_eq!(no_cpu.status.code(), Some(2));
+    let limited = scan(
+        &["--cpu-limit", "25", "--iocs", &f.arg("iocs.txt")],
+        &[&f.path("scan")],
+    );
+    assert_eq!(
+        limited.status.code(),
+        Some(1),
+        "a CPU budget slows a scan, it does not change it"
+    );
     let bad_glob = scan(&["--exclude", "a["], &[&f.path("scan")]);
     assert_eq!(bad_glob.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_glob.stderr).contains("--exclude"));
