@@ -125,15 +125,15 @@ pub async fn run_agent(
             None
         }
     };
-    let sweeper = tokio::spawn(session::run_sweeper(
+    let sweeper = session::Sweeper {
         engine,
         roots,
         options,
         cache,
-        stop.clone(),
-        sweep_rx,
-        body_tx,
-    ));
+        stop: stop.clone(),
+        last_totals: Some(config.state_dir.join("last-sweep.json")),
+    };
+    let sweeper = tokio::spawn(sweeper.run(sweep_rx, body_tx));
 
     let params = SessionParams {
         facts: facts::collect(),

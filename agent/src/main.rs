@@ -201,10 +201,20 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         .map(hygiene_agent::cache::Cache::open)
         .transpose()?;
     let started = std::time::Instant::now();
+    // A live progress line on a terminal; nothing when stderr is piped or redirected.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .expect("a valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
-    let stats = engine.sweep(
+    let stats = engine.sweep_with_progress(
         &args.paths,
         &options,
         cache.as_ref(),
@@ -238,15 +248,27 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             }
             SweepEvent::File { .. } => {}
             SweepEvent::Error(error) => {
-                eprintln!(
+                let line = format!(
                     "hygiene-agent: {}: {}: {}",
                     error.path.display(),
                     error.kind.as_str(),
                     error.message
-                )
+                );
+                match &bar {
+                    Some(bar) => bar.suspend(|| eprintln!("{line}")),
+                    None => eprintln!("{line}"),
+                }
+            }
+        },
+        |stats| {
+            if let Some(bar) = &bar {
+                bar.set_message(progress_line(stats));
             }
         },
     );
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     out.flush().context("cannot write to stdout")?;
     if let Some(err) = write_error {
         return Err(err).context("cannot write to stdout");
@@ -282,4 +304,15 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// "12,345 files, 1.2 GiB, 3 findings, 0 errors" for the progress line.
+fn progress_line(stats: &hygiene_agent::scan::SweepStats) -> String {
+    format!(
+        "{} files, {}, {} findings, {} not fully scanned",
+        stats.files,
+        indicatif::HumanBytes(stats.bytes),
+        stats.findings,
+        stats.errors.values().sum::<u64>()
+    )
 }

@@ -25,6 +25,8 @@ pub const DEFAULT_EXCLUDES: [&str; 3] = ["/proc", "/sys", "/dev"];
 pub const DEFAULT_MAX_YARA_SIZE: u64 = 64 * 1024 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
 const YARA_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often [`Engine::sweep_with_progress`] reports running totals.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -277,7 +279,21 @@ impl Engine {
         options: &SweepOptions,
         cache: Option<&Cache>,
         stop: &AtomicBool,
+        sink: impl FnMut(SweepEvent),
+    ) -> SweepStats {
+        self.sweep_with_progress(roots, options, cache, stop, sink, |_| {})
+    }
+
+    /// [`Engine::sweep`], also calling `progress` with the running totals about every
+    /// [`PROGRESS_INTERVAL`], whether or not files finish (a huge file may take a while).
+    pub fn sweep_with_progress(
+        &self,
+        roots: &[PathBuf],
+        options: &SweepOptions,
+        cache: Option<&Cache>,
+        stop: &AtomicBool,
         mut sink: impl FnMut(SweepEvent),
+        mut progress: impl FnMut(&SweepStats),
     ) -> SweepStats {
         let mut stats = SweepStats::default();
         let Some((first, rest)) = roots.split_first() else {
@@ -328,13 +344,20 @@ impl Engine {
                 scope.spawn(move || self.scan_worker(work_rx, options, reader, stop, events_tx));
             }
             drop(events_tx);
-            for message in events_rx {
-                match message {
-                    WorkerMessage::Event(event) => {
+            let mut last_progress = std::time::Instant::now();
+            loop {
+                match events_rx.recv_timeout(PROGRESS_INTERVAL) {
+                    Ok(WorkerMessage::Event(event)) => {
                         stats.count(&event);
                         sink(event);
                     }
-                    WorkerMessage::Cache(key, entry) => cache_writes.push(key, entry),
+                    Ok(WorkerMessage::Cache(key, entry)) => cache_writes.push(key, entry),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if last_progress.elapsed() >= PROGRESS_INTERVAL {
+                    progress(&stats);
+                    last_progress = std::time::Instant::now();
                 }
             }
         });

@@ -266,105 +266,159 @@ fn hello(params: &SessionParams) -> v1::Hello {
     }
 }
 
-/// Runs sweeps one after another as requests arrive, streaming findings and a summary into
-/// `bodies`. Ends when `requests` closes.
-pub async fn run_sweeper(
-    engine: Arc<Engine>,
+/// Everything a sweep needs besides its request.
+pub struct Sweeper {
+    pub engine: Arc<Engine>,
+    pub roots: Vec<PathBuf>,
+    pub options: SweepOptions,
+    pub cache: Option<Arc<Cache>>,
+    pub stop: Arc<AtomicBool>,
+    /// Where the last finished sweep's totals are kept, as the next sweep's estimate.
+    pub last_totals: Option<PathBuf>,
+}
+
+/// How often a running sweep reports its progress to the collector.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Totals of the last finished sweep of some roots.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct LastTotals {
     roots: Vec<PathBuf>,
-    options: SweepOptions,
-    cache: Option<Arc<Cache>>,
-    stop: Arc<AtomicBool>,
-    mut requests: mpsc::Receiver<SweepRequest>,
-    bodies: mpsc::Sender<Body>,
-) {
-    while let Some(request) = requests.recv().await {
-        if stop.load(Ordering::Relaxed) {
-            break;
+    files: u64,
+    bytes: u64,
+}
+
+impl Sweeper {
+    /// Runs sweeps one after another as requests arrive, streaming progress, findings and a
+    /// summary into `bodies`. Ends when `requests` closes.
+    pub async fn run(self, mut requests: mpsc::Receiver<SweepRequest>, bodies: mpsc::Sender<Body>) {
+        let sweeper = Arc::new(self);
+        while let Some(request) = requests.recv().await {
+            if sweeper.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let (this, bodies) = (sweeper.clone(), bodies.clone());
+            let sweep_id = request.sweep_id.clone();
+            tracing::info!(sweep = %sweep_id, roots = ?sweeper.roots, full = request.full, "sweep started");
+            let finished =
+                tokio::task::spawn_blocking(move || this.sweep_into(&request, &bodies)).await;
+            match finished {
+                Ok(stats) => tracing::info!(
+                    sweep = %sweep_id, files = stats.files, bytes = stats.bytes, findings = stats.findings,
+                    cached_files = stats.cached_files, errors = stats.errors.values().sum::<u64>(),
+                    stopped = stats.stopped, "sweep finished"
+                ),
+                Err(err) => tracing::error!(sweep = %sweep_id, "sweep crashed: {err}"),
+            }
         }
-        let (engine, roots, cache, stop, bodies) = (
-            engine.clone(),
-            roots.clone(),
-            cache.clone(),
-            stop.clone(),
-            bodies.clone(),
-        );
+    }
+
+    fn sweep_into(&self, request: &SweepRequest, bodies: &mpsc::Sender<Body>) -> SweepStats {
+        let started = SystemTime::now();
         let options = SweepOptions {
             full: request.full,
-            ..options.clone()
+            ..self.options.clone()
         };
-        let sweep_id = request.sweep_id.clone();
-        tracing::info!(sweep = %sweep_id, roots = ?roots, "sweep started");
-        let finished = tokio::task::spawn_blocking(move || {
-            sweep_into(
-                &engine,
-                &roots,
-                &options,
-                cache.as_deref(),
-                &stop,
-                &request,
-                &bodies,
-            )
-        })
-        .await;
-        match finished {
-            Ok(stats) => tracing::info!(
-                sweep = %sweep_id, files = stats.files, bytes = stats.bytes, findings = stats.findings,
-                errors = stats.errors.values().sum::<u64>(), stopped = stats.stopped, "sweep finished"
-            ),
-            Err(err) => tracing::error!(sweep = %sweep_id, "sweep crashed: {err}"),
+        let estimate = self.read_last_totals();
+        let progress = |stats: &SweepStats| {
+            let report = v1::SweepProgress {
+                sweep_id: request.sweep_id.clone(),
+                started_at_ms: unix_ms(started),
+                files_done: stats.files,
+                bytes_done: stats.bytes,
+                files_estimate: estimate.as_ref().map_or(0, |e| e.files),
+                bytes_estimate: estimate.as_ref().map_or(0, |e| e.bytes),
+                findings: stats.findings,
+                errors: error_counts(stats),
+            };
+            let _ = bodies.blocking_send(Body::SweepProgress(report));
+        };
+        progress(&SweepStats::default());
+        let mut last_report = Instant::now();
+        // Each file's findings travel as one batch; `blocking_send` pauses the sweep while the
+        // collector is unreachable and the queue is full, so nothing is dropped.
+        let stats = self.engine.sweep_with_progress(
+            &self.roots,
+            &options,
+            self.cache.as_deref(),
+            &self.stop,
+            |event| match event {
+                SweepEvent::Findings(findings) => {
+                    let batch = v1::FindingBatch {
+                        sweep_id: request.sweep_id.clone(),
+                        findings: findings.iter().map(finding_to_proto).collect(),
+                    };
+                    let _ = bodies.blocking_send(Body::Findings(batch));
+                }
+                SweepEvent::Error(error) => {
+                    tracing::debug!(path = %error.path.display(), kind = error.kind.as_str(), "{}", error.message)
+                }
+                SweepEvent::File { .. } => {}
+            },
+            |stats| {
+                if last_report.elapsed() >= PROGRESS_EVERY {
+                    progress(stats);
+                    last_report = Instant::now();
+                }
+            },
+        );
+        if !stats.stopped {
+            let summary = v1::SweepSummary {
+                sweep_id: request.sweep_id.clone(),
+                started_at_ms: unix_ms(started),
+                finished_at_ms: unix_ms(SystemTime::now()),
+                files: stats.files,
+                bytes: stats.bytes,
+                findings: stats.findings,
+                errors: error_counts(&stats),
+                roots: self
+                    .roots
+                    .iter()
+                    .map(|r| r.to_string_lossy().into_owned())
+                    .collect(),
+            };
+            let _ = bodies.blocking_send(Body::SweepSummary(summary));
+            self.write_last_totals(&stats);
+        }
+        stats
+    }
+
+    fn read_last_totals(&self) -> Option<LastTotals> {
+        let text = std::fs::read(self.last_totals.as_ref()?).ok()?;
+        serde_json::from_slice::<LastTotals>(&text)
+            .ok()
+            .filter(|t| t.roots == self.roots)
+    }
+
+    fn write_last_totals(&self, stats: &SweepStats) {
+        let Some(path) = &self.last_totals else {
+            return;
+        };
+        let totals = LastTotals {
+            roots: self.roots.clone(),
+            files: stats.files,
+            bytes: stats.bytes,
+        };
+        if let Err(err) =
+            std::fs::write(path, serde_json::to_vec(&totals).expect("totals serialize"))
+        {
+            tracing::warn!(
+                "{}: cannot keep the sweep totals for the next estimate: {err}",
+                path.display()
+            );
         }
     }
 }
 
-fn sweep_into(
-    engine: &Engine,
-    roots: &[PathBuf],
-    options: &SweepOptions,
-    cache: Option<&Cache>,
-    stop: &AtomicBool,
-    request: &SweepRequest,
-    bodies: &mpsc::Sender<Body>,
-) -> SweepStats {
-    let started = SystemTime::now();
-    // Each file's findings travel as one batch; `blocking_send` pauses the sweep while the
-    // collector is unreachable and the queue is full, so nothing is dropped.
-    let stats = engine.sweep(roots, options, cache, stop, |event| match event {
-        SweepEvent::Findings(findings) => {
-            let batch = v1::FindingBatch {
-                sweep_id: request.sweep_id.clone(),
-                findings: findings.iter().map(finding_to_proto).collect(),
-            };
-            let _ = bodies.blocking_send(Body::Findings(batch));
-        }
-        SweepEvent::Error(error) => {
-            tracing::debug!(path = %error.path.display(), kind = error.kind.as_str(), "{}", error.message)
-        }
-        SweepEvent::File { .. } => {}
-    });
-    if !stats.stopped {
-        let summary = v1::SweepSummary {
-            sweep_id: request.sweep_id.clone(),
-            started_at_ms: unix_ms(started),
-            finished_at_ms: unix_ms(SystemTime::now()),
-            files: stats.files,
-            bytes: stats.bytes,
-            findings: stats.findings,
-            errors: stats
-                .errors
-                .iter()
-                .map(|(kind, count)| v1::ErrorCount {
-                    kind: kind.as_str().to_owned(),
-                    count: *count,
-                })
-                .collect(),
-            roots: roots
-                .iter()
-                .map(|r| r.to_string_lossy().into_owned())
-                .collect(),
-        };
-        let _ = bodies.blocking_send(Body::SweepSummary(summary));
-    }
+fn error_counts(stats: &SweepStats) -> Vec<v1::ErrorCount> {
     stats
+        .errors
+        .iter()
+        .map(|(kind, count)| v1::ErrorCount {
+            kind: kind.as_str().to_owned(),
+            count: *count,
+        })
+        .collect()
 }
 
 pub fn finding_to_proto(finding: &Finding) -> v1::Finding {
@@ -459,23 +513,29 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("x"), "evil").unwrap();
         std::fs::write(root.path().join("y"), "fine").unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let sweeper = Sweeper {
+            engine: Arc::new(engine),
+            roots: vec![root.path().to_path_buf()],
+            options: SweepOptions::default(),
+            cache: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            last_totals: Some(state.path().join("last-sweep.json")),
+        };
         let (tx, mut rx) = mpsc::channel(16);
         let request = SweepRequest {
             sweep_id: "s1".into(),
             full: false,
         };
-        let stats = sweep_into(
-            &engine,
-            &[root.path().to_path_buf()],
-            &SweepOptions::default(),
-            None,
-            &AtomicBool::new(false),
-            &request,
-            &tx,
-        );
+        let stats = sweeper.sweep_into(&request, &tx);
         assert_eq!(stats.findings, 1);
+        // Progress first (nothing done, no estimate yet), then findings, then the summary.
+        let Some(Body::SweepProgress(progress)) = rx.try_recv().ok() else {
+            panic!("expected progress first")
+        };
+        assert_eq!((progress.files_done, progress.files_estimate), (0, 0));
         let Some(Body::Findings(batch)) = rx.try_recv().ok() else {
-            panic!("expected findings first")
+            panic!("expected findings")
         };
         assert_eq!(batch.sweep_id, "s1");
         assert_eq!(batch.findings[0].rule, "hit");
@@ -483,5 +543,24 @@ mod tests {
             panic!("expected summary")
         };
         assert_eq!((summary.files, summary.findings), (2, 1));
+        // The next sweep of the same roots starts with this one's totals as its estimate.
+        sweeper.sweep_into(
+            &SweepRequest {
+                sweep_id: "s2".into(),
+                full: true,
+            },
+            &tx,
+        );
+        let Some(Body::SweepProgress(progress)) = rx.try_recv().ok() else {
+            panic!("expected progress first")
+        };
+        assert_eq!(
+            (
+                progress.sweep_id.as_str(),
+                progress.files_estimate,
+                progress.bytes_estimate
+            ),
+            ("s2", 2, 8)
+        );
     }
 }

@@ -69,6 +69,20 @@ pub struct SweepReport {
     pub roots: Vec<String>,
 }
 
+/// A running sweep's latest progress report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepProgress {
+    pub sweep_id: String,
+    pub started_at_ms: i64,
+    pub files_done: u64,
+    pub bytes_done: u64,
+    /// Expected totals (from the host's previous sweep); 0 when unknown.
+    pub files_estimate: u64,
+    pub bytes_estimate: u64,
+    pub findings: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
 /// A host as the admin sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {

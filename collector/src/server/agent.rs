@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::identity::{self, Role};
-use crate::model::{FindingKind, HostHello, NewFinding, SweepReport};
+use crate::model::{FindingKind, HostHello, NewFinding, SweepProgress, SweepReport};
 use crate::store::{Store, StoreError};
 
 /// How long a new stream may take to send its Hello.
@@ -246,6 +246,21 @@ impl AgentSession {
                     .collect();
                 self.store
                     .record_findings(&self.host_id, &findings, now)
+                    .await
+            }
+            Some(Body::SweepProgress(p)) => {
+                let progress = SweepProgress {
+                    sweep_id: p.sweep_id,
+                    started_at_ms: p.started_at_ms,
+                    files_done: p.files_done,
+                    bytes_done: p.bytes_done,
+                    files_estimate: p.files_estimate,
+                    bytes_estimate: p.bytes_estimate,
+                    findings: p.findings,
+                    errors: p.errors.into_iter().map(|e| (e.kind, e.count)).collect(),
+                };
+                self.store
+                    .record_sweep_progress(&self.host_id, &progress, now)
                     .await
             }
             Some(Body::SweepSummary(summary)) => {

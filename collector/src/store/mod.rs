@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 pub use sqlite::SqliteStore;
 
-use crate::model::{Finding, FindingFilter, Host, HostFilter, HostHello, NewFinding, SweepReport};
+use crate::model::{
+    Finding, FindingFilter, Host, HostFilter, HostHello, NewFinding, SweepProgress, SweepReport,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -109,6 +111,18 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_sweep_report(host_id, report, now_ms).await,
+        }
+    }
+
+    /// Keeps the latest progress report of a sweep; an older report never replaces a newer one.
+    pub async fn record_sweep_progress(
+        &self,
+        host_id: &str,
+        progress: &SweepProgress,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_sweep_progress(host_id, progress, now_ms).await,
         }
     }
 

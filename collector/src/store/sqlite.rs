@@ -12,7 +12,8 @@ use sqlx::sqlite::{
 
 use super::StoreError;
 use crate::model::{
-    Finding, FindingFilter, FindingKind, Host, HostFilter, HostHello, NewFinding, SweepReport,
+    Finding, FindingFilter, FindingKind, Host, HostFilter, HostHello, NewFinding, SweepProgress,
+    SweepReport,
 };
 
 #[derive(Clone)]
@@ -192,6 +193,37 @@ impl SqliteStore {
         .bind(report.findings as i64)
         .bind(serde_json::to_string(&report.errors).expect("a string map serializes"))
         .bind(serde_json::to_string(&report.roots).expect("strings serialize"))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn record_sweep_progress(
+        &self,
+        host_id: &str,
+        p: &SweepProgress,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        // A resent (older) report must not move progress backwards.
+        sqlx::query(
+            "INSERT INTO sweep_progress (host_id, sweep_id, started_at_ms, files_done, bytes_done, files_estimate, \
+                 bytes_estimate, findings, errors, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
+                 files_done = excluded.files_done, bytes_done = excluded.bytes_done, \
+                 files_estimate = excluded.files_estimate, bytes_estimate = excluded.bytes_estimate, \
+                 findings = excluded.findings, errors = excluded.errors, updated_ms = excluded.updated_ms \
+             WHERE excluded.files_done >= sweep_progress.files_done",
+        )
+        .bind(host_id)
+        .bind(&p.sweep_id)
+        .bind(p.started_at_ms)
+        .bind(p.files_done as i64)
+        .bind(p.bytes_done as i64)
+        .bind(p.files_estimate as i64)
+        .bind(p.bytes_estimate as i64)
+        .bind(p.findings as i64)
+        .bind(serde_json::to_string(&p.errors).expect("a string map serializes"))
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
@@ -399,6 +431,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 9);
+    }
+
+    #[tokio::test]
+    async fn progress_never_moves_backwards() {
+        let (_dir, store) = store().await;
+        store.record_hello(&hello("a"), 10).await.unwrap();
+        let mut p = SweepProgress {
+            sweep_id: "s1".into(),
+            started_at_ms: 1,
+            files_done: 100,
+            bytes_done: 1000,
+            files_estimate: 500,
+            bytes_estimate: 5000,
+            findings: 1,
+            errors: Default::default(),
+        };
+        store.record_sweep_progress("a", &p, 20).await.unwrap();
+        p.files_done = 50;
+        store.record_sweep_progress("a", &p, 30).await.unwrap();
+        let done: i64 = sqlx::query_scalar("SELECT files_done FROM sweep_progress")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(done, 100);
+        p.files_done = 200;
+        store.record_sweep_progress("a", &p, 40).await.unwrap();
+        let done: i64 = sqlx::query_scalar("SELECT files_done FROM sweep_progress")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(done, 200);
     }
 
     #[tokio::test]
