@@ -288,7 +288,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let errors: u64 = stats.errors.values().sum();
     eprintln!(
-        "hygiene-agent: scanned {} files ({} bytes): {} findings, {} files not fully scanned",
+        "hygiene-agent: scanned {} files ({} bytes): {} findings, {} paths not fully scanned",
         stats.files, stats.bytes, stats.findings, errors
     );
     if !engine.broken_rules().is_empty() {

@@ -1178,6 +1178,94 @@ mod tests {
         assert_eq!(stats.cached_files, 21);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loops_are_not_followed() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(rules_dir.path(), "rule always { condition: true }", "");
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("a")).unwrap();
+        std::fs::write(root.path().join("a/file"), "x").unwrap();
+        std::os::unix::fs::symlink(root.path(), root.path().join("a/loop")).unwrap();
+        std::os::unix::fs::symlink("self", root.path().join("self")).unwrap();
+        let (stats, findings, errors) = sweep(&engine, root.path(), &SweepOptions::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((stats.files, findings.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_file_gone_between_listing_and_reading_is_not_found() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(rules_dir.path(), "rule always { condition: true }", "");
+        let mut worker = Worker {
+            engine: &engine,
+            scanner: None,
+            buffer: vec![0; READ_CHUNK],
+            cache: None,
+            max_yara_size: DEFAULT_MAX_YARA_SIZE,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // The walker listed it; it is deleted before the worker gets to it.
+        let path = dir.path().join("vanished");
+        std::fs::write(&path, "x").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let err = worker.judge(&path).err().unwrap();
+        assert_eq!(err.kind, ScanErrorKind::NotFound);
+        assert_eq!(err.path, path);
+    }
+
+    #[test]
+    fn a_sparse_file_over_the_yara_limit_is_hashed_only() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(rules_dir.path(), "rule always { condition: true }", "");
+        let root = tempfile::tempdir().unwrap();
+        let sparse = std::fs::File::create(root.path().join("sparse.img")).unwrap();
+        sparse.set_len(200 * 1024 * 1024).unwrap();
+        let options = SweepOptions {
+            max_yara_size: 1024 * 1024,
+            ..SweepOptions::default()
+        };
+        let (stats, findings, errors) = sweep(&engine, root.path(), &options);
+        assert!(findings.is_empty());
+        assert_eq!(stats.bytes, 200 * 1024 * 1024);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].kind, ScanErrorKind::TooLarge);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_names_are_scanned_and_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(rules_dir.path(), "rule always { condition: true }", "");
+        let root = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9.exe");
+        std::fs::write(root.path().join(name), "x").unwrap();
+        let (_, findings, errors) = sweep(&engine, root.path(), &SweepOptions::default());
+        assert!(errors.is_empty());
+        assert_eq!(
+            findings[0].path.file_name().unwrap().as_bytes(),
+            b"caf\xe9.exe"
+        );
+    }
+
+    #[test]
+    fn a_big_flat_directory_is_scanned_completely() {
+        // The million-entry directory, scaled down to what CI affords.
+        let engine = Engine::new(None, HashIocs::default());
+        let root = tempfile::tempdir().unwrap();
+        for i in 0..20_000 {
+            std::fs::write(root.path().join(format!("{i:05}")), "").unwrap();
+        }
+        let options = SweepOptions {
+            threads: 2,
+            ..SweepOptions::default()
+        };
+        let (stats, _, errors) = sweep(&engine, root.path(), &options);
+        assert!(errors.is_empty());
+        assert_eq!(stats.files, 20_000);
+    }
+
     #[test]
     fn stop_flag_ends_the_sweep() {
         let engine = Engine::new(None, HashIocs::default());

@@ -170,12 +170,16 @@ fn malformed_ioc_lines_are_reported_and_skipped() {
 /// scan runs as `nobody` (via setpriv) so that permissions apply.
 #[cfg(unix)]
 #[test]
-fn unreadable_file_is_reported_not_fatal() {
+fn unreadable_file_and_directory_are_reported_not_fatal() {
     use std::os::unix::fs::PermissionsExt;
     let f = Fixture::new();
     let locked = f.path("scan/locked.bin");
     std::fs::write(&locked, "secret").unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let locked_dir = f.path("scan/private");
+    std::fs::create_dir(&locked_dir).unwrap();
+    std::fs::write(locked_dir.join("inside"), EICAR).unwrap();
+    std::fs::set_permissions(&locked_dir, std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let is_root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
@@ -204,7 +208,13 @@ fn unreadable_file_is_reported_not_fatal() {
         stderr.contains(&format!("{}: permission_denied", locked.display())),
         "{stderr}"
     );
-    assert!(stderr.contains("1 files not fully scanned"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: permission_denied", locked_dir.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 paths not fully scanned"), "{stderr}");
+    // Let the temporary directory be removed.
+    std::fs::set_permissions(&locked_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// The whole signature-base rule set loads, with its external variables, and its rules fire.
