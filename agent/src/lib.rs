@@ -14,6 +14,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod externals;
 pub mod facts;
 pub mod gentle;
 pub mod iocs;

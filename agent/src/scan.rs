@@ -15,6 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{self, Cache, CacheReader, CachedFile, CachedMatch, FileStamp};
+use crate::externals::FileExternals;
 use crate::gentle::Throttle;
 use crate::iocs::{Digests, HashIocs};
 use crate::rules::RuleSet;
@@ -583,7 +584,8 @@ impl Worker<'_> {
     ) -> Result<Judged, ScanError> {
         let io_error = |err: std::io::Error| ScanError::io(path, err);
         let mut file = std::fs::File::open(path).map_err(io_error)?;
-        let stamp = FileStamp::of(&file.metadata().map_err(io_error)?);
+        let opened = file.metadata().map_err(io_error)?;
+        let stamp = FileStamp::of(&opened);
         let keep_bytes = self.scanner.is_some() && stamp.size <= self.max_yara_size;
         let hash = known.is_none();
         let iocs = &self.engine.iocs;
@@ -635,7 +637,11 @@ impl Worker<'_> {
         let mut failure = None;
         let too_large = self.scanner.is_some() && !keep_bytes;
         if let (Some(scanner), true) = (self.scanner.as_mut(), keep_bytes) {
-            set_file_externals(scanner, path);
+            #[cfg(unix)]
+            let owner = crate::externals::owner_name(std::os::unix::fs::MetadataExt::uid(&opened));
+            #[cfg(not(unix))]
+            let owner = String::new();
+            FileExternals::of(path, &data, owner).apply(scanner);
             match scanner.scan(&data) {
                 Ok(results) => yara.extend(results.matching_rules().map(|rule| CachedMatch {
                     rule: rule.identifier().to_owned(),
@@ -735,28 +741,6 @@ impl Worker<'_> {
     }
 }
 
-/// Sets the Loki/THOR external variables for one file: `filename` is the base name, `filepath`
-/// the full path, `extension` the lower-cased extension with its dot (".exe").
-fn set_file_externals(scanner: &mut yara_x::Scanner<'_>, path: &Path) {
-    let filename = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let extension = path
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy().to_lowercase()))
-        .unwrap_or_default();
-    let values = [
-        ("filename", filename.into_owned()),
-        ("filepath", path.to_string_lossy().into_owned()),
-        ("extension", extension),
-    ];
-    for (name, value) in values {
-        // Every rule set is compiled with these globals defined (see rules::new_compiler).
-        let _ = scanner.set_global(name, value.as_str());
-    }
-}
-
 fn walk_error_path(err: &ignore::Error) -> Option<PathBuf> {
     match err {
         ignore::Error::WithPath { path, .. } => Some(path.clone()),
@@ -847,15 +831,23 @@ mod tests {
     #[test]
     fn externals_are_set_per_file() {
         let rules_dir = tempfile::tempdir().unwrap();
-        let engine = engine(
-            rules_dir.path(),
-            "rule by_name { condition: filename == \"evil.PS1\" and extension == \".ps1\" and filepath contains \"sub\" }",
-            "",
-        );
         let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join("sub")).unwrap();
-        std::fs::write(root.path().join("sub/evil.PS1"), "x").unwrap();
-        std::fs::write(root.path().join("sub/good.txt"), "x").unwrap();
+        let sub = root.path().join("sub");
+        #[cfg(unix)]
+        let owner = crate::externals::owner_name(std::os::unix::fs::MetadataExt::uid(
+            &std::fs::metadata(root.path()).unwrap(),
+        ));
+        #[cfg(not(unix))]
+        let owner = String::new();
+        let rule = format!(
+            "rule by_name {{ condition: filename == \"evil.PS1\" and extension == \".ps1\" and \
+             filepath == \"{}\" and filetype == \"EXE\" and owner == \"{owner}\" }}",
+            sub.display().to_string().replace('\\', "\\\\")
+        );
+        let engine = engine(rules_dir.path(), &rule, "");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("evil.PS1"), b"MZ\x90\x00").unwrap();
+        std::fs::write(sub.join("good.txt"), b"MZ\x90\x00").unwrap();
         let (_, findings, _) = sweep(&engine, root.path(), &SweepOptions::default());
         assert_eq!(findings.len(), 1);
         assert!(findings[0].path.ends_with("sub/evil.PS1"));
