@@ -214,6 +214,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
+    let mut failures = Vec::new();
     let stats = engine.sweep_with_progress(
         &args.paths,
         &options,
@@ -248,6 +249,11 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             }
             SweepEvent::File { .. } => {}
             SweepEvent::Error(error) => {
+                failures.push(serde_json::json!({
+                    "path": error.path.to_string_lossy(),
+                    "kind": error.kind.as_str(),
+                    "message": &error.message,
+                }));
                 let line = format!(
                     "hygiene-agent: {}: {}: {}",
                     error.path.display(),
@@ -282,6 +288,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             "errors": stats.errors.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
             "seconds": seconds,
             "cached_files": stats.cached_files,
+            "failures": failures,
         });
         std::fs::write(path, format!("{summary:#}\n"))
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -277,6 +277,9 @@ pub struct Sweeper {
     pub last_totals: Option<PathBuf>,
 }
 
+/// How many failed paths a sweep summary lists; the counts by kind cover the rest.
+pub const MAX_FAILED_PATHS: usize = 1000;
+
 /// How often a running sweep reports its progress to the collector.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -335,6 +338,8 @@ impl Sweeper {
         };
         progress(&SweepStats::default());
         let mut last_report = Instant::now();
+        let mut failed = Vec::new();
+        let mut failed_truncated = false;
         // Each file's findings travel as one batch; `blocking_send` pauses the sweep while the
         // collector is unreachable and the queue is full, so nothing is dropped.
         let stats = self.engine.sweep_with_progress(
@@ -351,7 +356,16 @@ impl Sweeper {
                     let _ = bodies.blocking_send(Body::Findings(batch));
                 }
                 SweepEvent::Error(error) => {
-                    tracing::debug!(path = %error.path.display(), kind = error.kind.as_str(), "{}", error.message)
+                    tracing::debug!(path = %error.path.display(), kind = error.kind.as_str(), "{}", error.message);
+                    if failed.len() < MAX_FAILED_PATHS {
+                        failed.push(v1::FailedPath {
+                            path: error.path.to_string_lossy().into_owned(),
+                            kind: error.kind.as_str().to_owned(),
+                            message: error.message,
+                        });
+                    } else {
+                        failed_truncated = true;
+                    }
                 }
                 SweepEvent::File { .. } => {}
             },
@@ -376,6 +390,8 @@ impl Sweeper {
                     .iter()
                     .map(|r| r.to_string_lossy().into_owned())
                     .collect(),
+                failed,
+                failed_truncated,
             };
             let _ = bodies.blocking_send(Body::SweepSummary(summary));
             self.write_last_totals(&stats);
@@ -498,6 +514,44 @@ mod tests {
         let request = rx.try_recv().unwrap();
         assert_eq!(request.sweep_id, "s1");
         assert!(request.full);
+    }
+
+    #[test]
+    fn sweep_summary_lists_failed_paths() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("a"), "four").unwrap();
+        let rules_dir = tempfile::tempdir().unwrap();
+        std::fs::write(rules_dir.path().join("r.yar"), "rule r { condition: true }").unwrap();
+        let rules = crate::rules::load(&[rules_dir.path().join("r.yar")]).unwrap();
+        let sweeper = Sweeper {
+            engine: Arc::new(Engine::new(Some(rules), crate::iocs::HashIocs::default())),
+            roots: vec![root.path().to_path_buf()],
+            options: SweepOptions {
+                max_yara_size: 1,
+                ..SweepOptions::default()
+            },
+            cache: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            last_totals: None,
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        sweeper.sweep_into(
+            &SweepRequest {
+                sweep_id: "s".into(),
+                full: false,
+            },
+            &tx,
+        );
+        let summary = std::iter::from_fn(|| rx.try_recv().ok())
+            .find_map(|body| match body {
+                Body::SweepSummary(summary) => Some(summary),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(summary.failed.len(), 1);
+        assert_eq!(summary.failed[0].kind, "too_large");
+        assert!(summary.failed[0].path.ends_with("/a") || summary.failed[0].path.ends_with("\\a"));
+        assert!(!summary.failed_truncated);
     }
 
     #[test]

@@ -316,6 +316,13 @@ fn summary_json_exclude_max_size_and_threads() {
     assert_eq!(summary["bytes"], 68 + 5);
     assert_eq!(summary["findings"], 1);
     assert_eq!(summary["errors"]["too_large"], 1);
+    assert_eq!(summary["failures"][0]["kind"], "too_large");
+    assert!(
+        summary["failures"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("eicar.com")
+    );
     assert_eq!(summary["cached_files"], 0);
     assert!(summary["seconds"].as_f64().unwrap() >= 0.0);
 

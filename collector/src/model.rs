@@ -67,6 +67,18 @@ pub struct SweepReport {
     pub findings: u64,
     pub errors: BTreeMap<String, u64>,
     pub roots: Vec<String>,
+    /// Paths not (fully) scanned, as many as the agent sent.
+    pub failures: Vec<FailedPath>,
+    /// The agent left some failures out of `failures`.
+    pub failures_truncated: bool,
+}
+
+/// A path a sweep could not (fully) scan.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailedPath {
+    pub path: String,
+    pub kind: String,
+    pub message: String,
 }
 
 /// A running sweep's latest progress report.

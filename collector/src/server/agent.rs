@@ -277,6 +277,16 @@ impl AgentSession {
                         .map(|e| (e.kind, e.count))
                         .collect(),
                     roots: summary.roots,
+                    failures: summary
+                        .failed
+                        .into_iter()
+                        .map(|f| crate::model::FailedPath {
+                            path: f.path,
+                            kind: f.kind,
+                            message: f.message,
+                        })
+                        .collect(),
+                    failures_truncated: summary.failed_truncated,
                 };
                 tracing::info!(host = %self.host_id, sweep = %report.sweep_id, files = report.files, findings = report.findings, "sweep reported");
                 self.store

@@ -179,10 +179,11 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sweep_reports (host_id, sweep_id, started_at_ms, finished_at_ms, files, bytes, findings, \
-                 errors, roots, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 errors, roots, received_ms, failures, failures_truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
                  finished_at_ms = excluded.finished_at_ms, files = excluded.files, bytes = excluded.bytes, \
-                 findings = excluded.findings, errors = excluded.errors, roots = excluded.roots",
+                 findings = excluded.findings, errors = excluded.errors, roots = excluded.roots, \
+                 failures = excluded.failures, failures_truncated = excluded.failures_truncated",
         )
         .bind(host_id)
         .bind(&report.sweep_id)
@@ -194,6 +195,8 @@ impl SqliteStore {
         .bind(serde_json::to_string(&report.errors).expect("a string map serializes"))
         .bind(serde_json::to_string(&report.roots).expect("strings serialize"))
         .bind(now_ms)
+        .bind(serde_json::to_string(&report.failures).expect("failures serialize"))
+        .bind(report.failures_truncated)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -422,6 +425,12 @@ mod tests {
             findings: 0,
             errors: [("permission_denied".to_owned(), 2)].into(),
             roots: vec!["/".into()],
+            failures: vec![crate::model::FailedPath {
+                path: "/root/secret".into(),
+                kind: "permission_denied".into(),
+                message: "Permission denied (os error 13)".into(),
+            }],
+            failures_truncated: false,
         };
         store.record_sweep_report("a", &report, 5).await.unwrap();
         report.files = 9;
@@ -431,6 +440,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 9);
+        let failures: String = sqlx::query_scalar("SELECT failures FROM sweep_reports")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert!(failures.contains("/root/secret"), "{failures}");
     }
 
     #[tokio::test]
