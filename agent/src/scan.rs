@@ -1206,6 +1206,30 @@ mod tests {
         assert_eq!(err.path, path);
     }
 
+    /// A file whose bytes outgrow the size it had when opened (appended to while read) gives no
+    /// verdict and is not cached. /proc files are regular files that stat as 0 bytes and read
+    /// as more: the same situation, deterministically.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_that_grows_while_read_is_reported_as_changed() {
+        let engine = Engine::new(None, HashIocs::default());
+        let mut worker = Worker {
+            engine: &engine,
+            scanner: None,
+            buffer: vec![0; READ_CHUNK],
+            cache: None,
+            max_yara_size: DEFAULT_MAX_YARA_SIZE,
+        };
+        let path = Path::new("/proc/self/status");
+        let err = worker.judge(path).err().unwrap();
+        assert_eq!(err.kind, ScanErrorKind::Changed, "{}", err.message);
+        assert!(
+            err.message.contains("changed while read"),
+            "{}",
+            err.message
+        );
+    }
+
     #[test]
     fn a_sparse_file_over_the_yara_limit_is_hashed_only() {
         let rules_dir = tempfile::tempdir().unwrap();
