@@ -297,26 +297,9 @@ impl Engine {
         mut progress: impl FnMut(&SweepStats),
     ) -> SweepStats {
         let mut stats = SweepStats::default();
-        let Some((first, rest)) = roots.split_first() else {
+        let Some(walker) = walker(roots, options) else {
             return stats;
         };
-        let mut builder = ignore::WalkBuilder::new(first);
-        for root in rest {
-            builder.add(root);
-        }
-        let excludes = options.excludes.clone();
-        let globs = options.exclude_globs.clone();
-        builder
-            .standard_filters(false)
-            .follow_links(false)
-            .same_file_system(options.one_file_system)
-            .threads(options.threads.max(1))
-            .filter_entry(move |entry| {
-                let path = entry.path();
-                !excludes.iter().any(|ex| path == ex.as_path())
-                    && !globs.as_ref().is_some_and(|g| g.is_match(path))
-            });
-        let walker = builder.build_parallel();
         let threads = options.threads.max(1);
         // Both queues are bounded: a slow consumer slows its producers instead of piling up.
         let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<WorkerMessage>(1024);
@@ -464,6 +447,60 @@ impl CacheWriter<'_> {
 enum WorkerMessage {
     Event(SweepEvent),
     Cache(Vec<u8>, CachedFile),
+}
+
+/// The walker over `roots` every sweep uses: no ignore-file filters (hidden and git-ignored files
+/// are where malware hides), symlinks not followed, exclusions pruned. `None` without roots.
+fn walker(roots: &[PathBuf], options: &SweepOptions) -> Option<ignore::WalkParallel> {
+    let (first, rest) = roots.split_first()?;
+    let mut builder = ignore::WalkBuilder::new(first);
+    for root in rest {
+        builder.add(root);
+    }
+    let excludes = options.excludes.clone();
+    let globs = options.exclude_globs.clone();
+    builder
+        .standard_filters(false)
+        .follow_links(false)
+        .same_file_system(options.one_file_system)
+        .threads(options.threads.max(1))
+        .filter_entry(move |entry| {
+            let path = entry.path();
+            !excludes.iter().any(|ex| path == ex.as_path())
+                && !globs.as_ref().is_some_and(|g| g.is_match(path))
+        });
+    Some(builder.build_parallel())
+}
+
+/// Counts the regular files under `roots` and their bytes, without reading them: the estimate
+/// for a first sweep. Walks exactly what [`Engine::sweep`] walks, at low priority; gives up
+/// (returning what it counted) when `stop` becomes true.
+pub fn precount(roots: &[PathBuf], options: &SweepOptions, stop: &AtomicBool) -> (u64, u64) {
+    use std::sync::atomic::AtomicU64;
+    let (files, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    if let Some(walker) = walker(roots, options) {
+        walker.run(|| {
+            let (files, bytes) = (&files, &bytes);
+            let mut lowered = !options.low_priority;
+            Box::new(move |entry| {
+                if !lowered {
+                    crate::gentle::lower_thread_priority();
+                    lowered = true;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return ignore::WalkState::Quit;
+                }
+                if let Ok(entry) = entry
+                    && entry.file_type().is_some_and(|t| t.is_file())
+                {
+                    files.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(entry.metadata().map_or(0, |m| m.len()), Ordering::Relaxed);
+                }
+                ignore::WalkState::Continue
+            })
+        });
+    }
+    (files.into_inner(), bytes.into_inner())
 }
 
 /// The walk: lists regular files into `work`; walk errors (unreadable directories) go straight
@@ -1280,6 +1317,29 @@ mod tests {
         let (stats, _, errors) = sweep(&engine, root.path(), &options);
         assert!(errors.is_empty());
         assert_eq!(stats.files, 20_000);
+    }
+
+    #[test]
+    fn precount_counts_what_a_sweep_reads() {
+        let engine = Engine::new(None, HashIocs::default());
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("a/.hidden")).unwrap();
+        std::fs::write(root.path().join("a/.hidden/x"), "12345").unwrap();
+        std::fs::write(root.path().join("a/y"), "123").unwrap();
+        std::fs::create_dir_all(root.path().join("skip")).unwrap();
+        std::fs::write(root.path().join("skip/z"), "1").unwrap();
+        let options = SweepOptions {
+            excludes: vec![root.path().join("skip")],
+            ..SweepOptions::default()
+        };
+        let counted = precount(
+            &[root.path().to_path_buf()],
+            &options,
+            &AtomicBool::new(false),
+        );
+        let (stats, _, _) = sweep(&engine, root.path(), &options);
+        assert_eq!(counted, (stats.files, stats.bytes));
+        assert_eq!(counted, (2, 8));
     }
 
     #[test]

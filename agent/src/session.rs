@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hygiene_proto::v1::{self, agent_message::Body, collector_message, command};
@@ -322,15 +322,23 @@ impl Sweeper {
             full: request.full,
             ..self.options.clone()
         };
-        let estimate = self.read_last_totals();
+        // The estimate: the previous sweep's totals, or else a quick count of the files and
+        // bytes to come, made alongside the sweep (0 until it is done: unknown).
+        let (files_estimate, bytes_estimate) = (AtomicU64::new(0), AtomicU64::new(0));
+        let known = self.read_last_totals();
+        if let Some(last) = &known {
+            files_estimate.store(last.files, Ordering::Relaxed);
+            bytes_estimate.store(last.bytes, Ordering::Relaxed);
+        }
+        let sweep_over = AtomicBool::new(false);
         let progress = |stats: &SweepStats| {
             let report = v1::SweepProgress {
                 sweep_id: request.sweep_id.clone(),
                 started_at_ms: unix_ms(started),
                 files_done: stats.files,
                 bytes_done: stats.bytes,
-                files_estimate: estimate.as_ref().map_or(0, |e| e.files),
-                bytes_estimate: estimate.as_ref().map_or(0, |e| e.bytes),
+                files_estimate: files_estimate.load(Ordering::Relaxed),
+                bytes_estimate: bytes_estimate.load(Ordering::Relaxed),
                 findings: stats.findings,
                 errors: error_counts(stats),
             };
@@ -342,7 +350,19 @@ impl Sweeper {
         let mut failed_truncated = false;
         // Each file's findings travel as one batch; `blocking_send` pauses the sweep while the
         // collector is unreachable and the queue is full, so nothing is dropped.
-        let stats = self.engine.sweep_with_progress(
+        let stats = std::thread::scope(|scope| {
+            if known.is_none() {
+                scope.spawn(|| {
+                    // Ends with the sweep (which the agent's stop flag also ends): a count
+                    // finished after the sweep is of no use.
+                    let (files, bytes) = crate::scan::precount(&self.roots, &options, &sweep_over);
+                    if !sweep_over.load(Ordering::Relaxed) {
+                        files_estimate.store(files, Ordering::Relaxed);
+                        bytes_estimate.store(bytes, Ordering::Relaxed);
+                    }
+                });
+            }
+            let stats = self.engine.sweep_with_progress(
             &self.roots,
             &options,
             self.cache.as_deref(),
@@ -375,7 +395,10 @@ impl Sweeper {
                     last_report = Instant::now();
                 }
             },
-        );
+            );
+            sweep_over.store(true, Ordering::Relaxed);
+            stats
+        });
         if !stats.stopped {
             let summary = v1::SweepSummary {
                 sweep_id: request.sweep_id.clone(),
