@@ -58,11 +58,14 @@ echo "tree $tree: $files files, $((bytes / 1024 / 1024)) MiB; $threads threads" 
 say "warming the page cache (both tools then read from memory)"
 find "$tree" -type f -print0 2>/dev/null | xargs -0 cat > /dev/null 2>&1 || true
 
-# Runs a command under GNU time; prints "SECONDS PEAK_RSS_KB".
+# Runs a command under GNU time; prints "SECONDS PEAK_RSS_KB" (and logs it to stderr, so that
+# figures already measured survive a later failure). A non-zero exit is expected (findings);
+# GNU time then writes an extra first line, hence the last line only.
 measure() {
   local out=$scratch/time.$$
   /usr/bin/time -f '%e %M' -o "$out" "$@" > /dev/null 2> "$scratch/stderr.log" || true
-  cat "$out"
+  echo "   $(tail -n 1 "$out") (s, peak KB): ${1##*/} ${2:-}" >&2
+  tail -n 1 "$out"
 }
 
 say "1. first full sweep: hygiene-agent (SHA-256 + YARA + hash IOCs) vs yara -r -p $threads (YARA only)"
