@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
-use serde::{Deserialize, Serialize};
 
 use crate::iocs::Digests;
 
@@ -28,7 +27,7 @@ pub struct CacheError {
 }
 
 /// What identifies a file's content without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
     pub dev: u64,
     pub ino: u64,
@@ -72,53 +71,137 @@ impl FileStamp {
 }
 
 /// A cached YARA match.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedMatch {
     pub rule: String,
     pub namespace: String,
 }
 
 /// What the cache knows about one path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedFile {
     pub stamp: FileStamp,
-    pub sha256: String,
-    pub sha1: Option<String>,
-    pub md5: Option<String>,
+    pub digests: Digests,
     /// Version of the rule set behind `yara`; `None` when YARA did not judge the file (no
     /// rules, or too large).
-    pub rules_version: Option<String>,
+    pub rules_version: Option<[u8; 32]>,
     pub yara: Vec<CachedMatch>,
     /// The file was too large for YARA: reported again on every sweep.
     pub too_large: bool,
 }
 
+/// Layout version of encoded entries; entries of another version read as absent.
+const FORMAT: u8 = 1;
+const HAS_SHA1: u8 = 1;
+const HAS_MD5: u8 = 2;
+const HAS_RULES_VERSION: u8 = 4;
+const TOO_LARGE: u8 = 8;
+
 impl CachedFile {
-    pub fn digests(&self) -> Option<Digests> {
-        Some(Digests {
-            sha256: decode(&self.sha256)?,
-            sha1: match &self.sha1 {
-                Some(h) => Some(decode(h)?),
-                None => None,
-            },
-            md5: match &self.md5 {
-                Some(h) => Some(decode(h)?),
-                None => None,
-            },
-        })
+    /// A compact binary form: a re-sweep decodes one entry per file, so no text format.
+    /// `FORMAT`, the stamp (5 x 8 bytes, little endian), flags, SHA-256, the optional SHA-1,
+    /// MD5 and rule-set version, then the matches as length-prefixed strings.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        out.push(FORMAT);
+        let s = &self.stamp;
+        for field in [s.dev, s.ino, s.size, s.mtime_ns as u64, s.ctime_ns as u64] {
+            out.extend_from_slice(&field.to_le_bytes());
+        }
+        let d = &self.digests;
+        let flags = (if d.sha1.is_some() { HAS_SHA1 } else { 0 })
+            | (if d.md5.is_some() { HAS_MD5 } else { 0 })
+            | (if self.rules_version.is_some() {
+                HAS_RULES_VERSION
+            } else {
+                0
+            })
+            | (if self.too_large { TOO_LARGE } else { 0 });
+        out.push(flags);
+        out.extend_from_slice(&d.sha256);
+        out.extend_from_slice(d.sha1.as_ref().map_or(&[][..], |h| &h[..]));
+        out.extend_from_slice(d.md5.as_ref().map_or(&[][..], |h| &h[..]));
+        out.extend_from_slice(self.rules_version.as_ref().map_or(&[][..], |v| &v[..]));
+        out.extend_from_slice(&(self.yara.len() as u32).to_le_bytes());
+        for m in &self.yara {
+            for text in [&m.rule, &m.namespace] {
+                out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+        out
     }
 
-    pub fn set_digests(&mut self, digests: &Digests) {
-        self.sha256 = hex::encode(digests.sha256);
-        self.sha1 = digests.sha1.map(hex::encode);
-        self.md5 = digests.md5.map(hex::encode);
+    /// The entry encoded in `bytes`; `None` for anything malformed or of another format.
+    pub fn decode(bytes: &[u8]) -> Option<CachedFile> {
+        let mut r = Reader(bytes);
+        if r.take::<1>()?[0] != FORMAT {
+            return None;
+        }
+        let mut u64s = [0u64; 5];
+        for field in &mut u64s {
+            *field = u64::from_le_bytes(r.take()?);
+        }
+        let [dev, ino, size, mtime, ctime] = u64s;
+        let flags = r.take::<1>()?[0];
+        let sha256 = r.take::<32>()?;
+        let sha1 = if flags & HAS_SHA1 != 0 {
+            Some(r.take::<20>()?)
+        } else {
+            None
+        };
+        let md5 = if flags & HAS_MD5 != 0 {
+            Some(r.take::<16>()?)
+        } else {
+            None
+        };
+        let rules_version = if flags & HAS_RULES_VERSION != 0 {
+            Some(r.take::<32>()?)
+        } else {
+            None
+        };
+        let count = u32::from_le_bytes(r.take()?) as usize;
+        let mut yara = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            yara.push(CachedMatch {
+                rule: r.text()?,
+                namespace: r.text()?,
+            });
+        }
+        if !r.0.is_empty() {
+            return None;
+        }
+        Some(CachedFile {
+            stamp: FileStamp {
+                dev,
+                ino,
+                size,
+                mtime_ns: mtime as i64,
+                ctime_ns: ctime as i64,
+            },
+            digests: Digests { sha256, sha1, md5 },
+            rules_version,
+            yara,
+            too_large: flags & TOO_LARGE != 0,
+        })
     }
 }
 
-fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let mut out = [0u8; N];
-    hex::decode_to_slice(text, &mut out).ok()?;
-    Some(out)
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn text(&mut self) -> Option<String> {
+        let len = u32::from_le_bytes(self.take()?) as usize;
+        let bytes = self.0.get(..len)?;
+        self.0 = &self.0[len..];
+        String::from_utf8(bytes.to_vec()).ok()
+    }
 }
 
 /// The key of a path: its bytes as the OS gives them.
@@ -175,7 +258,7 @@ impl Cache {
         {
             let mut table = txn.open_table(FILES).map_err(|e| self.fail(e))?;
             for (key, entry) in entries {
-                let value = serde_json::to_vec(entry).expect("cache entries serialize");
+                let value = entry.encode();
                 table
                     .insert(key.as_slice(), value.as_slice())
                     .map_err(|e| self.fail(e))?;
@@ -193,7 +276,7 @@ impl CacheReader {
     /// The entry for `key`, if any and readable; an unreadable entry counts as absent.
     pub fn get(&self, key: &[u8]) -> Option<CachedFile> {
         let value = self.table.get(key).ok()??;
-        serde_json::from_slice(value.value()).ok()
+        CachedFile::decode(value.value())
     }
 }
 
@@ -207,19 +290,53 @@ mod tests {
                 dev: 1,
                 ino: 2,
                 size: 3,
-                mtime_ns: 4,
+                mtime_ns: -4,
                 ctime_ns: 5,
             },
-            sha256: "ab".repeat(32),
-            sha1: None,
-            md5: Some("cd".repeat(16)),
-            rules_version: Some("v1".into()),
+            digests: Digests {
+                sha256: [0xab; 32],
+                sha1: None,
+                md5: Some([0xcd; 16]),
+            },
+            rules_version: Some([7; 32]),
             yara: vec![CachedMatch {
                 rule: "r".into(),
-                namespace: "n".into(),
+                namespace: "n\u{e9}".into(),
             }],
             too_large: false,
         }
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_damage() {
+        let e = entry();
+        assert_eq!(CachedFile::decode(&e.encode()), Some(e.clone()));
+        let bare = CachedFile {
+            rules_version: None,
+            yara: vec![],
+            too_large: true,
+            digests: Digests {
+                sha1: Some([1; 20]),
+                md5: None,
+                ..e.digests
+            },
+            ..e.clone()
+        };
+        assert_eq!(CachedFile::decode(&bare.encode()), Some(bare));
+        let bytes = e.encode();
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                CachedFile::decode(&bytes[..cut]),
+                None,
+                "truncated at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(CachedFile::decode(&longer), None);
+        let mut other_format = bytes;
+        other_format[0] = 99;
+        assert_eq!(CachedFile::decode(&other_format), None);
     }
 
     #[test]
@@ -233,9 +350,6 @@ mod tests {
         let cache = Cache::open(&path).unwrap();
         let got = cache.reader().unwrap().get(b"/x").unwrap();
         assert_eq!(got, entry());
-        let digests = got.digests().unwrap();
-        assert_eq!(digests.sha256, [0xab; 32]);
-        assert_eq!((digests.sha1, digests.md5), (None, Some([0xcd; 16])));
     }
 
     #[test]

@@ -583,10 +583,10 @@ impl Worker<'_> {
             .as_ref()
             .and_then(|c| c.get(&cache::key(path)))
             .filter(|c| c.stamp == stamp);
-        let rules_version = self.engine.rules.as_ref().map(|r| hex::encode(r.version));
+        let rules_version = self.engine.rules.as_ref().map(|r| r.version);
         let iocs = &self.engine.iocs;
         if let Some(entry) = cached {
-            let usable = entry.digests().filter(|d| {
+            let usable = Some(entry.digests).filter(|d| {
                 (d.sha1.is_some() || !iocs.needs_sha1()) && (d.md5.is_some() || !iocs.needs_md5())
             });
             if let Some(digests) = usable {
@@ -617,7 +617,7 @@ impl Worker<'_> {
         &mut self,
         path: &Path,
         known: Option<Digests>,
-        rules_version: Option<String>,
+        rules_version: Option<[u8; 32]>,
     ) -> Result<Judged, ScanError> {
         let io_error = |err: std::io::Error| ScanError::io(path, err);
         let mut file = std::fs::File::open(path).map_err(io_error)?;
@@ -698,18 +698,12 @@ impl Worker<'_> {
             }
         }
         // A YARA failure is not a verdict: nothing is cached, so the next sweep tries again.
-        let update = failure.is_none().then(|| {
-            let mut entry = CachedFile {
-                stamp,
-                sha256: String::new(),
-                sha1: None,
-                md5: None,
-                rules_version: if keep_bytes { rules_version } else { None },
-                yara: yara.clone(),
-                too_large,
-            };
-            entry.set_digests(&digests);
-            entry
+        let update = failure.is_none().then(|| CachedFile {
+            stamp,
+            digests,
+            rules_version: if keep_bytes { rules_version } else { None },
+            yara: yara.clone(),
+            too_large,
         });
         let mut judged = self.verdict(path, size, &digests, yara, too_large, update, false);
         if failure.is_some() {
