@@ -1063,6 +1063,17 @@ mod tests {
         assert_eq!(unique.len(), marked);
     }
 
+    /// A worker without scanner or cache, for judging single paths.
+    fn bare_worker(engine: &Engine) -> Worker<'_> {
+        Worker {
+            engine,
+            scanner: None,
+            buffer: vec![0; READ_CHUNK],
+            cache: None,
+            max_yara_size: DEFAULT_MAX_YARA_SIZE,
+        }
+    }
+
     /// Rules that report every file and one marked file, and EICAR as a SHA-256 IOC.
     fn cache_fixture() -> (tempfile::TempDir, tempfile::TempDir, Cache) {
         let root = tempfile::tempdir().unwrap();
@@ -1220,13 +1231,7 @@ mod tests {
     fn a_file_gone_between_listing_and_reading_is_not_found() {
         let rules_dir = tempfile::tempdir().unwrap();
         let engine = engine(rules_dir.path(), "rule always { condition: true }", "");
-        let mut worker = Worker {
-            engine: &engine,
-            scanner: None,
-            buffer: vec![0; READ_CHUNK],
-            cache: None,
-            max_yara_size: DEFAULT_MAX_YARA_SIZE,
-        };
+        let mut worker = bare_worker(&engine);
         let dir = tempfile::tempdir().unwrap();
         // The walker listed it; it is deleted before the worker gets to it.
         let path = dir.path().join("vanished");
@@ -1244,13 +1249,7 @@ mod tests {
     #[test]
     fn a_file_that_grows_while_read_is_reported_as_changed() {
         let engine = Engine::new(None, HashIocs::default());
-        let mut worker = Worker {
-            engine: &engine,
-            scanner: None,
-            buffer: vec![0; READ_CHUNK],
-            cache: None,
-            max_yara_size: DEFAULT_MAX_YARA_SIZE,
-        };
+        let mut worker = bare_worker(&engine);
         let path = Path::new("/proc/self/status");
         let err = worker.judge(path).err().unwrap();
         assert_eq!(err.kind, ScanErrorKind::Changed, "{}", err.message);
