@@ -3,9 +3,9 @@
 //! in signature-base's `filepath == "/var/log"`), `extension` (lower case, with its dot),
 //! `filetype` (from the first bytes) and `owner` (the owning user's name; Unix only).
 
+#[cfg(unix)]
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::OnceLock;
 
 /// The `filetype` of content starting with `head`, for the types signature-base's rules test;
 /// empty when none applies.
@@ -45,7 +45,7 @@ pub fn file_type(head: &[u8]) -> &'static str {
 /// itself when the uid has no name.
 #[cfg(unix)]
 pub fn owner_name(uid: u32) -> String {
-    static USERS: OnceLock<HashMap<u32, String>> = OnceLock::new();
+    static USERS: std::sync::OnceLock<HashMap<u32, String>> = std::sync::OnceLock::new();
     let users = USERS.get_or_init(|| {
         std::fs::read_to_string("/etc/passwd")
             .map(|text| parse_passwd(&text))
@@ -54,6 +54,7 @@ pub fn owner_name(uid: u32) -> String {
     users.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
 }
 
+#[cfg(unix)]
 fn parse_passwd(text: &str) -> HashMap<u32, String> {
     text.lines()
         .filter_map(|line| {
@@ -127,6 +128,7 @@ mod tests {
         assert_eq!(file_type(b""), "");
     }
 
+    #[cfg(unix)]
     #[test]
     fn passwd_lines_map_uids_to_names() {
         let users = parse_passwd(
