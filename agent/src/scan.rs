@@ -325,7 +325,9 @@ impl Engine {
                             None
                         }
                     });
-                scope.spawn(move || self.scan_worker(work_rx, options, reader, stop, events_tx));
+                scope.spawn(move || {
+                    self.scan_worker(work_rx, options, reader, cache.is_some(), stop, events_tx)
+                });
             }
             drop(events_tx);
             let mut last_progress = std::time::Instant::now();
@@ -355,7 +357,8 @@ impl Engine {
         &self,
         work: &std::sync::Mutex<std::sync::mpsc::Receiver<PathBuf>>,
         options: &SweepOptions,
-        cache: Option<CacheReader>,
+        reader: Option<CacheReader>,
+        record: bool,
         stop: &AtomicBool,
         events: std::sync::mpsc::SyncSender<WorkerMessage>,
     ) {
@@ -367,7 +370,8 @@ impl Engine {
                 scanner
             }),
             buffer: vec![0u8; READ_CHUNK],
-            cache,
+            cache: reader,
+            record,
             max_yara_size: options.max_yara_size,
         };
         if options.low_priority {
@@ -570,20 +574,24 @@ struct Worker<'e> {
     engine: &'e Engine,
     scanner: Option<yara_x::Scanner<'e>>,
     buffer: Vec<u8>,
+    /// Where verdicts are looked up; `None` without a cache or with `--full`.
     cache: Option<CacheReader>,
+    /// Whether verdicts are sent back to be cached (a cache exists, `--full` or not).
+    record: bool,
     max_yara_size: u64,
 }
 
 impl Worker<'_> {
     fn judge(&mut self, path: &Path) -> Result<Judged, ScanError> {
+        let rules_version = self.engine.rules.as_ref().map(|r| r.version);
+        // The stat before opening serves only the cache lookup; without a reader the file is
+        // read and stated through its handle anyway.
+        let Some(reader) = &self.cache else {
+            return self.read_and_judge(path, None, rules_version);
+        };
         let io_error = |err: std::io::Error| ScanError::io(path, err);
         let stamp = FileStamp::of(&std::fs::symlink_metadata(path).map_err(io_error)?);
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&cache::key(path)))
-            .filter(|c| c.stamp == stamp);
-        let rules_version = self.engine.rules.as_ref().map(|r| r.version);
+        let cached = reader.get(&cache::key(path)).filter(|c| c.stamp == stamp);
         let iocs = &self.engine.iocs;
         if let Some(entry) = cached {
             let usable = Some(entry.digests).filter(|d| {
@@ -698,7 +706,7 @@ impl Worker<'_> {
             }
         }
         // A YARA failure is not a verdict: nothing is cached, so the next sweep tries again.
-        let update = failure.is_none().then(|| CachedFile {
+        let update = (self.record && failure.is_none()).then(|| CachedFile {
             stamp,
             digests,
             rules_version: if keep_bytes { rules_version } else { None },
@@ -1070,6 +1078,7 @@ mod tests {
             scanner: None,
             buffer: vec![0; READ_CHUNK],
             cache: None,
+            record: false,
             max_yara_size: DEFAULT_MAX_YARA_SIZE,
         }
     }
