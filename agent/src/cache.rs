@@ -206,7 +206,12 @@ impl Reader<'_> {
 
 /// The key of a path: its bytes as the OS gives them.
 pub fn key(path: &Path) -> Vec<u8> {
-    path.as_os_str().as_encoded_bytes().to_vec()
+    key_bytes(path).to_vec()
+}
+
+/// [`key`], borrowed: lookups need no allocation.
+pub fn key_bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_encoded_bytes()
 }
 
 pub struct Cache {

@@ -5,11 +5,23 @@
 //! with the external variables that Loki/THOR-style rule sets such as signature-base expect
 //! (`filename`, `filepath`, `extension`, `filetype`, `owner`) defined as empty strings; the
 //! scanner sets them per file.
+//!
+//! Rules that can only match files with a given header are compiled apart (see [`split`]); the
+//! scanner runs them only on such files.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest;
+
+pub mod split;
+
+/// The share of all rules (1/N) that must require the same header before they get a rule set
+/// of their own. Such a set costs one more pass over each file with that header and saves a
+/// little on every other file; only a large group pays for itself (in signature-base, the PE
+/// rules: half the set). The ELF rules stay in the general set: on a Linux host most bytes are
+/// ELF files, and a second pass over each would cost more than the 126 rules do.
+const HEADER_GROUP_SHARE: usize = 4;
 
 /// External variables every rule set may use; [`crate::scan`] sets them for each file.
 pub const EXTERNAL_VARIABLES: [&str; 5] =
@@ -34,7 +46,11 @@ pub enum RulesError {
 
 /// A compiled rule set and where it came from.
 pub struct RuleSet {
-    pub rules: yara_x::Rules,
+    /// The rules any file may match.
+    pub general: yara_x::Rules,
+    /// Rules only files starting with a given header can match, compiled apart, sorted by
+    /// header: a file is scanned with [`RuleSet::general`] and at most one of these.
+    pub by_header: Vec<(split::Header, yara_x::Rules)>,
     /// The rule files that went in, in compile order.
     pub files: Vec<PathBuf>,
     /// Rule files left out because they do not compile, each with its file and line.
@@ -48,8 +64,32 @@ impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuleSet")
             .field("files", &self.files.len())
-            .field("rules", &self.rules.iter().len())
+            .field("rules", &self.len())
+            .field("headers", &self.by_header.len())
             .finish()
+    }
+}
+
+impl RuleSet {
+    /// Every rule, general ones first.
+    pub fn iter(&self) -> impl Iterator<Item = yara_x::Rule<'_, '_>> {
+        self.general
+            .iter()
+            .chain(self.by_header.iter().flat_map(|(_, rules)| rules.iter()))
+    }
+
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.general.iter().len()
+            + self
+                .by_header
+                .iter()
+                .map(|(_, rules)| rules.iter().len())
+                .sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -107,7 +147,7 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         let namespace = unique_namespace(&file, &mut namespaces);
         sources.push((file, namespace, source));
     }
-    let (mut compiler, broken) = compile(&sources);
+    let (mut compiled, broken) = compile(&sources);
     if !broken.is_empty() {
         // yara-x keeps the rules of a failing file that did compile; recompile without the
         // broken files so that each file is either fully in or fully out.
@@ -115,7 +155,7 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
             broken.iter().map(|e| e.path().to_path_buf()).collect();
         sources.retain(|(file, _, _)| !broken_paths.contains(file));
         let again;
-        (compiler, again) = compile(&sources);
+        (compiled, again) = compile(&sources);
         debug_assert!(
             again.is_empty(),
             "files that compiled alone failed together: {again:?}"
@@ -129,27 +169,82 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
             version.update(part);
         }
     }
+    let (general, by_header) = compiled;
+    let by_header: Vec<_> = by_header
+        .into_iter()
+        .map(|(header, compiler)| (header, compiler.build()))
+        .collect();
+    let general = general.build();
+    tracing::debug!(
+        general = general.iter().len(),
+        by_header = ?by_header
+            .iter()
+            .map(|(h, r)| (String::from_utf8_lossy(h).into_owned(), r.iter().len()))
+            .collect::<Vec<_>>(),
+        "rules compiled"
+    );
     Ok(RuleSet {
-        rules: compiler.build(),
+        general,
+        by_header,
         files: sources.into_iter().map(|(file, _, _)| file).collect(),
         broken,
         version: version.finalize().into(),
     })
 }
 
-fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (yara_x::Compiler<'static>, Vec<RulesError>) {
-    let mut compiler = new_compiler();
-    let mut broken = Vec::new();
-    for (file, namespace, source) in sources {
-        compiler.new_namespace(namespace);
-        let origin = file.display().to_string();
-        if let Err(err) =
-            compiler.add_source(yara_x::SourceCode::from(source.as_slice()).with_origin(origin))
-        {
-            broken.push(compile_error(file, source, &err));
-        }
+/// The general compiler and one per header group, sorted by header.
+type Compilers = (
+    yara_x::Compiler<'static>,
+    Vec<(split::Header, yara_x::Compiler<'static>)>,
+);
+
+/// Compiles each file into its namespace, its header-bound rules into the compiler of their
+/// header (see [`split`]). A file is broken when any of its parts fails; the error is reported
+/// once, with the original line (parts keep the file's offsets).
+fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compilers, Vec<RulesError>) {
+    let analyses: Vec<Vec<split::RuleSpan>> = sources
+        .iter()
+        .map(|(_, _, source)| split::analyse(source))
+        .collect();
+    let mut group_sizes: std::collections::BTreeMap<split::Header, usize> = Default::default();
+    for header in analyses.iter().flatten().filter_map(|r| r.movable_to) {
+        *group_sizes.entry(header).or_default() += 1;
     }
-    (compiler, broken)
+    let analysed = analyses.iter().map(Vec::len).sum::<usize>();
+    let own: Vec<split::Header> = group_sizes
+        .into_iter()
+        .filter(|(_, size)| size * HEADER_GROUP_SHARE >= analysed)
+        .map(|(header, _)| header)
+        .collect();
+    let group_of = |rule: &split::RuleSpan| rule.movable_to.filter(|h| own.contains(h));
+    let mut general = new_compiler();
+    let mut by_header: Vec<_> = own.iter().map(|h| (*h, new_compiler())).collect();
+    let mut broken = Vec::new();
+    for ((file, namespace, source), rules) in sources.iter().zip(&analyses) {
+        let origin = file.display().to_string();
+        let add = |compiler: &mut yara_x::Compiler<'static>, code: &[u8]| {
+            compiler.new_namespace(namespace);
+            compiler
+                .add_source(yara_x::SourceCode::from(code).with_origin(origin.clone()))
+                .err()
+                .map(|err| compile_error(file, source, &err))
+        };
+        let mut errors = Vec::new();
+        if rules.iter().any(|r| group_of(r).is_some()) {
+            let general_part = split::part(source, rules, |r| group_of(r).is_none());
+            errors.extend(add(&mut general, &general_part));
+            for (header, compiler) in &mut by_header {
+                if rules.iter().any(|r| group_of(r) == Some(*header)) {
+                    let part = split::part(source, rules, |r| group_of(r) == Some(*header));
+                    errors.extend(add(compiler, &part));
+                }
+            }
+        } else {
+            errors.extend(add(&mut general, source));
+        }
+        broken.extend(errors.into_iter().next());
+    }
+    ((general, by_header), broken)
 }
 
 impl RulesError {
@@ -232,7 +327,7 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "not a rule").unwrap();
         let set = load(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(set.files.len(), 2);
-        let namespaces: HashSet<_> = set.rules.iter().map(|r| r.namespace().to_owned()).collect();
+        let namespaces: HashSet<_> = set.iter().map(|r| r.namespace().to_owned()).collect();
         assert_eq!(namespaces, HashSet::from(["a".to_owned(), "b".to_owned()]));
     }
 
@@ -271,7 +366,7 @@ mod tests {
         )
         .unwrap();
         let set = load(&[dir.path().to_path_buf()]).unwrap();
-        let names: Vec<&str> = set.rules.iter().map(|r| r.identifier()).collect();
+        let names: Vec<&str> = set.iter().map(|r| r.identifier()).collect();
         assert_eq!(names, vec!["good"]);
         assert_eq!(set.files, vec![dir.path().join("good.yar")]);
         assert_eq!(set.broken.len(), 1);
@@ -291,6 +386,36 @@ mod tests {
             load(&[dir.path().to_path_buf()]).unwrap().version,
             set.version
         );
+    }
+
+    #[test]
+    fn a_broken_header_bound_rule_breaks_its_file_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pe.yar");
+        std::fs::write(
+            &file,
+            "rule ok { condition: true }\n\nrule bad {\n  condition: uint16(0) == 0x5a4d and nosuch\n}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("other.yar"),
+            "rule pe { condition: uint16(0) == 0x5a4d }\nrule fine { condition: true }\n",
+        )
+        .unwrap();
+        let set = load(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(set.broken.len(), 1);
+        assert!(
+            set.broken[0]
+                .to_string()
+                .starts_with(&format!("{}:4: ", file.display())),
+            "{}",
+            set.broken[0]
+        );
+        let mut names: Vec<&str> = set.iter().map(|r| r.identifier()).collect();
+        names.sort();
+        assert_eq!(names, vec!["fine", "pe"]);
+        assert_eq!(set.by_header.len(), 1);
+        assert_eq!(set.by_header[0].0, *b"MZ");
     }
 
     #[test]

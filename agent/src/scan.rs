@@ -259,7 +259,7 @@ impl Engine {
     }
 
     pub fn rule_count(&self) -> usize {
-        self.rules.as_ref().map_or(0, |r| r.rules.iter().len())
+        self.rules.as_ref().map_or(0, RuleSet::len)
     }
 
     pub fn ioc_count(&self) -> usize {
@@ -303,39 +303,34 @@ impl Engine {
         let threads = options.threads.max(1);
         // Both queues are bounded: a slow consumer slows its producers instead of piling up.
         let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<WorkerMessage>(1024);
-        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<PathBuf>(4096);
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Job>(4096);
         let work_rx = std::sync::Mutex::new(work_rx);
         let mut cache_writes = CacheWriter {
             cache,
             pending: Vec::new(),
         };
+        // `--full` ignores what the cache knows, but still records what it learns.
+        let lookup = cache.filter(|_| !options.full);
         std::thread::scope(|scope| {
             let walker_events = events_tx.clone();
-            let low_priority = options.low_priority;
-            scope.spawn(move || list_files(walker, low_priority, stop, work_tx, walker_events));
+            scope.spawn(move || {
+                self.list_files(walker, options, lookup, stop, work_tx, walker_events)
+            });
             for _ in 0..threads {
                 let (events_tx, work_rx) = (events_tx.clone(), &work_rx);
-                // `--full` ignores what the cache knows, but still records what it learns.
-                let reader = cache
-                    .filter(|_| !options.full)
-                    .and_then(|c| match c.reader() {
-                        Ok(reader) => Some(reader),
-                        Err(err) => {
-                            tracing::warn!("{err}; sweeping without it");
-                            None
-                        }
-                    });
                 scope.spawn(move || {
-                    self.scan_worker(work_rx, options, reader, cache.is_some(), stop, events_tx)
+                    self.scan_worker(work_rx, options, cache.is_some(), stop, events_tx)
                 });
             }
             drop(events_tx);
             let mut last_progress = std::time::Instant::now();
             loop {
                 match events_rx.recv_timeout(PROGRESS_INTERVAL) {
-                    Ok(WorkerMessage::Event(event)) => {
-                        stats.count(&event);
-                        sink(event);
+                    Ok(WorkerMessage::Events(events)) => {
+                        for event in events {
+                            stats.count(&event);
+                            sink(event);
+                        }
                     }
                     Ok(WorkerMessage::Cache(key, entry)) => cache_writes.push(key, entry),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -355,22 +350,16 @@ impl Engine {
     /// One scan thread, taking paths from the shared queue until it closes.
     fn scan_worker(
         &self,
-        work: &std::sync::Mutex<std::sync::mpsc::Receiver<PathBuf>>,
+        work: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
         options: &SweepOptions,
-        reader: Option<CacheReader>,
         record: bool,
         stop: &AtomicBool,
         events: std::sync::mpsc::SyncSender<WorkerMessage>,
     ) {
         let mut worker = Worker {
             engine: self,
-            scanner: self.rules.as_ref().map(|set| {
-                let mut scanner = yara_x::Scanner::new(&set.rules);
-                scanner.set_timeout(YARA_TIMEOUT);
-                scanner
-            }),
+            scanner: self.rules.as_ref().map(Scanners::new),
             buffer: vec![0u8; READ_CHUNK],
-            cache: reader,
             record,
             max_yara_size: options.max_yara_size,
         };
@@ -380,40 +369,296 @@ impl Engine {
         let mut throttle = Throttle::new(options.cpu_limit, options.threads);
         loop {
             let next = work.lock().expect("work queue lock").recv();
-            let Ok(path) = next else { return };
+            let Ok(Job { path, known }) = next else {
+                return;
+            };
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            let send = |event| events.send(WorkerMessage::Event(event)).is_ok();
             let judged = match &mut throttle {
-                Some(throttle) => throttle.run(|| worker.judge(&path)),
-                None => worker.judge(&path),
+                Some(throttle) => throttle.run(|| worker.read_and_judge(&path, known)),
+                None => worker.read_and_judge(&path, known),
             };
-            let alive = match judged {
-                Ok(judged) => {
-                    let mut alive = send(SweepEvent::File {
-                        bytes: judged.size,
-                        cached: judged.cached,
-                    });
-                    if !judged.findings.is_empty() {
-                        alive &= send(SweepEvent::Findings(judged.findings));
-                    }
-                    if let Some(error) = judged.partial {
-                        alive &= send(SweepEvent::Error(error));
-                    }
-                    if let Some(entry) = judged.update {
-                        alive &= events
-                            .send(WorkerMessage::Cache(cache::key(&path), entry))
-                            .is_ok();
-                    }
-                    alive
+            let mut update = None;
+            let mut outcome = Vec::with_capacity(3);
+            match judged {
+                Ok(mut judged) => {
+                    update = judged.update.take();
+                    judged.into_events(&mut outcome);
                 }
-                Err(error) => send(SweepEvent::Error(error)),
-            };
+                Err(error) => outcome.push(SweepEvent::Error(error)),
+            }
+            let mut alive = events.send(WorkerMessage::Events(outcome)).is_ok();
+            if let Some(entry) = update {
+                alive &= events
+                    .send(WorkerMessage::Cache(cache::key(&path), entry))
+                    .is_ok();
+            }
             if !alive {
                 return;
             }
         }
+    }
+
+    /// What the cache says about `path` with this `stamp`, under the rules and IOCs loaded now.
+    fn look_up(
+        &self,
+        reader: &CacheReader,
+        path: &Path,
+        stamp: FileStamp,
+        max_yara_size: u64,
+    ) -> Lookup {
+        let Some(entry) = reader
+            .get(cache::key_bytes(path))
+            .filter(|c| c.stamp == stamp)
+        else {
+            return Lookup::Miss;
+        };
+        let iocs = &self.iocs;
+        if (entry.digests.sha1.is_none() && iocs.needs_sha1())
+            || (entry.digests.md5.is_none() && iocs.needs_md5())
+        {
+            return Lookup::Miss;
+        }
+        let rules_version = self.rules.as_ref().map(|r| r.version);
+        // YARA's verdict stands if the rules are the same, if there are no rules, or if the
+        // file was too large for YARA and still is (same stamp).
+        let yara_current =
+            self.rules.is_none() || entry.too_large || entry.rules_version == rules_version;
+        if !yara_current {
+            // The rules changed: read for YARA, keep the hashes.
+            return Lookup::Rescan(entry.digests);
+        }
+        let with_rules = self.rules.is_some();
+        let mut judged = self.verdict(
+            FileVerdict {
+                path,
+                size: stamp.size,
+                digests: &entry.digests,
+                yara: if with_rules { entry.yara } else { Vec::new() },
+                too_large: entry.too_large && with_rules,
+            },
+            max_yara_size,
+        );
+        judged.cached = true;
+        Lookup::Settled(judged)
+    }
+
+    /// Findings from digests (matched against the IOCs now loaded) and YARA matches.
+    fn verdict(&self, file: FileVerdict<'_>, max_yara_size: u64) -> Judged {
+        let FileVerdict {
+            path,
+            size,
+            digests,
+            yara,
+            too_large,
+        } = file;
+        let observed_at = SystemTime::now();
+        let finding = |kind, rule, namespace, ioc_comment| Finding {
+            path: path.to_path_buf(),
+            sha256: digests.sha256,
+            size,
+            kind,
+            rule,
+            namespace,
+            ioc_comment,
+            observed_at,
+        };
+        let mut findings = Vec::new();
+        // One hash IOC finding per file, whichever lists and algorithms matched.
+        let comments = self.iocs.matches(digests);
+        if !comments.is_empty() {
+            findings.push(finding(
+                FindingKind::HashIoc,
+                None,
+                None,
+                Some(comments.join(" | ")),
+            ));
+        }
+        for m in yara {
+            findings.push(finding(
+                FindingKind::Yara,
+                Some(m.rule),
+                Some(m.namespace),
+                None,
+            ));
+        }
+        let partial = too_large.then(|| ScanError {
+            path: path.to_path_buf(),
+            kind: ScanErrorKind::TooLarge,
+            message: format!("{size} bytes exceed the YARA limit of {max_yara_size}; hashed only"),
+        });
+        Judged {
+            size,
+            findings,
+            partial,
+            cached: false,
+            update: None,
+        }
+    }
+
+    /// The walk: lists regular files. Files the cache settles are judged right here, on the
+    /// walker's threads (a re-sweep of an unchanged tree is then a walk and a stat per file);
+    /// the rest go to the scan workers through `work`. Walk errors (unreadable directories) go
+    /// straight to `events`. Symlinks are not followed and special files are skipped.
+    fn list_files(
+        &self,
+        walker: ignore::WalkParallel,
+        options: &SweepOptions,
+        cache: Option<&Cache>,
+        stop: &AtomicBool,
+        work: std::sync::mpsc::SyncSender<Job>,
+        events: std::sync::mpsc::SyncSender<WorkerMessage>,
+    ) {
+        let mut cache = cache;
+        let low_priority = options.low_priority;
+        walker.run(|| {
+            let work = work.clone();
+            let mut batch = EventBatch::new(events.clone());
+            let reader = cache.and_then(|c| match c.reader() {
+                Ok(reader) => Some(reader),
+                Err(err) => {
+                    tracing::warn!("{err}; sweeping without it");
+                    cache = None;
+                    None
+                }
+            });
+            // Visitors are built here but run on the walker's threads: lower each on first use.
+            let mut lowered = !low_priority;
+            Box::new(move |entry| {
+                if !lowered {
+                    crate::gentle::lower_thread_priority();
+                    lowered = true;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return ignore::WalkState::Quit;
+                }
+                let alive = match entry {
+                    Err(err) => {
+                        let path = walk_error_path(&err).unwrap_or_default();
+                        let kind = err
+                            .io_error()
+                            .map_or(ScanErrorKind::Io, ScanErrorKind::of_io);
+                        batch.push(SweepEvent::Error(ScanError {
+                            path,
+                            kind,
+                            message: err.to_string(),
+                        }))
+                    }
+                    Ok(entry) if entry.file_type().is_some_and(|t| t.is_file()) => {
+                        // A failed stat is left to the worker, which reports it with its kind.
+                        let lookup = match (&reader, entry.metadata()) {
+                            (Some(reader), Ok(meta)) => self.look_up(
+                                reader,
+                                entry.path(),
+                                FileStamp::of(&meta),
+                                options.max_yara_size,
+                            ),
+                            _ => Lookup::Miss,
+                        };
+                        match lookup {
+                            Lookup::Settled(judged) => {
+                                let mut outcome = Vec::with_capacity(1);
+                                judged.into_events(&mut outcome);
+                                outcome.into_iter().all(|event| batch.push(event))
+                            }
+                            Lookup::Rescan(digests) => work
+                                .send(Job {
+                                    path: entry.into_path(),
+                                    known: Some(digests),
+                                })
+                                .is_ok(),
+                            Lookup::Miss => work
+                                .send(Job {
+                                    path: entry.into_path(),
+                                    known: None,
+                                })
+                                .is_ok(),
+                        }
+                    }
+                    Ok(_) => true,
+                };
+                if alive {
+                    ignore::WalkState::Continue
+                } else {
+                    ignore::WalkState::Quit
+                }
+            })
+        });
+    }
+}
+
+/// A file for the scan workers, with the digests the cache still vouches for (the file is then
+/// read for YARA only).
+struct Job {
+    path: PathBuf,
+    known: Option<Digests>,
+}
+
+/// What the cache says about a file.
+enum Lookup {
+    /// Nothing usable: read, hash and scan.
+    Miss,
+    /// The hashes stand, the YARA verdict does not (new rules).
+    Rescan(Digests),
+    /// The whole verdict stands; the file need not be read.
+    Settled(Judged),
+}
+
+/// What a verdict is made of.
+struct FileVerdict<'a> {
+    path: &'a Path,
+    size: u64,
+    digests: &'a Digests,
+    yara: Vec<CachedMatch>,
+    too_large: bool,
+}
+
+/// Events of one walker thread, sent in batches: a cached re-sweep produces an event per file,
+/// and one channel message each would cost more than the stat. A batch goes out when full, when
+/// it has waited long enough for progress reports to stay current, and when the walk ends.
+struct EventBatch {
+    events: Vec<SweepEvent>,
+    since: std::time::Instant,
+    tx: std::sync::mpsc::SyncSender<WorkerMessage>,
+}
+
+impl EventBatch {
+    const SIZE: usize = 512;
+    const MAX_WAIT: Duration = Duration::from_millis(100);
+
+    fn new(tx: std::sync::mpsc::SyncSender<WorkerMessage>) -> Self {
+        EventBatch {
+            events: Vec::new(),
+            since: std::time::Instant::now(),
+            tx,
+        }
+    }
+
+    /// Adds an event; false once the receiving side is gone.
+    fn push(&mut self, event: SweepEvent) -> bool {
+        if self.events.is_empty() {
+            self.since = std::time::Instant::now();
+        }
+        self.events.push(event);
+        if self.events.len() >= Self::SIZE || self.since.elapsed() >= Self::MAX_WAIT {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.events.is_empty() {
+            return true;
+        }
+        let events = std::mem::replace(&mut self.events, Vec::with_capacity(Self::SIZE));
+        self.tx.send(WorkerMessage::Events(events)).is_ok()
+    }
+}
+
+impl Drop for EventBatch {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -449,7 +694,8 @@ impl CacheWriter<'_> {
 
 /// What workers send to the collecting thread.
 enum WorkerMessage {
-    Event(SweepEvent),
+    /// Events, in order.
+    Events(Vec<SweepEvent>),
     Cache(Vec<u8>, CachedFile),
 }
 
@@ -507,55 +753,6 @@ pub fn precount(roots: &[PathBuf], options: &SweepOptions, stop: &AtomicBool) ->
     (files.into_inner(), bytes.into_inner())
 }
 
-/// The walk: lists regular files into `work`; walk errors (unreadable directories) go straight
-/// to `events`. Symlinks are not followed and special files are skipped.
-fn list_files(
-    walker: ignore::WalkParallel,
-    low_priority: bool,
-    stop: &AtomicBool,
-    work: std::sync::mpsc::SyncSender<PathBuf>,
-    events: std::sync::mpsc::SyncSender<WorkerMessage>,
-) {
-    walker.run(|| {
-        let (work, events) = (work.clone(), events.clone());
-        // Visitors are built here but run on the walker's threads: lower each on first use.
-        let mut lowered = !low_priority;
-        Box::new(move |entry| {
-            if !lowered {
-                crate::gentle::lower_thread_priority();
-                lowered = true;
-            }
-            if stop.load(Ordering::Relaxed) {
-                return ignore::WalkState::Quit;
-            }
-            let alive = match entry {
-                Err(err) => {
-                    let path = walk_error_path(&err).unwrap_or_default();
-                    let kind = err
-                        .io_error()
-                        .map_or(ScanErrorKind::Io, ScanErrorKind::of_io);
-                    events
-                        .send(WorkerMessage::Event(SweepEvent::Error(ScanError {
-                            path,
-                            kind,
-                            message: err.to_string(),
-                        })))
-                        .is_ok()
-                }
-                Ok(entry) if entry.file_type().is_some_and(|t| t.is_file()) => {
-                    work.send(entry.into_path()).is_ok()
-                }
-                Ok(_) => true,
-            };
-            if alive {
-                ignore::WalkState::Continue
-            } else {
-                ignore::WalkState::Quit
-            }
-        })
-    });
-}
-
 /// The outcome of judging one file.
 struct Judged {
     size: u64,
@@ -568,65 +765,87 @@ struct Judged {
     update: Option<CachedFile>,
 }
 
-/// Per-worker tools: a YARA scanner (scanners cannot move between threads), a read buffer and
-/// a cache reader.
+impl Judged {
+    /// The events that report this verdict, in order: the file, its findings, what was missed.
+    fn into_events(self, out: &mut Vec<SweepEvent>) {
+        out.push(SweepEvent::File {
+            bytes: self.size,
+            cached: self.cached,
+        });
+        if !self.findings.is_empty() {
+            out.push(SweepEvent::Findings(self.findings));
+        }
+        if let Some(error) = self.partial {
+            out.push(SweepEvent::Error(error));
+        }
+    }
+}
+
+/// One worker's YARA scanners (scanners cannot move between threads): one for the general
+/// rules and one per header group (see [`crate::rules::split`]).
+struct Scanners<'r> {
+    general: yara_x::Scanner<'r>,
+    by_header: Vec<(crate::rules::split::Header, yara_x::Scanner<'r>)>,
+}
+
+impl<'r> Scanners<'r> {
+    fn new(set: &'r RuleSet) -> Self {
+        let scanner = |rules| {
+            let mut scanner = yara_x::Scanner::new(rules);
+            scanner.set_timeout(YARA_TIMEOUT);
+            // Verdicts need one match per pattern, not every offset.
+            scanner.fast_scan(true);
+            scanner
+        };
+        Scanners {
+            general: scanner(&set.general),
+            by_header: set
+                .by_header
+                .iter()
+                .map(|(header, rules)| (*header, scanner(rules)))
+                .collect(),
+        }
+    }
+
+    /// The rules that match `data`: the general ones and those of its header's group.
+    fn scan(
+        &mut self,
+        data: &[u8],
+        externals: &FileExternals,
+    ) -> Result<Vec<CachedMatch>, yara_x::errors::ScanError> {
+        let header = data.get(..2);
+        let group = self
+            .by_header
+            .iter_mut()
+            .find(|(h, _)| Some(&h[..]) == header)
+            .map(|(_, scanner)| scanner);
+        let mut matches = Vec::new();
+        for scanner in std::iter::once(&mut self.general).chain(group) {
+            externals.apply(scanner);
+            let results = scanner.scan(data)?;
+            matches.extend(results.matching_rules().map(|rule| CachedMatch {
+                rule: rule.identifier().to_owned(),
+                namespace: rule.namespace().to_owned(),
+            }));
+        }
+        Ok(matches)
+    }
+}
+
+/// Per-worker tools: YARA scanners and a read buffer.
 struct Worker<'e> {
     engine: &'e Engine,
-    scanner: Option<yara_x::Scanner<'e>>,
+    scanner: Option<Scanners<'e>>,
     buffer: Vec<u8>,
-    /// Where verdicts are looked up; `None` without a cache or with `--full`.
-    cache: Option<CacheReader>,
     /// Whether verdicts are sent back to be cached (a cache exists, `--full` or not).
     record: bool,
     max_yara_size: u64,
 }
 
 impl Worker<'_> {
-    fn judge(&mut self, path: &Path) -> Result<Judged, ScanError> {
+    /// Reads, hashes (unless the digests are `known`) and YARA-scans one file.
+    fn read_and_judge(&mut self, path: &Path, known: Option<Digests>) -> Result<Judged, ScanError> {
         let rules_version = self.engine.rules.as_ref().map(|r| r.version);
-        // The stat before opening serves only the cache lookup; without a reader the file is
-        // read and stated through its handle anyway.
-        let Some(reader) = &self.cache else {
-            return self.read_and_judge(path, None, rules_version);
-        };
-        let io_error = |err: std::io::Error| ScanError::io(path, err);
-        let stamp = FileStamp::of(&std::fs::symlink_metadata(path).map_err(io_error)?);
-        let cached = reader.get(&cache::key(path)).filter(|c| c.stamp == stamp);
-        let iocs = &self.engine.iocs;
-        if let Some(entry) = cached {
-            let usable = Some(entry.digests).filter(|d| {
-                (d.sha1.is_some() || !iocs.needs_sha1()) && (d.md5.is_some() || !iocs.needs_md5())
-            });
-            if let Some(digests) = usable {
-                // YARA's verdict stands if the rules are the same, if there are no rules, or if
-                // the file was too large for YARA and still is (same stamp).
-                let yara_current = self.scanner.is_none()
-                    || entry.too_large
-                    || entry.rules_version == rules_version;
-                if yara_current {
-                    let yara = if self.scanner.is_some() {
-                        entry.yara.clone()
-                    } else {
-                        Vec::new()
-                    };
-                    let too_large = entry.too_large && self.scanner.is_some();
-                    return Ok(
-                        self.verdict(path, stamp.size, &digests, yara, too_large, None, true)
-                    );
-                }
-                // The rules changed: read for YARA, keep the hashes.
-                return self.read_and_judge(path, Some(digests), rules_version);
-            }
-        }
-        self.read_and_judge(path, None, rules_version)
-    }
-
-    fn read_and_judge(
-        &mut self,
-        path: &Path,
-        known: Option<Digests>,
-        rules_version: Option<[u8; 32]>,
-    ) -> Result<Judged, ScanError> {
         let io_error = |err: std::io::Error| ScanError::io(path, err);
         let mut file = std::fs::File::open(path).map_err(io_error)?;
         let opened = file.metadata().map_err(io_error)?;
@@ -686,12 +905,8 @@ impl Worker<'_> {
             let owner = crate::externals::owner_name(std::os::unix::fs::MetadataExt::uid(&opened));
             #[cfg(not(unix))]
             let owner = String::new();
-            FileExternals::of(path, &data, owner).apply(scanner);
-            match scanner.scan(&data) {
-                Ok(results) => yara.extend(results.matching_rules().map(|rule| CachedMatch {
-                    rule: rule.identifier().to_owned(),
-                    namespace: rule.namespace().to_owned(),
-                })),
+            match scanner.scan(&data, &FileExternals::of(path, &data, owner)) {
+                Ok(matches) => yara = matches,
                 Err(err) => {
                     let kind = match err {
                         yara_x::errors::ScanError::Timeout => ScanErrorKind::Timeout,
@@ -713,70 +928,21 @@ impl Worker<'_> {
             yara: yara.clone(),
             too_large,
         });
-        let mut judged = self.verdict(path, size, &digests, yara, too_large, update, false);
+        let mut judged = self.engine.verdict(
+            FileVerdict {
+                path,
+                size,
+                digests: &digests,
+                yara,
+                too_large,
+            },
+            self.max_yara_size,
+        );
+        judged.update = update;
         if failure.is_some() {
             judged.partial = failure;
         }
         Ok(judged)
-    }
-
-    /// Findings from digests (matched against the IOCs now loaded) and YARA matches.
-    #[allow(clippy::too_many_arguments)]
-    fn verdict(
-        &self,
-        path: &Path,
-        size: u64,
-        digests: &Digests,
-        yara: Vec<CachedMatch>,
-        too_large: bool,
-        update: Option<CachedFile>,
-        cached: bool,
-    ) -> Judged {
-        let observed_at = SystemTime::now();
-        let finding = |kind, rule, namespace, ioc_comment| Finding {
-            path: path.to_path_buf(),
-            sha256: digests.sha256,
-            size,
-            kind,
-            rule,
-            namespace,
-            ioc_comment,
-            observed_at,
-        };
-        let mut findings = Vec::new();
-        // One hash IOC finding per file, whichever lists and algorithms matched.
-        let comments = self.engine.iocs.matches(digests);
-        if !comments.is_empty() {
-            findings.push(finding(
-                FindingKind::HashIoc,
-                None,
-                None,
-                Some(comments.join(" | ")),
-            ));
-        }
-        for m in yara {
-            findings.push(finding(
-                FindingKind::Yara,
-                Some(m.rule),
-                Some(m.namespace),
-                None,
-            ));
-        }
-        let partial = too_large.then(|| ScanError {
-            path: path.to_path_buf(),
-            kind: ScanErrorKind::TooLarge,
-            message: format!(
-                "{size} bytes exceed the YARA limit of {}; hashed only",
-                self.max_yara_size
-            ),
-        });
-        Judged {
-            size,
-            findings,
-            partial,
-            cached,
-            update,
-        }
     }
 }
 
@@ -865,6 +1031,41 @@ mod tests {
         assert_eq!(findings[0].ioc_comment.as_deref(), Some("EICAR test file"));
         assert_eq!(findings[1].rule.as_deref(), Some("eicar_string"));
         assert_eq!(findings[1].namespace.as_deref(), Some("test"));
+    }
+
+    #[test]
+    fn header_bound_rules_run_on_files_with_that_header_only() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(
+            rules_dir.path(),
+            "rule pe_named { strings: $a = \"EVIL\" condition: uint16(0) == 0x5a4d and $a and \
+             extension == \".exe\" }\n\
+             rule anywhere { strings: $a = \"EVIL\" condition: $a }\n",
+            "",
+        );
+        let set = engine.rules.as_ref().unwrap();
+        assert_eq!(set.by_header.len(), 1, "the PE rule is compiled apart");
+        assert_eq!(engine.rule_count(), 2);
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("a.exe"), b"MZ\x90\x00 EVIL").unwrap();
+        std::fs::write(root.path().join("b.exe"), b"ZM\x90\x00 EVIL").unwrap();
+        std::fs::write(root.path().join("c.txt"), b"MZ\x90\x00 EVIL").unwrap();
+        let (_, findings, errors) = sweep(&engine, root.path(), &SweepOptions::default());
+        assert!(errors.is_empty());
+        assert_eq!(
+            names(&findings),
+            vec![
+                "a.exe:anywhere",
+                "a.exe:pe_named",
+                "b.exe:anywhere",
+                "c.txt:anywhere"
+            ]
+        );
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.namespace.as_deref() == Some("test"))
+        );
     }
 
     #[test]
@@ -1077,7 +1278,6 @@ mod tests {
             engine,
             scanner: None,
             buffer: vec![0; READ_CHUNK],
-            cache: None,
             record: false,
             max_yara_size: DEFAULT_MAX_YARA_SIZE,
         }
@@ -1246,7 +1446,7 @@ mod tests {
         let path = dir.path().join("vanished");
         std::fs::write(&path, "x").unwrap();
         std::fs::remove_file(&path).unwrap();
-        let err = worker.judge(&path).err().unwrap();
+        let err = worker.read_and_judge(&path, None).err().unwrap();
         assert_eq!(err.kind, ScanErrorKind::NotFound);
         assert_eq!(err.path, path);
     }
@@ -1260,7 +1460,7 @@ mod tests {
         let engine = Engine::new(None, HashIocs::default());
         let mut worker = bare_worker(&engine);
         let path = Path::new("/proc/self/status");
-        let err = worker.judge(path).err().unwrap();
+        let err = worker.read_and_judge(path, None).err().unwrap();
         assert_eq!(err.kind, ScanErrorKind::Changed, "{}", err.message);
         assert!(
             err.message.contains("changed while read"),

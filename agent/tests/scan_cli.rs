@@ -226,6 +226,10 @@ fn signature_base_rules_load_and_match() {
         "Running STRIFEWORLD not protected\n",
     )
     .unwrap();
+    // A PE rule (`uint16(0) == 0x5a4d and ... 1 of them`): these are compiled apart and run on
+    // files starting with "MZ" only; the same bytes without the header must not match.
+    std::fs::write(f.path("scan/tool.exe"), b"MZ\x90\x00\x03 impacket.smb( ").unwrap();
+    std::fs::write(f.path("scan/tool.bin"), b"ZM\x90\x00\x03 impacket.smb( ").unwrap();
     let rules = signature_base();
     let output = scan(
         &["--rules", &rules.display().to_string(), "--format", "jsonl"],
@@ -249,6 +253,13 @@ fn signature_base_rules_load_and_match() {
         rules_hit.contains(&"SUSP_Just_EICAR".to_owned()),
         "{rules_hit:?}"
     );
+    let impacket: Vec<String> = jsonl(&output)
+        .iter()
+        .filter(|v| v["rule"] == "Impacket_Keyword")
+        .map(|v| v["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(impacket.len(), 1, "{impacket:?}");
+    assert!(impacket[0].ends_with("tool.exe"), "{impacket:?}");
 }
 
 #[test]
