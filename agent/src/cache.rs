@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::iocs::Digests;
 
@@ -270,6 +270,55 @@ impl Cache {
             }
         }
         txn.commit().map_err(|e| self.fail(e))
+    }
+}
+
+impl Cache {
+    /// Removes the entries of paths under `roots` (a root itself included) that `listed`
+    /// rejects: files deleted, moved or excluded since they were cached. Returns how many.
+    pub fn purge(
+        &self,
+        roots: &[PathBuf],
+        mut listed: impl FnMut(&[u8]) -> bool,
+    ) -> Result<u64, CacheError> {
+        let roots: Vec<&[u8]> = roots.iter().map(|root| key_bytes(root)).collect();
+        let under_a_root = |key: &[u8]| {
+            roots.iter().any(|root| {
+                key.strip_prefix(*root).is_some_and(|rest| {
+                    rest.is_empty()
+                        || std::path::is_separator(rest[0] as char)
+                        || root
+                            .last()
+                            .is_some_and(|&b| std::path::is_separator(b as char))
+                })
+            })
+        };
+        // Find them with a reader first: a write transaction, even one that changes nothing,
+        // costs a commit and redb's reclaiming of the pages earlier writes freed.
+        let mut stale: Vec<Vec<u8>> = Vec::new();
+        {
+            let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+            let table = txn.open_table(FILES).map_err(|e| self.fail(e))?;
+            for entry in table.iter().map_err(|e| self.fail(e))? {
+                let (key, _) = entry.map_err(|e| self.fail(e))?;
+                let key = key.value();
+                if under_a_root(key) && !listed(key) {
+                    stale.push(key.to_vec());
+                }
+            }
+        }
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        {
+            let mut table = txn.open_table(FILES).map_err(|e| self.fail(e))?;
+            for key in &stale {
+                table.remove(key.as_slice()).map_err(|e| self.fail(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.fail(e))?;
+        Ok(stale.len() as u64)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod externals;
 pub mod facts;
 pub mod gentle;
 pub mod iocs;
+pub mod memory;
 pub mod rules;
 pub mod scan;
 pub mod session;
@@ -58,6 +59,7 @@ pub enum AgentError {
 /// an error; a rule file that does not compile is left out (see [`Engine::broken_rules`]) and
 /// bad lines inside an IOC list are skipped, each logged with its file and line.
 pub fn load_engine(rule_paths: &[PathBuf], ioc_paths: &[PathBuf]) -> Result<Engine, AgentError> {
+    memory::tune_allocator();
     let rules = if rule_paths.is_empty() {
         None
     } else {

@@ -304,11 +304,20 @@ impl Engine {
         // Both queues are bounded: a slow consumer slows its producers instead of piling up.
         let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<WorkerMessage>(1024);
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Job>(4096);
-        let work_rx = std::sync::Mutex::new(work_rx);
+        let shared = WorkerShared {
+            jobs: std::sync::Mutex::new(work_rx),
+            large_buffers: LargeBuffers::new(
+                options
+                    .max_yara_size
+                    .max(crate::memory::LARGE_ALLOCATION as u64),
+            ),
+        };
         let mut cache_writes = CacheWriter {
             cache,
             pending: Vec::new(),
         };
+        // Hashes of the cache keys of every file listed: what is not among them is gone.
+        let mut seen: Vec<u64> = Vec::new();
         // `--full` ignores what the cache knows, but still records what it learns.
         let lookup = cache.filter(|_| !options.full);
         std::thread::scope(|scope| {
@@ -317,9 +326,9 @@ impl Engine {
                 self.list_files(walker, options, lookup, stop, work_tx, walker_events)
             });
             for _ in 0..threads {
-                let (events_tx, work_rx) = (events_tx.clone(), &work_rx);
+                let (events_tx, shared) = (events_tx.clone(), &shared);
                 scope.spawn(move || {
-                    self.scan_worker(work_rx, options, cache.is_some(), stop, events_tx)
+                    self.scan_worker(shared, options, cache.is_some(), stop, events_tx)
                 });
             }
             drop(events_tx);
@@ -333,6 +342,7 @@ impl Engine {
                         }
                     }
                     Ok(WorkerMessage::Cache(key, entry)) => cache_writes.push(key, entry),
+                    Ok(WorkerMessage::Seen(keys)) => seen.extend(keys),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 }
@@ -344,13 +354,25 @@ impl Engine {
         });
         cache_writes.flush();
         stats.stopped = stop.load(Ordering::Relaxed);
+        // Only a sweep that walked everything knows what is gone.
+        if let Some(cache) = cache_writes.cache
+            && !stats.stopped
+        {
+            seen.sort_unstable();
+            let listed = |key: &[u8]| seen.binary_search(&key_hash(key)).is_ok();
+            match cache.purge(roots, listed) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!("{n} cache entries of files no longer listed removed"),
+                Err(err) => tracing::warn!("{err}"),
+            }
+        }
         stats
     }
 
     /// One scan thread, taking paths from the shared queue until it closes.
     fn scan_worker(
         &self,
-        work: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
+        shared: &WorkerShared,
         options: &SweepOptions,
         record: bool,
         stop: &AtomicBool,
@@ -360,6 +382,8 @@ impl Engine {
             engine: self,
             scanner: self.rules.as_ref().map(Scanners::new),
             buffer: vec![0u8; READ_CHUNK],
+            data: Vec::new(),
+            large_buffers: &shared.large_buffers,
             record,
             max_yara_size: options.max_yara_size,
         };
@@ -368,7 +392,7 @@ impl Engine {
         }
         let mut throttle = Throttle::new(options.cpu_limit, options.threads);
         loop {
-            let next = work.lock().expect("work queue lock").recv();
+            let next = shared.jobs.lock().expect("work queue lock").recv();
             let Ok(Job { path, known }) = next else {
                 return;
             };
@@ -546,6 +570,7 @@ impl Engine {
                         }))
                     }
                     Ok(entry) if entry.file_type().is_some_and(|t| t.is_file()) => {
+                        batch.seen.push(key_hash(cache::key_bytes(entry.path())));
                         // A failed stat is left to the worker, which reports it with its kind.
                         let lookup = match (&reader, entry.metadata()) {
                             (Some(reader), Ok(meta)) => self.look_up(
@@ -605,6 +630,12 @@ enum Lookup {
     Settled(Judged),
 }
 
+/// What the scan workers share.
+struct WorkerShared {
+    jobs: std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
+    large_buffers: LargeBuffers,
+}
+
 /// What a verdict is made of.
 struct FileVerdict<'a> {
     path: &'a Path,
@@ -619,6 +650,8 @@ struct FileVerdict<'a> {
 /// it has waited long enough for progress reports to stay current, and when the walk ends.
 struct EventBatch {
     events: Vec<SweepEvent>,
+    /// Hashes of the cache keys of the files listed, sent when the walk ends.
+    seen: Vec<u64>,
     since: std::time::Instant,
     tx: std::sync::mpsc::SyncSender<WorkerMessage>,
 }
@@ -630,6 +663,7 @@ impl EventBatch {
     fn new(tx: std::sync::mpsc::SyncSender<WorkerMessage>) -> Self {
         EventBatch {
             events: Vec::new(),
+            seen: Vec::new(),
             since: std::time::Instant::now(),
             tx,
         }
@@ -658,8 +692,20 @@ impl EventBatch {
 
 impl Drop for EventBatch {
     fn drop(&mut self) {
-        self.flush();
+        if self.flush() && !self.seen.is_empty() {
+            let _ = self
+                .tx
+                .send(WorkerMessage::Seen(std::mem::take(&mut self.seen)));
+        }
     }
+}
+
+/// A 64-bit hash of a cache key. A collision only keeps a stale entry one sweep longer.
+fn key_hash(key: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Batches cache entries: one redb transaction (and fsync) per batch, not per file. A cache
@@ -696,6 +742,8 @@ impl CacheWriter<'_> {
 enum WorkerMessage {
     /// Events, in order.
     Events(Vec<SweepEvent>),
+    /// Hashes of the cache keys of files a walker thread listed.
+    Seen(Vec<u64>),
     Cache(Vec<u8>, CachedFile),
 }
 
@@ -781,6 +829,87 @@ impl Judged {
     }
 }
 
+/// The digests a file is checked with: SHA-256 always, SHA-1 and MD5 only when a loaded IOC
+/// list holds such hashes.
+struct Hashers {
+    sha256: Sha256,
+    sha1: Option<sha1::Sha1>,
+    md5: Option<md5::Md5>,
+}
+
+impl Hashers {
+    fn new(iocs: &HashIocs) -> Self {
+        Hashers {
+            sha256: Sha256::new(),
+            sha1: iocs.needs_sha1().then(sha1::Sha1::new),
+            md5: iocs.needs_md5().then(md5::Md5::new),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        if let Some(h) = &mut self.sha1 {
+            h.update(bytes);
+        }
+        if let Some(h) = &mut self.md5 {
+            h.update(bytes);
+        }
+    }
+
+    fn finish(self) -> Digests {
+        Digests {
+            sha256: self.sha256.finalize().into(),
+            sha1: self.sha1.map(|h| h.finalize().into()),
+            md5: self.md5.map(|h| h.finalize().into()),
+        }
+    }
+}
+
+/// A byte budget the workers share for whole-file buffers larger than
+/// [`crate::memory::LARGE_ALLOCATION`]: without it, each worker reading a file near the YARA
+/// size limit at once would hold that much memory. A worker waits until the bytes are free.
+struct LargeBuffers {
+    used: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+    limit: u64,
+}
+
+impl LargeBuffers {
+    fn new(limit: u64) -> Self {
+        LargeBuffers {
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Waits until `bytes` fit in the budget (or nothing else is held) and takes them.
+    fn acquire(&self, bytes: u64) -> LargeBufferPermit<'_> {
+        let mut used = self.used.lock().expect("buffer budget lock");
+        while *used > 0 && *used + bytes > self.limit {
+            used = self.freed.wait(used).expect("buffer budget lock");
+        }
+        *used += bytes;
+        LargeBufferPermit {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+/// Bytes taken from [`LargeBuffers`], given back when dropped.
+struct LargeBufferPermit<'b> {
+    budget: &'b LargeBuffers,
+    bytes: u64,
+}
+
+impl Drop for LargeBufferPermit<'_> {
+    fn drop(&mut self) {
+        *self.budget.used.lock().expect("buffer budget lock") -= self.bytes;
+        self.budget.freed.notify_all();
+    }
+}
+
 /// One worker's YARA scanners (scanners cannot move between threads): one for the general
 /// rules and one per header group (see [`crate::rules::split`]).
 struct Scanners<'r> {
@@ -836,7 +965,12 @@ impl<'r> Scanners<'r> {
 struct Worker<'e> {
     engine: &'e Engine,
     scanner: Option<Scanners<'e>>,
+    /// The chunk buffer for files read without keeping their bytes.
     buffer: Vec<u8>,
+    /// Whole-file buffer kept from file to file, for files up to
+    /// [`crate::memory::LARGE_ALLOCATION`]; larger ones get a buffer of their own.
+    data: Vec<u8>,
+    large_buffers: &'e LargeBuffers,
     /// Whether verdicts are sent back to be cached (a cache exists, `--full` or not).
     record: bool,
     max_yara_size: u64,
@@ -851,35 +985,52 @@ impl Worker<'_> {
         let opened = file.metadata().map_err(io_error)?;
         let stamp = FileStamp::of(&opened);
         let keep_bytes = self.scanner.is_some() && stamp.size <= self.max_yara_size;
-        let hash = known.is_none();
-        let iocs = &self.engine.iocs;
-        let mut data = Vec::with_capacity(if keep_bytes { stamp.size as usize } else { 0 });
-        let mut sha256 = Sha256::new();
-        let mut sha1 = (hash && iocs.needs_sha1()).then(sha1::Sha1::new);
-        let mut md5 = (hash && iocs.needs_md5()).then(md5::Md5::new);
-        let mut size = 0u64;
-        loop {
-            let n = match file.read(&mut self.buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(io_error(err)),
+        let mut hashers = known.is_none().then(|| Hashers::new(&self.engine.iocs));
+        // One byte more than the file had when opened: enough to see that it grew, and a file
+        // that keeps growing (a busy log) is not followed.
+        let mut reader = std::io::Read::take(&mut file, stamp.size.saturating_add(1));
+        let mut large_data = Vec::new();
+        let mut _large_permit = None;
+        let size = if keep_bytes {
+            let data = if stamp.size <= crate::memory::LARGE_ALLOCATION as u64 {
+                self.data.clear();
+                &mut self.data
+            } else {
+                _large_permit = Some(self.large_buffers.acquire(stamp.size));
+                &mut large_data
             };
-            let chunk = &self.buffer[..n];
-            if hash {
-                sha256.update(chunk);
-                if let Some(h) = &mut sha1 {
-                    h.update(chunk);
-                }
-                if let Some(h) = &mut md5 {
-                    h.update(chunk);
-                }
+            data.try_reserve_exact(stamp.size as usize + 1)
+                .map_err(|err| ScanError {
+                    path: path.to_path_buf(),
+                    kind: ScanErrorKind::Io,
+                    message: format!("cannot allocate {} bytes to read it: {err}", stamp.size),
+                })?;
+            reader.read_to_end(data).map_err(io_error)?;
+            if let Some(hashers) = &mut hashers {
+                hashers.update(data);
             }
-            if keep_bytes {
-                data.extend_from_slice(chunk);
+            data.len() as u64
+        } else {
+            let mut size = 0u64;
+            loop {
+                let n = match reader.read(&mut self.buffer) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(io_error(err)),
+                };
+                if let Some(hashers) = &mut hashers {
+                    hashers.update(&self.buffer[..n]);
+                }
+                size += n as u64;
             }
-            size += n as u64;
-        }
+            size
+        };
+        let data: &[u8] = if _large_permit.is_some() {
+            &large_data
+        } else {
+            &self.data
+        };
         // A file written to while we read it gives a verdict about bytes that no longer exist.
         let after = FileStamp::of(&file.metadata().map_err(io_error)?);
         if after.size != stamp.size || after.mtime_ns != stamp.mtime_ns || size != stamp.size {
@@ -892,11 +1043,11 @@ impl Worker<'_> {
                 ),
             });
         }
-        let digests = known.unwrap_or_else(|| Digests {
-            sha256: sha256.finalize().into(),
-            sha1: sha1.map(|h| h.finalize().into()),
-            md5: md5.map(|h| h.finalize().into()),
-        });
+        let digests = match (known, hashers) {
+            (Some(known), _) => known,
+            (None, Some(hashers)) => hashers.finish(),
+            (None, None) => unreachable!("hashers exist unless the digests are known"),
+        };
         let mut yara = Vec::new();
         let mut failure = None;
         let too_large = self.scanner.is_some() && !keep_bytes;
@@ -905,7 +1056,7 @@ impl Worker<'_> {
             let owner = crate::externals::owner_name(std::os::unix::fs::MetadataExt::uid(&opened));
             #[cfg(not(unix))]
             let owner = String::new();
-            match scanner.scan(&data, &FileExternals::of(path, &data, owner)) {
+            match scanner.scan(data, &FileExternals::of(path, data, owner)) {
                 Ok(matches) => yara = matches,
                 Err(err) => {
                     let kind = match err {
@@ -1066,6 +1217,46 @@ mod tests {
                 .iter()
                 .all(|f| f.namespace.as_deref() == Some("test"))
         );
+    }
+
+    #[test]
+    fn files_above_the_reused_buffer_are_scanned_whole() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(
+            rules_dir.path(),
+            "rule tail { strings: $a = \"TAIL-MARK\" condition: $a }",
+            "",
+        );
+        let root = tempfile::tempdir().unwrap();
+        let mut big = vec![b'x'; crate::memory::LARGE_ALLOCATION + 4096];
+        big.extend_from_slice(b"TAIL-MARK");
+        std::fs::write(root.path().join("big"), &big).unwrap();
+        std::fs::write(root.path().join("small"), b"TAIL-MARK").unwrap();
+        let (stats, findings, errors) = sweep(&engine, root.path(), &SweepOptions::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(stats.bytes, big.len() as u64 + 9);
+        assert_eq!(names(&findings), vec!["big:tail", "small:tail"]);
+        let big_finding = findings.iter().find(|f| f.path.ends_with("big")).unwrap();
+        assert_eq!(big_finding.sha256, <[u8; 32]>::from(Sha256::digest(&big)));
+    }
+
+    #[test]
+    fn large_buffer_budget_waits_for_bytes_to_be_freed() {
+        let budget = LargeBuffers::new(100);
+        let first = budget.acquire(60);
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                let _second = budget.acquire(50);
+                *budget.used.lock().unwrap()
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "60 + 50 exceed the budget of 100");
+            drop(first);
+            assert_eq!(waiter.join().unwrap(), 50);
+        });
+        assert_eq!(*budget.used.lock().unwrap(), 0);
+        // Larger than the whole budget, yet granted when nothing else is held.
+        let _all = budget.acquire(500);
     }
 
     #[test]
@@ -1278,6 +1469,8 @@ mod tests {
             engine,
             scanner: None,
             buffer: vec![0; READ_CHUNK],
+            data: Vec::new(),
+            large_buffers: Box::leak(Box::new(LargeBuffers::new(DEFAULT_MAX_YARA_SIZE))),
             record: false,
             max_yara_size: DEFAULT_MAX_YARA_SIZE,
         }
@@ -1340,6 +1533,45 @@ mod tests {
                 .0
                 .cached_files,
             0
+        );
+    }
+
+    #[test]
+    fn files_gone_from_a_root_leave_the_cache_and_other_roots_keep_theirs() {
+        let engine = Engine::new(None, HashIocs::default());
+        let (root, _state, cache) = cache_fixture();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("kept"), "other root").unwrap();
+        let options = SweepOptions::default();
+        sweep_cached(&engine, root.path(), &options, Some(&cache));
+        sweep_cached(&engine, other.path(), &options, Some(&cache));
+        let cached = |path: &Path| {
+            cache
+                .reader()
+                .unwrap()
+                .get(cache::key_bytes(path))
+                .is_some()
+        };
+        assert!(cached(&root.path().join("f3")) && cached(&other.path().join("kept")));
+        std::fs::remove_file(root.path().join("f3")).unwrap();
+        // A stopped sweep has not seen everything: it removes nothing.
+        let stop = AtomicBool::new(true);
+        let stats = engine.sweep(
+            &[root.path().to_path_buf()],
+            &options,
+            Some(&cache),
+            &stop,
+            |_| {},
+        );
+        assert!(stats.stopped);
+        assert!(cached(&root.path().join("f3")));
+        let (stats, _, _) = sweep_cached(&engine, root.path(), &options, Some(&cache));
+        assert_eq!((stats.files, stats.cached_files), (20, 20));
+        assert!(!cached(&root.path().join("f3")));
+        assert!(cached(&root.path().join("f4")));
+        assert!(
+            cached(&other.path().join("kept")),
+            "another root's entries stay"
         );
     }
 
