@@ -1,9 +1,10 @@
 //! The external variables Loki and THOR set for every file, which rule sets such as
 //! signature-base test: `filename` (base name), `filepath` (the directory holding the file, as
 //! in signature-base's `filepath == "/var/log"`), `extension` (lower case, with its dot),
-//! `filetype` (from the first bytes) and `owner` (the owning user's name; Unix only).
+//! `filetype` (from the first bytes) and `owner` (the owning account's name: the user name from
+//! the password database on Unix, the account name of the owner SID on Windows, such as
+//! `SYSTEM` or `Administrators`, without its domain).
 
-#[cfg(unix)]
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -64,6 +65,75 @@ fn parse_passwd(text: &str) -> HashMap<u32, String> {
             Some((uid, name.to_owned()))
         })
         .collect()
+}
+
+/// The account name of the owner of an open file; empty when Windows cannot tell (no rights to
+/// read its security descriptor, or a SID without a name). Names are looked up once per SID.
+#[cfg(windows)]
+pub fn owner_of_file(file: &std::fs::File) -> String {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Foundation::{ERROR_SUCCESS, LocalFree};
+    use windows_sys::Win32::Security::Authorization::{GetSecurityInfo, SE_FILE_OBJECT};
+    use windows_sys::Win32::Security::{
+        GetLengthSid, LookupAccountSidW, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
+        SID_NAME_USE,
+    };
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<HashMap<Vec<u8>, String>>> =
+        std::sync::OnceLock::new();
+    let mut owner: PSID = std::ptr::null_mut();
+    let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: the handle is open for as long as `file` lives; on success Windows allocates the
+    // descriptor `owner` points into, freed below with LocalFree.
+    let status = unsafe {
+        GetSecurityInfo(
+            file.as_raw_handle(),
+            SE_FILE_OBJECT,
+            OWNER_SECURITY_INFORMATION,
+            &mut owner,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut descriptor,
+        )
+    };
+    if status != ERROR_SUCCESS || owner.is_null() {
+        return String::new();
+    }
+    // SAFETY: `owner` is a valid SID inside `descriptor`.
+    let sid = unsafe {
+        std::slice::from_raw_parts(owner as *const u8, GetLengthSid(owner) as usize).to_vec()
+    };
+    let names = NAMES.get_or_init(Default::default);
+    let known = names.lock().ok().and_then(|names| names.get(&sid).cloned());
+    let name = known.unwrap_or_else(|| {
+        let (mut name, mut domain) = ([0u16; 256], [0u16; 256]);
+        let (mut name_len, mut domain_len) = (name.len() as u32, domain.len() as u32);
+        let mut kind: SID_NAME_USE = 0;
+        // SAFETY: the buffers and their lengths in u16 units are passed together.
+        let found = unsafe {
+            LookupAccountSidW(
+                std::ptr::null(),
+                owner,
+                name.as_mut_ptr(),
+                &mut name_len,
+                domain.as_mut_ptr(),
+                &mut domain_len,
+                &mut kind,
+            )
+        } != 0;
+        let name = if found {
+            String::from_utf16_lossy(&name[..name_len as usize])
+        } else {
+            String::new()
+        };
+        if let Ok(mut names) = names.lock() {
+            names.insert(sid, name.clone());
+        }
+        name
+    });
+    // SAFETY: the descriptor was allocated by GetSecurityInfo and is not used after this.
+    unsafe { LocalFree(descriptor) };
+    name
 }
 
 /// The values of the five externals for one file.
@@ -137,6 +207,22 @@ mod tests {
         assert_eq!(users.get(&0).map(String::as_str), Some("root"));
         assert_eq!(users.get(&1001).map(String::as_str), Some("confluence"));
         assert_eq!(users.len(), 2);
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn a_new_file_is_owned_by_a_named_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "x").unwrap();
+        let owner = owner_of_file(&std::fs::File::open(&path).unwrap());
+        assert!(!owner.is_empty());
+        assert!(
+            !owner.contains('\\'),
+            "the account name, without its domain: {owner}"
+        );
+        // Looked up once, then from the cache: the same answer.
+        assert_eq!(owner_of_file(&std::fs::File::open(&path).unwrap()), owner);
     }
 
     #[test]

@@ -475,6 +475,32 @@ mod tests {
     }
 
     #[test]
+    fn rules_importing_a_module_left_out_of_the_build_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("vt.yar"),
+            "import \"vt\"\nrule v { condition: true }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("pe.yar"),
+            "import \"pe\"\nrule p { condition: pe.is_pe }\n",
+        )
+        .unwrap();
+        let set = load(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(set.broken.len(), 1);
+        assert!(
+            set.broken[0].to_string().contains("vt.yar:1: "),
+            "{}",
+            set.broken[0]
+        );
+        assert_eq!(
+            set.iter().map(|r| r.identifier()).collect::<Vec<_>>(),
+            vec!["p"]
+        );
+    }
+
+    #[test]
     fn missing_path_and_empty_directory_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(

@@ -1054,7 +1054,9 @@ impl Worker<'_> {
         if let (Some(scanner), true) = (self.scanner.as_mut(), keep_bytes) {
             #[cfg(unix)]
             let owner = crate::externals::owner_name(std::os::unix::fs::MetadataExt::uid(&opened));
-            #[cfg(not(unix))]
+            #[cfg(windows)]
+            let owner = crate::externals::owner_of_file(&file);
+            #[cfg(not(any(unix, windows)))]
             let owner = String::new();
             match scanner.scan(data, &FileExternals::of(path, data, owner)) {
                 Ok(matches) => yara = matches,
@@ -1264,21 +1266,22 @@ mod tests {
         let rules_dir = tempfile::tempdir().unwrap();
         let root = tempfile::tempdir().unwrap();
         let sub = root.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("evil.PS1"), b"MZ\x90\x00").unwrap();
+        std::fs::write(sub.join("good.txt"), b"MZ\x90\x00").unwrap();
         #[cfg(unix)]
         let owner = crate::externals::owner_name(std::os::unix::fs::MetadataExt::uid(
             &std::fs::metadata(root.path()).unwrap(),
         ));
-        #[cfg(not(unix))]
-        let owner = String::new();
+        #[cfg(windows)]
+        let owner =
+            crate::externals::owner_of_file(&std::fs::File::open(sub.join("evil.PS1")).unwrap());
         let rule = format!(
             "rule by_name {{ condition: filename == \"evil.PS1\" and extension == \".ps1\" and \
              filepath == \"{}\" and filetype == \"EXE\" and owner == \"{owner}\" }}",
             sub.display().to_string().replace('\\', "\\\\")
         );
         let engine = engine(rules_dir.path(), &rule, "");
-        std::fs::create_dir(&sub).unwrap();
-        std::fs::write(sub.join("evil.PS1"), b"MZ\x90\x00").unwrap();
-        std::fs::write(sub.join("good.txt"), b"MZ\x90\x00").unwrap();
         let (_, findings, _) = sweep(&engine, root.path(), &SweepOptions::default());
         assert_eq!(findings.len(), 1);
         assert!(findings[0].path.ends_with("sub/evil.PS1"));
