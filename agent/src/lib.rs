@@ -17,6 +17,7 @@ pub mod config;
 pub mod externals;
 pub mod facts;
 pub mod gentle;
+pub mod inventory;
 pub mod iocs;
 pub mod memory;
 pub mod rules;

@@ -24,6 +24,22 @@ enum Command {
     Run(RunArgs),
     /// Scan paths locally, without a collector.
     Scan(ScanArgs),
+    /// Print this host's inventory: OS, packages, hotfixes, programs, connections.
+    Inventory(InventoryArgs),
+}
+
+#[derive(clap::Args)]
+struct InventoryArgs {
+    #[arg(long, value_enum, default_value_t = InventoryFormat::Text)]
+    format: InventoryFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InventoryFormat {
+    /// A summary, then the connections.
+    Text,
+    /// One JSON object: os, packages, hotfixes, programs, connections, partial.
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -125,6 +141,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
         Command::Scan(args) => scan(args),
+        Command::Inventory(args) => inventory(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         eprintln!("hygiene-agent: error: {err:#}");
@@ -322,4 +339,51 @@ fn progress_line(stats: &hygiene_agent::scan::SweepStats) -> String {
         stats.findings,
         stats.errors.values().sum::<u64>()
     )
+}
+
+/// Prints the inventory; parts that could not be collected are listed on stderr too.
+fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
+    let inventory = hygiene_agent::inventory::collect();
+    for part in &inventory.partial {
+        eprintln!(
+            "hygiene-agent: partial inventory: {}: {}",
+            part.source, part.reason
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        InventoryFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &inventory)?;
+            writeln!(out)?;
+        }
+        InventoryFormat::Text => {
+            let os = &inventory.os;
+            writeln!(
+                out,
+                "os: {} ({} {}), kernel {}, {}",
+                os.pretty_name, os.id, os.version_id, os.kernel, os.arch
+            )?;
+            writeln!(
+                out,
+                "packages: {}, hotfixes: {}, programs: {}, connections: {}",
+                inventory.packages.len(),
+                inventory.hotfixes.len(),
+                inventory.programs.len(),
+                inventory.connections.len()
+            )?;
+            for c in &inventory.connections {
+                writeln!(
+                    out,
+                    "{:<4} {:<46} {:<46} {:<12} {} {}",
+                    c.proto,
+                    format!("{}:{}", c.local_addr, c.local_port),
+                    format!("{}:{}", c.remote_addr, c.remote_port),
+                    c.state,
+                    c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    c.process.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -393,3 +393,47 @@ fn cache_makes_the_second_scan_read_nothing_and_full_ignores_it() {
     let full = summary("full.json", &["--full"]);
     assert_eq!(full["cached_files"].as_u64(), Some(0));
 }
+
+/// `hygiene-agent inventory --format json`: the contract's top-level keys and row shapes.
+#[cfg(target_os = "linux")]
+#[test]
+fn inventory_json_has_the_contract_keys() {
+    // At least one socket to list, whatever else runs here.
+    let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let output = agent()
+        .args(["inventory", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for key in ["os", "packages", "hotfixes", "programs", "connections"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["os"]["family"], "linux");
+    if let Some(package) = v["packages"].as_array().and_then(|p| p.first()) {
+        for key in ["name", "version", "arch", "source"] {
+            assert!(package.get(key).is_some(), "package lacks {key}");
+        }
+    }
+    let connection = v["connections"]
+        .as_array()
+        .and_then(|c| c.first())
+        .expect("a Linux host has sockets");
+    for key in [
+        "proto",
+        "local_addr",
+        "local_port",
+        "remote_addr",
+        "remote_port",
+        "state",
+        "pid",
+        "process",
+    ] {
+        assert!(connection.get(key).is_some(), "connection lacks {key}");
+    }
+}
