@@ -949,6 +949,7 @@ impl<'r> Scanners<'r> {
             .find(|(h, _)| Some(&h[..]) == header)
             .map(|(_, scanner)| scanner);
         let mut matches = Vec::new();
+        let large = data.len() > crate::memory::LARGE_ALLOCATION;
         for scanner in std::iter::once(&mut self.general).chain(group) {
             externals.apply(scanner);
             let results = scanner.scan(data)?;
@@ -956,6 +957,11 @@ impl<'r> Scanners<'r> {
                 rule: rule.identifier().to_owned(),
                 namespace: rule.namespace().to_owned(),
             }));
+            if large {
+                // A scanner keeps its modules' output (the `pe` module's for a large DLL runs
+                // to megabytes) until its next scan: scan nothing now to let it go.
+                let _ = scanner.scan(&[]);
+            }
         }
         Ok(matches)
     }
@@ -1072,6 +1078,11 @@ impl Worker<'_> {
                     });
                 }
             }
+        }
+        if _large_permit.is_some() {
+            // What scanning a large file allocated is free now; give it back to the system.
+            drop(large_data);
+            crate::memory::release_free_memory();
         }
         // A YARA failure is not a verdict: nothing is cached, so the next sweep tries again.
         let update = (self.record && failure.is_none()).then(|| CachedFile {
