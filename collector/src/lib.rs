@@ -15,5 +15,6 @@ pub mod model;
 pub mod pki;
 pub mod server;
 pub mod store;
+pub mod version;
 
 pub use server::{serve, tls_from_pki};
