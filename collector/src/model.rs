@@ -140,3 +140,32 @@ pub struct HostFilter {
 pub struct FindingFilter {
     pub host_id: Option<String>,
 }
+
+/// An installed package as an agent's inventory reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledPackage {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub source: Option<String>,
+}
+
+/// A stored package: what a host has installed now, and since when (this version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPackage {
+    pub host_id: String,
+    pub package: InstalledPackage,
+    pub installed_ms: i64,
+}
+
+/// A package version that appeared on (`old_version` none) or left (`new_version` none) a
+/// host, or replaced another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageChange {
+    pub host_id: String,
+    pub name: String,
+    pub arch: String,
+    pub old_version: Option<String>,
+    pub new_version: Option<String>,
+    pub changed_ms: i64,
+}

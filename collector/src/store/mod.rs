@@ -14,7 +14,8 @@ use std::path::PathBuf;
 pub use sqlite::SqliteStore;
 
 use crate::model::{
-    Finding, FindingFilter, Host, HostFilter, HostHello, NewFinding, SweepProgress, SweepReport,
+    Finding, FindingFilter, Host, HostFilter, HostHello, InstalledPackage, NewFinding,
+    PackageChange, StoredPackage, SweepProgress, SweepReport,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +124,30 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_sweep_progress(host_id, progress, now_ms).await,
+        }
+    }
+
+    /// Replaces a host's package list, recording what appeared, changed or left.
+    pub async fn record_packages(
+        &self,
+        host_id: &str,
+        packages: &[InstalledPackage],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_packages(host_id, packages, now_ms).await,
+        }
+    }
+
+    pub async fn list_packages(&self, host_id: &str) -> Result<Vec<StoredPackage>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list_packages(host_id).await,
+        }
+    }
+
+    pub async fn package_history(&self, host_id: &str) -> Result<Vec<PackageChange>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.package_history(host_id).await,
         }
     }
 

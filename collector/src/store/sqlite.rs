@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 
 use super::StoreError;
 use crate::model::{
-    Finding, FindingFilter, FindingKind, Host, HostFilter, HostHello, NewFinding, SweepProgress,
-    SweepReport,
+    Finding, FindingFilter, FindingKind, Host, HostFilter, HostHello, InstalledPackage, NewFinding,
+    PackageChange, StoredPackage, SweepProgress, SweepReport,
 };
 
 #[derive(Clone)]
@@ -231,6 +231,121 @@ impl SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Replaces a host's package list with `packages` (a complete inventory), recording each
+    /// version that appeared, changed or left in the package history. Idempotent: the same
+    /// list again changes nothing.
+    pub async fn record_packages(
+        &self,
+        host_id: &str,
+        packages: &[InstalledPackage],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT name, arch, version FROM packages WHERE host_id = ?")
+            .bind(host_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut before: std::collections::HashMap<(String, String), String> = rows
+            .into_iter()
+            .map(|row| ((row.get("name"), row.get("arch")), row.get("version")))
+            .collect();
+        let history = "INSERT INTO package_history (host_id, name, arch, old_version, new_version, changed_ms) \
+                       VALUES (?, ?, ?, ?, ?, ?)";
+        for p in packages {
+            let old = before.remove(&(p.name.clone(), p.arch.clone()));
+            if old.as_deref() == Some(p.version.as_str()) {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO packages (host_id, name, arch, version, source, installed_ms) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (host_id, name, arch) DO UPDATE SET version = excluded.version, \
+                     source = excluded.source, installed_ms = excluded.installed_ms",
+            )
+            .bind(host_id)
+            .bind(&p.name)
+            .bind(&p.arch)
+            .bind(&p.version)
+            .bind(&p.source)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(history)
+                .bind(host_id)
+                .bind(&p.name)
+                .bind(&p.arch)
+                .bind(old)
+                .bind(&p.version)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for ((name, arch), version) in before {
+            sqlx::query("DELETE FROM packages WHERE host_id = ? AND name = ? AND arch = ?")
+                .bind(host_id)
+                .bind(&name)
+                .bind(&arch)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(history)
+                .bind(host_id)
+                .bind(&name)
+                .bind(&arch)
+                .bind(Some(version))
+                .bind(None::<String>)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A host's installed packages, by name.
+    pub async fn list_packages(&self, host_id: &str) -> Result<Vec<StoredPackage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT host_id, name, arch, version, source, installed_ms FROM packages \
+             WHERE host_id = ? ORDER BY name, arch",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredPackage {
+                host_id: row.get("host_id"),
+                package: InstalledPackage {
+                    name: row.get("name"),
+                    version: row.get("version"),
+                    arch: row.get("arch"),
+                    source: row.get("source"),
+                },
+                installed_ms: row.get("installed_ms"),
+            })
+            .collect())
+    }
+
+    /// A host's package changes, oldest first.
+    pub async fn package_history(&self, host_id: &str) -> Result<Vec<PackageChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT host_id, name, arch, old_version, new_version, changed_ms FROM package_history \
+             WHERE host_id = ? ORDER BY changed_ms, rowid",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| PackageChange {
+                host_id: row.get("host_id"),
+                name: row.get("name"),
+                arch: row.get("arch"),
+                old_version: row.get("old_version"),
+                new_version: row.get("new_version"),
+                changed_ms: row.get("changed_ms"),
+            })
+            .collect())
     }
 
     pub async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError> {
@@ -476,6 +591,59 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(done, 200);
+    }
+
+    #[tokio::test]
+    async fn package_lists_replace_and_leave_a_history() {
+        let (_dir, store) = store().await;
+        store.record_hello(&hello("h1"), 1).await.unwrap();
+        let pkg = |name: &str, version: &str| InstalledPackage {
+            name: name.into(),
+            version: version.into(),
+            arch: "amd64".into(),
+            source: None,
+        };
+        let first = [pkg("openssl", "3.0.11-1"), pkg("bash", "5.2-1")];
+        store.record_packages("h1", &first, 10).await.unwrap();
+        // The same list again (a resent message) changes nothing.
+        store.record_packages("h1", &first, 15).await.unwrap();
+        store
+            .record_packages("h1", &[pkg("openssl", "3.0.13-1"), pkg("curl", "7.88")], 20)
+            .await
+            .unwrap();
+        let now: Vec<(String, String, i64)> = store
+            .list_packages("h1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.package.name, p.package.version, p.installed_ms))
+            .collect();
+        assert_eq!(
+            now,
+            vec![
+                ("curl".to_owned(), "7.88".to_owned(), 20),
+                ("openssl".to_owned(), "3.0.13-1".to_owned(), 20)
+            ]
+        );
+        let history: Vec<(String, Option<String>, Option<String>, i64)> = store
+            .package_history("h1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.name, c.old_version, c.new_version, c.changed_ms))
+            .collect();
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            history,
+            vec![
+                ("openssl".to_owned(), None, s("3.0.11-1"), 10),
+                ("bash".to_owned(), None, s("5.2-1"), 10),
+                ("openssl".to_owned(), s("3.0.11-1"), s("3.0.13-1"), 20),
+                ("curl".to_owned(), None, s("7.88"), 20),
+                ("bash".to_owned(), s("5.2-1"), None, 20),
+            ]
+        );
+        assert!(store.list_packages("nobody").await.unwrap().is_empty());
     }
 
     #[tokio::test]
