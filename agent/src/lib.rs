@@ -137,6 +137,10 @@ pub async fn run_agent(
         stop: stop.clone(),
         last_totals: Some(config.state_dir.join("last-sweep.json")),
     };
+    let inventory = tokio::spawn(session::report_inventory(
+        body_tx.clone(),
+        session::INVENTORY_INTERVAL,
+    ));
     let sweeper = tokio::spawn(sweeper.run(sweep_rx, body_tx));
 
     let params = SessionParams {
@@ -148,5 +152,6 @@ pub async fn run_agent(
     // Let a sweep in progress notice and return its thread promptly.
     stop.store(true, Ordering::Relaxed);
     sweeper.abort();
+    inventory.abort();
     Ok(result?)
 }

@@ -146,6 +146,51 @@ pub async fn run(
     }
 }
 
+/// How often the agent reports its inventory after the first report at start.
+pub const INVENTORY_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+/// Collects the inventory (on a blocking thread: it reads many files) at start and then every
+/// `interval`, and queues it for the collector. Ends when the stream side is gone.
+pub async fn report_inventory(bodies: mpsc::Sender<Body>, interval: Duration) {
+    loop {
+        let Ok(inventory) = tokio::task::spawn_blocking(crate::inventory::collect).await else {
+            return;
+        };
+        if bodies
+            .send(Body::Inventory(inventory_to_proto(&inventory)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+fn inventory_to_proto(inventory: &crate::inventory::Inventory) -> v1::Inventory {
+    v1::Inventory {
+        collected_at_ms: unix_ms(SystemTime::now()),
+        packages: inventory
+            .packages
+            .iter()
+            .map(|p| v1::Package {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                source: p.source.clone().unwrap_or_default(),
+            })
+            .collect(),
+        partial: inventory
+            .partial
+            .iter()
+            .map(|p| v1::InventoryPartial {
+                source: p.source.clone(),
+                reason: p.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// "Equal jitter": somewhere in the upper half of the delay, so that a fleet that lost its
 /// collector at the same moment does not come back in lockstep.
 fn jittered(delay: Duration) -> Duration {

@@ -142,6 +142,33 @@ fn eicar_finding_reaches_hygienectl() {
             .unwrap()
             .starts_with("web-01,")
     );
+    // The inventory arrives too: on a dpkg system, the installed packages dpkg-query lists.
+    if let Ok(out) = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${db:Status-Abbrev}\n"])
+        .output()
+    {
+        let installed = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("ii "))
+            .count();
+        let packages = wait_for(WAIT, "the package list", || {
+            let rows = ctl_json(
+                &collector.url(),
+                &pki.dir,
+                &["packages", "list", "--host", "web-01"],
+            )
+            .ok()?;
+            let rows = rows.as_array()?.clone();
+            (!rows.is_empty()).then_some(rows)
+        })
+        .unwrap_or_else(|e| panic!("{e}\nagent: {}", agent.process.stderr()));
+        assert_eq!(packages.len(), installed);
+        assert!(packages.iter().all(|p| p["host_id"] == "web-01"
+            && p["name"].is_string()
+            && p["version"].is_string()
+            && p["installed"].is_string()));
+    }
+
     // Another host has no findings: clean listing, exit 0.
     let other = ctl(
         &collector.url(),

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use hygiene_collector::config::{self, CtlConfig};
 use hygiene_collector::ctl::output::{Format, render};
 use hygiene_collector::ctl::{
-    self, FINDING_TABLE_COLUMNS, FindingRow, HOST_TABLE_COLUMNS, HostRow,
+    self, FINDING_TABLE_COLUMNS, FindingRow, HOST_TABLE_COLUMNS, HostRow, PACKAGE_TABLE_COLUMNS,
+    PackageRow,
 };
 use hygiene_proto::v1;
 
@@ -39,6 +40,20 @@ enum Command {
     /// Findings reported by agents.
     #[command(subcommand)]
     Findings(FindingsCommand),
+    /// Packages installed on hosts, from their agents' inventories.
+    #[command(subcommand)]
+    Packages(PackagesCommand),
+}
+
+#[derive(Subcommand)]
+enum PackagesCommand {
+    /// One row per package installed on a host.
+    List {
+        #[arg(long)]
+        host: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +142,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 render(&rows, format, FINDING_TABLE_COLUMNS, &mut stdout)
                     .context("cannot write to stdout")?;
                 Ok(exit_for(rows.iter().any(|f| f.state == "open")))
+            }
+            Command::Packages(PackagesCommand::List { host, format }) => {
+                let response = client
+                    .list_packages(v1::ListPackagesRequest { host_id: host })
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                let rows: Vec<PackageRow> = response
+                    .into_inner()
+                    .packages
+                    .into_iter()
+                    .map(PackageRow::from)
+                    .collect();
+                render(&rows, format, PACKAGE_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
             }
         }
     })

@@ -157,6 +157,33 @@ impl From<hygiene_proto::v1::FindingEntry> for FindingRow {
     }
 }
 
+/// A package row of `hygienectl packages list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PackageRow {
+    pub host_id: String,
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub source: Option<String>,
+    /// When the collector first saw this version on the host.
+    pub installed: String,
+}
+
+pub const PACKAGE_TABLE_COLUMNS: &[&str] = &["name", "version", "arch", "source", "installed"];
+
+impl From<hygiene_proto::v1::PackageEntry> for PackageRow {
+    fn from(p: hygiene_proto::v1::PackageEntry) -> Self {
+        PackageRow {
+            host_id: p.host_id,
+            name: p.name,
+            version: p.version,
+            arch: p.arch,
+            source: non_empty(p.source),
+            installed: format_ms(p.installed_ms),
+        }
+    }
+}
+
 fn non_empty(s: String) -> Option<String> {
     if s.is_empty() { None } else { Some(s) }
 }

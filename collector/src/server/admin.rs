@@ -83,4 +83,28 @@ impl AdminService for AdminEndpoint {
             .collect();
         Ok(Response::new(v1::ListFindingsResponse { findings }))
     }
+
+    async fn list_packages(
+        &self,
+        request: Request<v1::ListPackagesRequest>,
+    ) -> Result<Response<v1::ListPackagesResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let host_id = &request.get_ref().host_id;
+        if host_id.is_empty() {
+            return Err(Status::invalid_argument("a host id is required"));
+        }
+        let packages = self.store.list_packages(host_id).await.map_err(internal)?;
+        let packages = packages
+            .into_iter()
+            .map(|p| v1::PackageEntry {
+                host_id: p.host_id,
+                name: p.package.name,
+                version: p.package.version,
+                arch: p.package.arch,
+                source: p.package.source.unwrap_or_default(),
+                installed_ms: p.installed_ms,
+            })
+            .collect();
+        Ok(Response::new(v1::ListPackagesResponse { packages }))
+    }
 }

@@ -14,7 +14,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::identity::{self, Role};
-use crate::model::{FindingKind, HostHello, NewFinding, SweepProgress, SweepReport};
+use crate::model::{
+    FindingKind, HostHello, InstalledPackage, NewFinding, SweepProgress, SweepReport,
+};
 use crate::store::{Store, StoreError};
 
 /// How long a new stream may take to send its Hello.
@@ -262,6 +264,29 @@ impl AgentSession {
                 self.store
                     .record_sweep_progress(&self.host_id, &progress, now)
                     .await
+            }
+            Some(Body::Inventory(inventory)) => {
+                for partial in &inventory.partial {
+                    tracing::warn!(host = %self.host_id, "partial inventory: {}: {}", partial.source, partial.reason);
+                }
+                // A list the agent could not read whole must not pass for "nothing installed".
+                if inventory.partial.iter().any(|p| p.source == "packages") {
+                    Ok(())
+                } else {
+                    let packages: Vec<InstalledPackage> = inventory
+                        .packages
+                        .into_iter()
+                        .map(|p| InstalledPackage {
+                            name: p.name,
+                            version: p.version,
+                            arch: p.arch,
+                            source: Some(p.source).filter(|s| !s.is_empty()),
+                        })
+                        .collect();
+                    self.store
+                        .record_packages(&self.host_id, &packages, now)
+                        .await
+                }
             }
             Some(Body::SweepSummary(summary)) => {
                 let report = SweepReport {
