@@ -404,14 +404,13 @@ impl Engine {
                 None => worker.read_and_judge(&path, known),
             };
             let mut update = None;
-            let mut outcome = Vec::with_capacity(3);
-            match judged {
+            let outcome = match judged {
                 Ok(mut judged) => {
                     update = judged.update.take();
-                    judged.into_events(&mut outcome);
+                    judged.into_events().collect()
                 }
-                Err(error) => outcome.push(SweepEvent::Error(error)),
-            }
+                Err(error) => vec![SweepEvent::Error(error)],
+            };
             let mut alive = events.send(WorkerMessage::Events(outcome)).is_ok();
             if let Some(entry) = update {
                 alive &= events
@@ -547,14 +546,9 @@ impl Engine {
                     None
                 }
             });
-            // Visitors are built here but run on the walker's threads: lower each on first use.
-            let mut lowered = !low_priority;
+            let mut thread = WalkerThread::new(low_priority);
             Box::new(move |entry| {
-                if !lowered {
-                    crate::gentle::lower_thread_priority();
-                    lowered = true;
-                }
-                if stop.load(Ordering::Relaxed) {
+                if !thread.keep_going(stop) {
                     return ignore::WalkState::Quit;
                 }
                 let alive = match entry {
@@ -581,35 +575,53 @@ impl Engine {
                             ),
                             _ => Lookup::Miss,
                         };
-                        match lookup {
+                        let known = match lookup {
                             Lookup::Settled(judged) => {
-                                let mut outcome = Vec::with_capacity(1);
-                                judged.into_events(&mut outcome);
-                                outcome.into_iter().all(|event| batch.push(event))
+                                return walk_on(judged.into_events().all(|e| batch.push(e)));
                             }
-                            Lookup::Rescan(digests) => work
-                                .send(Job {
-                                    path: entry.into_path(),
-                                    known: Some(digests),
-                                })
-                                .is_ok(),
-                            Lookup::Miss => work
-                                .send(Job {
-                                    path: entry.into_path(),
-                                    known: None,
-                                })
-                                .is_ok(),
-                        }
+                            Lookup::Rescan(digests) => Some(digests),
+                            Lookup::Miss => None,
+                        };
+                        let path = entry.into_path();
+                        work.send(Job { path, known }).is_ok()
                     }
                     Ok(_) => true,
                 };
-                if alive {
-                    ignore::WalkState::Continue
-                } else {
-                    ignore::WalkState::Quit
-                }
+                walk_on(alive)
             })
         });
+    }
+}
+
+/// Continue while whoever receives the walk's output is still there.
+fn walk_on(alive: bool) -> ignore::WalkState {
+    if alive {
+        ignore::WalkState::Continue
+    } else {
+        ignore::WalkState::Quit
+    }
+}
+
+/// What every walker thread does before each entry: lower its own priority the first time
+/// (visitors are built on the calling thread but run on the walker's), then check `stop`.
+struct WalkerThread {
+    lowered: bool,
+}
+
+impl WalkerThread {
+    fn new(low_priority: bool) -> Self {
+        WalkerThread {
+            lowered: !low_priority,
+        }
+    }
+
+    /// False once the walk is to stop.
+    fn keep_going(&mut self, stop: &AtomicBool) -> bool {
+        if !self.lowered {
+            crate::gentle::lower_thread_priority();
+            self.lowered = true;
+        }
+        !stop.load(Ordering::Relaxed)
     }
 }
 
@@ -779,13 +791,9 @@ pub fn precount(roots: &[PathBuf], options: &SweepOptions, stop: &AtomicBool) ->
     if let Some(walker) = walker(roots, options) {
         walker.run(|| {
             let (files, bytes) = (&files, &bytes);
-            let mut lowered = !options.low_priority;
+            let mut thread = WalkerThread::new(options.low_priority);
             Box::new(move |entry| {
-                if !lowered {
-                    crate::gentle::lower_thread_priority();
-                    lowered = true;
-                }
-                if stop.load(Ordering::Relaxed) {
+                if !thread.keep_going(stop) {
                     return ignore::WalkState::Quit;
                 }
                 if let Ok(entry) = entry
@@ -815,17 +823,16 @@ struct Judged {
 
 impl Judged {
     /// The events that report this verdict, in order: the file, its findings, what was missed.
-    fn into_events(self, out: &mut Vec<SweepEvent>) {
-        out.push(SweepEvent::File {
+    fn into_events(self) -> impl Iterator<Item = SweepEvent> {
+        let file = SweepEvent::File {
             bytes: self.size,
             cached: self.cached,
-        });
-        if !self.findings.is_empty() {
-            out.push(SweepEvent::Findings(self.findings));
-        }
-        if let Some(error) = self.partial {
-            out.push(SweepEvent::Error(error));
-        }
+        };
+        let findings = Some(self.findings)
+            .filter(|f| !f.is_empty())
+            .map(SweepEvent::Findings);
+        let partial = self.partial.map(SweepEvent::Error);
+        std::iter::once(file).chain(findings).chain(partial)
     }
 }
 
@@ -995,15 +1002,16 @@ impl Worker<'_> {
         // One byte more than the file had when opened: enough to see that it grew, and a file
         // that keeps growing (a busy log) is not followed.
         let mut reader = std::io::Read::take(&mut file, stamp.size.saturating_add(1));
+        // Above LARGE_ALLOCATION the bytes get a buffer of their own, within the shared budget.
+        let large = keep_bytes && stamp.size > crate::memory::LARGE_ALLOCATION as u64;
+        let large_permit = large.then(|| self.large_buffers.acquire(stamp.size));
         let mut large_data = Vec::new();
-        let mut _large_permit = None;
         let size = if keep_bytes {
-            let data = if stamp.size <= crate::memory::LARGE_ALLOCATION as u64 {
+            let data = if large {
+                &mut large_data
+            } else {
                 self.data.clear();
                 &mut self.data
-            } else {
-                _large_permit = Some(self.large_buffers.acquire(stamp.size));
-                &mut large_data
             };
             data.try_reserve_exact(stamp.size as usize + 1)
                 .map_err(|err| ScanError {
@@ -1032,11 +1040,7 @@ impl Worker<'_> {
             }
             size
         };
-        let data: &[u8] = if _large_permit.is_some() {
-            &large_data
-        } else {
-            &self.data
-        };
+        let data: &[u8] = if large { &large_data } else { &self.data };
         // A file written to while we read it gives a verdict about bytes that no longer exist.
         let after = FileStamp::of(&file.metadata().map_err(io_error)?);
         if after.size != stamp.size || after.mtime_ns != stamp.mtime_ns || size != stamp.size {
@@ -1079,9 +1083,10 @@ impl Worker<'_> {
                 }
             }
         }
-        if _large_permit.is_some() {
+        if large {
             // What scanning a large file allocated is free now; give it back to the system.
             drop(large_data);
+            drop(large_permit);
             crate::memory::release_free_memory();
         }
         // A YARA failure is not a verdict: nothing is cached, so the next sweep tries again.

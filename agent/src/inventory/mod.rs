@@ -102,7 +102,6 @@ pub fn collect() -> Inventory {
     return collect_linux(Path::new("/"), Path::new("/proc"));
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = Path::new("/");
         Inventory {
             partial: vec![Partial::new(
                 "os",
