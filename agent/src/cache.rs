@@ -55,18 +55,72 @@ impl FileStamp {
         }
     }
 
-    /// Windows: the file index is not available on stable Rust; the path key plus size, last
-    /// write and creation times stand in for it.
+    /// The stamp of a file the walk found, without reading it. Unix: from the walk's own
+    /// metadata. Windows: the file index and the change time are only known from a handle,
+    /// so the file is opened for its attributes alone (no read access: sharing modes and
+    /// oplocks of other programs are not disturbed).
+    #[cfg(unix)]
+    pub fn of_entry(_path: &std::path::Path, meta: &std::fs::Metadata) -> std::io::Result<Self> {
+        Ok(Self::of(meta))
+    }
+
+    /// The stamp of an open file.
+    #[cfg(unix)]
+    pub fn of_open(file: &std::fs::File) -> std::io::Result<Self> {
+        Ok(Self::of(&file.metadata()?))
+    }
+
     #[cfg(windows)]
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        use std::os::windows::fs::MetadataExt;
-        FileStamp {
-            dev: 0,
-            ino: 0,
-            size: meta.file_size(),
-            mtime_ns: meta.last_write_time() as i64,
-            ctime_ns: meta.creation_time() as i64,
+    pub fn of_entry(path: &std::path::Path, _meta: &std::fs::Metadata) -> std::io::Result<Self> {
+        use std::os::windows::fs::OpenOptionsExt;
+        use windows_sys::Win32::Storage::FileSystem::{
+            FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_READ_ATTRIBUTES,
+            FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
+        };
+        let file = std::fs::OpenOptions::new()
+            .access_mode(FILE_READ_ATTRIBUTES)
+            .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path)?;
+        Self::of_open(&file)
+    }
+
+    /// Windows: volume serial number and file index for device and inode, last write and
+    /// change time (which, unlike the creation time, no ordinary API can set back) in
+    /// nanoseconds since 1601.
+    #[cfg(windows)]
+    pub fn of_open(file: &std::fs::File) -> std::io::Result<Self> {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::Storage::FileSystem::{
+            BY_HANDLE_FILE_INFORMATION, FILE_BASIC_INFO, FileBasicInfo, GetFileInformationByHandle,
+            GetFileInformationByHandleEx,
+        };
+        let handle = file.as_raw_handle();
+        // SAFETY: plain C structs that the calls fill in; all-zero is a valid value of each.
+        let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+        let mut basic: FILE_BASIC_INFO = unsafe { std::mem::zeroed() };
+        // SAFETY: `handle` is open for as long as `file` lives; each buffer is as large as the
+        // call is told.
+        let ok = unsafe {
+            GetFileInformationByHandle(handle, &mut info) != 0
+                && GetFileInformationByHandleEx(
+                    handle,
+                    FileBasicInfo,
+                    (&mut basic as *mut FILE_BASIC_INFO).cast(),
+                    std::mem::size_of::<FILE_BASIC_INFO>() as u32,
+                ) != 0
+        };
+        if !ok {
+            return Err(std::io::Error::last_os_error());
         }
+        let join = |high: u32, low: u32| (u64::from(high) << 32) | u64::from(low);
+        Ok(FileStamp {
+            dev: u64::from(info.dwVolumeSerialNumber),
+            ino: join(info.nFileIndexHigh, info.nFileIndexLow),
+            size: join(info.nFileSizeHigh, info.nFileSizeLow),
+            mtime_ns: basic.LastWriteTime.saturating_mul(100),
+            ctime_ns: basic.ChangeTime.saturating_mul(100),
+        })
     }
 }
 
@@ -391,6 +445,41 @@ mod tests {
         let mut other_format = bytes;
         other_format[0] = 99;
         assert_eq!(CachedFile::decode(&other_format), None);
+    }
+
+    #[test]
+    fn a_file_replaced_under_the_same_size_and_times_gets_another_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        std::fs::write(&path, b"clean").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let before = FileStamp::of_entry(&path, &meta).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        assert_eq!(FileStamp::of_open(&file).unwrap(), before);
+        drop(file);
+        assert_eq!(before.size, 5);
+        assert_ne!(before.mtime_ns, 0);
+        // What a dropper does to hide: same size, the old file's times put back, moved over it.
+        let evil = dir.path().join("evil.tmp");
+        std::fs::write(&evil, b"evil!").unwrap();
+        let times = std::fs::FileTimes::new()
+            .set_modified(meta.modified().unwrap())
+            .set_accessed(meta.accessed().unwrap());
+        std::fs::File::options()
+            .write(true)
+            .open(&evil)
+            .unwrap()
+            .set_times(times)
+            .unwrap();
+        std::fs::rename(&evil, &path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let after = FileStamp::of_entry(&path, &meta).unwrap();
+        assert_eq!((after.size, after.mtime_ns), (before.size, before.mtime_ns));
+        assert_ne!(after, before);
+        assert_ne!(
+            after.ino, before.ino,
+            "the file index tells the files apart"
+        );
     }
 
     #[test]

@@ -566,13 +566,14 @@ impl Engine {
                     Ok(entry) if entry.file_type().is_some_and(|t| t.is_file()) => {
                         batch.seen.push(key_hash(cache::key_bytes(entry.path())));
                         // A failed stat is left to the worker, which reports it with its kind.
-                        let lookup = match (&reader, entry.metadata()) {
-                            (Some(reader), Ok(meta)) => self.look_up(
-                                reader,
-                                entry.path(),
-                                FileStamp::of(&meta),
-                                options.max_yara_size,
-                            ),
+                        let stamp = entry
+                            .metadata()
+                            .map_err(|e| std::io::Error::other(e.to_string()))
+                            .and_then(|meta| FileStamp::of_entry(entry.path(), &meta));
+                        let lookup = match (&reader, stamp) {
+                            (Some(reader), Ok(stamp)) => {
+                                self.look_up(reader, entry.path(), stamp, options.max_yara_size)
+                            }
                             _ => Lookup::Miss,
                         };
                         let known = match lookup {
@@ -995,8 +996,7 @@ impl Worker<'_> {
         let rules_version = self.engine.rules.as_ref().map(|r| r.version);
         let io_error = |err: std::io::Error| ScanError::io(path, err);
         let mut file = std::fs::File::open(path).map_err(io_error)?;
-        let opened = file.metadata().map_err(io_error)?;
-        let stamp = FileStamp::of(&opened);
+        let stamp = FileStamp::of_open(&file).map_err(io_error)?;
         let keep_bytes = self.scanner.is_some() && stamp.size <= self.max_yara_size;
         let mut hashers = known.is_none().then(|| Hashers::new(&self.engine.iocs));
         // One byte more than the file had when opened: enough to see that it grew, and a file
@@ -1042,7 +1042,7 @@ impl Worker<'_> {
         };
         let data: &[u8] = if large { &large_data } else { &self.data };
         // A file written to while we read it gives a verdict about bytes that no longer exist.
-        let after = FileStamp::of(&file.metadata().map_err(io_error)?);
+        let after = FileStamp::of_open(&file).map_err(io_error)?;
         if after.size != stamp.size || after.mtime_ns != stamp.mtime_ns || size != stamp.size {
             return Err(ScanError {
                 path: path.to_path_buf(),
@@ -1063,7 +1063,9 @@ impl Worker<'_> {
         let too_large = self.scanner.is_some() && !keep_bytes;
         if let (Some(scanner), true) = (self.scanner.as_mut(), keep_bytes) {
             #[cfg(unix)]
-            let owner = crate::externals::owner_name(std::os::unix::fs::MetadataExt::uid(&opened));
+            let owner = crate::externals::owner_name(std::os::unix::fs::MetadataExt::uid(
+                &file.metadata().map_err(io_error)?,
+            ));
             #[cfg(windows)]
             let owner = crate::externals::owner_of_file(&file);
             #[cfg(not(any(unix, windows)))]

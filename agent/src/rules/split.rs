@@ -186,17 +186,24 @@ fn words(text: &[u8]) -> impl Iterator<Item = (&[u8], bool)> {
     })
 }
 
-/// The two bytes a file must start with for `condition` to hold: one of its top-level
-/// conjuncts compares `uint16(0)`, `uint32(0)`, `uint16be(0)` or `uint32be(0)` with a constant.
+/// The two bytes a file must start with for `condition` to hold: one of its conjuncts
+/// compares `uint16(0)`, `uint32(0)`, `uint16be(0)` or `uint32be(0)` with a constant.
 fn required_header(condition: &Expr) -> Option<Header> {
-    let conjuncts: Vec<&Expr> = match condition {
-        Expr::And(and) => and.operands().collect(),
+    conjuncts(condition)
+        .into_iter()
+        .find_map(|expr| match expr {
+            Expr::Eq(eq) => header_of(eq),
+            _ => None,
+        })
+}
+
+/// The expressions that must all hold for `condition` to hold: its `and` operands, nested
+/// ones included (the AST keeps `(a and b) and c` as written).
+fn conjuncts<'a, 'src>(condition: &'a Expr<'src>) -> Vec<&'a Expr<'src>> {
+    match condition {
+        Expr::And(and) => and.operands().flat_map(conjuncts).collect(),
         other => vec![other],
-    };
-    conjuncts.into_iter().find_map(|expr| match expr {
-        Expr::Eq(eq) => header_of(eq),
-        _ => None,
-    })
+    }
 }
 
 fn header_of(eq: &BinaryExpr) -> Option<Header> {
@@ -260,6 +267,7 @@ rule e { condition: uint16be(0) == 0x4d5a }
 rule f { condition: uint16(0) == 0x5a4d or true }
 rule g { condition: uint16(2) == 0x5a4d }
 rule h { condition: pe.is_pe }
+rule i { condition: (filesize < 10KB and uint16(0) == 0x5a4d) and true }
 "#;
         assert_eq!(
             headers(source),
@@ -271,7 +279,8 @@ rule h { condition: pe.is_pe }
                 Some(MZ),
                 None,
                 None,
-                None
+                None,
+                Some(MZ)
             ]
         );
     }
