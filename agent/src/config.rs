@@ -36,6 +36,10 @@ pub struct ConfigFile {
     pub reconnect_max_seconds: Option<u64>,
     /// Files larger than this are hashed but not YARA-scanned.
     pub max_yara_size: Option<u64>,
+    /// How often the inventory (OS, packages, updates, programs) is reported; default 6 h.
+    pub inventory_interval_seconds: Option<u64>,
+    /// How often the host's connections are reported; default 5 minutes.
+    pub connections_interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,12 @@ impl ConfigFile {
             heartbeat_seconds: flags.heartbeat_seconds.or(self.heartbeat_seconds),
             reconnect_max_seconds: flags.reconnect_max_seconds.or(self.reconnect_max_seconds),
             max_yara_size: flags.max_yara_size.or(self.max_yara_size),
+            inventory_interval_seconds: flags
+                .inventory_interval_seconds
+                .or(self.inventory_interval_seconds),
+            connections_interval_seconds: flags
+                .connections_interval_seconds
+                .or(self.connections_interval_seconds),
         }
     }
 }
@@ -104,6 +114,8 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     pub reconnect_max: Duration,
     pub max_yara_size: u64,
+    pub inventory_interval: Duration,
+    pub connections_interval: Duration,
 }
 
 impl AgentConfig {
@@ -121,7 +133,21 @@ impl AgentConfig {
                 what: "reconnect_max_seconds",
             });
         }
+        let interval = |value: Option<u64>, default: u64, what| match value {
+            Some(0) => Err(ConfigError::Zero { what }),
+            value => Ok(Duration::from_secs(value.unwrap_or(default))),
+        };
         Ok(AgentConfig {
+            inventory_interval: interval(
+                file.inventory_interval_seconds,
+                6 * 3600,
+                "inventory_interval_seconds",
+            )?,
+            connections_interval: interval(
+                file.connections_interval_seconds,
+                300,
+                "connections_interval_seconds",
+            )?,
             collector: file.collector.ok_or(ConfigError::NoCollector)?,
             cert_dir: file.cert_dir.unwrap_or_else(|| default_dir("certs")),
             state_dir: file.state_dir.unwrap_or_else(|| default_dir("state")),

@@ -139,7 +139,11 @@ pub async fn run_agent(
     };
     let inventory = tokio::spawn(session::report_inventory(
         body_tx.clone(),
-        session::INVENTORY_INTERVAL,
+        config.inventory_interval,
+    ));
+    let connections = tokio::spawn(session::report_connections(
+        body_tx.clone(),
+        config.connections_interval,
     ));
     let sweeper = tokio::spawn(sweeper.run(sweep_rx, body_tx));
 
@@ -153,5 +157,6 @@ pub async fn run_agent(
     stop.store(true, Ordering::Relaxed);
     sweeper.abort();
     inventory.abort();
+    connections.abort();
     Ok(result?)
 }

@@ -80,6 +80,12 @@ struct RunArgs {
     /// Longest wait between reconnect attempts, in seconds.
     #[arg(long)]
     reconnect_max_seconds: Option<u64>,
+    /// How often the inventory is reported, in seconds (default 6 hours).
+    #[arg(long)]
+    inventory_interval_seconds: Option<u64>,
+    /// How often the host's connections are reported, in seconds (default 300).
+    #[arg(long)]
+    connections_interval_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -172,6 +178,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         heartbeat_seconds: args.heartbeat_seconds,
         reconnect_max_seconds: args.reconnect_max_seconds,
         max_yara_size: None,
+        inventory_interval_seconds: args.inventory_interval_seconds,
+        connections_interval_seconds: args.connections_interval_seconds,
     };
     let config = AgentConfig::resolve(file.overlay(flags))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

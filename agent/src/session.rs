@@ -146,9 +146,6 @@ pub async fn run(
     }
 }
 
-/// How often the agent reports its inventory after the first report at start.
-pub const INVENTORY_INTERVAL: Duration = Duration::from_secs(6 * 3600);
-
 /// Collects the inventory (on a blocking thread: it reads many files) at start and then every
 /// `interval`, and queues it for the collector. Ends when the stream side is gone.
 pub async fn report_inventory(bodies: mpsc::Sender<Body>, interval: Duration) {
@@ -167,9 +164,81 @@ pub async fn report_inventory(bodies: mpsc::Sender<Body>, interval: Duration) {
     }
 }
 
+/// Collects the host's sockets at start and then every `interval`, and queues them for the
+/// collector. Ends when the stream side is gone.
+pub async fn report_connections(bodies: mpsc::Sender<Body>, interval: Duration) {
+    loop {
+        let Ok((connections, partial)) =
+            tokio::task::spawn_blocking(crate::inventory::collect_connections).await
+        else {
+            return;
+        };
+        let report = v1::Connections {
+            collected_at_ms: unix_ms(SystemTime::now()),
+            connections: connections.iter().map(connection_to_proto).collect(),
+            partial_reason: partial
+                .iter()
+                .map(|p| p.reason.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        if bodies.send(Body::Connections(report)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+fn connection_to_proto(c: &crate::inventory::Connection) -> v1::Connection {
+    v1::Connection {
+        proto: c.proto.clone(),
+        local_addr: c.local_addr.clone(),
+        local_port: c.local_port.into(),
+        remote_addr: c.remote_addr.clone(),
+        remote_port: c.remote_port.into(),
+        state: c.state.clone(),
+        pid: c.pid.unwrap_or(0),
+        process: c.process.clone().unwrap_or_default(),
+    }
+}
+
 fn inventory_to_proto(inventory: &crate::inventory::Inventory) -> v1::Inventory {
+    let os = &inventory.os;
     v1::Inventory {
         collected_at_ms: unix_ms(SystemTime::now()),
+        os: Some(v1::OsInfo {
+            family: os.family.clone(),
+            id: os.id.clone(),
+            version_id: os.version_id.clone(),
+            pretty_name: os.pretty_name.clone(),
+            kernel: os.kernel.clone(),
+            arch: os.arch.clone(),
+            boot_time: os.boot_time.unwrap_or(0),
+            last_package_change: os.last_package_change.unwrap_or(0),
+            product_name: os.product_name.clone(),
+            edition: os.edition.clone(),
+            display_version: os.display_version.clone(),
+            build: os.build.clone(),
+            installation_type: os.installation_type.clone(),
+        }),
+        hotfixes: inventory
+            .hotfixes
+            .iter()
+            .map(|h| v1::Hotfix {
+                kb: h.kb.clone(),
+                title: h.title.clone(),
+                installed_on: h.installed_on.clone().unwrap_or_default(),
+            })
+            .collect(),
+        programs: inventory
+            .programs
+            .iter()
+            .map(|p| v1::Program {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                publisher: p.publisher.clone(),
+            })
+            .collect(),
         packages: inventory
             .packages
             .iter()
@@ -178,6 +247,7 @@ fn inventory_to_proto(inventory: &crate::inventory::Inventory) -> v1::Inventory 
                 version: p.version.clone(),
                 arch: p.arch.clone(),
                 source: p.source.clone().unwrap_or_default(),
+                manager: p.manager.to_owned(),
             })
             .collect(),
         partial: inventory

@@ -134,6 +134,13 @@ pub struct Finding {
 pub struct HostFilter {
     /// Only hosts with open findings.
     pub infected_only: bool,
+    /// Only hosts with a package of this name installed.
+    pub has_package: Option<String>,
+    /// Only hosts with this package installed at a version below this one, in the ordering
+    /// of the host's package manager.
+    pub package_below: Option<(String, String)>,
+    /// Only Windows hosts whose complete list of installed updates lacks this KB.
+    pub missing_kb: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -148,6 +155,143 @@ pub struct InstalledPackage {
     pub version: String,
     pub arch: String,
     pub source: Option<String>,
+    /// Whose version ordering applies; `None` when the agent did not say.
+    pub manager: Option<crate::version::Scheme>,
+}
+
+/// What an agent's inventory says about its operating system.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OsFacts {
+    /// `linux` or `windows`.
+    pub family: String,
+    pub id: String,
+    pub version_id: String,
+    pub pretty_name: String,
+    pub kernel: String,
+    pub arch: String,
+    /// Seconds since the epoch.
+    pub boot_time: Option<i64>,
+    /// When packages last changed on the host (seconds since the epoch), as the host records it.
+    pub last_package_change: Option<i64>,
+    pub product_name: String,
+    pub edition: String,
+    pub display_version: String,
+    /// Windows: `10.0.19045.3930`.
+    pub build: String,
+    pub installation_type: String,
+}
+
+/// An installed Windows update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hotfix {
+    /// Upper case, `KB` and digits.
+    pub kb: String,
+    pub title: String,
+    pub installed_on: Option<String>,
+}
+
+/// `KB5034441` from `KB5034441`, `kb5034441` or `5034441`; `None` for anything else.
+pub fn normalise_kb(kb: &str) -> Option<String> {
+    let kb = kb.trim();
+    let digits = match kb.get(..2) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("kb") => &kb[2..],
+        _ => kb,
+    };
+    (!digits.is_empty() && digits.len() <= 10 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("KB{digits}"))
+}
+
+/// An installed program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub name: String,
+    pub version: String,
+    pub publisher: String,
+}
+
+/// A part of an inventory the agent could not collect, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InventoryGap {
+    pub source: String,
+    pub reason: String,
+}
+
+/// An inventory as an agent reports it. A list is `None` when the agent could not collect it
+/// whole: the store then keeps the list it had rather than take a part for the whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryReport {
+    pub collected_ms: i64,
+    pub os: OsFacts,
+    pub packages: Option<Vec<InstalledPackage>>,
+    pub hotfixes: Option<Vec<Hotfix>>,
+    pub programs: Option<Vec<Program>>,
+    pub gaps: Vec<InventoryGap>,
+}
+
+/// A socket on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConnection {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub local_addr: String,
+    pub local_port: u16,
+    pub remote_addr: String,
+    pub remote_port: u16,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub process: Option<String>,
+}
+
+/// A host's socket list as its agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionReport {
+    pub collected_ms: i64,
+    pub connections: Vec<NetConnection>,
+    /// Why the list is not complete; `None` when it is.
+    pub partial_reason: Option<String>,
+}
+
+/// A stored socket and the host it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConnection {
+    pub host_id: String,
+    pub connection: NetConnection,
+    /// When the host's agent collected it.
+    pub collected_ms: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionFilter {
+    pub host_id: Option<String>,
+    /// Only connections whose remote address is in this network (a single address is a /32
+    /// or /128).
+    pub remote: Option<ipnet::IpNet>,
+}
+
+/// Everything the collector knows about one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDetail {
+    pub host: Host,
+    /// `None` until the host's first inventory.
+    pub inventory: Option<StoredInventory>,
+    pub package_count: u64,
+    pub hotfix_count: u64,
+    pub program_count: u64,
+    /// The latest package or update change the collector saw (Unix ms).
+    pub last_change_seen_ms: Option<i64>,
+    pub connection_count: u64,
+    /// When the host's latest socket list was collected, and why it was partial.
+    pub connections_collected_ms: Option<i64>,
+    pub connections_partial: Option<String>,
+}
+
+/// A host's latest inventory facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInventory {
+    pub os: OsFacts,
+    pub collected_ms: i64,
+    pub received_ms: i64,
+    pub gaps: Vec<InventoryGap>,
 }
 
 /// A stored package: what a host has installed now, and since when (this version).

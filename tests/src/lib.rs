@@ -263,7 +263,9 @@ impl Agent {
             .arg(spec.cert_dir)
             .arg("--state-dir")
             .arg(spec.state_dir)
-            .args(["--heartbeat-seconds", "1", "--reconnect-max-seconds", "2"]);
+            .args(["--heartbeat-seconds", "1", "--reconnect-max-seconds", "2"])
+            // A socket list taken every 2 s soon holds the agent's own stream.
+            .args(["--connections-interval-seconds", "2"]);
         for root in &spec.roots {
             command.arg("--root").arg(root);
         }

@@ -166,8 +166,110 @@ fn eicar_finding_reaches_hygienectl() {
         assert!(packages.iter().all(|p| p["host_id"] == "web-01"
             && p["name"].is_string()
             && p["version"].is_string()
-            && p["installed"].is_string()));
+            && p["installed"].is_string()
+            && p["manager"] == "dpkg"));
+
+        // The host in detail: OS from the inventory, the package count, when it came.
+        let show = ctl_json(&collector.url(), &pki.dir, &["hosts", "show", "web-01"]).unwrap();
+        assert_eq!(show["host_id"], "web-01");
+        assert_eq!(show["os_family"], "linux");
+        assert_eq!(show["packages"], installed);
+        assert!(show["inventory_collected"].is_string(), "{show}");
+        assert!(show["last_package_change"].is_string(), "{show}");
+        assert!(!show["os"].as_str().unwrap().is_empty());
+        let table = ctl(&collector.url(), &pki.dir, &["hosts", "show", "web-01"]).unwrap();
+        assert_eq!(table.status.code(), Some(1), "open findings: exit 1");
+        let text = String::from_utf8(table.stdout).unwrap();
+        assert!(
+            text.starts_with("HOST_ID") && text.contains("OS_FAMILY"),
+            "{text}"
+        );
+
+        // Hosts by package: present, below a higher version, not below its own version.
+        let pick = &packages[0];
+        let (name, version) = (
+            pick["name"].as_str().unwrap(),
+            pick["version"].as_str().unwrap(),
+        );
+        let hosts = |args: &[&str]| -> Vec<String> {
+            let mut all = vec!["hosts", "list"];
+            all.extend_from_slice(args);
+            ctl_json(&collector.url(), &pki.dir, &all)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["host_id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(hosts(&["--has-package", name]), vec!["web-01"]);
+        assert!(hosts(&["--has-package", "no-such-package-anywhere"]).is_empty());
+        assert_eq!(
+            hosts(&["--package-below", &format!("{name}={version}+zz1")]),
+            vec!["web-01"]
+        );
+        assert!(hosts(&["--package-below", &format!("{name}={version}")]).is_empty());
+        // A Linux host is never listed as missing a Windows update.
+        assert!(hosts(&["--missing-kb", "KB5034441"]).is_empty());
     }
+
+    // Its connections: among them the agent's own stream to the collector, with its process.
+    let port: u32 = collector.url().rsplit(':').next().unwrap().parse().unwrap();
+    let own = wait_for(WAIT, "the agent's connection list", || {
+        let rows = ctl_json(
+            &collector.url(),
+            &pki.dir,
+            &[
+                "connections",
+                "list",
+                "--host",
+                "web-01",
+                "--remote",
+                "127.0.0.0/8",
+            ],
+        )
+        .ok()?;
+        rows.as_array()?
+            .iter()
+            // hygienectl's own calls show up too; the agent's stream is the one it owns.
+            .find(|c| {
+                c["remote_port"] == port
+                    && c["state"] == "ESTABLISHED"
+                    && c["process"] == "hygiene-agent"
+            })
+            .cloned()
+    })
+    .unwrap_or_else(|e| {
+        let all = ctl(&collector.url(), &pki.dir, &["connections", "list"]).unwrap();
+        panic!(
+            "{e}\nconnections: {}{}\nagent: {}",
+            String::from_utf8_lossy(&all.stdout),
+            String::from_utf8_lossy(&all.stderr),
+            agent.process.stderr()
+        )
+    });
+    assert_eq!(own["proto"], "tcp");
+    assert_eq!(own["remote_addr"], "127.0.0.1");
+    assert!(own["pid"].as_u64().unwrap() > 0);
+    let elsewhere = ctl_json(
+        &collector.url(),
+        &pki.dir,
+        &["connections", "list", "--remote", "192.0.2.0/24"],
+    )
+    .unwrap();
+    assert_eq!(elsewhere, Value::Array(vec![]));
+    let bad = ctl(
+        &collector.url(),
+        &pki.dir,
+        &["connections", "list", "--remote", "10.0.0.0/40"],
+    )
+    .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("CIDR"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     // Another host has no findings: clean listing, exit 0.
     let other = ctl(

@@ -28,6 +28,7 @@ pub fn parse_status(text: &str) -> Vec<Package> {
             version,
             arch: field("Architecture").unwrap_or_default(),
             source,
+            manager: "dpkg",
         });
     }
     packages

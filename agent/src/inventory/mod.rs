@@ -13,6 +13,7 @@ pub mod dpkg;
 pub mod os;
 pub mod rpm;
 pub mod sockets;
+pub mod windows;
 
 /// A host's inventory; the JSON shape of `hygiene-agent inventory --format json`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -40,6 +41,14 @@ pub struct OsInfo {
     pub boot_time: Option<i64>,
     /// When packages last changed (seconds since the epoch), where the system records it.
     pub last_package_change: Option<i64>,
+    /// Windows: `ProductName` (`Windows 10 Pro`), `EditionID`, `DisplayVersion` (`22H2`).
+    pub product_name: String,
+    pub edition: String,
+    pub display_version: String,
+    /// Windows: the full build as Microsoft's `FixedBuild` writes it (`10.0.19045.3930`).
+    pub build: String,
+    /// Windows: `client`, `server` or `server core`.
+    pub installation_type: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,6 +58,8 @@ pub struct Package {
     pub arch: String,
     /// The source package, when it is named.
     pub source: Option<String>,
+    /// Whose version ordering applies: `dpkg` or `rpm`.
+    pub manager: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,6 +121,22 @@ pub fn collect() -> Inventory {
             ..Inventory::default()
         }
     }
+}
+
+/// This host's sockets, and what kept any of them from being read.
+pub fn collect_connections() -> (Vec<Connection>, Vec<Partial>) {
+    let mut partial = Vec::new();
+    #[cfg(target_os = "linux")]
+    let connections = sockets::collect(Path::new("/proc"), &mut partial);
+    #[cfg(not(target_os = "linux"))]
+    let connections = {
+        partial.push(Partial::new(
+            "connections",
+            format!("no connections collector for {} yet", std::env::consts::OS),
+        ));
+        Vec::new()
+    };
+    (connections, partial)
 }
 
 /// The inventory of a Linux system whose files are under `root` and whose `/proc` is

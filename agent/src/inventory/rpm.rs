@@ -64,6 +64,7 @@ pub fn parse_query(text: &str) -> (Vec<Package>, Option<i64>) {
                 version,
                 arch: arch.to_owned(),
                 source: source_name(source),
+                manager: "rpm",
             })
         })
         .collect();

@@ -167,6 +167,8 @@ pub struct PackageRow {
     pub source: Option<String>,
     /// When the collector first saw this version on the host.
     pub installed: String,
+    /// Whose version ordering applies: `dpkg`, `rpm`, or unset when the agent did not say.
+    pub manager: Option<String>,
 }
 
 pub const PACKAGE_TABLE_COLUMNS: &[&str] = &["name", "version", "arch", "source", "installed"];
@@ -180,6 +182,142 @@ impl From<hygiene_proto::v1::PackageEntry> for PackageRow {
             arch: p.arch,
             source: non_empty(p.source),
             installed: format_ms(p.installed_ms),
+            manager: non_empty(p.manager),
+        }
+    }
+}
+
+/// `hygienectl hosts show`: one host's facts and the state of its inventory.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostDetailRow {
+    pub host_id: String,
+    pub hostname: String,
+    pub online: bool,
+    pub last_seen: String,
+    pub peer_address: Option<String>,
+    pub ip_addresses: Vec<String>,
+    pub agent_version: String,
+    /// `linux` or `windows`; unset until the first inventory.
+    pub os_family: Option<String>,
+    /// os-release's pretty name, or Windows' product name.
+    pub os: String,
+    /// os-release's version id, or Windows' display version (22H2).
+    pub os_version: String,
+    /// Windows: the full build (10.0.19045.3930).
+    pub build: Option<String>,
+    pub edition: Option<String>,
+    pub installation_type: Option<String>,
+    pub kernel: String,
+    pub arch: String,
+    pub boot_time: Option<String>,
+    pub inventory_collected: Option<String>,
+    /// Parts of the latest inventory the agent could not collect, with the reason.
+    pub inventory_partial: Vec<String>,
+    pub packages: u64,
+    pub hotfixes: u64,
+    pub programs: u64,
+    /// When the host's package database last changed, as the host records it.
+    pub last_package_change: Option<String>,
+    /// The latest package or update change the collector saw.
+    pub last_change_seen: Option<String>,
+    pub connections: u64,
+    pub connections_collected: Option<String>,
+    pub connections_partial: Option<String>,
+    pub open_findings: u64,
+}
+
+impl From<hygiene_proto::v1::GetHostResponse> for HostDetailRow {
+    fn from(d: hygiene_proto::v1::GetHostResponse) -> Self {
+        let h = d.host.unwrap_or_default();
+        let i = d.inventory;
+        let inv = |f: fn(&hygiene_proto::v1::HostInventory) -> &String| {
+            i.as_ref().map(f).cloned().and_then(non_empty)
+        };
+        let windows = i.as_ref().is_some_and(|i| i.family == "windows");
+        let ms = |ms: i64| (ms != 0).then(|| format_ms(ms));
+        HostDetailRow {
+            host_id: h.host_id,
+            hostname: h.hostname,
+            online: h.online,
+            last_seen: format_ms(h.last_seen_ms),
+            peer_address: non_empty(h.peer_address),
+            ip_addresses: h.ip_addresses,
+            agent_version: h.agent_version,
+            os_family: inv(|i| &i.family),
+            os: if windows {
+                inv(|i| &i.product_name)
+            } else {
+                inv(|i| &i.pretty_name)
+            }
+            .unwrap_or(h.os_name),
+            os_version: if windows {
+                inv(|i| &i.display_version)
+            } else {
+                inv(|i| &i.version_id)
+            }
+            .unwrap_or(h.os_version),
+            build: inv(|i| &i.build),
+            edition: inv(|i| &i.edition),
+            installation_type: inv(|i| &i.installation_type),
+            kernel: inv(|i| &i.kernel).unwrap_or(h.kernel_version),
+            arch: inv(|i| &i.arch).unwrap_or(h.arch),
+            boot_time: i.as_ref().and_then(|i| ms(i.boot_time * 1000)),
+            inventory_collected: i.as_ref().and_then(|i| ms(i.collected_ms)),
+            inventory_partial: i.as_ref().map(|i| i.partial.clone()).unwrap_or_default(),
+            packages: d.package_count,
+            hotfixes: d.hotfix_count,
+            programs: d.program_count,
+            last_package_change: i.as_ref().and_then(|i| ms(i.last_package_change * 1000)),
+            last_change_seen: ms(d.last_change_seen_ms),
+            connections: d.connection_count,
+            connections_collected: ms(d.connections_collected_ms),
+            connections_partial: non_empty(d.connections_partial),
+            open_findings: h.open_findings,
+        }
+    }
+}
+
+/// A socket row of `hygienectl connections list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionRow {
+    pub host_id: String,
+    pub proto: String,
+    pub local_addr: String,
+    pub local_port: u32,
+    pub remote_addr: String,
+    pub remote_port: u32,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub process: Option<String>,
+    /// When the host's agent collected the list.
+    pub collected: String,
+}
+
+pub const CONNECTION_TABLE_COLUMNS: &[&str] = &[
+    "host_id",
+    "proto",
+    "local_addr",
+    "local_port",
+    "remote_addr",
+    "remote_port",
+    "state",
+    "pid",
+    "process",
+];
+
+impl From<hygiene_proto::v1::ConnectionEntry> for ConnectionRow {
+    fn from(c: hygiene_proto::v1::ConnectionEntry) -> Self {
+        ConnectionRow {
+            host_id: c.host_id,
+            proto: c.proto,
+            local_addr: c.local_addr,
+            local_port: c.local_port,
+            remote_addr: c.remote_addr,
+            remote_port: c.remote_port,
+            state: c.state,
+            pid: (c.pid != 0).then_some(c.pid),
+            process: non_empty(c.process),
+            collected: format_ms(c.collected_ms),
         }
     }
 }

@@ -78,6 +78,34 @@ pub fn render<T: Serialize>(
     }
 }
 
+/// Writes one record (`hosts show`): JSON as an object, CSV as a header and one line, a table
+/// as one `FIELD  value` line per field.
+pub fn render_record<T: Serialize>(
+    record: &T,
+    format: Format,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let value = serde_json::to_value(record).expect("records serialize");
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &value)?;
+            writeln!(out)
+        }
+        Format::Csv => render(std::slice::from_ref(&value), Format::Csv, &[], out),
+        Format::Table => {
+            let Value::Object(map) = &value else {
+                return writeln!(out, "{}", cell(&value));
+            };
+            let width = map.keys().map(|k| k.len()).max().unwrap_or(0);
+            for (key, field) in map {
+                let line = format!("{:<width$}  {}", key.to_uppercase(), cell(field));
+                writeln!(out, "{}", line.trim_end())?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The columns to show: `wanted` if given, else every field of the first row. Column names are
 /// known even for an empty listing only when `wanted` is given.
 fn columns_of(values: &[Value], wanted: &[&str]) -> Vec<String> {
@@ -147,6 +175,27 @@ mod tests {
         assert_eq!(
             rendered(Format::Csv, &["id"]),
             "id,name,ips,note\n1,web-01,10.0.0.1 fe80::1,\n22,db,,\"a, \"\"b\"\"\"\n"
+        );
+    }
+
+    #[test]
+    fn a_record_is_an_object_or_field_lines() {
+        let record = &rows()[0];
+        let mut out = Vec::new();
+        render_record(record, Format::Table, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID    1\nNAME  web-01\nIPS   10.0.0.1 fe80::1\nNOTE\n"
+        );
+        let mut out = Vec::new();
+        render_record(record, Format::Json, &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["name"], "web-01");
+        let mut out = Vec::new();
+        render_record(record, Format::Csv, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "id,name,ips,note\n1,web-01,10.0.0.1 fe80::1,\n"
         );
     }
 

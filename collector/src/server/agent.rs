@@ -15,9 +15,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::identity::{self, Role};
 use crate::model::{
-    FindingKind, HostHello, InstalledPackage, NewFinding, SweepProgress, SweepReport,
+    ConnectionReport, FindingKind, HostHello, Hotfix, InstalledPackage, InventoryGap,
+    InventoryReport, NetConnection, NewFinding, OsFacts, Program, SweepProgress, SweepReport,
 };
 use crate::store::{Store, StoreError};
+use crate::version::Scheme;
 
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -266,27 +268,22 @@ impl AgentSession {
                     .await
             }
             Some(Body::Inventory(inventory)) => {
-                for partial in &inventory.partial {
-                    tracing::warn!(host = %self.host_id, "partial inventory: {}: {}", partial.source, partial.reason);
+                for gap in &inventory.partial {
+                    tracing::warn!(host = %self.host_id, "partial inventory: {}: {}", gap.source, gap.reason);
                 }
-                // A list the agent could not read whole must not pass for "nothing installed".
-                if inventory.partial.iter().any(|p| p.source == "packages") {
-                    Ok(())
-                } else {
-                    let packages: Vec<InstalledPackage> = inventory
-                        .packages
-                        .into_iter()
-                        .map(|p| InstalledPackage {
-                            name: p.name,
-                            version: p.version,
-                            arch: p.arch,
-                            source: Some(p.source).filter(|s| !s.is_empty()),
-                        })
-                        .collect();
-                    self.store
-                        .record_packages(&self.host_id, &packages, now)
-                        .await
+                let report = inventory_report(inventory);
+                self.store
+                    .record_inventory(&self.host_id, &report, now)
+                    .await
+            }
+            Some(Body::Connections(report)) => {
+                let report = connection_report(report);
+                if let Some(reason) = &report.partial_reason {
+                    tracing::warn!(host = %self.host_id, "partial connection list: {reason}");
                 }
+                self.store
+                    .record_connections(&self.host_id, &report, now)
+                    .await
             }
             Some(Body::SweepSummary(summary)) => {
                 let report = SweepReport {
@@ -370,6 +367,106 @@ fn new_finding(sweep_id: &str, f: v1::Finding, host_id: &str) -> Option<NewFindi
         ioc_comment: f.ioc_comment,
         observed_at_ms: f.observed_at_ms,
     })
+}
+
+/// The inventory as the store takes it: a list the agent names in `partial` is `None`, so
+/// that the store keeps the list it had rather than take a part for the whole.
+fn inventory_report(inventory: v1::Inventory) -> InventoryReport {
+    let gap = |source: &str| inventory.partial.iter().any(|p| p.source == source);
+    let (packages_gap, hotfixes_gap, programs_gap) =
+        (gap("packages"), gap("hotfixes"), gap("programs"));
+    let os = inventory.os.unwrap_or_default();
+    let known = |seconds: i64| (seconds != 0).then_some(seconds);
+    InventoryReport {
+        collected_ms: inventory.collected_at_ms,
+        os: OsFacts {
+            family: os.family,
+            id: os.id,
+            version_id: os.version_id,
+            pretty_name: os.pretty_name,
+            kernel: os.kernel,
+            arch: os.arch,
+            boot_time: known(os.boot_time),
+            last_package_change: known(os.last_package_change),
+            product_name: os.product_name,
+            edition: os.edition,
+            display_version: os.display_version,
+            build: os.build,
+            installation_type: os.installation_type,
+        },
+        packages: (!packages_gap).then(|| {
+            inventory
+                .packages
+                .into_iter()
+                .map(|p| InstalledPackage {
+                    name: p.name,
+                    version: p.version,
+                    arch: p.arch,
+                    source: Some(p.source).filter(|s| !s.is_empty()),
+                    manager: match p.manager.as_str() {
+                        "dpkg" => Some(Scheme::Dpkg),
+                        "rpm" => Some(Scheme::Rpm),
+                        _ => None,
+                    },
+                })
+                .collect()
+        }),
+        hotfixes: (!hotfixes_gap).then(|| {
+            inventory
+                .hotfixes
+                .into_iter()
+                .filter_map(|h| {
+                    Some(Hotfix {
+                        kb: crate::model::normalise_kb(&h.kb)?,
+                        title: h.title,
+                        installed_on: Some(h.installed_on).filter(|s| !s.is_empty()),
+                    })
+                })
+                .collect()
+        }),
+        programs: (!programs_gap).then(|| {
+            inventory
+                .programs
+                .into_iter()
+                .map(|p| Program {
+                    name: p.name,
+                    version: p.version,
+                    publisher: p.publisher,
+                })
+                .collect()
+        }),
+        gaps: inventory
+            .partial
+            .into_iter()
+            .map(|p| InventoryGap {
+                source: p.source,
+                reason: p.reason,
+            })
+            .collect(),
+    }
+}
+
+fn connection_report(report: v1::Connections) -> ConnectionReport {
+    ConnectionReport {
+        collected_ms: report.collected_at_ms,
+        connections: report
+            .connections
+            .into_iter()
+            .filter_map(|c| {
+                Some(NetConnection {
+                    proto: c.proto,
+                    local_addr: c.local_addr,
+                    local_port: u16::try_from(c.local_port).ok()?,
+                    remote_addr: c.remote_addr,
+                    remote_port: u16::try_from(c.remote_port).ok()?,
+                    state: c.state,
+                    pid: (c.pid != 0).then_some(c.pid),
+                    process: Some(c.process).filter(|p| !p.is_empty()),
+                })
+            })
+            .collect(),
+        partial_reason: Some(report.partial_reason).filter(|r| !r.is_empty()),
+    }
 }
 
 pub fn now_ms() -> i64 {

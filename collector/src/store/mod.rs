@@ -14,8 +14,9 @@ use std::path::PathBuf;
 pub use sqlite::SqliteStore;
 
 use crate::model::{
-    Finding, FindingFilter, Host, HostFilter, HostHello, InstalledPackage, NewFinding,
-    PackageChange, StoredPackage, SweepProgress, SweepReport,
+    ConnectionFilter, ConnectionReport, Finding, FindingFilter, Host, HostConnection, HostDetail,
+    HostFilter, HostHello, Hotfix, InstalledPackage, InventoryReport, NewFinding, PackageChange,
+    Program, StoredPackage, SweepProgress, SweepReport,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +137,58 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_packages(host_id, packages, now_ms).await,
+        }
+    }
+
+    /// Stores an inventory: OS facts, and each list the agent collected whole.
+    pub async fn record_inventory(
+        &self,
+        host_id: &str,
+        report: &InventoryReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_inventory(host_id, report, now_ms).await,
+        }
+    }
+
+    /// Replaces a host's socket list, unless a newer one is stored.
+    pub async fn record_connections(
+        &self,
+        host_id: &str,
+        report: &ConnectionReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_connections(host_id, report, now_ms).await,
+        }
+    }
+
+    pub async fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+    ) -> Result<Vec<HostConnection>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list_connections(filter).await,
+        }
+    }
+
+    pub async fn list_hotfixes(&self, host_id: &str) -> Result<Vec<Hotfix>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list_hotfixes(host_id).await,
+        }
+    }
+
+    pub async fn list_programs(&self, host_id: &str) -> Result<Vec<Program>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list_programs(host_id).await,
+        }
+    }
+
+    /// Everything known about one host; `None` for a host never seen.
+    pub async fn host_detail(&self, host_id: &str) -> Result<Option<HostDetail>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.host_detail(host_id).await,
         }
     }
 

@@ -12,9 +12,14 @@ use sqlx::sqlite::{
 
 use super::StoreError;
 use crate::model::{
-    Finding, FindingFilter, FindingKind, Host, HostFilter, HostHello, InstalledPackage, NewFinding,
-    PackageChange, StoredPackage, SweepProgress, SweepReport,
+    ConnectionFilter, ConnectionReport, Finding, FindingFilter, FindingKind, Host, HostConnection,
+    HostDetail, HostFilter, HostHello, Hotfix, InstalledPackage, InventoryReport, NetConnection,
+    NewFinding, OsFacts, PackageChange, Program, StoredInventory, StoredPackage, SweepProgress,
+    SweepReport,
 };
+use crate::version::Scheme;
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -243,69 +248,309 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query("SELECT name, arch, version FROM packages WHERE host_id = ?")
-            .bind(host_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut before: std::collections::HashMap<(String, String), String> = rows
-            .into_iter()
-            .map(|row| ((row.get("name"), row.get("arch")), row.get("version")))
-            .collect();
-        let history = "INSERT INTO package_history (host_id, name, arch, old_version, new_version, changed_ms) \
-                       VALUES (?, ?, ?, ?, ?, ?)";
-        for p in packages {
-            let old = before.remove(&(p.name.clone(), p.arch.clone()));
-            if old.as_deref() == Some(p.version.as_str()) {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO packages (host_id, name, arch, version, source, installed_ms) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (host_id, name, arch) DO UPDATE SET version = excluded.version, \
-                     source = excluded.source, installed_ms = excluded.installed_ms",
-            )
-            .bind(host_id)
-            .bind(&p.name)
-            .bind(&p.arch)
-            .bind(&p.version)
-            .bind(&p.source)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(history)
-                .bind(host_id)
-                .bind(&p.name)
-                .bind(&p.arch)
-                .bind(old)
-                .bind(&p.version)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+        replace_packages(&mut tx, host_id, packages, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores an inventory in one transaction: the OS facts replace the host's previous ones,
+    /// each complete list replaces the stored one (with its changes in the history), and a
+    /// list the agent could not collect whole leaves the stored one as it was.
+    pub async fn record_inventory(
+        &self,
+        host_id: &str,
+        report: &InventoryReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let os = &report.os;
+        let gaps = serde_json::to_string(&report.gaps)
+            .map_err(|e| StoreError::Corrupt(format!("{host_id}: inventory gaps: {e}")))?;
+        sqlx::query(
+            "INSERT INTO host_inventory (host_id, collected_ms, received_ms, family, os_id, version_id, \
+                 pretty_name, kernel, arch, boot_time, last_package_change, product_name, edition, \
+                 display_version, build, installation_type, partial) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (host_id) DO UPDATE SET collected_ms = excluded.collected_ms, \
+                 received_ms = excluded.received_ms, family = excluded.family, os_id = excluded.os_id, \
+                 version_id = excluded.version_id, pretty_name = excluded.pretty_name, \
+                 kernel = excluded.kernel, arch = excluded.arch, boot_time = excluded.boot_time, \
+                 last_package_change = excluded.last_package_change, \
+                 product_name = excluded.product_name, edition = excluded.edition, \
+                 display_version = excluded.display_version, build = excluded.build, \
+                 installation_type = excluded.installation_type, partial = excluded.partial",
+        )
+        .bind(host_id)
+        .bind(report.collected_ms)
+        .bind(now_ms)
+        .bind(&os.family)
+        .bind(&os.id)
+        .bind(&os.version_id)
+        .bind(&os.pretty_name)
+        .bind(&os.kernel)
+        .bind(&os.arch)
+        .bind(os.boot_time)
+        .bind(os.last_package_change)
+        .bind(&os.product_name)
+        .bind(&os.edition)
+        .bind(&os.display_version)
+        .bind(&os.build)
+        .bind(&os.installation_type)
+        .bind(gaps)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(packages) = &report.packages {
+            replace_packages(&mut tx, host_id, packages, now_ms).await?;
         }
-        for ((name, arch), version) in before {
-            sqlx::query("DELETE FROM packages WHERE host_id = ? AND name = ? AND arch = ?")
-                .bind(host_id)
-                .bind(&name)
-                .bind(&arch)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(history)
-                .bind(host_id)
-                .bind(&name)
-                .bind(&arch)
-                .bind(Some(version))
-                .bind(None::<String>)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+        if let Some(hotfixes) = &report.hotfixes {
+            replace_hotfixes(&mut tx, host_id, hotfixes, now_ms).await?;
+        }
+        if let Some(programs) = &report.programs {
+            replace_programs(&mut tx, host_id, programs, now_ms).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
+    /// Replaces the host's socket list with `report`'s, unless a newer list is stored.
+    pub async fn record_connections(
+        &self,
+        host_id: &str,
+        report: &ConnectionReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A resent older report must not replace a newer list.
+        let newer: Option<i64> = sqlx::query_scalar(
+            "SELECT collected_ms FROM connection_reports WHERE host_id = ? AND collected_ms > ?",
+        )
+        .bind(host_id)
+        .bind(report.collected_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if newer.is_some() {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM connections WHERE host_id = ?")
+            .bind(host_id)
+            .execute(&mut *tx)
+            .await?;
+        for c in &report.connections {
+            sqlx::query(
+                "INSERT INTO connections (host_id, proto, local_addr, local_port, remote_addr, \
+                     remote_port, state, pid, process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(host_id)
+            .bind(&c.proto)
+            .bind(&c.local_addr)
+            .bind(c.local_port)
+            .bind(&c.remote_addr)
+            .bind(c.remote_port)
+            .bind(&c.state)
+            .bind(c.pid)
+            .bind(&c.process)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO connection_reports (host_id, collected_ms, received_ms, count, partial_reason) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (host_id) DO UPDATE SET \
+                 collected_ms = excluded.collected_ms, received_ms = excluded.received_ms, \
+                 count = excluded.count, partial_reason = excluded.partial_reason",
+        )
+        .bind(host_id)
+        .bind(report.collected_ms)
+        .bind(now_ms)
+        .bind(report.connections.len() as i64)
+        .bind(&report.partial_reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sockets of one host or of all, optionally only those whose remote address is in a
+    /// network.
+    pub async fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+    ) -> Result<Vec<HostConnection>, StoreError> {
+        let mut sql = "SELECT c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, \
+                c.remote_port, c.state, c.pid, c.process, r.collected_ms \
+             FROM connections c JOIN connection_reports r ON r.host_id = c.host_id"
+            .to_owned();
+        if filter.host_id.is_some() {
+            sql.push_str(" WHERE c.host_id = ?");
+        }
+        sql.push_str(
+            " ORDER BY c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, c.remote_port",
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(host) = &filter.host_id {
+            query = query.bind(host);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let connection = NetConnection {
+                proto: row.try_get("proto")?,
+                local_addr: row.try_get("local_addr")?,
+                local_port: row.try_get("local_port")?,
+                remote_addr: row.try_get("remote_addr")?,
+                remote_port: row.try_get("remote_port")?,
+                state: row.try_get("state")?,
+                pid: row.try_get("pid")?,
+                process: row.try_get("process")?,
+            };
+            if let Some(net) = &filter.remote {
+                // A remote that is no address (a listening socket's `*`) never matches.
+                let in_net = connection
+                    .remote_addr
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| net.contains(&ip));
+                if !in_net {
+                    continue;
+                }
+            }
+            out.push(HostConnection {
+                host_id: row.try_get("host_id")?,
+                connection,
+                collected_ms: row.try_get("collected_ms")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A host's installed updates, by KB.
+    pub async fn list_hotfixes(&self, host_id: &str) -> Result<Vec<Hotfix>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kb, title, installed_on FROM hotfixes WHERE host_id = ? ORDER BY kb",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let installed_on: String = row.try_get("installed_on")?;
+                Ok(Hotfix {
+                    kb: row.try_get("kb")?,
+                    title: row.try_get("title")?,
+                    installed_on: Some(installed_on).filter(|s| !s.is_empty()),
+                })
+            })
+            .collect()
+    }
+
+    /// A host's installed programs, by name.
+    pub async fn list_programs(&self, host_id: &str) -> Result<Vec<Program>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, version, publisher FROM programs WHERE host_id = ? ORDER BY name, version",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Program {
+                    name: row.try_get("name")?,
+                    version: row.try_get("version")?,
+                    publisher: row.try_get("publisher")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Everything known about one host; `None` for a host the collector has never seen.
+    pub async fn host_detail(&self, host_id: &str) -> Result<Option<HostDetail>, StoreError> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {HOST_COLUMNS} FROM hosts h WHERE h.host_id = ?"
+        ))
+        .bind(host_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let host = host_from_row(&row)?;
+        let inventory = match sqlx::query("SELECT * FROM host_inventory WHERE host_id = ?")
+            .bind(host_id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            Some(row) => {
+                let gaps: String = row.try_get("partial")?;
+                Some(StoredInventory {
+                    os: OsFacts {
+                        family: row.try_get("family")?,
+                        id: row.try_get("os_id")?,
+                        version_id: row.try_get("version_id")?,
+                        pretty_name: row.try_get("pretty_name")?,
+                        kernel: row.try_get("kernel")?,
+                        arch: row.try_get("arch")?,
+                        boot_time: row.try_get("boot_time")?,
+                        last_package_change: row.try_get("last_package_change")?,
+                        product_name: row.try_get("product_name")?,
+                        edition: row.try_get("edition")?,
+                        display_version: row.try_get("display_version")?,
+                        build: row.try_get("build")?,
+                        installation_type: row.try_get("installation_type")?,
+                    },
+                    collected_ms: row.try_get("collected_ms")?,
+                    received_ms: row.try_get("received_ms")?,
+                    gaps: serde_json::from_str(&gaps).map_err(|e| {
+                        StoreError::Corrupt(format!("{host_id}: inventory gaps: {e}"))
+                    })?,
+                })
+            }
+            None => None,
+        };
+        let mut counts = Vec::new();
+        for table in ["packages", "hotfixes", "programs"] {
+            let count: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE host_id = ?"))
+                    .bind(host_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+            counts.push(count as u64);
+        }
+        let last_change_seen_ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(t) FROM (SELECT MAX(changed_ms) AS t FROM package_history WHERE host_id = ?1 \
+             UNION ALL SELECT MAX(changed_ms) FROM hotfix_history WHERE host_id = ?1)",
+        )
+        .bind(host_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let report = sqlx::query(
+            "SELECT collected_ms, count, partial_reason FROM connection_reports WHERE host_id = ?",
+        )
+        .bind(host_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (connection_count, connections_collected_ms, connections_partial) = match report {
+            Some(row) => (
+                row.try_get::<i64, _>("count")? as u64,
+                Some(row.try_get("collected_ms")?),
+                row.try_get("partial_reason")?,
+            ),
+            None => (0, None, None),
+        };
+        Ok(Some(HostDetail {
+            host,
+            inventory,
+            package_count: counts[0],
+            hotfix_count: counts[1],
+            program_count: counts[2],
+            last_change_seen_ms,
+            connection_count,
+            connections_collected_ms,
+            connections_partial,
+        }))
+    }
+
     /// A host's installed packages, by name.
     pub async fn list_packages(&self, host_id: &str) -> Result<Vec<StoredPackage>, StoreError> {
         let rows = sqlx::query(
-            "SELECT host_id, name, arch, version, source, installed_ms FROM packages \
+            "SELECT host_id, name, arch, version, source, installed_ms, manager FROM packages \
              WHERE host_id = ? ORDER BY name, arch",
         )
         .bind(host_id)
@@ -320,6 +565,7 @@ impl SqliteStore {
                     version: row.get("version"),
                     arch: row.get("arch"),
                     source: row.get("source"),
+                    manager: scheme_of(row.get("manager")),
                 },
                 installed_ms: row.get("installed_ms"),
             })
@@ -349,13 +595,69 @@ impl SqliteStore {
     }
 
     pub async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError> {
-        let mut sql = format!("SELECT {HOST_COLUMNS} FROM hosts h");
+        let mut conditions = Vec::new();
         if filter.infected_only {
-            sql.push_str(" WHERE EXISTS (SELECT 1 FROM findings f WHERE f.host_id = h.host_id AND f.state = 'open')");
+            conditions.push("EXISTS (SELECT 1 FROM findings f WHERE f.host_id = h.host_id AND f.state = 'open')");
+        }
+        if filter.has_package.is_some() {
+            conditions.push(
+                "EXISTS (SELECT 1 FROM packages p WHERE p.host_id = h.host_id AND p.name = ?)",
+            );
+        }
+        if filter.missing_kb.is_some() {
+            // Only Windows hosts whose update list is complete can be said to miss a KB.
+            conditions.push(
+                "EXISTS (SELECT 1 FROM host_inventory i WHERE i.host_id = h.host_id \
+                     AND i.family = 'windows' AND NOT EXISTS (SELECT 1 FROM json_each(i.partial) g \
+                         WHERE json_extract(g.value, '$.source') = 'hotfixes')) \
+                 AND NOT EXISTS (SELECT 1 FROM hotfixes x WHERE x.host_id = h.host_id AND x.kb = ?)",
+            );
+        }
+        let mut sql = format!("SELECT {HOST_COLUMNS} FROM hosts h");
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
         }
         sql.push_str(" ORDER BY h.host_id");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(host_from_row).collect()
+        let mut query = sqlx::query(&sql);
+        if let Some(name) = &filter.has_package {
+            query = query.bind(name);
+        }
+        if let Some(kb) = &filter.missing_kb {
+            query = query.bind(kb.to_ascii_uppercase());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut hosts: Vec<Host> = rows.iter().map(host_from_row).collect::<Result<_, _>>()?;
+        if let Some((name, below)) = &filter.package_below {
+            let below_on = self.hosts_with_package_below(name, below).await?;
+            hosts.retain(|h| below_on.contains(&h.host_id));
+        }
+        Ok(hosts)
+    }
+
+    /// Hosts with package `name` installed at a version below `version`, each compared in the
+    /// ordering of the package manager that installed it.
+    async fn hosts_with_package_below(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT host_id, version, manager FROM packages WHERE name = ?")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut hosts = std::collections::HashSet::new();
+        for row in rows {
+            let installed: String = row.try_get("version")?;
+            let manager: String = row.try_get("manager")?;
+            // Rows from agents that did not name their package manager: dpkg's ordering, which
+            // agrees with RPM's on plain dotted versions.
+            let scheme = scheme_of(&manager).unwrap_or(Scheme::Dpkg);
+            if crate::version::compare(scheme, &installed, version).is_lt() {
+                hosts.insert(row.try_get("host_id")?);
+            }
+        }
+        Ok(hosts)
     }
 
     pub async fn list_findings(&self, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
@@ -378,6 +680,214 @@ impl SqliteStore {
         };
         rows.iter().map(finding_from_row).collect()
     }
+}
+
+/// Replaces a host's package list within `tx`, recording what appeared, changed or left.
+async fn replace_packages(
+    tx: &mut Tx<'_>,
+    host_id: &str,
+    packages: &[InstalledPackage],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT name, arch, version, manager FROM packages WHERE host_id = ?")
+        .bind(host_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut before: std::collections::HashMap<(String, String), (String, String)> = rows
+        .into_iter()
+        .map(|row| {
+            let key = (row.get("name"), row.get("arch"));
+            (key, (row.get("version"), row.get("manager")))
+        })
+        .collect();
+    let history = "INSERT INTO package_history (host_id, name, arch, old_version, new_version, changed_ms) \
+                   VALUES (?, ?, ?, ?, ?, ?)";
+    for p in packages {
+        let manager = scheme_name(p.manager);
+        let old = before.remove(&(p.name.clone(), p.arch.clone()));
+        let old = match old {
+            Some((version, old_manager)) if version == p.version => {
+                if old_manager != manager {
+                    sqlx::query(
+                        "UPDATE packages SET manager = ? WHERE host_id = ? AND name = ? AND arch = ?",
+                    )
+                    .bind(manager)
+                    .bind(host_id)
+                    .bind(&p.name)
+                    .bind(&p.arch)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                continue;
+            }
+            other => other.map(|(version, _)| version),
+        };
+        sqlx::query(
+            "INSERT INTO packages (host_id, name, arch, version, source, installed_ms, manager) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (host_id, name, arch) DO UPDATE SET version = excluded.version, \
+                 source = excluded.source, installed_ms = excluded.installed_ms, \
+                 manager = excluded.manager",
+        )
+        .bind(host_id)
+        .bind(&p.name)
+        .bind(&p.arch)
+        .bind(&p.version)
+        .bind(&p.source)
+        .bind(now_ms)
+        .bind(manager)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(history)
+            .bind(host_id)
+            .bind(&p.name)
+            .bind(&p.arch)
+            .bind(old)
+            .bind(&p.version)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for ((name, arch), (version, _)) in before {
+        sqlx::query("DELETE FROM packages WHERE host_id = ? AND name = ? AND arch = ?")
+            .bind(host_id)
+            .bind(&name)
+            .bind(&arch)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(history)
+            .bind(host_id)
+            .bind(&name)
+            .bind(&arch)
+            .bind(Some(version))
+            .bind(None::<String>)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn scheme_name(scheme: Option<Scheme>) -> &'static str {
+    match scheme {
+        Some(Scheme::Dpkg) => "dpkg",
+        Some(Scheme::Rpm) => "rpm",
+        None => "",
+    }
+}
+
+fn scheme_of(name: &str) -> Option<Scheme> {
+    match name {
+        "dpkg" => Some(Scheme::Dpkg),
+        "rpm" => Some(Scheme::Rpm),
+        _ => None,
+    }
+}
+
+/// Replaces a host's installed updates within `tx`, recording which KBs appeared or left.
+async fn replace_hotfixes(
+    tx: &mut Tx<'_>,
+    host_id: &str,
+    hotfixes: &[Hotfix],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT kb FROM hotfixes WHERE host_id = ?")
+        .bind(host_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut before: std::collections::HashSet<String> =
+        rows.into_iter().map(|row| row.get("kb")).collect();
+    let history =
+        "INSERT INTO hotfix_history (host_id, kb, installed, changed_ms) VALUES (?, ?, ?, ?)";
+    for h in hotfixes {
+        let known = before.remove(&h.kb);
+        // Title and date may be filled in by a later source (QFE first, update history later).
+        sqlx::query(
+            "INSERT INTO hotfixes (host_id, kb, title, installed_on, first_seen_ms) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (host_id, kb) DO UPDATE SET title = excluded.title, \
+                 installed_on = excluded.installed_on",
+        )
+        .bind(host_id)
+        .bind(&h.kb)
+        .bind(&h.title)
+        .bind(h.installed_on.as_deref().unwrap_or(""))
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+        if !known {
+            sqlx::query(history)
+                .bind(host_id)
+                .bind(&h.kb)
+                .bind(1)
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    for kb in before {
+        sqlx::query("DELETE FROM hotfixes WHERE host_id = ? AND kb = ?")
+            .bind(host_id)
+            .bind(&kb)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(history)
+            .bind(host_id)
+            .bind(&kb)
+            .bind(0)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Replaces a host's installed programs within `tx`; a program keeps the time it was first
+/// seen at its version.
+async fn replace_programs(
+    tx: &mut Tx<'_>,
+    host_id: &str,
+    programs: &[Program],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS reported_programs (name TEXT, version TEXT, publisher TEXT)")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM temp.reported_programs")
+        .execute(&mut **tx)
+        .await?;
+    for p in programs {
+        sqlx::query(
+            "INSERT INTO temp.reported_programs (name, version, publisher) VALUES (?, ?, ?)",
+        )
+        .bind(&p.name)
+        .bind(&p.version)
+        .bind(&p.publisher)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO programs (host_id, name, version, publisher, first_seen_ms) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(host_id)
+        .bind(&p.name)
+        .bind(&p.version)
+        .bind(&p.publisher)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "DELETE FROM programs WHERE host_id = ? AND NOT EXISTS (SELECT 1 FROM temp.reported_programs r \
+             WHERE r.name = programs.name AND r.version = programs.version \
+             AND r.publisher = programs.publisher)",
+    )
+    .bind(host_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM temp.reported_programs")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn host_from_row(row: &SqliteRow) -> Result<Host, StoreError> {
@@ -484,6 +994,7 @@ mod tests {
         let infected = store
             .list_hosts(&HostFilter {
                 infected_only: true,
+                ..HostFilter::default()
             })
             .await
             .unwrap();
@@ -602,6 +1113,7 @@ mod tests {
             version: version.into(),
             arch: "amd64".into(),
             source: None,
+            manager: Some(Scheme::Dpkg),
         };
         let first = [pkg("openssl", "3.0.11-1"), pkg("bash", "5.2-1")];
         store.record_packages("h1", &first, 10).await.unwrap();
@@ -654,5 +1166,271 @@ mod tests {
         let url = format!("{}/sub/c.db", blocker.display());
         let err = SqliteStore::open(&url).await.err().unwrap().to_string();
         assert!(err.contains("file/sub"), "{err}");
+    }
+
+    fn windows_inventory(hotfixes: Option<&[&str]>, collected_ms: i64) -> InventoryReport {
+        InventoryReport {
+            collected_ms,
+            os: OsFacts {
+                family: "windows".into(),
+                arch: "x86_64".into(),
+                product_name: "Windows 10 Pro".into(),
+                display_version: "22H2".into(),
+                build: "10.0.19045.3930".into(),
+                installation_type: "client".into(),
+                ..OsFacts::default()
+            },
+            packages: Some(Vec::new()),
+            hotfixes: hotfixes.map(|kbs| {
+                kbs.iter()
+                    .map(|kb| Hotfix {
+                        kb: (*kb).into(),
+                        title: format!("update {kb}"),
+                        installed_on: None,
+                    })
+                    .collect()
+            }),
+            programs: Some(vec![Program {
+                name: "Microsoft Edge".into(),
+                version: "120.0.2210.91".into(),
+                publisher: "Microsoft Corporation".into(),
+            }]),
+            gaps: if hotfixes.is_none() {
+                vec![crate::model::InventoryGap {
+                    source: "hotfixes".into(),
+                    reason: "WMI timed out".into(),
+                }]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn inventories_keep_lists_they_could_not_replace_whole() {
+        let (_dir, store) = store().await;
+        store.record_hello(&hello("w1"), 1).await.unwrap();
+        store
+            .record_inventory("w1", &windows_inventory(Some(&["KB1", "KB2"]), 5), 10)
+            .await
+            .unwrap();
+        // A partial update list leaves the stored one; the OS facts still move on.
+        let mut partial = windows_inventory(None, 6);
+        partial.os.build = "10.0.19045.4046".into();
+        store.record_inventory("w1", &partial, 20).await.unwrap();
+        let kbs: Vec<String> = store
+            .list_hotfixes("w1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.kb)
+            .collect();
+        assert_eq!(kbs, vec!["KB1", "KB2"]);
+        let detail = store.host_detail("w1").await.unwrap().unwrap();
+        let inventory = detail.inventory.unwrap();
+        assert_eq!(inventory.os.build, "10.0.19045.4046");
+        assert_eq!(inventory.gaps.len(), 1);
+        assert_eq!((detail.hotfix_count, detail.program_count), (2, 1));
+        assert_eq!(detail.last_change_seen_ms, Some(10));
+        // A complete list replaces it and the history says what came and went.
+        store
+            .record_inventory("w1", &windows_inventory(Some(&["KB2", "KB3"]), 7), 30)
+            .await
+            .unwrap();
+        let history: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT kb, installed, changed_ms FROM hotfix_history WHERE host_id = 'w1' ORDER BY rowid",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            history,
+            vec![
+                ("KB1".into(), 1, 10),
+                ("KB2".into(), 1, 10),
+                ("KB3".into(), 1, 30),
+                ("KB1".into(), 0, 30),
+            ]
+        );
+        assert!(store.host_detail("nope").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn hosts_are_found_by_package_version_and_missing_update() {
+        let (_dir, store) = store().await;
+        for host in ["deb", "rhel", "win", "win-partial"] {
+            store.record_hello(&hello(host), 1).await.unwrap();
+        }
+        let pkg = |name: &str, version: &str, manager| InstalledPackage {
+            name: name.into(),
+            version: version.into(),
+            arch: "x86_64".into(),
+            source: None,
+            manager: Some(manager),
+        };
+        // Under dpkg, 1.0~rc1 sorts before 1.0; RPM's tilde agrees; 1:0.9 is above 2.0 in both.
+        store
+            .record_packages(
+                "deb",
+                &[pkg("openssl", "3.0.11-1~deb12u2", Scheme::Dpkg)],
+                2,
+            )
+            .await
+            .unwrap();
+        store
+            .record_packages("rhel", &[pkg("openssl", "1:3.0.7-25.el9", Scheme::Rpm)], 2)
+            .await
+            .unwrap();
+        store
+            .record_inventory("win", &windows_inventory(Some(&["KB5034441"]), 3), 3)
+            .await
+            .unwrap();
+        store
+            .record_inventory("win-partial", &windows_inventory(None, 3), 3)
+            .await
+            .unwrap();
+        let ids = |hosts: Vec<Host>| hosts.into_iter().map(|h| h.host_id).collect::<Vec<_>>();
+        let filter = |f: HostFilter| {
+            let store = store.clone();
+            async move { ids(store.list_hosts(&f).await.unwrap()) }
+        };
+        assert_eq!(
+            filter(HostFilter {
+                has_package: Some("openssl".into()),
+                ..HostFilter::default()
+            })
+            .await,
+            vec!["deb", "rhel"]
+        );
+        assert_eq!(
+            filter(HostFilter {
+                package_below: Some(("openssl".into(), "3.0.11-1".into())),
+                ..HostFilter::default()
+            })
+            .await,
+            vec!["deb"]
+        );
+        assert_eq!(
+            filter(HostFilter {
+                package_below: Some(("openssl".into(), "3.0.11-1~deb12u1".into())),
+                ..HostFilter::default()
+            })
+            .await,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            filter(HostFilter {
+                package_below: Some(("openssl".into(), "1:3.0.7-26.el9".into())),
+                ..HostFilter::default()
+            })
+            .await,
+            // Epoch 1 is above any version without one: the Debian host is below it too.
+            vec!["deb", "rhel"]
+        );
+        assert_eq!(
+            filter(HostFilter {
+                package_below: Some(("openssl".into(), "1:3.0.7-25.el9".into())),
+                ..HostFilter::default()
+            })
+            .await,
+            vec!["deb"]
+        );
+        // Linux hosts and hosts whose update list is incomplete are never "missing" a KB.
+        assert_eq!(
+            filter(HostFilter {
+                missing_kb: Some("KB5034441".into()),
+                ..HostFilter::default()
+            })
+            .await,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            filter(HostFilter {
+                missing_kb: Some("KB5034439".into()),
+                ..HostFilter::default()
+            })
+            .await,
+            vec!["win"]
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_lists_replace_whole_and_filter_by_network() {
+        let (_dir, store) = store().await;
+        store.record_hello(&hello("h1"), 1).await.unwrap();
+        store.record_hello(&hello("h2"), 1).await.unwrap();
+        let conn = |remote: &str, port: u16| NetConnection {
+            proto: "tcp".into(),
+            local_addr: "10.0.0.5".into(),
+            local_port: 50000,
+            remote_addr: remote.into(),
+            remote_port: port,
+            state: "established".into(),
+            pid: Some(42),
+            process: Some("curl".into()),
+        };
+        let report = |collected_ms, connections| ConnectionReport {
+            collected_ms,
+            connections,
+            partial_reason: None,
+        };
+        store
+            .record_connections("h1", &report(100, vec![conn("203.0.113.9", 443)]), 1)
+            .await
+            .unwrap();
+        store
+            .record_connections(
+                "h2",
+                &report(
+                    100,
+                    vec![conn("198.51.100.1", 80), conn("2001:db8::1", 443)],
+                ),
+                1,
+            )
+            .await
+            .unwrap();
+        // Newer list replaces; a late resend of an older one does not.
+        store
+            .record_connections("h1", &report(200, vec![conn("203.0.113.10", 443)]), 2)
+            .await
+            .unwrap();
+        store
+            .record_connections("h1", &report(150, vec![conn("192.0.2.1", 22)]), 3)
+            .await
+            .unwrap();
+        let list = |host: Option<&str>, remote: Option<&str>| {
+            let store = store.clone();
+            let filter = ConnectionFilter {
+                host_id: host.map(str::to_owned),
+                remote: remote.map(|r| r.parse().unwrap()),
+            };
+            async move {
+                store
+                    .list_connections(&filter)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| format!("{}>{}", c.host_id, c.connection.remote_addr))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(list(Some("h1"), None).await, vec!["h1>203.0.113.10"]);
+        assert_eq!(
+            list(None, Some("203.0.113.0/24")).await,
+            vec!["h1>203.0.113.10"]
+        );
+        assert_eq!(
+            list(None, Some("2001:db8::/32")).await,
+            vec!["h2>2001:db8::1"]
+        );
+        assert_eq!(
+            list(Some("h2"), Some("10.0.0.0/8")).await,
+            Vec::<String>::new()
+        );
+        let detail = store.host_detail("h1").await.unwrap().unwrap();
+        assert_eq!(
+            (detail.connection_count, detail.connections_collected_ms),
+            (1, Some(200))
+        );
     }
 }
