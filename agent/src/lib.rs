@@ -137,9 +137,11 @@ pub async fn run_agent(
         stop: stop.clone(),
         last_totals: Some(config.state_dir.join("last-sweep.json")),
     };
+    let (inventory_tx, inventory_rx) = mpsc::channel(1);
     let inventory = tokio::spawn(session::report_inventory(
         body_tx.clone(),
         config.inventory_interval,
+        inventory_rx,
     ));
     let connections = tokio::spawn(session::report_connections(
         body_tx.clone(),
@@ -152,7 +154,11 @@ pub async fn run_agent(
         heartbeat: config.heartbeat,
         reconnect_max: config.reconnect_max,
     };
-    let result = session::run(connector, params, state, body_rx, sweep_tx, shutdown).await;
+    let commands = session::CommandTargets {
+        sweeps: sweep_tx,
+        inventory: inventory_tx,
+    };
+    let result = session::run(connector, params, state, body_rx, commands, shutdown).await;
     // Let a sweep in progress notice and return its thread promptly.
     stop.store(true, Ordering::Relaxed);
     sweeper.abort();

@@ -341,7 +341,11 @@ impl Engine {
                             sink(event);
                         }
                     }
-                    Ok(WorkerMessage::Cache(key, entry)) => cache_writes.push(key, entry),
+                    Ok(WorkerMessage::Cache(entries)) => {
+                        for (key, entry) in entries {
+                            cache_writes.push(key, entry);
+                        }
+                    }
                     Ok(WorkerMessage::Seen(keys)) => seen.extend(keys),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -391,10 +395,26 @@ impl Engine {
             crate::gentle::lower_thread_priority();
         }
         let mut throttle = Throttle::new(options.cpu_limit, options.threads);
+        // Batched like the walkers' events: a message (and a wake-up of the receiving thread)
+        // per file costs measurable CPU on a busy 2-core host.
+        let mut batch = EventBatch::new(events);
         loop {
-            let next = shared.jobs.lock().expect("work queue lock").recv();
-            let Ok(Job { path, known }) = next else {
-                return;
+            let next = shared
+                .jobs
+                .lock()
+                .expect("work queue lock")
+                .recv_timeout(EventBatch::MAX_WAIT);
+            let Job { path, known } = match next {
+                Ok(job) => job,
+                // No work for a while: what is batched goes out, for current progress.
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if !batch.flush() {
+                        return;
+                    }
+                    continue;
+                }
+                // Dropping the batch sends the rest.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             };
             if stop.load(Ordering::Relaxed) {
                 return;
@@ -403,20 +423,15 @@ impl Engine {
                 Some(throttle) => throttle.run(|| worker.read_and_judge(&path, known)),
                 None => worker.read_and_judge(&path, known),
             };
-            let mut update = None;
-            let outcome = match judged {
+            let alive = match judged {
                 Ok(mut judged) => {
-                    update = judged.update.take();
-                    judged.into_events().collect()
+                    if let Some(entry) = judged.update.take() {
+                        batch.cache.push((cache::key(&path), entry));
+                    }
+                    judged.into_events().all(|e| batch.push(e))
                 }
-                Err(error) => vec![SweepEvent::Error(error)],
+                Err(error) => batch.push(SweepEvent::Error(error)),
             };
-            let mut alive = events.send(WorkerMessage::Events(outcome)).is_ok();
-            if let Some(entry) = update {
-                alive &= events
-                    .send(WorkerMessage::Cache(cache::key(&path), entry))
-                    .is_ok();
-            }
             if !alive {
                 return;
             }
@@ -663,7 +678,9 @@ struct FileVerdict<'a> {
 /// it has waited long enough for progress reports to stay current, and when the walk ends.
 struct EventBatch {
     events: Vec<SweepEvent>,
-    /// Hashes of the cache keys of the files listed, sent when the walk ends.
+    /// Verdicts to cache (scan workers), sent with the events.
+    cache: Vec<(Vec<u8>, CachedFile)>,
+    /// Hashes of the cache keys of the files listed (walkers), sent when the walk ends.
     seen: Vec<u64>,
     since: std::time::Instant,
     tx: std::sync::mpsc::SyncSender<WorkerMessage>,
@@ -676,6 +693,7 @@ impl EventBatch {
     fn new(tx: std::sync::mpsc::SyncSender<WorkerMessage>) -> Self {
         EventBatch {
             events: Vec::new(),
+            cache: Vec::new(),
             seen: Vec::new(),
             since: std::time::Instant::now(),
             tx,
@@ -695,6 +713,12 @@ impl EventBatch {
     }
 
     fn flush(&mut self) -> bool {
+        if !self.cache.is_empty() {
+            let cache = std::mem::take(&mut self.cache);
+            if self.tx.send(WorkerMessage::Cache(cache)).is_err() {
+                return false;
+            }
+        }
         if self.events.is_empty() {
             return true;
         }
@@ -757,7 +781,8 @@ enum WorkerMessage {
     Events(Vec<SweepEvent>),
     /// Hashes of the cache keys of files a walker thread listed.
     Seen(Vec<u64>),
-    Cache(Vec<u8>, CachedFile),
+    /// Verdicts to cache, by cache key.
+    Cache(Vec<(Vec<u8>, CachedFile)>),
 }
 
 /// The walker over `roots` every sweep uses: no ignore-file filters (hidden and git-ignored files

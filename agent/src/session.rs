@@ -110,13 +110,13 @@ pub struct SessionParams {
 }
 
 /// Runs the agent's connection until `shutdown` resolves: connects, reconnects with backoff and
-/// jitter, and relays what `bodies` delivers. `sweeps` receives the collector's sweep commands.
+/// jitter, and relays what `bodies` delivers. `commands` receives the collector's commands.
 pub async fn run(
     connector: Connector,
     params: SessionParams,
     mut state: AgentState,
     mut bodies: mpsc::Receiver<Body>,
-    sweeps: mpsc::Sender<SweepRequest>,
+    commands: CommandTargets,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SessionError> {
     tokio::pin!(shutdown);
@@ -126,7 +126,7 @@ pub async fn run(
         let started = Instant::now();
         let result = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            result = serve_connection(&connector, &params, &mut state, &mut outbox, &mut bodies, &sweeps) => result,
+            result = serve_connection(&connector, &params, &mut state, &mut outbox, &mut bodies, &commands) => result,
         };
         match result {
             Err(LinkError::State(err)) => return Err(err.into()),
@@ -147,20 +147,96 @@ pub async fn run(
 }
 
 /// Collects the inventory (on a blocking thread: it reads many files) at start and then every
-/// `interval`, and queues it for the collector. Ends when the stream side is gone.
-pub async fn report_inventory(bodies: mpsc::Sender<Body>, interval: Duration) {
+/// `interval`, and queues it for the collector: complete the first time, after a partial one
+/// and when the collector asks (`requests`), otherwise as a delta when little changed. Ends
+/// when the stream side is gone.
+pub async fn report_inventory(
+    bodies: mpsc::Sender<Body>,
+    interval: Duration,
+    mut requests: mpsc::Receiver<()>,
+) {
+    // The lists of the last complete inventory queued: the outbox delivers in order, so the
+    // collector has them by the time it reads the next delta.
+    let mut base: Option<crate::inventory::delta::Lists> = None;
     loop {
         let Ok(inventory) = tokio::task::spawn_blocking(crate::inventory::collect).await else {
             return;
         };
-        if bodies
-            .send(Body::Inventory(inventory_to_proto(&inventory)))
-            .await
-            .is_err()
-        {
+        let lists = crate::inventory::delta::Lists::of(&inventory);
+        let message = inventory_message(&inventory, base.as_ref(), lists.as_ref());
+        base = lists;
+        if bodies.send(Body::Inventory(message)).await.is_err() {
             return;
         }
-        tokio::time::sleep(interval).await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            request = requests.recv() => match request {
+                Some(()) => {
+                    tracing::info!("the collector asked for a complete inventory");
+                    base = None;
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// The message for `inventory`: a delta against `base` when both lists are whole and little
+/// changed, else complete.
+fn inventory_message(
+    inventory: &crate::inventory::Inventory,
+    base: Option<&crate::inventory::delta::Lists>,
+    lists: Option<&crate::inventory::delta::Lists>,
+) -> v1::Inventory {
+    let mut message = inventory_to_proto(inventory);
+    let Some(lists) = lists else {
+        return message;
+    };
+    message.digest = lists.digest().to_vec();
+    let Some((base, delta)) = base.and_then(|base| Some((base, base.delta_to(lists)?))) else {
+        return message;
+    };
+    message.base_digest = base.digest().to_vec();
+    message.packages = delta.packages.iter().map(package_to_proto).collect();
+    message.hotfixes = delta.hotfixes.iter().map(hotfix_to_proto).collect();
+    message.programs = delta.programs.iter().map(program_to_proto).collect();
+    message.removed_packages = delta
+        .removed_packages
+        .iter()
+        .map(package_to_proto)
+        .collect();
+    message.removed_hotfixes = delta.removed_hotfixes.iter().map(hotfix_to_proto).collect();
+    message.removed_programs = delta
+        .removed_programs
+        .iter()
+        .map(program_to_proto)
+        .collect();
+    message
+}
+
+fn package_to_proto(p: &crate::inventory::Package) -> v1::Package {
+    v1::Package {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        arch: p.arch.clone(),
+        source: p.source.clone().unwrap_or_default(),
+        manager: p.manager.to_owned(),
+    }
+}
+
+fn hotfix_to_proto(h: &crate::inventory::Hotfix) -> v1::Hotfix {
+    v1::Hotfix {
+        kb: h.kb.clone(),
+        title: h.title.clone(),
+        installed_on: h.installed_on.clone().unwrap_or_default(),
+    }
+}
+
+fn program_to_proto(p: &crate::inventory::Program) -> v1::Program {
+    v1::Program {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        publisher: p.publisher.clone(),
     }
 }
 
@@ -221,35 +297,9 @@ fn inventory_to_proto(inventory: &crate::inventory::Inventory) -> v1::Inventory 
             build: os.build.clone(),
             installation_type: os.installation_type.clone(),
         }),
-        hotfixes: inventory
-            .hotfixes
-            .iter()
-            .map(|h| v1::Hotfix {
-                kb: h.kb.clone(),
-                title: h.title.clone(),
-                installed_on: h.installed_on.clone().unwrap_or_default(),
-            })
-            .collect(),
-        programs: inventory
-            .programs
-            .iter()
-            .map(|p| v1::Program {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                publisher: p.publisher.clone(),
-            })
-            .collect(),
-        packages: inventory
-            .packages
-            .iter()
-            .map(|p| v1::Package {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                arch: p.arch.clone(),
-                source: p.source.clone().unwrap_or_default(),
-                manager: p.manager.to_owned(),
-            })
-            .collect(),
+        hotfixes: inventory.hotfixes.iter().map(hotfix_to_proto).collect(),
+        programs: inventory.programs.iter().map(program_to_proto).collect(),
+        packages: inventory.packages.iter().map(package_to_proto).collect(),
         partial: inventory
             .partial
             .iter()
@@ -258,6 +308,7 @@ fn inventory_to_proto(inventory: &crate::inventory::Inventory) -> v1::Inventory 
                 reason: p.reason.clone(),
             })
             .collect(),
+        ..v1::Inventory::default()
     }
 }
 
@@ -286,7 +337,7 @@ async fn serve_connection(
     state: &mut AgentState,
     outbox: &mut Outbox,
     bodies: &mut mpsc::Receiver<Body>,
-    sweeps: &mpsc::Sender<SweepRequest>,
+    commands: &CommandTargets,
 ) -> Result<(), LinkError> {
     let mut client = connector.connect().await?;
     // Unbounded: the outbox already bounds what can be queued, and a bounded channel could
@@ -319,7 +370,7 @@ async fn serve_connection(
                     Some(collector_message::Body::Ack(ack)) => {
                         outbox.messages.remove(&ack.seq);
                     }
-                    Some(collector_message::Body::Command(command)) => handle_command(command, sweeps),
+                    Some(collector_message::Body::Command(command)) => handle_command(command, commands),
                     None => tracing::warn!("empty message from collector ignored"),
                 }
             }
@@ -346,8 +397,21 @@ async fn serve_connection(
     }
 }
 
-fn handle_command(command: v1::Command, sweeps: &mpsc::Sender<SweepRequest>) {
+/// Where the collector's commands go: sweep requests to the sweeper, inventory requests to the
+/// inventory reporter.
+#[derive(Clone)]
+pub struct CommandTargets {
+    pub sweeps: mpsc::Sender<SweepRequest>,
+    pub inventory: mpsc::Sender<()>,
+}
+
+fn handle_command(command: v1::Command, targets: &CommandTargets) {
+    let sweeps = &targets.sweeps;
     match command.action {
+        Some(command::Action::RequestInventory(_)) => {
+            // One pending request is enough: a full channel already has one.
+            let _ = targets.inventory.try_send(());
+        }
         Some(command::Action::StartSweep(start)) => {
             let request = SweepRequest {
                 sweep_id: start.sweep_id,
@@ -639,8 +703,10 @@ mod tests {
     }
 
     #[test]
-    fn start_sweep_command_queues_a_sweep() {
-        let (tx, mut rx) = mpsc::channel(1);
+    fn commands_reach_the_sweeper_and_the_inventory_reporter() {
+        let (sweeps, mut sweep_rx) = mpsc::channel(1);
+        let (inventory, mut inventory_rx) = mpsc::channel(1);
+        let targets = CommandTargets { sweeps, inventory };
         let command = v1::Command {
             id: "c1".into(),
             action: Some(command::Action::StartSweep(v1::StartSweep {
@@ -648,10 +714,52 @@ mod tests {
                 full: true,
             })),
         };
-        handle_command(command, &tx);
-        let request = rx.try_recv().unwrap();
+        handle_command(command, &targets);
+        let request = sweep_rx.try_recv().unwrap();
         assert_eq!(request.sweep_id, "s1");
         assert!(request.full);
+        for _ in 0..2 {
+            handle_command(
+                v1::Command {
+                    id: "c2".into(),
+                    action: Some(command::Action::RequestInventory(v1::RequestInventory {})),
+                },
+                &targets,
+            );
+        }
+        assert!(inventory_rx.try_recv().is_ok());
+        assert!(
+            inventory_rx.try_recv().is_err(),
+            "one pending request is enough"
+        );
+    }
+
+    #[test]
+    fn inventories_go_whole_first_then_as_deltas() {
+        use crate::inventory::{Inventory, Package, delta::Lists};
+        let package = |name: &str, version: &str| Package {
+            name: name.into(),
+            version: version.into(),
+            arch: "amd64".into(),
+            source: None,
+            manager: "dpkg",
+        };
+        let first = Inventory {
+            packages: (0..50).map(|i| package(&format!("p{i}"), "1")).collect(),
+            ..Inventory::default()
+        };
+        let lists = Lists::of(&first);
+        let whole = inventory_message(&first, None, lists.as_ref());
+        assert_eq!(whole.packages.len(), 50);
+        assert!(whole.base_digest.is_empty());
+        assert_eq!(whole.digest.len(), 32);
+        let mut second = first.clone();
+        second.packages[0].version = "2".into();
+        let delta = inventory_message(&second, lists.as_ref(), Lists::of(&second).as_ref());
+        assert_eq!(delta.base_digest, whole.digest);
+        assert_eq!(delta.packages.len(), 1);
+        assert_eq!(delta.packages[0].version, "2");
+        assert_ne!(delta.digest, whole.digest);
     }
 
     #[test]

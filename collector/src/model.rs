@@ -226,6 +226,21 @@ pub struct InventoryReport {
     pub hotfixes: Option<Vec<Hotfix>>,
     pub programs: Option<Vec<Program>>,
     pub gaps: Vec<InventoryGap>,
+    /// The agent's digest of its complete lists after this report; `None` when one was partial.
+    pub digest: Option<Vec<u8>>,
+    /// Set when the lists above are only what appeared or changed since the lists with
+    /// `base_digest`.
+    pub delta: Option<InventoryDelta>,
+}
+
+/// What left a host's lists since the base of a delta.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryDelta {
+    pub base_digest: Vec<u8>,
+    /// Packages by name and arch.
+    pub removed_packages: Vec<(String, String)>,
+    pub removed_hotfixes: Vec<String>,
+    pub removed_programs: Vec<Program>,
 }
 
 /// A socket on a host.

@@ -264,8 +264,10 @@ impl Agent {
             .arg("--state-dir")
             .arg(spec.state_dir)
             .args(["--heartbeat-seconds", "1", "--reconnect-max-seconds", "2"])
-            // A socket list taken every 2 s soon holds the agent's own stream.
-            .args(["--connections-interval-seconds", "2"]);
+            // A socket list taken every 2 s soon holds the agent's own stream; an inventory
+            // every 2 s shows the deltas that follow the first complete one.
+            .args(["--connections-interval-seconds", "2"])
+            .args(["--inventory-interval-seconds", "2"]);
         for root in &spec.roots {
             command.arg("--root").arg(root);
         }

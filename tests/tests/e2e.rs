@@ -211,6 +211,15 @@ fn eicar_finding_reaches_hygienectl() {
         assert!(hosts(&["--package-below", &format!("{name}={version}")]).is_empty());
         // A Linux host is never listed as missing a Windows update.
         assert!(hosts(&["--missing-kb", "KB5034441"]).is_empty());
+
+        // Later reports come as deltas (nothing changed) and leave the lists whole.
+        let first_report = show["inventory_collected"].clone();
+        let later = wait_for(WAIT, "a later inventory report", || {
+            let show = ctl_json(&collector.url(), &pki.dir, &["hosts", "show", "web-01"]).ok()?;
+            (show["inventory_collected"] != first_report).then_some(show)
+        })
+        .unwrap();
+        assert_eq!(later["packages"], installed);
     }
 
     // Its connections: among them the agent's own stream to the collector, with its process.

@@ -9,11 +9,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
+pub mod delta;
 pub mod dpkg;
 pub mod os;
 pub mod rpm;
 pub mod sockets;
 pub mod windows;
+#[cfg(windows)]
+mod windows_api;
 
 /// A host's inventory; the JSON shape of `hygiene-agent inventory --format json`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -111,7 +114,9 @@ impl Partial {
 pub fn collect() -> Inventory {
     #[cfg(target_os = "linux")]
     return collect_linux(Path::new("/"), Path::new("/proc"));
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    return windows_api::collect();
+    #[cfg(not(any(target_os = "linux", windows)))]
     {
         Inventory {
             partial: vec![Partial::new(
@@ -128,7 +133,9 @@ pub fn collect_connections() -> (Vec<Connection>, Vec<Partial>) {
     let mut partial = Vec::new();
     #[cfg(target_os = "linux")]
     let connections = sockets::collect(Path::new("/proc"), &mut partial);
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    let connections = windows_api::connections(&mut partial);
+    #[cfg(not(any(target_os = "linux", windows)))]
     let connections = {
         partial.push(Partial::new(
             "connections",

@@ -223,40 +223,60 @@ mod tests {
         assert_eq!(rows[0].1, 55);
     }
 
-    /// On this machine: the listening TCP sockets are those `ss -tln` lists (listening sockets
-    /// are stable enough to compare; connections come and go between the two reads).
+    /// On this machine: the listening TCP sockets are those `ss -tln` lists. Other tests of this
+    /// process open and close listeners meanwhile, so `ss` runs before and after our read: what
+    /// both list must be in ours, and ours may hold more only where this process owns it.
     #[cfg(target_os = "linux")]
     #[test]
     fn listening_tcp_sockets_agree_with_ss() {
         let _ours = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let Ok(out) = std::process::Command::new("ss").args(["-Htln"]).output() else {
+        let ss = || -> Option<std::collections::BTreeSet<String>> {
+            let out = std::process::Command::new("ss")
+                .args(["-Htln"])
+                .output()
+                .ok()?;
+            Some(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|line| {
+                        let local = line.split_whitespace().nth(3)?;
+                        let (addr, port) = local.rsplit_once(':')?;
+                        let addr = addr.trim_start_matches('[').trim_end_matches(']');
+                        let addr = addr.split('%').next()?; // interface scope: 127.0.0.53%lo
+                        let addr = match addr {
+                            "*" => "0.0.0.0".to_owned(),
+                            other => other.parse::<IpAddr>().ok()?.to_canonical().to_string(),
+                        };
+                        Some(format!("{addr}:{port}"))
+                    })
+                    .collect(),
+            )
+        };
+        let Some(before) = ss() else {
             return; // no ss here
         };
-        let mut expected: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| {
-                let local = line.split_whitespace().nth(3)?;
-                let (addr, port) = local.rsplit_once(':')?;
-                let addr = addr.trim_start_matches('[').trim_end_matches(']');
-                let addr = addr.split('%').next()?; // interface scope, as in 127.0.0.53%lo
-                let addr = match addr {
-                    "*" => "0.0.0.0".to_owned(),
-                    other => other.parse::<IpAddr>().ok()?.to_canonical().to_string(),
-                };
-                Some(format!("{addr}:{port}"))
-            })
-            .collect();
-        expected.sort();
-        expected.dedup();
         let mut partial = Vec::new();
-        let mut got: Vec<String> = collect(Path::new("/proc"), &mut partial)
+        let listening: Vec<Connection> = collect(Path::new("/proc"), &mut partial)
             .into_iter()
             .filter(|c| c.proto == "tcp" && c.state == "LISTEN")
+            .collect();
+        let after = ss().unwrap();
+        let got: std::collections::BTreeSet<String> = listening
+            .iter()
             .map(|c| format!("{}:{}", c.local_addr, c.local_port))
             .collect();
-        got.sort();
-        got.dedup();
-        assert_eq!(got, expected);
+        let stable: Vec<&String> = before.intersection(&after).collect();
+        let missing: Vec<&&String> = stable.iter().filter(|s| !got.contains(**s)).collect();
+        assert!(missing.is_empty(), "listed by ss, not by us: {missing:?}");
+        let extra: Vec<&Connection> = listening
+            .iter()
+            .filter(|c| {
+                let key = format!("{}:{}", c.local_addr, c.local_port);
+                !before.contains(&key) && !after.contains(&key)
+            })
+            .filter(|c| c.pid != Some(std::process::id()))
+            .collect();
+        assert!(extra.is_empty(), "listed by us, never by ss: {extra:?}");
     }
 
     #[cfg(target_os = "linux")]

@@ -15,8 +15,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::identity::{self, Role};
 use crate::model::{
-    ConnectionReport, FindingKind, HostHello, Hotfix, InstalledPackage, InventoryGap,
-    InventoryReport, NetConnection, NewFinding, OsFacts, Program, SweepProgress, SweepReport,
+    ConnectionReport, FindingKind, HostHello, Hotfix, InstalledPackage, InventoryDelta,
+    InventoryGap, InventoryReport, NetConnection, NewFinding, OsFacts, Program, SweepProgress,
+    SweepReport,
 };
 use crate::store::{Store, StoreError};
 use crate::version::Scheme;
@@ -272,9 +273,25 @@ impl AgentSession {
                     tracing::warn!(host = %self.host_id, "partial inventory: {}: {}", gap.source, gap.reason);
                 }
                 let report = inventory_report(inventory);
-                self.store
+                let applied = self
+                    .store
                     .record_inventory(&self.host_id, &report, now)
-                    .await
+                    .await?;
+                if !applied {
+                    tracing::info!(host = %self.host_id, "inventory delta does not fit the stored lists; asking for a complete one");
+                    let request = v1::CollectorMessage {
+                        body: Some(collector_message::Body::Command(v1::Command {
+                            id: format!("inventory-{now}"),
+                            action: Some(v1::command::Action::RequestInventory(
+                                v1::RequestInventory {},
+                            )),
+                        })),
+                    };
+                    // A closed stream loses nothing: the next connection's first inventory is
+                    // complete.
+                    let _ = self.tx.send(Ok(request)).await;
+                }
+                Ok(())
             }
             Some(Body::Connections(report)) => {
                 let report = connection_report(report);
@@ -371,7 +388,7 @@ fn new_finding(sweep_id: &str, f: v1::Finding, host_id: &str) -> Option<NewFindi
 
 /// The inventory as the store takes it: a list the agent names in `partial` is `None`, so
 /// that the store keeps the list it had rather than take a part for the whole.
-fn inventory_report(inventory: v1::Inventory) -> InventoryReport {
+pub fn inventory_report(inventory: v1::Inventory) -> InventoryReport {
     let gap = |source: &str| inventory.partial.iter().any(|p| p.source == source);
     let (packages_gap, hotfixes_gap, programs_gap) =
         (gap("packages"), gap("hotfixes"), gap("programs"));
@@ -443,10 +460,34 @@ fn inventory_report(inventory: v1::Inventory) -> InventoryReport {
                 reason: p.reason,
             })
             .collect(),
+        digest: Some(inventory.digest).filter(|d| !d.is_empty()),
+        delta: (!inventory.base_digest.is_empty()).then(|| InventoryDelta {
+            base_digest: inventory.base_digest,
+            removed_packages: inventory
+                .removed_packages
+                .into_iter()
+                .map(|p| (p.name, p.arch))
+                .collect(),
+            removed_hotfixes: inventory
+                .removed_hotfixes
+                .into_iter()
+                .filter_map(|h| crate::model::normalise_kb(&h.kb))
+                .collect(),
+            removed_programs: inventory
+                .removed_programs
+                .into_iter()
+                .map(|p| Program {
+                    name: p.name,
+                    version: p.version,
+                    publisher: p.publisher,
+                })
+                .collect(),
+        }),
     }
 }
 
-fn connection_report(report: v1::Connections) -> ConnectionReport {
+/// The socket list as the store takes it; rows with impossible ports are dropped.
+pub fn connection_report(report: v1::Connections) -> ConnectionReport {
     ConnectionReport {
         collected_ms: report.collected_at_ms,
         connections: report

@@ -14,7 +14,7 @@ use hygiene_proto::v1::{
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-pub use agent::Registry;
+pub use agent::{Registry, connection_report, inventory_report};
 
 use crate::pki::PkiFiles;
 use crate::store::Store;

@@ -140,13 +140,14 @@ impl Store {
         }
     }
 
-    /// Stores an inventory: OS facts, and each list the agent collected whole.
+    /// Stores an inventory: OS facts, and each list the agent collected whole. `false`: a
+    /// delta that does not fit the stored lists was not applied; ask for a complete one.
     pub async fn record_inventory(
         &self,
         host_id: &str,
         report: &InventoryReport,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => s.record_inventory(host_id, report, now_ms).await,
         }

@@ -248,21 +248,32 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        replace_packages(&mut tx, host_id, packages, now_ms).await?;
+        replace_packages(&mut tx, host_id, packages, None, now_ms).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Stores an inventory in one transaction: the OS facts replace the host's previous ones,
     /// each complete list replaces the stored one (with its changes in the history), and a
-    /// list the agent could not collect whole leaves the stored one as it was.
+    /// list the agent could not collect whole leaves the stored one as it was. A delta applies
+    /// only onto the lists it was made against; otherwise only the OS facts are stored and the
+    /// result is `false`: the agent must send a complete inventory.
     pub async fn record_inventory(
         &self,
         host_id: &str,
         report: &InventoryReport,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let held: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT lists_digest FROM host_inventory WHERE host_id = ?")
+                .bind(host_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let applies = match &report.delta {
+            Some(delta) => held.flatten().as_deref() == Some(delta.base_digest.as_slice()),
+            None => true,
+        };
         let os = &report.os;
         let gaps = serde_json::to_string(&report.gaps)
             .map_err(|e| StoreError::Corrupt(format!("{host_id}: inventory gaps: {e}")))?;
@@ -299,17 +310,30 @@ impl SqliteStore {
         .bind(gaps)
         .execute(&mut *tx)
         .await?;
-        if let Some(packages) = &report.packages {
-            replace_packages(&mut tx, host_id, packages, now_ms).await?;
+        if applies {
+            let delta = report.delta.as_ref();
+            if let Some(packages) = &report.packages {
+                let removed = delta.map(|d| d.removed_packages.as_slice());
+                replace_packages(&mut tx, host_id, packages, removed, now_ms).await?;
+            }
+            if let Some(hotfixes) = &report.hotfixes {
+                let removed = delta.map(|d| d.removed_hotfixes.as_slice());
+                replace_hotfixes(&mut tx, host_id, hotfixes, removed, now_ms).await?;
+            }
+            if let Some(programs) = &report.programs {
+                let removed = delta.map(|d| d.removed_programs.as_slice());
+                replace_programs(&mut tx, host_id, programs, removed, now_ms).await?;
+            }
         }
-        if let Some(hotfixes) = &report.hotfixes {
-            replace_hotfixes(&mut tx, host_id, hotfixes, now_ms).await?;
-        }
-        if let Some(programs) = &report.programs {
-            replace_programs(&mut tx, host_id, programs, now_ms).await?;
-        }
+        // Lists that did not change as the agent's digest says are of unknown digest.
+        let digest = if applies { report.digest.clone() } else { None };
+        sqlx::query("UPDATE host_inventory SET lists_digest = ? WHERE host_id = ?")
+            .bind(digest)
+            .bind(host_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(applies)
     }
 
     /// Replaces the host's socket list with `report`'s, unless a newer list is stored.
@@ -682,11 +706,14 @@ impl SqliteStore {
     }
 }
 
-/// Replaces a host's package list within `tx`, recording what appeared, changed or left.
+/// Replaces a host's package list within `tx`, recording what appeared, changed or left. With
+/// `removed` (a delta), `packages` are only those that appeared or changed, and only `removed`
+/// (name, arch) leave.
 async fn replace_packages(
     tx: &mut Tx<'_>,
     host_id: &str,
     packages: &[InstalledPackage],
+    removed: Option<&[(String, String)]>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     let rows = sqlx::query("SELECT name, arch, version, manager FROM packages WHERE host_id = ?")
@@ -748,6 +775,9 @@ async fn replace_packages(
             .execute(&mut **tx)
             .await?;
     }
+    if let Some(removed) = removed {
+        before.retain(|key, _| removed.contains(key));
+    }
     for ((name, arch), (version, _)) in before {
         sqlx::query("DELETE FROM packages WHERE host_id = ? AND name = ? AND arch = ?")
             .bind(host_id)
@@ -784,11 +814,13 @@ fn scheme_of(name: &str) -> Option<Scheme> {
     }
 }
 
-/// Replaces a host's installed updates within `tx`, recording which KBs appeared or left.
+/// Replaces a host's installed updates within `tx`, recording which KBs appeared or left. With
+/// `removed` (a delta), only those KBs leave.
 async fn replace_hotfixes(
     tx: &mut Tx<'_>,
     host_id: &str,
     hotfixes: &[Hotfix],
+    removed: Option<&[String]>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     let rows = sqlx::query("SELECT kb FROM hotfixes WHERE host_id = ?")
@@ -824,6 +856,9 @@ async fn replace_hotfixes(
                 .await?;
         }
     }
+    if let Some(removed) = removed {
+        before.retain(|kb| removed.contains(kb));
+    }
     for kb in before {
         sqlx::query("DELETE FROM hotfixes WHERE host_id = ? AND kb = ?")
             .bind(host_id)
@@ -842,13 +877,41 @@ async fn replace_hotfixes(
 }
 
 /// Replaces a host's installed programs within `tx`; a program keeps the time it was first
-/// seen at its version.
+/// seen at its version. With `removed` (a delta), `programs` are added and `removed` leave.
 async fn replace_programs(
     tx: &mut Tx<'_>,
     host_id: &str,
     programs: &[Program],
+    removed: Option<&[Program]>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    if let Some(removed) = removed {
+        for p in programs {
+            sqlx::query(
+                "INSERT INTO programs (host_id, name, version, publisher, first_seen_ms) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(host_id)
+            .bind(&p.name)
+            .bind(&p.version)
+            .bind(&p.publisher)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for p in removed {
+            sqlx::query(
+                "DELETE FROM programs WHERE host_id = ? AND name = ? AND version = ? AND publisher = ?",
+            )
+            .bind(host_id)
+            .bind(&p.name)
+            .bind(&p.version)
+            .bind(&p.publisher)
+            .execute(&mut **tx)
+            .await?;
+        }
+        return Ok(());
+    }
     sqlx::query("CREATE TEMP TABLE IF NOT EXISTS reported_programs (name TEXT, version TEXT, publisher TEXT)")
         .execute(&mut **tx)
         .await?;
@@ -1203,6 +1266,8 @@ mod tests {
             } else {
                 Vec::new()
             },
+            digest: None,
+            delta: None,
         }
     }
 
@@ -1432,5 +1497,82 @@ mod tests {
             (detail.connection_count, detail.connections_collected_ms),
             (1, Some(200))
         );
+    }
+
+    #[tokio::test]
+    async fn a_delta_applies_only_onto_the_lists_it_was_made_against() {
+        let (_dir, store) = store().await;
+        store.record_hello(&hello("h1"), 1).await.unwrap();
+        let pkg = |name: &str, version: &str| InstalledPackage {
+            name: name.into(),
+            version: version.into(),
+            arch: "amd64".into(),
+            source: None,
+            manager: Some(Scheme::Dpkg),
+        };
+        let mut full = windows_inventory(Some(&["KB1", "KB2"]), 5);
+        full.os.family = "linux".into();
+        full.packages = Some(vec![pkg("a", "1"), pkg("b", "1"), pkg("c", "1")]);
+        full.digest = Some(vec![1; 32]);
+        assert!(store.record_inventory("h1", &full, 10).await.unwrap());
+        let delta = |base: u8, next: u8| InventoryReport {
+            packages: Some(vec![pkg("b", "2"), pkg("d", "1")]),
+            hotfixes: Some(vec![Hotfix {
+                kb: "KB3".into(),
+                title: String::new(),
+                installed_on: None,
+            }]),
+            programs: Some(Vec::new()),
+            digest: Some(vec![next; 32]),
+            delta: Some(crate::model::InventoryDelta {
+                base_digest: vec![base; 32],
+                removed_packages: vec![("c".into(), "amd64".into())],
+                removed_hotfixes: vec!["KB1".into()],
+                removed_programs: Vec::new(),
+            }),
+            ..full.clone()
+        };
+        // Against another base: nothing of it is applied, and the caller is told.
+        assert!(
+            !store
+                .record_inventory("h1", &delta(9, 2), 20)
+                .await
+                .unwrap()
+        );
+        let versions = |store: SqliteStore| async move {
+            store
+                .list_packages("h1")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| format!("{}={}", p.package.name, p.package.version))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(versions(store.clone()).await, vec!["a=1", "b=1", "c=1"]);
+        // The mismatch leaves the digest unknown, so even the right base no longer fits until a
+        // complete inventory comes.
+        assert!(
+            !store
+                .record_inventory("h1", &delta(1, 2), 30)
+                .await
+                .unwrap()
+        );
+        assert!(store.record_inventory("h1", &full, 40).await.unwrap());
+        assert!(
+            store
+                .record_inventory("h1", &delta(1, 2), 50)
+                .await
+                .unwrap()
+        );
+        assert_eq!(versions(store.clone()).await, vec!["a=1", "b=2", "d=1"]);
+        let kbs: Vec<String> = store
+            .list_hotfixes("h1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.kb)
+            .collect();
+        assert_eq!(kbs, vec!["KB2", "KB3"]);
+        assert_eq!(store.list_programs("h1").await.unwrap().len(), 1);
     }
 }
