@@ -87,7 +87,7 @@ impl FileStamp {
 
     /// Windows: volume serial number and file index for device and inode, last write and
     /// change time (which, unlike the creation time, no ordinary API can set back) in
-    /// nanoseconds since 1601.
+    /// nanoseconds since 1970.
     #[cfg(windows)]
     pub fn of_open(file: &std::fs::File) -> std::io::Result<Self> {
         use std::os::windows::io::AsRawHandle;
@@ -114,12 +114,16 @@ impl FileStamp {
             return Err(std::io::Error::last_os_error());
         }
         let join = |high: u32, low: u32| (u64::from(high) << 32) | u64::from(low);
+        // FILETIME ticks (100 ns since 1601) to nanoseconds since 1970, as on Unix: in
+        // nanoseconds since 1601, today's dates no longer fit an i64.
+        const UNIX_EPOCH_TICKS: i64 = 116_444_736_000_000_000;
+        let unix_ns = |ticks: i64| ticks.saturating_sub(UNIX_EPOCH_TICKS).saturating_mul(100);
         Ok(FileStamp {
             dev: u64::from(info.dwVolumeSerialNumber),
             ino: join(info.nFileIndexHigh, info.nFileIndexLow),
             size: join(info.nFileSizeHigh, info.nFileSizeLow),
-            mtime_ns: basic.LastWriteTime.saturating_mul(100),
-            ctime_ns: basic.ChangeTime.saturating_mul(100),
+            mtime_ns: unix_ns(basic.LastWriteTime),
+            ctime_ns: unix_ns(basic.ChangeTime),
         })
     }
 }
@@ -458,7 +462,13 @@ mod tests {
         assert_eq!(FileStamp::of_open(&file).unwrap(), before);
         drop(file);
         assert_eq!(before.size, 5);
-        assert_ne!(before.mtime_ns, 0);
+        // Nanoseconds since 1970, on every platform: after 2020, before 2100.
+        for ns in [before.mtime_ns, before.ctime_ns] {
+            assert!(
+                (1_577_836_800_000_000_000..4_102_444_800_000_000_000).contains(&ns),
+                "{ns}"
+            );
+        }
         // What a dropper does to hide: same size, the old file's times put back, moved over it.
         let evil = dir.path().join("evil.tmp");
         std::fs::write(&evil, b"evil!").unwrap();
@@ -500,7 +510,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "x").unwrap();
-        let err = Cache::open(&blocker.join("cache.redb")).err().unwrap();
-        assert!(err.to_string().contains("file/cache.redb"), "{err}");
+        let path = blocker.join("cache.redb");
+        let err = Cache::open(&path).err().unwrap();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 }

@@ -150,6 +150,14 @@ fn main() -> ExitCode {
         Command::Inventory(args) => inventory(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
+        // A reader that stopped early (`| head`) is not an error of ours.
+        let broken_pipe = err
+            .chain()
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+        if broken_pipe {
+            return ExitCode::SUCCESS;
+        }
         eprintln!("hygiene-agent: error: {err:#}");
         ExitCode::from(2)
     })
@@ -366,11 +374,19 @@ fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
         }
         InventoryFormat::Text => {
             let os = &inventory.os;
-            writeln!(
-                out,
-                "os: {} ({} {}), kernel {}, {}",
-                os.pretty_name, os.id, os.version_id, os.kernel, os.arch
-            )?;
+            if os.family == "windows" {
+                writeln!(
+                    out,
+                    "os: {}, build {} ({}), {}",
+                    os.pretty_name, os.build, os.installation_type, os.arch
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "os: {} ({} {}), kernel {}, {}",
+                    os.pretty_name, os.id, os.version_id, os.kernel, os.arch
+                )?;
+            }
             writeln!(
                 out,
                 "packages: {}, hotfixes: {}, programs: {}, connections: {}",

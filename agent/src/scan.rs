@@ -1461,11 +1461,13 @@ mod tests {
         let mut found: Vec<String> = findings
             .iter()
             .map(|f| {
-                f.path
-                    .strip_prefix(root.path())
-                    .unwrap()
-                    .display()
-                    .to_string()
+                let relative = f.path.strip_prefix(root.path()).unwrap();
+                // Compared with `/` on every platform.
+                let parts: Vec<String> = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                parts.join("/")
             })
             .collect();
         found.sort();

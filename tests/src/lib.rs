@@ -41,12 +41,36 @@ pub fn bin(name: &str) -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
-    let sources: &[&str] = match name {
-        "hygiene-agent" => &["agent/src", "proto"],
-        _ => &["collector/src", "collector/migrations", "proto"],
+    // Cargo's dep-info lists exactly the files the binary was built from (not, say, the
+    // Windows-only modules on Linux).
+    let dep_info = std::fs::read_to_string(dir.join(format!("{name}.d")));
+    if let Ok(dep_info) = &dep_info {
+        let listed = dep_info
+            .split_once(": ")
+            .map(|(_, deps)| deps)
+            .unwrap_or_default()
+            .replace("\\ ", "\u{0}");
+        for file in listed.split_whitespace().map(|f| f.replace('\u{0}', " ")) {
+            let newer = std::fs::metadata(&file)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m > built);
+            if newer {
+                panic!(
+                    "{} is older than {file}: run the tests with `cargo test --workspace` so that it is rebuilt",
+                    path.display()
+                );
+            }
+        }
+    }
+    // Without dep-info: every source of the package (other binaries' own files aside).
+    let sources: &[&str] = match (name, dep_info.is_ok()) {
+        ("hygiene-agent", true) => &["proto"],
+        ("hygiene-agent", false) => &["agent/src", "proto"],
+        (_, true) => &["collector/migrations", "proto"],
+        (_, false) => &["collector/src", "collector/migrations", "proto"],
     };
     for source in sources {
-        if let Some(newer) = newer_source(&workspace.join(source), built) {
+        if let Some(newer) = newer_source(&workspace.join(source), built, name) {
             panic!(
                 "{} is older than {}: run the tests with `cargo test --workspace` so that it is rebuilt",
                 path.display(),
@@ -57,20 +81,27 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// A file under `dir` modified after `time`.
-fn newer_source(dir: &Path, time: std::time::SystemTime) -> Option<PathBuf> {
+/// A file under `dir` modified after `time`, other than another binary's own `src/bin` file.
+fn newer_source(dir: &Path, time: std::time::SystemTime, bin_name: &str) -> Option<PathBuf> {
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let path = entry.path();
         let meta = entry.metadata().ok()?;
         if meta.is_dir() {
-            if let Some(newer) = newer_source(&path, time) {
+            if let Some(newer) = newer_source(&path, time, bin_name) {
                 return Some(newer);
             }
-        } else if meta.modified().is_ok_and(|m| m > time) {
+        } else if meta.modified().is_ok_and(|m| m > time) && !other_binary(&path, bin_name) {
             return Some(path);
         }
     }
     None
+}
+
+/// Whether `path` is the main file of a binary other than `bin_name` (`src/bin/NAME.rs`):
+/// editing hygienectl does not relink hygiene-collector.
+fn other_binary(path: &Path, bin_name: &str) -> bool {
+    path.parent().is_some_and(|p| p.ends_with("src/bin"))
+        && path.file_stem().is_some_and(|stem| stem != bin_name)
 }
 
 /// `../shared` from the workspace root.

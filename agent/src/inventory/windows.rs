@@ -319,8 +319,9 @@ pub fn connections(
                     Some(state) => tcp_state_name(state).to_owned(),
                     None => "UNCONN".to_owned(),
                 },
-                pid: Some(row.pid),
-                process: process_name(row.pid),
+                // PID 0 is nobody's (a closing socket), or a table that names no owners.
+                pid: (row.pid != 0).then_some(row.pid),
+                process: (row.pid != 0).then(|| process_name(row.pid)).flatten(),
             }
         })
         .collect()
@@ -567,6 +568,14 @@ mod tests {
                 state: None,
                 pid: 7,
             },
+            SocketRow {
+                proto: "tcp",
+                local_addr: "10.0.0.5".parse().unwrap(),
+                local_port: 49732,
+                remote: Some(("203.0.113.9".parse().unwrap(), 443)),
+                state: Some(11),
+                pid: 0,
+            },
         ];
         let found = connections(rows, |pid| (pid == 4242).then(|| "chrome.exe".to_owned()));
         assert_eq!(found[0].state, "ESTABLISHED");
@@ -578,5 +587,7 @@ mod tests {
             ("UNCONN", None)
         );
         assert_eq!(tcp_state_name(2), "LISTEN");
+        // PID 0 owns nothing: unknown, not the idle process.
+        assert_eq!((found[2].state.as_str(), found[2].pid), ("TIME_WAIT", None));
     }
 }

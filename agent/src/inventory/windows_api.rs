@@ -11,7 +11,7 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::System::Registry::{
     HKEY, HKEY_LOCAL_MACHINE, KEY_READ, KEY_WOW64_32KEY, KEY_WOW64_64KEY, RRF_RT_REG_DWORD,
-    RRF_RT_REG_EXPAND_SZ, RRF_RT_REG_SZ, RegCloseKey, RegEnumKeyExW, RegGetValueW, RegOpenKeyExW,
+    RRF_RT_REG_SZ, RegCloseKey, RegEnumKeyExW, RegGetValueW, RegOpenKeyExW,
 };
 
 use super::windows::{
@@ -74,6 +74,10 @@ fn programs(partial: &mut Vec<Partial>) -> Vec<Program> {
     for (view, name) in [(KEY_WOW64_64KEY, "64-bit"), (KEY_WOW64_32KEY, "32-bit")] {
         let key = match Key::open(HKEY_LOCAL_MACHINE, PATH, view) {
             Ok(key) => key,
+            // No 32-bit programs registered (or a 32-bit Windows): nothing is missing.
+            Err(err) if view == KEY_WOW64_32KEY && err.kind() == std::io::ErrorKind::NotFound => {
+                continue;
+            }
             Err(err) => {
                 partial.push(Partial::new(
                     "programs",
@@ -146,7 +150,7 @@ fn on_com_thread<T: Send + 'static>(
 
 fn qfe_rows() -> windows::core::Result<Vec<QfeRow>> {
     use windows::Win32::System::Com::{CLSCTX_INPROC_SERVER, CoCreateInstance};
-    use windows::Win32::System::Variant::VARIANT;
+    use windows::Win32::System::Variant::{VARIANT, VT_BSTR};
     use windows::Win32::System::Wmi::{
         IWbemClassObject, IWbemLocator, WBEM_FLAG_FORWARD_ONLY, WBEM_FLAG_RETURN_IMMEDIATELY,
         WBEM_INFINITE, WbemLocator,
@@ -170,13 +174,21 @@ fn qfe_rows() -> windows::core::Result<Vec<QfeRow>> {
             WBEM_FLAG_FORWARD_ONLY | WBEM_FLAG_RETURN_IMMEDIATELY,
             None,
         )?;
+        // The string properties come as VT_BSTR (VT_NULL when unset). Read directly: the
+        // VARIANT-to-BSTR helpers go through propsys.dll, parts of which Wine lacks.
         let text = |object: &IWbemClassObject, name: &str| -> String {
             let mut value = VARIANT::default();
-            match object.Get(&HSTRING::from(name), 0, &mut value, None, None) {
-                Ok(()) => BSTR::try_from(&value)
-                    .map(|b| b.to_string())
-                    .unwrap_or_default(),
-                Err(_) => String::new(),
+            if object
+                .Get(&HSTRING::from(name), 0, &mut value, None, None)
+                .is_err()
+            {
+                return String::new();
+            }
+            let inner = &value.Anonymous.Anonymous;
+            if inner.vt == VT_BSTR {
+                inner.Anonymous.bstrVal.to_string()
+            } else {
+                String::new()
             }
         };
         let mut rows = Vec::new();
@@ -243,6 +255,13 @@ pub fn connections(partial: &mut Vec<Partial>) -> Vec<Connection> {
                 ),
             )),
         }
+    }
+    if !rows.is_empty() && rows.iter().all(|r| r.pid == 0) {
+        // Windows always has owned sockets (svchost's listeners); Wine fills in no owners.
+        partial.push(Partial::new(
+            "connections",
+            "the socket tables name no owning process for any socket",
+        ));
     }
     let mut system = sysinfo::System::new();
     system.refresh_processes(sysinfo::ProcessesToUpdate::All, true);
@@ -433,7 +452,9 @@ impl Key {
     /// A string value (`REG_SZ`, or `REG_EXPAND_SZ` expanded); `None` when absent or empty.
     fn string(&self, name: &str) -> Option<String> {
         let name = wide(name);
-        let flags = RRF_RT_REG_SZ | RRF_RT_REG_EXPAND_SZ;
+        // REG_SZ only: REG_EXPAND_SZ values come back expanded as REG_SZ (asking for
+        // RRF_RT_REG_EXPAND_SZ without RRF_NOEXPAND is an invalid-parameter error).
+        let flags = RRF_RT_REG_SZ;
         let mut bytes: u32 = 0;
         // SAFETY: a size query: no buffer, `bytes` receives the size.
         let code = unsafe {
@@ -565,14 +586,21 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let mut gaps = Vec::new();
         let found = connections(&mut gaps);
+        let ours: Vec<&Connection> = found
+            .iter()
+            .filter(|c| c.proto == "tcp" && c.local_port == port)
+            .collect();
         assert!(
-            found.iter().any(|c| c.proto == "tcp"
-                && c.local_port == port
-                && c.state == "LISTEN"
-                && c.pid == Some(std::process::id())),
-            "port {port} not among {} sockets; gaps {gaps:?}",
+            !ours.is_empty(),
+            "port {port} not among {} sockets",
             found.len()
         );
+        assert_eq!(ours[0].state, "LISTEN");
+        // Ours, or unknown where the tables name no owners (Wine), which is then partial.
+        match ours[0].pid {
+            Some(pid) => assert_eq!(pid, std::process::id()),
+            None => assert!(gaps.iter().any(|g| g.source == "connections"), "{gaps:?}"),
+        }
         for gap in &inventory.partial {
             assert!(!gap.reason.is_empty());
             eprintln!("partial: {}: {}", gap.source, gap.reason);
