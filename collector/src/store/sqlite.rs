@@ -21,6 +21,10 @@ use crate::version::Scheme;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
+/// Rows per multi-row INSERT: at up to 9 values a row, far below SQLite's limit of 32,766
+/// bound parameters.
+const ROWS_PER_INSERT: usize = 500;
+
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -359,22 +363,23 @@ impl SqliteStore {
             .bind(host_id)
             .execute(&mut *tx)
             .await?;
-        for c in &report.connections {
-            sqlx::query(
+        for chunk in report.connections.chunks(ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO connections (host_id, proto, local_addr, local_port, remote_addr, \
-                     remote_port, state, pid, process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(host_id)
-            .bind(&c.proto)
-            .bind(&c.local_addr)
-            .bind(c.local_port)
-            .bind(&c.remote_addr)
-            .bind(c.remote_port)
-            .bind(&c.state)
-            .bind(c.pid)
-            .bind(&c.process)
-            .execute(&mut *tx)
-            .await?;
+                     remote_port, state, pid, process) ",
+            );
+            insert.push_values(chunk, |mut row, c| {
+                row.push_bind(host_id)
+                    .push_bind(&c.proto)
+                    .push_bind(&c.local_addr)
+                    .push_bind(c.local_port)
+                    .push_bind(&c.remote_addr)
+                    .push_bind(c.remote_port)
+                    .push_bind(&c.state)
+                    .push_bind(c.pid)
+                    .push_bind(&c.process);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         sqlx::query(
             "INSERT INTO connection_reports (host_id, collected_ms, received_ms, count, partial_reason) \
@@ -727,73 +732,89 @@ async fn replace_packages(
             (key, (row.get("version"), row.get("manager")))
         })
         .collect();
-    let history = "INSERT INTO package_history (host_id, name, arch, old_version, new_version, changed_ms) \
-                   VALUES (?, ?, ?, ?, ?, ?)";
+    // (package, old version) for what appeared or changed; names of those whose manager only
+    // became known.
+    let mut upserts: Vec<(&InstalledPackage, Option<String>)> = Vec::new();
+    let mut manager_only: Vec<&InstalledPackage> = Vec::new();
     for p in packages {
-        let manager = scheme_name(p.manager);
-        let old = before.remove(&(p.name.clone(), p.arch.clone()));
-        let old = match old {
-            Some((version, old_manager)) if version == p.version => {
-                if old_manager != manager {
-                    sqlx::query(
-                        "UPDATE packages SET manager = ? WHERE host_id = ? AND name = ? AND arch = ?",
-                    )
-                    .bind(manager)
-                    .bind(host_id)
-                    .bind(&p.name)
-                    .bind(&p.arch)
-                    .execute(&mut **tx)
-                    .await?;
+        match before.remove(&(p.name.clone(), p.arch.clone())) {
+            Some((version, manager)) if version == p.version => {
+                if manager != scheme_name(p.manager) {
+                    manager_only.push(p);
                 }
-                continue;
             }
-            other => other.map(|(version, _)| version),
-        };
-        sqlx::query(
-            "INSERT INTO packages (host_id, name, arch, version, source, installed_ms, manager) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (host_id, name, arch) DO UPDATE SET version = excluded.version, \
-                 source = excluded.source, installed_ms = excluded.installed_ms, \
-                 manager = excluded.manager",
-        )
-        .bind(host_id)
-        .bind(&p.name)
-        .bind(&p.arch)
-        .bind(&p.version)
-        .bind(&p.source)
-        .bind(now_ms)
-        .bind(manager)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(history)
-            .bind(host_id)
-            .bind(&p.name)
-            .bind(&p.arch)
-            .bind(old)
-            .bind(&p.version)
-            .bind(now_ms)
-            .execute(&mut **tx)
-            .await?;
+            old => upserts.push((p, old.map(|(version, _)| version))),
+        }
     }
     if let Some(removed) = removed {
         before.retain(|key, _| removed.contains(key));
     }
-    for ((name, arch), (version, _)) in before {
+    // Many rows per statement: a first inventory of 5,000 packages is 5,000 rows here and as
+    // many in the history, and one statement each costs most of the time.
+    for chunk in upserts.chunks(ROWS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO packages (host_id, name, arch, version, source, installed_ms, manager) ",
+        );
+        insert.push_values(chunk, |mut row, (p, _)| {
+            row.push_bind(host_id)
+                .push_bind(&p.name)
+                .push_bind(&p.arch)
+                .push_bind(&p.version)
+                .push_bind(&p.source)
+                .push_bind(now_ms)
+                .push_bind(scheme_name(p.manager));
+        });
+        insert.push(
+            " ON CONFLICT (host_id, name, arch) DO UPDATE SET version = excluded.version, \
+             source = excluded.source, installed_ms = excluded.installed_ms, \
+             manager = excluded.manager",
+        );
+        insert.build().execute(&mut **tx).await?;
+    }
+    for p in manager_only {
+        sqlx::query("UPDATE packages SET manager = ? WHERE host_id = ? AND name = ? AND arch = ?")
+            .bind(scheme_name(p.manager))
+            .bind(host_id)
+            .bind(&p.name)
+            .bind(&p.arch)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (name, arch) in before.keys() {
         sqlx::query("DELETE FROM packages WHERE host_id = ? AND name = ? AND arch = ?")
             .bind(host_id)
-            .bind(&name)
-            .bind(&arch)
+            .bind(name)
+            .bind(arch)
             .execute(&mut **tx)
             .await?;
-        sqlx::query(history)
-            .bind(host_id)
-            .bind(&name)
-            .bind(&arch)
-            .bind(Some(version))
-            .bind(None::<String>)
-            .bind(now_ms)
-            .execute(&mut **tx)
-            .await?;
+    }
+    let history: Vec<(&str, &str, Option<&str>, Option<&str>)> = upserts
+        .iter()
+        .map(|(p, old)| {
+            (
+                p.name.as_str(),
+                p.arch.as_str(),
+                old.as_deref(),
+                Some(p.version.as_str()),
+            )
+        })
+        .chain(before.iter().map(|((name, arch), (version, _))| {
+            (name.as_str(), arch.as_str(), Some(version.as_str()), None)
+        }))
+        .collect();
+    for chunk in history.chunks(ROWS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO package_history (host_id, name, arch, old_version, new_version, changed_ms) ",
+        );
+        insert.push_values(chunk, |mut row, (name, arch, old, new)| {
+            row.push_bind(host_id)
+                .push_bind(*name)
+                .push_bind(*arch)
+                .push_bind(*old)
+                .push_bind(*new)
+                .push_bind(now_ms);
+        });
+        insert.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
