@@ -10,6 +10,25 @@ pub enum Scheme {
     Rpm,
 }
 
+impl Scheme {
+    /// The package manager's name as agents report it and the store keeps it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Dpkg => "dpkg",
+            Scheme::Rpm => "rpm",
+        }
+    }
+
+    /// The scheme of a package manager named `dpkg` or `rpm`; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Scheme> {
+        match name {
+            "dpkg" => Some(Scheme::Dpkg),
+            "rpm" => Some(Scheme::Rpm),
+            _ => None,
+        }
+    }
+}
+
 /// Compares two versions under `scheme`.
 pub fn compare(scheme: Scheme, a: &str, b: &str) -> Ordering {
     match scheme {

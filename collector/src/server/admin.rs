@@ -196,11 +196,11 @@ impl AdminService for AdminEndpoint {
                 arch: p.package.arch,
                 source: p.package.source.unwrap_or_default(),
                 installed_ms: p.installed_ms,
-                manager: match p.package.manager {
-                    Some(crate::version::Scheme::Dpkg) => "dpkg".to_owned(),
-                    Some(crate::version::Scheme::Rpm) => "rpm".to_owned(),
-                    None => String::new(),
-                },
+                manager: p
+                    .package
+                    .manager
+                    .map_or("", crate::version::Scheme::as_str)
+                    .to_owned(),
             })
             .collect();
         Ok(Response::new(v1::ListPackagesResponse { packages }))

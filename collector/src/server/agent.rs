@@ -420,11 +420,7 @@ pub fn inventory_report(inventory: v1::Inventory) -> InventoryReport {
                     version: p.version,
                     arch: p.arch,
                     source: Some(p.source).filter(|s| !s.is_empty()),
-                    manager: match p.manager.as_str() {
-                        "dpkg" => Some(Scheme::Dpkg),
-                        "rpm" => Some(Scheme::Rpm),
-                        _ => None,
-                    },
+                    manager: Scheme::parse(&p.manager),
                 })
                 .collect()
         }),

@@ -594,7 +594,7 @@ impl SqliteStore {
                     version: row.get("version"),
                     arch: row.get("arch"),
                     source: row.get("source"),
-                    manager: scheme_of(row.get("manager")),
+                    manager: Scheme::parse(row.get("manager")),
                 },
                 installed_ms: row.get("installed_ms"),
             })
@@ -681,7 +681,7 @@ impl SqliteStore {
             let manager: String = row.try_get("manager")?;
             // Rows from agents that did not name their package manager: dpkg's ordering, which
             // agrees with RPM's on plain dotted versions.
-            let scheme = scheme_of(&manager).unwrap_or(Scheme::Dpkg);
+            let scheme = Scheme::parse(&manager).unwrap_or(Scheme::Dpkg);
             if crate::version::compare(scheme, &installed, version).is_lt() {
                 hosts.insert(row.try_get("host_id")?);
             }
@@ -819,20 +819,9 @@ async fn replace_packages(
     Ok(())
 }
 
+/// The stored manager column: the scheme's name, or '' when the agent did not say.
 fn scheme_name(scheme: Option<Scheme>) -> &'static str {
-    match scheme {
-        Some(Scheme::Dpkg) => "dpkg",
-        Some(Scheme::Rpm) => "rpm",
-        None => "",
-    }
-}
-
-fn scheme_of(name: &str) -> Option<Scheme> {
-    match name {
-        "dpkg" => Some(Scheme::Dpkg),
-        "rpm" => Some(Scheme::Rpm),
-        _ => None,
-    }
+    scheme.map_or("", Scheme::as_str)
 }
 
 /// Replaces a host's installed updates within `tx`, recording which KBs appeared or left. With
@@ -906,51 +895,29 @@ async fn replace_programs(
     removed: Option<&[Program]>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    if let Some(removed) = removed {
-        for p in programs {
-            sqlx::query(
-                "INSERT INTO programs (host_id, name, version, publisher, first_seen_ms) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(host_id)
-            .bind(&p.name)
-            .bind(&p.version)
-            .bind(&p.publisher)
-            .bind(now_ms)
-            .execute(&mut **tx)
-            .await?;
+    // What leaves: the delta's list, or else every stored program not reported now.
+    let gone: Vec<Program> = match removed {
+        Some(removed) => removed.to_vec(),
+        None => {
+            let rows =
+                sqlx::query("SELECT name, version, publisher FROM programs WHERE host_id = ?")
+                    .bind(host_id)
+                    .fetch_all(&mut **tx)
+                    .await?;
+            rows.into_iter()
+                .map(|row| Program {
+                    name: row.get("name"),
+                    version: row.get("version"),
+                    publisher: row.get("publisher"),
+                })
+                .filter(|stored| !programs.contains(stored))
+                .collect()
         }
-        for p in removed {
-            sqlx::query(
-                "DELETE FROM programs WHERE host_id = ? AND name = ? AND version = ? AND publisher = ?",
-            )
-            .bind(host_id)
-            .bind(&p.name)
-            .bind(&p.version)
-            .bind(&p.publisher)
-            .execute(&mut **tx)
-            .await?;
-        }
-        return Ok(());
-    }
-    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS reported_programs (name TEXT, version TEXT, publisher TEXT)")
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM temp.reported_programs")
-        .execute(&mut **tx)
-        .await?;
+    };
     for p in programs {
         sqlx::query(
-            "INSERT INTO temp.reported_programs (name, version, publisher) VALUES (?, ?, ?)",
-        )
-        .bind(&p.name)
-        .bind(&p.version)
-        .bind(&p.publisher)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO programs (host_id, name, version, publisher, first_seen_ms) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO programs (host_id, name, version, publisher, first_seen_ms) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(host_id)
         .bind(&p.name)
@@ -960,17 +927,17 @@ async fn replace_programs(
         .execute(&mut **tx)
         .await?;
     }
-    sqlx::query(
-        "DELETE FROM programs WHERE host_id = ? AND NOT EXISTS (SELECT 1 FROM temp.reported_programs r \
-             WHERE r.name = programs.name AND r.version = programs.version \
-             AND r.publisher = programs.publisher)",
-    )
-    .bind(host_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM temp.reported_programs")
+    for p in &gone {
+        sqlx::query(
+            "DELETE FROM programs WHERE host_id = ? AND name = ? AND version = ? AND publisher = ?",
+        )
+        .bind(host_id)
+        .bind(&p.name)
+        .bind(&p.version)
+        .bind(&p.publisher)
         .execute(&mut **tx)
         .await?;
+    }
     Ok(())
 }
 
