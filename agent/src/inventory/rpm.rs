@@ -1,6 +1,13 @@
-//! Installed packages from RPM: `rpm -qa` with a query format that puts one package per line.
+//! Installed packages from RPM.
+//!
+//! `rpm -qa` with a query format that puts one package per line is the first choice: it
+//! reads every database backend rpm knows. Where `rpm` is absent (minimal and distroless
+//! images keep the database but drop the tool) or fails, the SQLite database that RPM 4.16
+//! and later write (Fedora 33+, RHEL 9, Amazon Linux 2023) is read directly: one header
+//! blob per package, decoded by [`Header`]. The older Berkeley DB `Packages` file and
+//! SUSE's `Packages.db` are reported as partial in that case, never as "nothing installed".
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Package, Partial};
 
@@ -8,34 +15,348 @@ use super::{Package, Partial};
 pub const QUERY_FORMAT: &str =
     "%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t%{SOURCERPM}\\t%{INSTALLTIME}\\n";
 
-/// Packages and the latest install time, from `rpm`; nothing when this is not an RPM system.
+/// Where distributions keep the database, relative to the root; Fedora 36+ moved it to
+/// `usr/lib/sysimage/rpm` and left `var/lib/rpm` as a link.
+const DB_DIRS: [&str; 2] = ["var/lib/rpm", "usr/lib/sysimage/rpm"];
+
+/// The database files rpm's backends write, newest first.
+const DB_FILES: [(&str, DbFormat); 3] = [
+    ("rpmdb.sqlite", DbFormat::Sqlite),
+    ("Packages.db", DbFormat::Ndb),
+    ("Packages", DbFormat::BerkeleyDb),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFormat {
+    Sqlite,
+    Ndb,
+    BerkeleyDb,
+}
+
+/// An RPM database found under a root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    /// The directory, relative to the root (rpm's `--dbpath`).
+    pub dir: &'static str,
+    /// The database file itself.
+    pub file: PathBuf,
+    pub format: DbFormat,
+}
+
+/// The RPM database under `root`, if there is one. An empty `var/lib/rpm` (Debian ships
+/// one) is not a database.
+pub fn find_database(root: &Path) -> Option<Database> {
+    DB_DIRS.iter().find_map(|dir| {
+        DB_FILES.iter().find_map(|(name, format)| {
+            let file = root.join(dir).join(name);
+            file.is_file().then_some(Database {
+                dir,
+                file,
+                format: *format,
+            })
+        })
+    })
+}
+
+/// Why the database could not be read directly.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{path}: the {format} format is read only through rpm, which is not available")]
+    Unsupported { path: PathBuf, format: &'static str },
+}
+
+/// Packages and the latest install time; nothing when this is not an RPM system.
 pub fn collect(root: &Path, partial: &mut Vec<Partial>) -> (Vec<Package>, Option<i64>) {
-    let rpmdb = ["var/lib/rpm", "usr/lib/sysimage/rpm"]
-        .iter()
-        .any(|p| root.join(p).is_dir());
-    if !rpmdb {
+    collect_with(root, Path::new("rpm"), partial)
+}
+
+/// [`collect`] with the rpm program to run (tests name one that does not exist).
+fn collect_with(
+    root: &Path,
+    rpm: &Path,
+    partial: &mut Vec<Partial>,
+) -> (Vec<Package>, Option<i64>) {
+    let Some(db) = find_database(root) else {
         return (Vec::new(), None);
-    }
-    match std::process::Command::new("rpm")
+    };
+    let rpm_failure = match std::process::Command::new(rpm)
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", &format!("/{}", db.dir)])
         .args(["-qa", "--queryformat", QUERY_FORMAT])
         .output()
     {
-        Ok(out) if out.status.success() => parse_query(&String::from_utf8_lossy(&out.stdout)),
-        Ok(out) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            partial.push(Partial::new(
-                "packages",
-                format!("rpm -qa failed ({}): {}", out.status, stderr.trim()),
-            ));
-            (Vec::new(), None)
+        Ok(out) if out.status.success() => {
+            return parse_query(&String::from_utf8_lossy(&out.stdout));
+        }
+        Ok(out) => format!(
+            "rpm -qa failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(err) => format!("rpm cannot be run: {err}"),
+    };
+    match read_database(&db) {
+        Ok(read) => {
+            // Complete but for the headers named here.
+            partial.extend(
+                read.skipped
+                    .into_iter()
+                    .map(|r| Partial::new("packages", r)),
+            );
+            (read.packages, read.latest_install)
         }
         Err(err) => {
             partial.push(Partial::new(
                 "packages",
-                format!("an RPM database exists but rpm cannot be run: {err}"),
+                format!("{rpm_failure}; reading the database directly: {err}"),
             ));
             (Vec::new(), None)
         }
+    }
+}
+
+/// What [`read_database`] found.
+#[derive(Debug, Default)]
+pub struct DbRead {
+    pub packages: Vec<Package>,
+    pub latest_install: Option<i64>,
+    /// One reason per package header that could not be decoded.
+    pub skipped: Vec<String>,
+}
+
+/// Packages straight from the database file, without rpm.
+pub fn read_database(db: &Database) -> Result<DbRead, DbError> {
+    let blobs = match db.format {
+        DbFormat::Sqlite => sqlite_blobs(&db.file)?,
+        DbFormat::Ndb => {
+            return Err(DbError::Unsupported {
+                path: db.file.clone(),
+                format: "ndb (Packages.db)",
+            });
+        }
+        DbFormat::BerkeleyDb => {
+            return Err(DbError::Unsupported {
+                path: db.file.clone(),
+                format: "Berkeley DB (Packages)",
+            });
+        }
+    };
+    let mut read = DbRead::default();
+    for (key, blob) in blobs {
+        match Header::parse(&blob).and_then(|h| h.package()) {
+            Ok((package, installed)) => {
+                read.latest_install = read.latest_install.max(installed);
+                // rpm -qa lists the imported signing keys as packages too; so do we.
+                read.packages.push(package);
+            }
+            Err(err) => read.skipped.push(format!(
+                "{}: package header {key} skipped: {err}",
+                db.file.display()
+            )),
+        }
+    }
+    Ok(read)
+}
+
+/// `(hnum, blob)` for every row of rpm's `Packages` table.
+#[cfg(unix)]
+fn sqlite_blobs(path: &Path) -> Result<Vec<(i64, Vec<u8>)>, DbError> {
+    use rusqlite::{Connection, OpenFlags};
+    let wrap = |err: rusqlite::Error| DbError::Sqlite {
+        path: path.to_owned(),
+        source: Box::new(err),
+    };
+    // Read-only, so a scan can never disturb the package manager's own database.
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(wrap)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT hnum, blob FROM Packages ORDER BY hnum")
+        .map_err(wrap)?;
+    let rows = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(wrap)?;
+    rows.collect::<Result<_, _>>().map_err(wrap)
+}
+
+#[cfg(not(unix))]
+fn sqlite_blobs(path: &Path) -> Result<Vec<(i64, Vec<u8>)>, DbError> {
+    Err(DbError::Unsupported {
+        path: path.to_owned(),
+        format: "SQLite",
+    })
+}
+
+/// Why a package header could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderError {
+    #[error("{0} bytes is too short for a header")]
+    TooShort(usize),
+    #[error("{entries} index entries and {data} data bytes do not fit in {len} bytes")]
+    BadSize {
+        entries: usize,
+        data: usize,
+        len: usize,
+    },
+    #[error("tag {0} is missing")]
+    Missing(u32),
+    #[error("tag {tag} has type {kind} where {expected} was expected")]
+    WrongType { tag: u32, kind: u32, expected: u32 },
+    #[error("tag {0} points outside the header's data")]
+    OutOfBounds(u32),
+}
+
+/// rpm's tag numbers (`rpmtag.h`).
+mod tag {
+    pub const NAME: u32 = 1000;
+    pub const VERSION: u32 = 1001;
+    pub const RELEASE: u32 = 1002;
+    pub const EPOCH: u32 = 1003;
+    pub const INSTALLTIME: u32 = 1008;
+    pub const ARCH: u32 = 1022;
+    pub const SOURCERPM: u32 = 1044;
+}
+
+/// rpm's data types (`rpmtag.h`, `rpmTagType`).
+mod kind {
+    pub const INT32: u32 = 4;
+    pub const STRING: u32 = 6;
+    pub const STRING_ARRAY: u32 = 8;
+    pub const I18NSTRING: u32 = 9;
+}
+
+/// A package header as rpm stores it in its database: the index length and data length
+/// (big-endian `u32`s), that many 16-byte index entries (tag, type, offset, count), then
+/// the data they point into.
+pub struct Header<'a> {
+    index: &'a [u8],
+    data: &'a [u8],
+}
+
+/// rpm refuses headers beyond these (`header_internal.h`), and so do we.
+const MAX_INDEX_ENTRIES: usize = 0xffff;
+const MAX_DATA_BYTES: usize = 256 << 20;
+
+impl<'a> Header<'a> {
+    pub fn parse(blob: &'a [u8]) -> Result<Self, HeaderError> {
+        if blob.len() < 8 {
+            return Err(HeaderError::TooShort(blob.len()));
+        }
+        let entries = be32(blob, 0) as usize;
+        let data = be32(blob, 4) as usize;
+        let index_end = 8 + entries * 16;
+        if entries > MAX_INDEX_ENTRIES || data > MAX_DATA_BYTES || index_end + data > blob.len() {
+            return Err(HeaderError::BadSize {
+                entries,
+                data,
+                len: blob.len(),
+            });
+        }
+        Ok(Header {
+            index: &blob[8..index_end],
+            data: &blob[index_end..index_end + data],
+        })
+    }
+
+    /// `(type, offset, count)` of the first entry for `tag`.
+    fn entry(&self, tag: u32) -> Option<(u32, usize, usize)> {
+        self.index
+            .chunks_exact(16)
+            .find(|e| be32(e, 0) == tag)
+            .map(|e| (be32(e, 4), be32(e, 8) as usize, be32(e, 12) as usize))
+    }
+
+    /// A string tag; the first element of a string array or translated string.
+    pub fn string(&self, tag: u32) -> Result<Option<&'a str>, HeaderError> {
+        let Some((kind, offset, _)) = self.entry(tag) else {
+            return Ok(None);
+        };
+        if !matches!(kind, kind::STRING | kind::STRING_ARRAY | kind::I18NSTRING) {
+            return Err(HeaderError::WrongType {
+                tag,
+                kind,
+                expected: kind::STRING,
+            });
+        }
+        let rest = self
+            .data
+            .get(offset..)
+            .ok_or(HeaderError::OutOfBounds(tag))?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(HeaderError::OutOfBounds(tag))?;
+        std::str::from_utf8(&rest[..end])
+            .map(Some)
+            .map_err(|_| HeaderError::OutOfBounds(tag))
+    }
+
+    /// The first value of an `INT32` tag.
+    pub fn int32(&self, tag: u32) -> Result<Option<u32>, HeaderError> {
+        let Some((kind, offset, count)) = self.entry(tag) else {
+            return Ok(None);
+        };
+        if kind != kind::INT32 {
+            return Err(HeaderError::WrongType {
+                tag,
+                kind,
+                expected: kind::INT32,
+            });
+        }
+        if count == 0 || offset + 4 > self.data.len() {
+            return Err(HeaderError::OutOfBounds(tag));
+        }
+        Ok(Some(be32(self.data, offset)))
+    }
+
+    /// The package this header describes, and its install time; the same fields and
+    /// spelling as [`QUERY_FORMAT`] through [`parse_query`].
+    pub fn package(&self) -> Result<(Package, Option<i64>), HeaderError> {
+        let name = self
+            .string(tag::NAME)?
+            .ok_or(HeaderError::Missing(tag::NAME))?;
+        let version = self
+            .string(tag::VERSION)?
+            .ok_or(HeaderError::Missing(tag::VERSION))?;
+        let release = self.string(tag::RELEASE)?.unwrap_or_default();
+        let epoch = self.int32(tag::EPOCH)?;
+        let package = Package {
+            name: name.to_owned(),
+            version: evr(epoch.map(|e| e.to_string()).as_deref(), version, release),
+            arch: self.string(tag::ARCH)?.unwrap_or_default().to_owned(),
+            source: self.string(tag::SOURCERPM)?.and_then(source_name),
+            manager: "rpm",
+        };
+        Ok((package, self.int32(tag::INSTALLTIME)?.map(i64::from)))
+    }
+}
+
+fn be32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
+}
+
+/// `epoch:version-release`, the epoch left out when there is none or it is 0, as rpm
+/// itself prints and compares versions.
+fn evr(epoch: Option<&str>, version: &str, release: &str) -> String {
+    let release = if release.is_empty() {
+        String::new()
+    } else {
+        format!("-{release}")
+    };
+    match epoch {
+        None | Some("(none)" | "" | "0") => format!("{version}{release}"),
+        Some(epoch) => format!("{epoch}:{version}{release}"),
     }
 }
 
@@ -52,17 +373,14 @@ pub fn parse_query(text: &str) -> (Vec<Package>, Option<i64>) {
             if name.is_empty() || version.is_empty() {
                 return None;
             }
-            let version = match epoch {
-                "(none)" | "" | "0" => format!("{version}-{release}"),
-                epoch => format!("{epoch}:{version}-{release}"),
-            };
             if let Ok(time) = installed.parse::<i64>() {
                 latest = latest.max(Some(time));
             }
             Some(Package {
                 name: name.to_owned(),
-                version,
-                arch: arch.to_owned(),
+                version: evr(Some(epoch), version, release),
+                // rpm prints "(none)" for a missing tag, as for the gpg-pubkey entries.
+                arch: if arch == "(none)" { "" } else { arch }.to_owned(),
                 source: source_name(source),
                 manager: "rpm",
             })
@@ -86,6 +404,51 @@ fn source_name(source_rpm: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A value for [`header_blob`].
+    enum Value<'a> {
+        Str(&'a str),
+        Int32(u32),
+    }
+
+    /// A header blob in rpm's database layout, for tests without rpm.
+    fn header_blob(entries: &[(u32, Value)]) -> Vec<u8> {
+        let mut index = Vec::new();
+        let mut data = Vec::new();
+        for (tag, value) in entries {
+            let (kind, bytes) = match value {
+                Value::Str(s) => (kind::STRING, [s.as_bytes(), b"\0"].concat()),
+                Value::Int32(n) => {
+                    while data.len() % 4 != 0 {
+                        data.push(0);
+                    }
+                    (kind::INT32, n.to_be_bytes().to_vec())
+                }
+            };
+            for word in [*tag, kind, data.len() as u32, 1] {
+                index.extend(word.to_be_bytes());
+            }
+            data.extend(bytes);
+        }
+        let mut blob = Vec::new();
+        blob.extend((entries.len() as u32).to_be_bytes());
+        blob.extend((data.len() as u32).to_be_bytes());
+        blob.extend(index);
+        blob.extend(data);
+        blob
+    }
+
+    fn openssl_blob() -> Vec<u8> {
+        header_blob(&[
+            (tag::NAME, Value::Str("openssl-libs")),
+            (tag::VERSION, Value::Str("3.0.7")),
+            (tag::RELEASE, Value::Str("25.el9_3")),
+            (tag::EPOCH, Value::Int32(1)),
+            (tag::INSTALLTIME, Value::Int32(1_700_000_000)),
+            (tag::ARCH, Value::Str("x86_64")),
+            (tag::SOURCERPM, Value::Str("openssl-3.0.7-25.el9_3.src.rpm")),
+        ])
+    }
+
     #[test]
     fn query_output_with_and_without_epoch() {
         let text = "openssl-libs\t1\t3.0.7\t25.el9_3\tx86_64\topenssl-3.0.7-25.el9_3.src.rpm\t1700000000\n\
@@ -99,12 +462,243 @@ mod tests {
         assert_eq!(packages[0].source.as_deref(), Some("openssl"));
         assert_eq!(packages[1].version, "5.1.8-6.el9_1");
         assert_eq!(packages[2].source, None);
+        assert_eq!(packages[2].arch, "");
         assert_eq!(latest, Some(1700000000));
+    }
+
+    #[test]
+    fn header_blob_decodes_like_the_query_output() {
+        let blob = openssl_blob();
+        let (package, installed) = Header::parse(&blob).unwrap().package().unwrap();
+        let (expected, latest) = parse_query(
+            "openssl-libs\t1\t3.0.7\t25.el9_3\tx86_64\topenssl-3.0.7-25.el9_3.src.rpm\t1700000000\n",
+        );
+        assert_eq!(package, expected[0]);
+        assert_eq!(installed, latest);
+
+        // A signing key: no epoch, no arch, no source.
+        let key = header_blob(&[
+            (tag::NAME, Value::Str("gpg-pubkey")),
+            (tag::VERSION, Value::Str("3228467c")),
+            (tag::RELEASE, Value::Str("613798eb")),
+        ]);
+        let (package, installed) = Header::parse(&key).unwrap().package().unwrap();
+        assert_eq!(package.version, "3228467c-613798eb");
+        assert_eq!(
+            (package.arch.as_str(), package.source, installed),
+            ("", None, None)
+        );
+    }
+
+    #[test]
+    fn damaged_headers_are_errors_not_panics() {
+        let good = openssl_blob();
+        assert_eq!(
+            Header::parse(&good[..5]).err(),
+            Some(HeaderError::TooShort(5))
+        );
+        // Every truncation either fails to parse or fails to decode; none panics.
+        for len in 8..good.len() {
+            let result = Header::parse(&good[..len]).and_then(|h| h.package());
+            assert!(result.is_err(), "truncated to {len} bytes");
+        }
+        // An offset pointing past the data.
+        let mut bad = good.clone();
+        bad[8 + 8..8 + 12].copy_from_slice(&u32::MAX.to_be_bytes());
+        let err = Header::parse(&bad).unwrap().package().unwrap_err();
+        assert_eq!(err, HeaderError::OutOfBounds(tag::NAME));
+        // A name stored as a number.
+        let wrong = header_blob(&[(tag::NAME, Value::Int32(7))]);
+        assert!(matches!(
+            Header::parse(&wrong).unwrap().package(),
+            Err(HeaderError::WrongType { tag: tag::NAME, .. })
+        ));
+        let nameless = header_blob(&[(tag::VERSION, Value::Str("1"))]);
+        assert_eq!(
+            Header::parse(&nameless).unwrap().package().unwrap_err(),
+            HeaderError::Missing(tag::NAME)
+        );
+        // Sizes beyond what rpm accepts.
+        let mut huge = good;
+        huge[0..4].copy_from_slice(&0x0100_0000u32.to_be_bytes());
+        assert!(matches!(
+            Header::parse(&huge),
+            Err(HeaderError::BadSize { .. })
+        ));
+    }
+
+    /// A database laid out as rpm 4.16+ writes it (`Packages(hnum, blob)`).
+    #[cfg(unix)]
+    fn write_sqlite(path: &Path, blobs: &[Vec<u8>]) {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)",
+        )
+        .unwrap();
+        for blob in blobs {
+            conn.execute("INSERT INTO Packages (blob) VALUES (?1)", [blob])
+                .unwrap();
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn sqlite_database_read_without_rpm_keeps_good_headers_and_names_bad_ones() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/lib/sysimage/rpm")).unwrap();
+        // Debian ships an empty var/lib/rpm: not a database.
+        std::fs::create_dir_all(root.path().join("var/lib/rpm")).unwrap();
+        let file = root.path().join("usr/lib/sysimage/rpm/rpmdb.sqlite");
+        write_sqlite(&file, &[openssl_blob(), b"garbage".to_vec()]);
+        let db = find_database(root.path()).unwrap();
+        assert_eq!(
+            (db.dir, db.format),
+            ("usr/lib/sysimage/rpm", DbFormat::Sqlite)
+        );
+        let read = read_database(&db).unwrap();
+        assert_eq!(read.packages.len(), 1);
+        assert_eq!(read.packages[0].version, "1:3.0.7-25.el9_3");
+        assert_eq!(read.latest_install, Some(1_700_000_000));
+        assert_eq!(read.skipped.len(), 1);
+        assert!(
+            read.skipped[0].contains("package header 2 skipped"),
+            "{:?}",
+            read.skipped
+        );
+    }
+
+    #[test]
+    fn corrupt_or_unsupported_databases_are_errors_naming_the_file() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("var/lib/rpm");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("rpmdb.sqlite"),
+            b"not a database at all, just text",
+        )
+        .unwrap();
+        let err = read_database(&find_database(root.path()).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("rpmdb.sqlite"), "{err}");
+
+        std::fs::remove_file(dir.join("rpmdb.sqlite")).unwrap();
+        std::fs::write(dir.join("Packages"), b"\0\0").unwrap();
+        let db = find_database(root.path()).unwrap();
+        assert_eq!(db.format, DbFormat::BerkeleyDb);
+        let err = read_database(&db).unwrap_err();
+        assert!(err.to_string().contains("Berkeley DB"), "{err}");
+    }
+
+    /// Against real rpm: packages built with rpmbuild and recorded in a fresh database under
+    /// a temporary root. rpm's own answer, the direct read, and the fallback when rpm cannot
+    /// be run must agree. Needs `rpmbuild`; `.ci/run` installs it and sets
+    /// `HYGIENE_REQUIRE_RPM=1`, so there it cannot be skipped.
+    #[cfg(unix)]
+    #[test]
+    fn direct_read_agrees_with_rpm_on_a_real_database() {
+        use std::process::Command;
+        let have_rpmbuild = Command::new("rpmbuild").arg("--version").output().is_ok();
+        if !have_rpmbuild {
+            assert!(
+                std::env::var_os("HYGIENE_REQUIRE_RPM").is_none(),
+                "HYGIENE_REQUIRE_RPM is set but rpmbuild cannot be run"
+            );
+            eprintln!("skipped: rpmbuild is not installed");
+            return;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let top = work.path().join("build");
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for (name, epoch, version, release) in [
+            ("hygiene-test-one", "", "1.2.3", "4.el9"),
+            ("hygiene-test-two", "Epoch: 2", "0.9", "1"),
+        ] {
+            let spec = work.path().join(format!("{name}.spec"));
+            std::fs::write(
+                &spec,
+                format!(
+                    "Name: {name}\nVersion: {version}\nRelease: {release}\n{epoch}\n\
+                     Summary: test\nLicense: MIT\nBuildArch: noarch\n\
+                     %description\ntest\n%files\n"
+                ),
+            )
+            .unwrap();
+            run(Command::new("rpmbuild")
+                .args(["-bb", "--quiet", "--define"])
+                .arg(format!("_topdir {}", top.display()))
+                .arg(&spec));
+        }
+        let root = work.path().join("root");
+        let rpms: Vec<PathBuf> = std::fs::read_dir(top.join("RPMS/noarch"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(rpms.len(), 2);
+        run(Command::new("rpm")
+            .arg("--dbpath")
+            .arg(root.join("var/lib/rpm"))
+            .args(["-i", "--justdb", "--nodeps", "--noscripts"])
+            .args(&rpms));
+
+        let sorted = |(mut packages, latest): (Vec<Package>, Option<i64>)| {
+            packages.sort_by(|a, b| a.name.cmp(&b.name));
+            (packages, latest)
+        };
+        let mut partial = Vec::new();
+        let via_rpm = sorted(collect(&root, &mut partial));
+        assert!(partial.is_empty(), "{partial:?}");
+        let db = find_database(&root).unwrap();
+        assert_eq!(db.format, DbFormat::Sqlite);
+        let read = read_database(&db).unwrap();
+        assert!(read.skipped.is_empty(), "{:?}", read.skipped);
+        let direct = sorted((read.packages, read.latest_install));
+        assert_eq!(direct, via_rpm);
+        let versions: Vec<_> = direct.0.iter().map(|p| p.version.as_str()).collect();
+        assert_eq!(versions, ["1.2.3-4.el9", "2:0.9-1"]);
+        assert_eq!(direct.0[1].source.as_deref(), Some("hygiene-test-two"));
+        assert_eq!(direct.0[0].arch, "noarch");
+        assert!(direct.1.is_some());
+
+        // Without the rpm tool the list is the same and nothing is partial.
+        let mut partial = Vec::new();
+        let fallback = sorted(collect_with(
+            &root,
+            Path::new("/nonexistent/rpm"),
+            &mut partial,
+        ));
+        assert_eq!(fallback, via_rpm);
+        assert!(partial.is_empty(), "{partial:?}");
+    }
+
+    #[test]
+    fn without_rpm_an_unreadable_database_is_partial_with_both_reasons() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("var/lib/rpm");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Packages.db"), b"RpmP").unwrap();
+        let mut partial = Vec::new();
+        let found = collect_with(root.path(), Path::new("/nonexistent/rpm"), &mut partial);
+        assert_eq!(found, (Vec::new(), None));
+        assert_eq!(partial.len(), 1);
+        assert_eq!(partial[0].source, "packages");
+        assert!(
+            partial[0].reason.contains("rpm cannot be run"),
+            "{:?}",
+            partial[0]
+        );
+        assert!(partial[0].reason.contains("ndb"), "{:?}", partial[0]);
     }
 
     #[test]
     fn no_rpm_database_means_no_rpm_packages_and_no_complaint() {
         let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("var/lib/rpm")).unwrap();
         let mut partial = Vec::new();
         assert_eq!(collect(root.path(), &mut partial), (Vec::new(), None));
         assert!(partial.is_empty());
