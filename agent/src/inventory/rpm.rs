@@ -3,13 +3,16 @@
 //! `rpm -qa` with a query format that puts one package per line is the first choice: it
 //! reads every database backend rpm knows. Where `rpm` is absent (minimal and distroless
 //! images keep the database but drop the tool) or fails, the SQLite database that RPM 4.16
-//! and later write (Fedora 33+, RHEL 9, Amazon Linux 2023) is read directly: one header
-//! blob per package, decoded by [`Header`]. The older Berkeley DB `Packages` file and
-//! SUSE's `Packages.db` are reported as partial in that case, never as "nothing installed".
+//! and later write (Fedora 33+, RHEL 9, Amazon Linux 2023) or the Berkeley DB `Packages` file
+//! of older releases (RHEL 7 and 8, Amazon Linux 2; see [`bdb`]) is read directly: one header
+//! blob per package, decoded by [`Header`]. SUSE's `Packages.db` (ndb) without rpm is
+//! reported as partial, never as "nothing installed".
 
 use std::path::{Path, PathBuf};
 
 use super::{Package, Partial};
+
+pub mod bdb;
 
 /// Tab-separated: name, epoch, version, release, arch, source RPM, install time.
 pub const QUERY_FORMAT: &str =
@@ -66,6 +69,18 @@ pub enum DbError {
         path: PathBuf,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{path}: {source}")]
+    BerkeleyDb {
+        path: PathBuf,
+        #[source]
+        source: bdb::BdbError,
+    },
+    #[error("{path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("{path}: the {format} format is read only through rpm, which is not available")]
     Unsupported { path: PathBuf, format: &'static str },
@@ -133,24 +148,10 @@ pub struct DbRead {
 
 /// Packages straight from the database file, without rpm.
 pub fn read_database(db: &Database) -> Result<DbRead, DbError> {
-    let blobs = match db.format {
-        DbFormat::Sqlite => sqlite_blobs(&db.file)?,
-        DbFormat::Ndb => {
-            return Err(DbError::Unsupported {
-                path: db.file.clone(),
-                format: "ndb (Packages.db)",
-            });
-        }
-        DbFormat::BerkeleyDb => {
-            return Err(DbError::Unsupported {
-                path: db.file.clone(),
-                format: "Berkeley DB (Packages)",
-            });
-        }
-    };
-    let mut read = DbRead::default();
-    for (key, blob) in blobs {
-        match Header::parse(&blob).and_then(|h| h.package()) {
+    let read = std::cell::RefCell::new(DbRead::default());
+    let visit = |key: i64, blob: &[u8]| {
+        let mut read = read.borrow_mut();
+        match Header::parse(blob).and_then(|h| h.package()) {
             Ok((package, installed)) => {
                 read.latest_install = read.latest_install.max(installed);
                 // rpm -qa lists the imported signing keys as packages too; so do we.
@@ -161,8 +162,36 @@ pub fn read_database(db: &Database) -> Result<DbRead, DbError> {
                 db.file.display()
             )),
         }
+    };
+    let skip = |reason: String| {
+        read.borrow_mut()
+            .skipped
+            .push(format!("{}: {reason}", db.file.display()))
+    };
+    match db.format {
+        DbFormat::Sqlite => {
+            for (key, blob) in sqlite_blobs(&db.file)? {
+                visit(key, &blob);
+            }
+        }
+        DbFormat::BerkeleyDb => {
+            let file = std::fs::File::open(&db.file).map_err(|source| DbError::Open {
+                path: db.file.clone(),
+                source,
+            })?;
+            bdb::visit_blobs(file, visit, skip).map_err(|source| DbError::BerkeleyDb {
+                path: db.file.clone(),
+                source,
+            })?;
+        }
+        DbFormat::Ndb => {
+            return Err(DbError::Unsupported {
+                path: db.file.clone(),
+                format: "ndb (Packages.db)",
+            });
+        }
     }
-    Ok(read)
+    Ok(read.into_inner())
 }
 
 /// `(hnum, blob)` for every row of rpm's `Packages` table.
@@ -590,19 +619,19 @@ mod tests {
 
     /// Against real rpm: packages built with rpmbuild and recorded in a fresh database under
     /// a temporary root. rpm's own answer, the direct read, and the fallback when rpm cannot
-    /// be run must agree. Needs `rpmbuild`; `.ci/run` installs it and sets
+    /// be run must agree. Needs `rpmbuild` and `db5.3_load`; `.ci/run` installs them and sets
     /// `HYGIENE_REQUIRE_RPM=1`, so there it cannot be skipped.
     #[cfg(unix)]
     #[test]
     fn direct_read_agrees_with_rpm_on_a_real_database() {
         use std::process::Command;
-        let have_rpmbuild = Command::new("rpmbuild").arg("--version").output().is_ok();
-        if !have_rpmbuild {
+        let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+        if !have("rpmbuild") || !have("db5.3_load") {
             assert!(
                 std::env::var_os("HYGIENE_REQUIRE_RPM").is_none(),
-                "HYGIENE_REQUIRE_RPM is set but rpmbuild cannot be run"
+                "HYGIENE_REQUIRE_RPM is set but rpmbuild or db5.3_load cannot be run"
             );
-            eprintln!("skipped: rpmbuild is not installed");
+            eprintln!("skipped: rpmbuild (rpm) or db5.3_load (db5.3-util) is not installed");
             return;
         }
         let work = tempfile::tempdir().unwrap();
@@ -674,6 +703,66 @@ mod tests {
         ));
         assert_eq!(fallback, via_rpm);
         assert!(partial.is_empty(), "{partial:?}");
+
+        // The same headers in a Berkeley DB hash file written by libdb itself (db_load), as
+        // RHEL 7 and 8 keep them: the direct read must find the same packages.
+        let bdb_root = work.path().join("bdb-root");
+        let packages = bdb_root.join("var/lib/rpm/Packages");
+        std::fs::create_dir_all(packages.parent().unwrap()).unwrap();
+        let mut dump = String::new();
+        let mut line = |bytes: &[u8]| {
+            for b in bytes {
+                dump.push_str(&format!("\\{b:02x}"));
+            }
+            dump.push('\n');
+        };
+        // Key 0 is rpm's instance counter.
+        line(&0u32.to_ne_bytes());
+        line(&2u32.to_ne_bytes());
+        let conn = rusqlite::Connection::open(&db.file).unwrap();
+        let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages").unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .unwrap();
+        for row in rows {
+            let (hnum, blob) = row.unwrap();
+            line(&hnum.to_ne_bytes());
+            line(&blob);
+        }
+        let dump_file = work.path().join("dump.txt");
+        std::fs::write(&dump_file, dump).unwrap();
+        run(Command::new("db5.3_load")
+            .args(["-T", "-t", "hash", "-f"])
+            .arg(&dump_file)
+            .arg(&packages));
+        let db = find_database(&bdb_root).unwrap();
+        assert_eq!(db.format, DbFormat::BerkeleyDb);
+        let read = read_database(&db).unwrap();
+        assert!(read.skipped.is_empty(), "{:?}", read.skipped);
+        assert_eq!(sorted((read.packages, read.latest_install)), via_rpm);
+
+        // Damaged: cut short, the file is refused as a whole; one overflow chain broken,
+        // that package is named and the other kept.
+        let bytes = std::fs::read(&packages).unwrap();
+        std::fs::write(&packages, &bytes[..bytes.len() - 100]).unwrap();
+        let err = read_database(&db).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        let mut broken = bytes.clone();
+        let page_size = u32::from_ne_bytes(bytes[20..24].try_into().unwrap()) as usize;
+        let overflow = (1..bytes.len() / page_size)
+            .find(|p| bytes[p * page_size + 25] == 7)
+            .unwrap();
+        // Its type byte: no longer an overflow page.
+        broken[overflow * page_size + 25] = 13;
+        std::fs::write(&packages, &broken).unwrap();
+        let read = read_database(&db).unwrap();
+        assert_eq!(read.packages.len(), 1, "{:?}", read.skipped);
+        assert_eq!(read.skipped.len(), 1, "{:?}", read.skipped);
+        assert!(
+            read.skipped[0].contains("not overflow"),
+            "{:?}",
+            read.skipped
+        );
     }
 
     #[test]
