@@ -147,20 +147,9 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         let namespace = unique_namespace(&file, &mut namespaces);
         sources.push((file, namespace, source));
     }
-    let (mut compiled, broken) = compile(&sources);
-    if !broken.is_empty() {
-        // yara-x keeps the rules of a failing file that did compile; recompile without the
-        // broken files so that each file is either fully in or fully out.
-        let broken_paths: HashSet<PathBuf> =
-            broken.iter().map(|e| e.path().to_path_buf()).collect();
-        sources.retain(|(file, _, _)| !broken_paths.contains(file));
-        let again;
-        (compiled, again) = compile(&sources);
-        debug_assert!(
-            again.is_empty(),
-            "files that compiled alone failed together: {again:?}"
-        );
-    }
+    let (compiled, broken) = compile(&sources);
+    let broken_paths: HashSet<&Path> = broken.iter().map(|e| e.path()).collect();
+    sources.retain(|(file, _, _)| !broken_paths.contains(file.as_path()));
     let mut version = sha2::Sha256::new();
     for (_, namespace, source) in &sources {
         // Length prefixes keep (ns "a", "bc") and (ns "ab", "c") apart.
@@ -193,8 +182,8 @@ type Compiled = (yara_x::Rules, Vec<(split::Header, yara_x::Rules)>);
 
 /// Compiles each file into its namespace, its header-bound rules into the rule set of their
 /// header (see [`split`]), each rule set on a thread of its own. A file is broken when any of
-/// its parts fails; the error is reported once, with the original line (parts keep the file's
-/// offsets), in file order.
+/// its parts fails; it is then left out of every set, and its error is reported once, with the
+/// original line (parts keep the file's offsets), in file order.
 fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>) {
     let analyses = analyse_all(sources);
     let mut group_sizes: std::collections::BTreeMap<split::Header, usize> = Default::default();
@@ -226,24 +215,63 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
             }
         }
     }
+    // Each broken file with its first error, from whichever set found it.
+    let broken = std::sync::Mutex::new(std::collections::BTreeMap::<usize, RulesError>::new());
+    let all_added = std::sync::Barrier::new(groups.len() + 1);
     let compile_set = |parts: Vec<(usize, std::borrow::Cow<[u8]>)>| {
-        let mut compiler = new_compiler();
-        let mut errors = Vec::new();
-        for (i, code) in parts {
+        let mut arrival = Arrival(Some(&all_added));
+        let add = |compiler: &mut yara_x::Compiler, i: usize, code: &[u8]| {
             let (file, namespace, source) = &sources[i];
             compiler.new_namespace(namespace);
-            let code =
-                yara_x::SourceCode::from(code.as_ref()).with_origin(file.display().to_string());
-            if let Err(err) = compiler.add_source(code) {
-                errors.push((i, compile_error(file, source, &err)));
+            let code = yara_x::SourceCode::from(code).with_origin(file.display().to_string());
+            compiler
+                .add_source(code)
+                .map(|_| ())
+                .map_err(|err| compile_error(file, source, &err))
+        };
+        let mut compiler = new_compiler();
+        let mut errors = Vec::new();
+        for (i, code) in &parts {
+            if let Err(err) = add(&mut compiler, *i, code) {
+                errors.push((*i, err));
             }
         }
-        (compact(compiler.build()), errors)
+        {
+            let mut broken = broken.lock().expect("broken rule files lock");
+            for (i, err) in errors {
+                // Several sets may fail on one file: report its first line, whichever
+                // thread got here first.
+                let earlier = broken.get(&i).is_some_and(|e| e.line() <= err.line());
+                if !earlier {
+                    broken.insert(i, err);
+                }
+            }
+        }
+        // A file broken in one set is left out of all of them: wait until every set knows.
+        arrival.arrive();
+        let left_out: HashSet<usize> = broken
+            .lock()
+            .expect("broken rule files lock")
+            .keys()
+            .copied()
+            .collect();
+        if parts.iter().any(|(i, _)| left_out.contains(i)) {
+            // yara-x keeps the rules of a failing source that did compile: add the sources
+            // again, without the broken files, so that each file is fully in or fully out.
+            // Only adding is repeated; the costly build runs once.
+            compiler = new_compiler();
+            for (i, code) in parts.iter().filter(|(i, _)| !left_out.contains(i)) {
+                if let Err(err) = add(&mut compiler, *i, code) {
+                    tracing::warn!("a rule file that compiled alone failed with others: {err}");
+                }
+            }
+        }
+        compact(compiler.build())
     };
     let (general, groups) = std::thread::scope(|scope| {
         let groups: Vec<_> = groups
             .into_iter()
-            .map(|parts| scope.spawn(move || compile_set(parts)))
+            .map(|parts| scope.spawn(|| compile_set(parts)))
             .collect();
         let general = compile_set(general);
         let groups: Vec<_> = groups
@@ -252,16 +280,27 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
             .collect();
         (general, groups)
     });
-    let mut errors: Vec<(usize, RulesError)> = general.1;
-    let mut by_header = Vec::new();
-    for (header, (rules, group_errors)) in own.into_iter().zip(groups) {
-        by_header.push((header, rules));
-        errors.extend(group_errors);
+    let by_header = own.into_iter().zip(groups).collect();
+    let broken = broken.into_inner().expect("broken rule files lock");
+    ((general, by_header), broken.into_values().collect())
+}
+
+/// A compiler thread's arrival at the barrier between adding sources and building, made also
+/// when the thread panics before it: the other threads must not wait forever.
+struct Arrival<'b>(Option<&'b std::sync::Barrier>);
+
+impl Arrival<'_> {
+    fn arrive(&mut self) {
+        if let Some(barrier) = self.0.take() {
+            barrier.wait();
+        }
     }
-    errors.sort_by_key(|(i, _)| *i);
-    errors.dedup_by_key(|(i, _)| *i);
-    let broken = errors.into_iter().map(|(_, err)| err).collect();
-    ((general.0, by_header), broken)
+}
+
+impl Drop for Arrival<'_> {
+    fn drop(&mut self) {
+        self.arrive();
+    }
 }
 
 /// [`split::analyse`] for every source, on as many threads as there are cores.
@@ -288,6 +327,14 @@ fn analyse_all(sources: &[(PathBuf, String, Vec<u8>)]) -> Vec<Vec<split::RuleSpa
 }
 
 impl RulesError {
+    /// The line a compile error points at; 0 for the other kinds.
+    fn line(&self) -> usize {
+        match self {
+            RulesError::Compile { line, .. } => *line,
+            RulesError::Read { .. } | RulesError::Empty { .. } => 0,
+        }
+    }
+
     /// The file or directory the error concerns.
     pub fn path(&self) -> &Path {
         match self {
@@ -472,6 +519,28 @@ mod tests {
         assert_eq!(names, vec!["fine", "pe"]);
         assert_eq!(set.by_header.len(), 1);
         assert_eq!(set.by_header[0].0, *b"MZ");
+    }
+
+    #[test]
+    fn a_file_broken_in_both_parts_reports_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("both.yar");
+        std::fs::write(
+            &file,
+            "rule a { condition: nosuch }\n\nrule b { condition: uint16(0) == 0x5a4d and nosuch }\n",
+        )
+        .unwrap();
+        for _ in 0..5 {
+            let broken = load(&[dir.path().to_path_buf()]).unwrap().broken;
+            assert_eq!(broken.len(), 1);
+            assert!(
+                broken[0]
+                    .to_string()
+                    .starts_with(&format!("{}:1: ", file.display())),
+                "{}",
+                broken[0]
+            );
+        }
     }
 
     #[test]
