@@ -18,9 +18,11 @@ pub mod bdb;
 pub const QUERY_FORMAT: &str =
     "%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t%{SOURCERPM}\\t%{INSTALLTIME}\\n";
 
-/// Where distributions keep the database, relative to the root; Fedora 36+ moved it to
-/// `usr/lib/sysimage/rpm` and left `var/lib/rpm` as a link.
-const DB_DIRS: [&str; 2] = ["var/lib/rpm", "usr/lib/sysimage/rpm"];
+/// Where distributions keep the database, relative to the root. Fedora 36+ and openSUSE moved
+/// it to `usr/lib/sysimage/rpm` and left `var/lib/rpm` as a link; only rpm versions that use
+/// the new place write there, so a database found there is the live one even if an old file
+/// lingers in `var/lib/rpm`.
+const DB_DIRS: [&str; 2] = ["usr/lib/sysimage/rpm", "var/lib/rpm"];
 
 /// The database files rpm's backends write, newest first.
 const DB_FILES: [(&str, DbFormat); 3] = [
@@ -575,8 +577,9 @@ mod tests {
     fn sqlite_database_read_without_rpm_keeps_good_headers_and_names_bad_ones() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("usr/lib/sysimage/rpm")).unwrap();
-        // Debian ships an empty var/lib/rpm: not a database.
+        // An old Berkeley DB file left in var/lib/rpm is not the live database.
         std::fs::create_dir_all(root.path().join("var/lib/rpm")).unwrap();
+        std::fs::write(root.path().join("var/lib/rpm/Packages"), b"stale").unwrap();
         let file = root.path().join("usr/lib/sysimage/rpm/rpmdb.sqlite");
         write_sqlite(&file, &[openssl_blob(), b"garbage".to_vec()]);
         let db = find_database(root.path()).unwrap();
