@@ -9,6 +9,8 @@
 //! reported as partial, never as "nothing installed".
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use super::{Package, Partial};
 
@@ -88,35 +90,41 @@ pub enum DbError {
     Unsupported { path: PathBuf, format: &'static str },
 }
 
+/// How long `rpm -qa` may take. It waits for the database lock, and a package transaction
+/// that hangs would otherwise hang the inventory with it.
+const RPM_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Packages and the latest install time; nothing when this is not an RPM system.
 pub fn collect(root: &Path, partial: &mut Vec<Partial>) -> (Vec<Package>, Option<i64>) {
-    collect_with(root, Path::new("rpm"), partial)
+    collect_with(root, Path::new("rpm"), RPM_TIMEOUT, partial)
 }
 
-/// [`collect`] with the rpm program to run (tests name one that does not exist).
+/// [`collect`] with the rpm program to run and its time limit (for tests).
 fn collect_with(
     root: &Path,
     rpm: &Path,
+    limit: Duration,
     partial: &mut Vec<Partial>,
 ) -> (Vec<Package>, Option<i64>) {
     let Some(db) = find_database(root) else {
         return (Vec::new(), None);
     };
-    let rpm_failure = match std::process::Command::new(rpm)
+    let mut query = Command::new(rpm);
+    query
         .arg("--root")
         .arg(root)
         .args(["--dbpath", &format!("/{}", db.dir)])
-        .args(["-qa", "--queryformat", QUERY_FORMAT])
-        .output()
-    {
-        Ok(out) if out.status.success() => {
+        .args(["-qa", "--queryformat", QUERY_FORMAT]);
+    let rpm_failure = match output_within(&mut query, limit) {
+        Ok(Some(out)) if out.status.success() => {
             return parse_query(&String::from_utf8_lossy(&out.stdout));
         }
-        Ok(out) => format!(
+        Ok(Some(out)) => format!(
             "rpm -qa failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ),
+        Ok(None) => format!("rpm -qa gave no answer within {} s", limit.as_secs()),
         Err(err) => format!("rpm cannot be run: {err}"),
     };
     match read_database(&db) {
@@ -135,6 +143,35 @@ fn collect_with(
                 format!("{rpm_failure}; reading the database directly: {err}"),
             ));
             (Vec::new(), None)
+        }
+    }
+}
+
+/// The command's output, or `None` when it did not finish within `limit` (it is then killed).
+fn output_within(command: &mut Command, limit: Duration) -> std::io::Result<Option<Output>> {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The waiting thread reaps the child in either case; after a kill it ends at once.
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.map(Some),
+        Err(_) => {
+            #[cfg(unix)]
+            // SAFETY: kill only sends a signal. The pid is our child's: its waiting thread had
+            // not reaped it when the wait timed out, and reuse within that instant is remote.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            #[cfg(not(unix))]
+            let _ = pid;
+            Ok(None)
         }
     }
 }
@@ -599,6 +636,53 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn an_rpm_that_hangs_is_killed_and_the_database_read_instead() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("var/lib/rpm");
+        std::fs::create_dir_all(&dir).unwrap();
+        write_sqlite(&dir.join("rpmdb.sqlite"), &[openssl_blob()]);
+        // An rpm stuck on the database lock.
+        let rpm = root.path().join("rpm");
+        std::fs::write(&rpm, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&rpm, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Another test thread forking while the script was open for writing can leave it
+        // "text file busy" for a moment: wait until it runs.
+        for _ in 0..100 {
+            match Command::new(&rpm).spawn() {
+                Ok(mut child) => {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    break;
+                }
+                Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(err) => panic!("{err}"),
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut partial = Vec::new();
+        let (packages, _) =
+            collect_with(root.path(), &rpm, Duration::from_millis(300), &mut partial);
+        // Waited for the limit, not for sleep.
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        assert!(waited < Duration::from_secs(30), "{waited:?}");
+        assert_eq!(packages.len(), 1);
+        assert!(partial.is_empty(), "{partial:?}");
+        // With nothing to fall back on, the reason names the time limit.
+        std::fs::write(dir.join("rpmdb.sqlite"), b"not a database").unwrap();
+        let mut partial = Vec::new();
+        collect_with(root.path(), &rpm, Duration::from_millis(300), &mut partial);
+        assert!(
+            partial[0].reason.contains("no answer within"),
+            "{partial:?}"
+        );
+    }
+
     #[test]
     fn corrupt_or_unsupported_databases_are_errors_naming_the_file() {
         let root = tempfile::tempdir().unwrap();
@@ -702,6 +786,7 @@ mod tests {
         let fallback = sorted(collect_with(
             &root,
             Path::new("/nonexistent/rpm"),
+            RPM_TIMEOUT,
             &mut partial,
         ));
         assert_eq!(fallback, via_rpm);
@@ -775,7 +860,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("Packages.db"), b"RpmP").unwrap();
         let mut partial = Vec::new();
-        let found = collect_with(root.path(), Path::new("/nonexistent/rpm"), &mut partial);
+        let found = collect_with(
+            root.path(),
+            Path::new("/nonexistent/rpm"),
+            RPM_TIMEOUT,
+            &mut partial,
+        );
         assert_eq!(found, (Vec::new(), None));
         assert_eq!(partial.len(), 1);
         assert_eq!(partial[0].source, "packages");
