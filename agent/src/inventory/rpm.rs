@@ -117,7 +117,13 @@ fn collect_with(
         .args(["-qa", "--queryformat", QUERY_FORMAT]);
     let rpm_failure = match output_within(&mut query, limit) {
         Ok(Some(out)) if out.status.success() => {
-            return parse_query(&String::from_utf8_lossy(&out.stdout));
+            let found = parse_query(&String::from_utf8_lossy(&out.stdout));
+            // An RPM system without a single package is a query that went wrong (another
+            // database, an unreadable backend): look at the file itself before believing it.
+            if !found.0.is_empty() {
+                return found;
+            }
+            "rpm -qa listed no package".to_owned()
         }
         Ok(Some(out)) => format!(
             "rpm -qa failed ({}): {}",
@@ -128,6 +134,16 @@ fn collect_with(
         Err(err) => format!("rpm cannot be run: {err}"),
     };
     match read_database(&db) {
+        Ok(read) if read.packages.is_empty() && read.skipped.is_empty() => {
+            partial.push(Partial::new(
+                "packages",
+                format!(
+                    "{rpm_failure}; {} holds no package either",
+                    db.file.display()
+                ),
+            ));
+            (Vec::new(), None)
+        }
         Ok(read) => {
             // Complete but for the headers named here.
             partial.extend(
@@ -679,6 +695,34 @@ mod tests {
         collect_with(root.path(), &rpm, Duration::from_millis(300), &mut partial);
         assert!(
             partial[0].reason.contains("no answer within"),
+            "{partial:?}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_empty_answer_from_rpm_is_checked_against_the_database() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("var/lib/rpm");
+        std::fs::create_dir_all(&dir).unwrap();
+        write_sqlite(&dir.join("rpmdb.sqlite"), &[openssl_blob()]);
+        // `true` accepts any arguments and prints nothing: an rpm looking elsewhere.
+        let mut partial = Vec::new();
+        let (packages, _) = collect_with(root.path(), Path::new("true"), RPM_TIMEOUT, &mut partial);
+        assert_eq!(packages.len(), 1);
+        assert!(partial.is_empty(), "{partial:?}");
+        // A database without packages: partial, never "nothing installed".
+        std::fs::remove_file(dir.join("rpmdb.sqlite")).unwrap();
+        write_sqlite(&dir.join("rpmdb.sqlite"), &[]);
+        let mut partial = Vec::new();
+        let (packages, _) = collect_with(root.path(), Path::new("true"), RPM_TIMEOUT, &mut partial);
+        assert!(packages.is_empty());
+        assert!(
+            partial[0].reason.contains("listed no package"),
+            "{partial:?}"
+        );
+        assert!(
+            partial[0].reason.contains("holds no package"),
             "{partial:?}"
         );
     }
