@@ -611,6 +611,16 @@ mod tests {
         ));
     }
 
+    /// A root whose `var/lib/rpm/rpmdb.sqlite` holds one package, and that directory.
+    #[cfg(unix)]
+    fn root_with_openssl_db() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("var/lib/rpm");
+        std::fs::create_dir_all(&dir).unwrap();
+        write_sqlite(&dir.join("rpmdb.sqlite"), &[openssl_blob()]);
+        (root, dir)
+    }
+
     /// A database laid out as rpm 4.16+ writes it (`Packages(hnum, blob)`).
     #[cfg(unix)]
     fn write_sqlite(path: &Path, blobs: &[Vec<u8>]) {
@@ -656,10 +666,7 @@ mod tests {
     #[test]
     fn an_rpm_that_hangs_is_killed_and_the_database_read_instead() {
         use std::os::unix::fs::PermissionsExt;
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("var/lib/rpm");
-        std::fs::create_dir_all(&dir).unwrap();
-        write_sqlite(&dir.join("rpmdb.sqlite"), &[openssl_blob()]);
+        let (root, dir) = root_with_openssl_db();
         // An rpm stuck on the database lock.
         let rpm = root.path().join("rpm");
         std::fs::write(&rpm, "#!/bin/sh\nexec sleep 60\n").unwrap();
@@ -702,10 +709,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn an_empty_answer_from_rpm_is_checked_against_the_database() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("var/lib/rpm");
-        std::fs::create_dir_all(&dir).unwrap();
-        write_sqlite(&dir.join("rpmdb.sqlite"), &[openssl_blob()]);
+        let (root, dir) = root_with_openssl_db();
         // `true` accepts any arguments and prints nothing: an rpm looking elsewhere.
         let mut partial = Vec::new();
         let (packages, _) = collect_with(root.path(), Path::new("true"), RPM_TIMEOUT, &mut partial);
