@@ -398,37 +398,68 @@ impl Engine {
         // Batched like the walkers' events: a message (and a wake-up of the receiving thread)
         // per file costs measurable CPU on a busy 2-core host.
         let mut batch = EventBatch::new(events);
+        // Large files put off while the shared buffer budget was taken (see `LargeBuffers`):
+        // the worker goes on with other files rather than sit idle.
+        let mut deferred: std::collections::VecDeque<Job> = Default::default();
+        let mut retry_next = false;
         loop {
-            let next = shared
-                .jobs
-                .lock()
-                .expect("work queue lock")
-                .recv_timeout(EventBatch::MAX_WAIT);
-            let Job { path, known } = match next {
-                Ok(job) => job,
-                // No work for a while: what is batched goes out, for current progress.
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if !batch.flush() {
-                        return;
+            // New files and files put off earlier take turns.
+            let retry = if retry_next {
+                deferred.pop_front()
+            } else {
+                None
+            };
+            retry_next = retry.is_none();
+            let retry = retry.map(|job| (job, Budget::Defer));
+            let (job, budget) = match retry {
+                Some(retry) => retry,
+                None => {
+                    let next = shared
+                        .jobs
+                        .lock()
+                        .expect("work queue lock")
+                        .recv_timeout(EventBatch::MAX_WAIT);
+                    match next {
+                        Ok(job) if deferred.len() < MAX_DEFERRED => (job, Budget::Defer),
+                        Ok(job) => (job, Budget::Wait),
+                        // No work for a while: what is batched goes out, for current progress.
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            if !batch.flush() {
+                                return;
+                            }
+                            continue;
+                        }
+                        // No more files: what was put off waits for its turn now. Dropping
+                        // the batch sends the rest.
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            match deferred.pop_front() {
+                                Some(job) => (job, Budget::Wait),
+                                None => return,
+                            }
+                        }
                     }
-                    continue;
                 }
-                // Dropping the batch sends the rest.
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             };
             if stop.load(Ordering::Relaxed) {
                 return;
             }
+            let Job { path, known } = &job;
             let judged = match &mut throttle {
-                Some(throttle) => throttle.run(|| worker.read_and_judge(&path, known)),
-                None => worker.read_and_judge(&path, known),
+                Some(throttle) => {
+                    throttle.run(|| worker.read_and_judge_within(path, *known, budget))
+                }
+                None => worker.read_and_judge_within(path, *known, budget),
             };
             let alive = match judged {
-                Ok(mut judged) => {
+                Ok(Some(mut judged)) => {
                     if let Some(entry) = judged.update.take() {
-                        batch.cache.push((cache::key(&path), entry));
+                        batch.cache.push((cache::key(path), entry));
                     }
                     judged.into_events().all(|e| batch.push(e))
+                }
+                Ok(None) => {
+                    deferred.push_back(job);
+                    true
                 }
                 Err(error) => batch.push(SweepEvent::Error(error)),
             };
@@ -647,6 +678,20 @@ struct Job {
     path: PathBuf,
     known: Option<Digests>,
 }
+
+/// What a worker does with a large file while the shared buffer budget has no room for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    /// Wait for the room.
+    Wait,
+    /// Put the file off and go on with others.
+    Defer,
+}
+
+/// How many large files a worker puts off at most; past that it waits. Enough for a run of
+/// large files in one directory (a set of kubectl versions, say); each one tried again costs
+/// an open and a stat.
+const MAX_DEFERRED: usize = 16;
 
 /// What the cache says about a file.
 enum Lookup {
@@ -930,7 +975,7 @@ impl LargeBuffers {
     /// Waits until `bytes` fit in the budget (or nothing else is held) and takes them.
     fn acquire(&self, bytes: u64) -> LargeBufferPermit<'_> {
         let mut used = self.used.lock().expect("buffer budget lock");
-        while *used > 0 && *used + bytes > self.limit {
+        while !self.fits(*used, bytes) {
             used = self.freed.wait(used).expect("buffer budget lock");
         }
         *used += bytes;
@@ -938,6 +983,24 @@ impl LargeBuffers {
             budget: self,
             bytes,
         }
+    }
+
+    /// Takes `bytes` if they fit in the budget now.
+    fn try_acquire(&self, bytes: u64) -> Option<LargeBufferPermit<'_>> {
+        let mut used = self.used.lock().expect("buffer budget lock");
+        if !self.fits(*used, bytes) {
+            return None;
+        }
+        *used += bytes;
+        Some(LargeBufferPermit {
+            budget: self,
+            bytes,
+        })
+    }
+
+    /// Whether `bytes` more fit when `used` are taken; anything fits when nothing is.
+    fn fits(&self, used: u64, bytes: u64) -> bool {
+        used == 0 || used + bytes <= self.limit
     }
 }
 
@@ -1028,7 +1091,21 @@ struct Worker<'e> {
 
 impl Worker<'_> {
     /// Reads, hashes (unless the digests are `known`) and YARA-scans one file.
+    #[cfg(test)]
     fn read_and_judge(&mut self, path: &Path, known: Option<Digests>) -> Result<Judged, ScanError> {
+        self.read_and_judge_within(path, known, Budget::Wait)
+            .map(|judged| judged.expect("a worker that waits judges every file"))
+    }
+
+    /// Reads, hashes (unless the digests are `known`) and YARA-scans one file; `None` when the
+    /// file needs a large buffer, the budget has no room for it now, and `budget` says to put
+    /// it off.
+    fn read_and_judge_within(
+        &mut self,
+        path: &Path,
+        known: Option<Digests>,
+        budget: Budget,
+    ) -> Result<Option<Judged>, ScanError> {
         let rules_version = self.engine.rules.as_ref().map(|r| r.version);
         let io_error = |err: std::io::Error| ScanError::io(path, err);
         let mut file = std::fs::File::open(path).map_err(io_error)?;
@@ -1040,7 +1117,14 @@ impl Worker<'_> {
         let mut reader = std::io::Read::take(&mut file, stamp.size.saturating_add(1));
         // Above LARGE_ALLOCATION the bytes get a buffer of their own, within the shared budget.
         let large = keep_bytes && stamp.size > crate::memory::LARGE_ALLOCATION as u64;
-        let large_permit = large.then(|| self.large_buffers.acquire(stamp.size));
+        let large_permit = match (large, budget) {
+            (false, _) => None,
+            (true, Budget::Wait) => Some(self.large_buffers.acquire(stamp.size)),
+            (true, Budget::Defer) => match self.large_buffers.try_acquire(stamp.size) {
+                Some(permit) => Some(permit),
+                None => return Ok(None),
+            },
+        };
         let mut large_data = Vec::new();
         let size = if keep_bytes {
             let data = if large {
@@ -1149,7 +1233,7 @@ impl Worker<'_> {
         if failure.is_some() {
             judged.partial = failure;
         }
-        Ok(judged)
+        Ok(Some(judged))
     }
 }
 
@@ -1294,6 +1378,70 @@ mod tests {
         assert_eq!(names(&findings), vec!["big:tail", "small:tail"]);
         let big_finding = findings.iter().find(|f| f.path.ends_with("big")).unwrap();
         assert_eq!(big_finding.sha256, <[u8; 32]>::from(Sha256::digest(&big)));
+    }
+
+    #[test]
+    fn large_files_beyond_the_budget_are_put_off_and_all_scanned() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(
+            rules_dir.path(),
+            "rule tail { strings: $a = \"TAIL-MARK\" condition: $a }",
+            "",
+        );
+        let root = tempfile::tempdir().unwrap();
+        let mut big = vec![b'x'; crate::memory::LARGE_ALLOCATION + 4096];
+        big.extend_from_slice(b"TAIL-MARK");
+        for i in 0..6 {
+            std::fs::write(root.path().join(format!("big{i}")), &big).unwrap();
+            std::fs::write(root.path().join(format!("small{i}")), b"TAIL-MARK").unwrap();
+        }
+        // Room for one large buffer at a time: one worker holds it, the other puts its large
+        // files off and goes on with the small ones.
+        let options = SweepOptions {
+            threads: 2,
+            max_yara_size: big.len() as u64 + 1,
+            ..SweepOptions::default()
+        };
+        let (stats, findings, errors) = sweep(&engine, root.path(), &options);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(stats.files, 12);
+        assert_eq!(findings.len(), 12, "{:?}", names(&findings));
+
+        // One worker, the budget taken: the file is put off, then judged once there is room.
+        let budget = LargeBuffers::new(big.len() as u64);
+        let mut worker = bare_worker(&engine);
+        worker.scanner = engine.rules.as_ref().map(Scanners::new);
+        worker.large_buffers = &budget;
+        let path = root.path().join("big0");
+        let held = budget.acquire(1);
+        assert!(
+            worker
+                .read_and_judge_within(&path, None, Budget::Defer)
+                .unwrap()
+                .is_none()
+        );
+        drop(held);
+        let judged = worker
+            .read_and_judge_within(&path, None, Budget::Defer)
+            .unwrap()
+            .expect("judged once the budget has room");
+        assert_eq!(judged.findings.len(), 1, "the mark at the end is found");
+    }
+
+    #[test]
+    fn large_buffer_budget_lends_only_what_fits() {
+        let budget = LargeBuffers::new(100);
+        let first = budget.try_acquire(60).expect("room for 60");
+        assert!(
+            budget.try_acquire(50).is_none(),
+            "60 + 50 exceed the budget of 100"
+        );
+        let second = budget.try_acquire(40).expect("60 + 40 fit");
+        drop((first, second));
+        assert!(
+            budget.try_acquire(500).is_some(),
+            "anything fits when nothing is held"
+        );
     }
 
     #[test]
