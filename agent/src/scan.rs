@@ -1162,6 +1162,15 @@ impl Worker<'_> {
         };
         let data: &[u8] = if large { &large_data } else { &self.data };
         // A file written to while we read it gives a verdict about bytes that no longer exist.
+        #[cfg(unix)]
+        let (after, uid) = {
+            let meta = file.metadata().map_err(io_error)?;
+            (
+                FileStamp::of(&meta),
+                std::os::unix::fs::MetadataExt::uid(&meta),
+            )
+        };
+        #[cfg(not(unix))]
         let after = FileStamp::of_open(&file).map_err(io_error)?;
         if after.size != stamp.size || after.mtime_ns != stamp.mtime_ns || size != stamp.size {
             return Err(ScanError {
@@ -1183,9 +1192,7 @@ impl Worker<'_> {
         let too_large = self.scanner.is_some() && !keep_bytes;
         if let (Some(scanner), true) = (self.scanner.as_mut(), keep_bytes) {
             #[cfg(unix)]
-            let owner = crate::externals::owner_name(std::os::unix::fs::MetadataExt::uid(
-                &file.metadata().map_err(io_error)?,
-            ));
+            let owner = crate::externals::owner_name(uid);
             #[cfg(windows)]
             let owner = crate::externals::owner_of_file(&file);
             #[cfg(not(any(unix, windows)))]
