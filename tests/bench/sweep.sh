@@ -41,16 +41,18 @@ mkdir -p "$scratch"
 say "rules: the signature-base files that libyara 4.2.3 also compiles (same set for both tools)"
 externals=(-d filename= -d filepath= -d extension= -d filetype= -d owner=)
 rule_files=()
-for f in "$sigbase"/yara/*.yar; do
+for f in "$sigbase"/yara/*.yar "$sigbase"/yara/*.yara; do
   if yarac "${externals[@]}" "$f" "$scratch/check.yarc" 2>/dev/null; then rule_files+=("$f"); fi
 done
-total_rules=$(ls "$sigbase"/yara/*.yar | wc -l)
+total_rules=$(ls "$sigbase"/yara/*.yar "$sigbase"/yara/*.yara | wc -l)
 echo "${#rule_files[@]} of $total_rules rule files compile in both" >&2
 our_rules=()
 yara_rules=()
 for f in "${rule_files[@]}"; do
   our_rules+=(--rules "$f")
-  yara_rules+=("$(basename "$f" .yar):$f")
+  namespace=$(basename "$f")
+  namespace=${namespace%.yar}
+  yara_rules+=("${namespace%.yara}:$f")
 done
 
 files=$(find "$tree" -type f 2>/dev/null | wc -l)
