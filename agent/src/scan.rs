@@ -410,9 +410,8 @@ impl Engine {
                 None
             };
             retry_next = retry.is_none();
-            let retry = retry.map(|job| (job, Budget::Defer));
             let (job, budget) = match retry {
-                Some(retry) => retry,
+                Some(job) => (job, Budget::Defer),
                 None => {
                     let next = shared
                         .jobs
@@ -978,29 +977,28 @@ impl LargeBuffers {
         while !self.fits(*used, bytes) {
             used = self.freed.wait(used).expect("buffer budget lock");
         }
-        *used += bytes;
-        LargeBufferPermit {
-            budget: self,
-            bytes,
-        }
+        self.grant(&mut used, bytes)
     }
 
     /// Takes `bytes` if they fit in the budget now.
     fn try_acquire(&self, bytes: u64) -> Option<LargeBufferPermit<'_>> {
         let mut used = self.used.lock().expect("buffer budget lock");
-        if !self.fits(*used, bytes) {
-            return None;
-        }
-        *used += bytes;
-        Some(LargeBufferPermit {
-            budget: self,
-            bytes,
-        })
+        self.fits(*used, bytes)
+            .then(|| self.grant(&mut used, bytes))
     }
 
     /// Whether `bytes` more fit when `used` are taken; anything fits when nothing is.
     fn fits(&self, used: u64, bytes: u64) -> bool {
         used == 0 || used + bytes <= self.limit
+    }
+
+    /// Counts `bytes` as taken, under the lock that guards `used`.
+    fn grant(&self, used: &mut u64, bytes: u64) -> LargeBufferPermit<'_> {
+        *used += bytes;
+        LargeBufferPermit {
+            budget: self,
+            bytes,
+        }
     }
 }
 
@@ -1111,10 +1109,6 @@ impl Worker<'_> {
         let mut file = std::fs::File::open(path).map_err(io_error)?;
         let stamp = FileStamp::of_open(&file).map_err(io_error)?;
         let keep_bytes = self.scanner.is_some() && stamp.size <= self.max_yara_size;
-        let mut hashers = known.is_none().then(|| Hashers::new(&self.engine.iocs));
-        // One byte more than the file had when opened: enough to see that it grew, and a file
-        // that keeps growing (a busy log) is not followed.
-        let mut reader = std::io::Read::take(&mut file, stamp.size.saturating_add(1));
         // Above LARGE_ALLOCATION the bytes get a buffer of their own, within the shared budget.
         let large = keep_bytes && stamp.size > crate::memory::LARGE_ALLOCATION as u64;
         let large_permit = match (large, budget) {
@@ -1125,6 +1119,10 @@ impl Worker<'_> {
                 None => return Ok(None),
             },
         };
+        let mut hashers = known.is_none().then(|| Hashers::new(&self.engine.iocs));
+        // One byte more than the file had when opened: enough to see that it grew, and a file
+        // that keeps growing (a busy log) is not followed.
+        let mut reader = std::io::Read::take(&mut file, stamp.size.saturating_add(1));
         let mut large_data = Vec::new();
         let size = if keep_bytes {
             let data = if large {
@@ -1366,17 +1364,28 @@ mod tests {
         );
     }
 
+    /// An engine whose one rule matches "TAIL-MARK" anywhere in a file.
+    fn tail_mark_engine(rules_dir: &Path) -> Engine {
+        engine(
+            rules_dir,
+            "rule tail { strings: $a = \"TAIL-MARK\" condition: $a }",
+            "",
+        )
+    }
+
+    /// Contents above the reused read buffer, with "TAIL-MARK" as their last bytes.
+    fn large_file_with_tail_mark() -> Vec<u8> {
+        let mut big = vec![b'x'; crate::memory::LARGE_ALLOCATION + 4096];
+        big.extend_from_slice(b"TAIL-MARK");
+        big
+    }
+
     #[test]
     fn files_above_the_reused_buffer_are_scanned_whole() {
         let rules_dir = tempfile::tempdir().unwrap();
-        let engine = engine(
-            rules_dir.path(),
-            "rule tail { strings: $a = \"TAIL-MARK\" condition: $a }",
-            "",
-        );
+        let engine = tail_mark_engine(rules_dir.path());
         let root = tempfile::tempdir().unwrap();
-        let mut big = vec![b'x'; crate::memory::LARGE_ALLOCATION + 4096];
-        big.extend_from_slice(b"TAIL-MARK");
+        let big = large_file_with_tail_mark();
         std::fs::write(root.path().join("big"), &big).unwrap();
         std::fs::write(root.path().join("small"), b"TAIL-MARK").unwrap();
         let (stats, findings, errors) = sweep(&engine, root.path(), &SweepOptions::default());
@@ -1390,14 +1399,9 @@ mod tests {
     #[test]
     fn large_files_beyond_the_budget_are_put_off_and_all_scanned() {
         let rules_dir = tempfile::tempdir().unwrap();
-        let engine = engine(
-            rules_dir.path(),
-            "rule tail { strings: $a = \"TAIL-MARK\" condition: $a }",
-            "",
-        );
+        let engine = tail_mark_engine(rules_dir.path());
         let root = tempfile::tempdir().unwrap();
-        let mut big = vec![b'x'; crate::memory::LARGE_ALLOCATION + 4096];
-        big.extend_from_slice(b"TAIL-MARK");
+        let big = large_file_with_tail_mark();
         for i in 0..6 {
             std::fs::write(root.path().join(format!("big{i}")), &big).unwrap();
             std::fs::write(root.path().join(format!("small{i}")), b"TAIL-MARK").unwrap();
