@@ -303,7 +303,7 @@ impl Engine {
         let threads = options.threads.max(1);
         // Both queues are bounded: a slow consumer slows its producers instead of piling up.
         let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<WorkerMessage>(1024);
-        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Job>(4096);
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Vec<Job>>(JOB_QUEUE_BATCHES);
         let shared = WorkerShared {
             jobs: std::sync::Mutex::new(work_rx),
             large_buffers: LargeBuffers::new(
@@ -398,6 +398,8 @@ impl Engine {
         // Batched like the walkers' events: a message (and a wake-up of the receiving thread)
         // per file costs measurable CPU on a busy 2-core host.
         let mut batch = EventBatch::new(events);
+        // The rest of the batch of files taken from the queue.
+        let mut taken: std::collections::VecDeque<Job> = Default::default();
         // Large files put off while the shared buffer budget was taken (see `LargeBuffers`):
         // the worker goes on with other files rather than sit idle.
         let mut deferred: std::collections::VecDeque<Job> = Default::default();
@@ -413,11 +415,18 @@ impl Engine {
             let (job, budget) = match retry {
                 Some(job) => (job, Budget::Defer),
                 None => {
-                    let next = shared
-                        .jobs
-                        .lock()
-                        .expect("work queue lock")
-                        .recv_timeout(EventBatch::MAX_WAIT);
+                    let next = match taken.pop_front() {
+                        Some(job) => Ok(job),
+                        None => shared
+                            .jobs
+                            .lock()
+                            .expect("work queue lock")
+                            .recv_timeout(EventBatch::MAX_WAIT)
+                            .map(|batch| {
+                                taken.extend(batch);
+                                taken.pop_front().expect("job batches are never empty")
+                            }),
+                    };
                     match next {
                         Ok(job) if deferred.len() < MAX_DEFERRED => (job, Budget::Defer),
                         Ok(job) => (job, Budget::Wait),
@@ -575,13 +584,13 @@ impl Engine {
         options: &SweepOptions,
         cache: Option<&Cache>,
         stop: &AtomicBool,
-        work: std::sync::mpsc::SyncSender<Job>,
+        work: std::sync::mpsc::SyncSender<Vec<Job>>,
         events: std::sync::mpsc::SyncSender<WorkerMessage>,
     ) {
         let mut cache = cache;
         let low_priority = options.low_priority;
         walker.run(|| {
-            let work = work.clone();
+            let mut jobs = JobBatch::new(work.clone());
             let mut batch = EventBatch::new(events.clone());
             let reader = cache.and_then(|c| match c.reader() {
                 Ok(reader) => Some(reader),
@@ -593,7 +602,7 @@ impl Engine {
             });
             let mut thread = WalkerThread::new(low_priority);
             Box::new(move |entry| {
-                if !thread.keep_going(stop) {
+                if !thread.keep_going(stop) || !jobs.send_if_waited() {
                     return ignore::WalkState::Quit;
                 }
                 let alive = match entry {
@@ -615,9 +624,9 @@ impl Engine {
                             .metadata()
                             .map_err(|e| std::io::Error::other(e.to_string()))
                             .and_then(|meta| FileStamp::of_entry(entry.path(), &meta));
-                        let lookup = match (&reader, stamp) {
+                        let lookup = match (&reader, &stamp) {
                             (Some(reader), Ok(stamp)) => {
-                                self.look_up(reader, entry.path(), stamp, options.max_yara_size)
+                                self.look_up(reader, entry.path(), *stamp, options.max_yara_size)
                             }
                             _ => Lookup::Miss,
                         };
@@ -628,8 +637,14 @@ impl Engine {
                             Lookup::Rescan(digests) => Some(digests),
                             Lookup::Miss => None,
                         };
-                        let path = entry.into_path();
-                        work.send(Job { path, known }).is_ok()
+                        let size = stamp.as_ref().map_or(0, |stamp| stamp.size);
+                        jobs.push(
+                            Job {
+                                path: entry.into_path(),
+                                known,
+                            },
+                            size,
+                        )
                     }
                     Ok(_) => true,
                 };
@@ -678,6 +693,74 @@ struct Job {
     known: Option<Digests>,
 }
 
+/// How many batches of files the queue to the scan workers holds: with [`JobBatch::FILES`],
+/// some thousands of files listed ahead of the workers.
+const JOB_QUEUE_BATCHES: usize = 128;
+
+/// Files of one walker thread on their way to the scan workers, sent in batches. The walkers
+/// list far faster than the workers scan, so the queue is full most of the time, and each file
+/// taken from a full queue wakes a walker thread waiting to send: with a message per file,
+/// those wake-ups cost a few percent of a sweep's CPU on a 2-core host. A batch is bounded in
+/// bytes too, so that at the end of a sweep one worker does not hold much more work than the
+/// other.
+struct JobBatch {
+    jobs: Vec<Job>,
+    bytes: u64,
+    since: std::time::Instant,
+    tx: std::sync::mpsc::SyncSender<Vec<Job>>,
+}
+
+impl JobBatch {
+    const FILES: usize = 32;
+    const BYTES: u64 = 8 << 20;
+
+    fn new(tx: std::sync::mpsc::SyncSender<Vec<Job>>) -> Self {
+        JobBatch {
+            jobs: Vec::with_capacity(Self::FILES),
+            bytes: 0,
+            since: std::time::Instant::now(),
+            tx,
+        }
+    }
+
+    /// Adds a file of `size` bytes; false once the workers are gone.
+    fn push(&mut self, job: Job, size: u64) -> bool {
+        if self.jobs.is_empty() {
+            self.since = std::time::Instant::now();
+        }
+        self.jobs.push(job);
+        self.bytes = self.bytes.saturating_add(size);
+        if self.jobs.len() >= Self::FILES || self.bytes >= Self::BYTES {
+            return self.send();
+        }
+        true
+    }
+
+    /// Sends what has waited long enough, so that files found among many already cached (a
+    /// re-sweep) do not wait for the walk to end; false once the workers are gone.
+    fn send_if_waited(&mut self) -> bool {
+        if !self.jobs.is_empty() && self.since.elapsed() >= EventBatch::MAX_WAIT {
+            return self.send();
+        }
+        true
+    }
+
+    fn send(&mut self) -> bool {
+        if self.jobs.is_empty() {
+            return true;
+        }
+        self.bytes = 0;
+        let jobs = std::mem::replace(&mut self.jobs, Vec::with_capacity(Self::FILES));
+        self.tx.send(jobs).is_ok()
+    }
+}
+
+impl Drop for JobBatch {
+    fn drop(&mut self) {
+        self.send();
+    }
+}
+
 /// What a worker does with a large file while the shared buffer budget has no room for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Budget {
@@ -704,7 +787,7 @@ enum Lookup {
 
 /// What the scan workers share.
 struct WorkerShared {
-    jobs: std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
+    jobs: std::sync::Mutex<std::sync::mpsc::Receiver<Vec<Job>>>,
     large_buffers: LargeBuffers,
 }
 
@@ -1644,6 +1727,44 @@ mod tests {
         // `*` stays within a component: logs/today.log is not matched by ROOT/*.log.
         assert_eq!(found, vec!["app/src/main.js", "logs/today.log"]);
         assert!(exclude_globs(&["a[".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn job_batches_go_out_when_full_large_or_old_and_at_the_end() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let job = |name: &str| Job {
+            path: PathBuf::from(name),
+            known: None,
+        };
+        let names = |batch: Vec<Job>| -> Vec<String> {
+            batch
+                .into_iter()
+                .map(|j| j.path.display().to_string())
+                .collect()
+        };
+        let mut batch = JobBatch::new(tx);
+        for i in 0..JobBatch::FILES - 1 {
+            assert!(batch.push(job(&format!("f{i}")), 1));
+        }
+        assert!(rx.try_recv().is_err(), "a batch short of full waits");
+        assert!(batch.push(job("last"), 1));
+        assert_eq!(rx.try_recv().unwrap().len(), JobBatch::FILES);
+
+        assert!(batch.push(job("small"), 1));
+        assert!(batch.push(job("large"), JobBatch::BYTES));
+        assert_eq!(names(rx.try_recv().unwrap()), ["small", "large"]);
+
+        assert!(batch.push(job("lonely"), 1));
+        assert!(batch.send_if_waited());
+        assert!(rx.try_recv().is_err(), "a fresh batch is not sent early");
+        std::thread::sleep(EventBatch::MAX_WAIT);
+        assert!(batch.send_if_waited());
+        assert_eq!(names(rx.try_recv().unwrap()), ["lonely"]);
+
+        assert!(batch.push(job("at the end"), 1));
+        drop(batch);
+        assert_eq!(names(rx.try_recv().unwrap()), ["at the end"]);
+        assert!(rx.try_recv().is_err(), "no empty batch is ever sent");
     }
 
     #[test]
