@@ -53,11 +53,50 @@ pub struct RuleSet {
     pub by_header: Vec<(split::Header, yara_x::Rules)>,
     /// The rule files that went in, in compile order.
     pub files: Vec<PathBuf>,
+    /// The per-file rules (see [`split`]) compiled once more on their own: a file whose bytes
+    /// were already judged needs a scan with these alone. Not counted in [`RuleSet::len`].
+    pub per_file: Option<PerFileRules>,
     /// Rule files left out because they do not compile, each with its file and line.
     pub broken: Vec<RulesError>,
     /// SHA-256 over the namespaces and contents that went in: verdicts cached under another
     /// version are stale.
     pub version: [u8; 32],
+}
+
+/// The rules whose verdict may differ between files with the same bytes, and their names.
+pub struct PerFileRules {
+    pub rules: yara_x::Rules,
+    /// The identifiers of [`PerFileRules::rules`] by namespace.
+    names: std::collections::HashMap<String, HashSet<String>>,
+}
+
+impl PerFileRules {
+    fn new(rules: yara_x::Rules) -> Self {
+        let mut names: std::collections::HashMap<String, HashSet<String>> = Default::default();
+        for rule in rules.iter() {
+            names
+                .entry(rule.namespace().to_owned())
+                .or_default()
+                .insert(rule.identifier().to_owned());
+        }
+        PerFileRules { rules, names }
+    }
+
+    /// Whether the rule `identifier` of `namespace` is one of these.
+    pub fn contains(&self, namespace: &str, identifier: &str) -> bool {
+        self.names
+            .get(namespace)
+            .is_some_and(|ids| ids.contains(identifier))
+    }
+
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.names.values().map(HashSet::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -158,7 +197,12 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
             version.update(part);
         }
     }
-    let (general, by_header) = compiled;
+    let Compiled {
+        general,
+        by_header,
+        per_file,
+    } = compiled;
+    let per_file = per_file.map(PerFileRules::new);
     crate::memory::release_free_memory();
     tracing::debug!(
         general = general.iter().len(),
@@ -166,31 +210,44 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
             .iter()
             .map(|(h, r)| (String::from_utf8_lossy(h).into_owned(), r.iter().len()))
             .collect::<Vec<_>>(),
+        per_file = per_file.as_ref().map_or(0, PerFileRules::len),
         "rules compiled"
     );
     Ok(RuleSet {
         general,
         by_header,
+        per_file,
         files: sources.into_iter().map(|(file, _, _)| file).collect(),
         broken,
         version: version.finalize().into(),
     })
 }
 
-/// The general rules and those of each header group, sorted by header.
-type Compiled = (yara_x::Rules, Vec<(split::Header, yara_x::Rules)>);
+/// What [`compile`] builds.
+struct Compiled {
+    general: yara_x::Rules,
+    /// The rules of each header group, sorted by header.
+    by_header: Vec<(split::Header, yara_x::Rules)>,
+    /// The per-file rules, again; `None` when no rule reads an external variable.
+    per_file: Option<yara_x::Rules>,
+}
 
 /// Compiles each file into its namespace, its header-bound rules into the rule set of their
-/// header (see [`split`]), each rule set on a thread of its own. A file is broken when any of
+/// header (see [`split`]), and its per-file rules once more into a set of their own, each rule
+/// set on a thread of its own. A file is broken when any of
 /// its parts fails; it is then left out of every set, and its error is reported once, with the
 /// original line (parts keep the file's offsets), in file order.
 fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>) {
     let analyses = analyse_all(sources);
     let mut group_sizes: std::collections::BTreeMap<split::Header, usize> = Default::default();
-    for header in analyses.iter().flatten().filter_map(|r| r.movable_to) {
+    for header in analyses
+        .iter()
+        .flat_map(|a| &a.rules)
+        .filter_map(|r| r.movable_to)
+    {
         *group_sizes.entry(header).or_default() += 1;
     }
-    let analysed = analyses.iter().map(Vec::len).sum::<usize>();
+    let analysed = analyses.iter().map(|a| a.rules.len()).sum::<usize>();
     let own: Vec<split::Header> = group_sizes
         .into_iter()
         .filter(|(_, size)| size * HEADER_GROUP_SHARE >= analysed)
@@ -201,7 +258,14 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
     // goes into the general set as it is.
     let mut general: Vec<(usize, std::borrow::Cow<[u8]>)> = Vec::new();
     let mut groups: Vec<Vec<(usize, std::borrow::Cow<[u8]>)>> = vec![Vec::new(); own.len()];
-    for (i, ((_, _, source), rules)) in sources.iter().zip(&analyses).enumerate() {
+    let mut per_file: Vec<(usize, std::borrow::Cow<[u8]>)> = Vec::new();
+    for (i, ((_, _, source), analysis)) in sources.iter().zip(&analyses).enumerate() {
+        let rules = &analysis.rules;
+        if analysis.whole_file_per_file {
+            per_file.push((i, source.as_slice().into()));
+        } else if rules.iter().any(|r| r.per_file) {
+            per_file.push((i, split::part(source, rules, |r| r.per_file).into()));
+        }
         if !rules.iter().any(|r| group_of(r).is_some()) {
             general.push((i, source.as_slice().into()));
             continue;
@@ -217,7 +281,8 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
     }
     // Each broken file with its first error, from whichever set found it.
     let broken = std::sync::Mutex::new(std::collections::BTreeMap::<usize, RulesError>::new());
-    let all_added = std::sync::Barrier::new(groups.len() + 1);
+    let has_per_file = !per_file.is_empty();
+    let all_added = std::sync::Barrier::new(groups.len() + 1 + usize::from(has_per_file));
     let compile_set = |parts: Vec<(usize, std::borrow::Cow<[u8]>)>| {
         let mut arrival = Arrival(Some(&all_added));
         let add = |compiler: &mut yara_x::Compiler, i: usize, code: &[u8]| {
@@ -268,21 +333,28 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
         }
         compact(compiler.build())
     };
-    let (general, groups) = std::thread::scope(|scope| {
+    let (general, groups, per_file) = std::thread::scope(|scope| {
         let groups: Vec<_> = groups
             .into_iter()
             .map(|parts| scope.spawn(|| compile_set(parts)))
             .collect();
+        let per_file = has_per_file.then(|| scope.spawn(|| compile_set(per_file)));
         let general = compile_set(general);
-        let groups: Vec<_> = groups
-            .into_iter()
-            .map(|handle| handle.join().expect("rule compiler thread panicked"))
-            .collect();
-        (general, groups)
+        let join = |handle: std::thread::ScopedJoinHandle<'_, yara_x::Rules>| {
+            handle.join().expect("rule compiler thread panicked")
+        };
+        let groups: Vec<_> = groups.into_iter().map(join).collect();
+        (general, groups, per_file.map(join))
     });
     let by_header = own.into_iter().zip(groups).collect();
     let broken = broken.into_inner().expect("broken rule files lock");
-    ((general, by_header), broken.into_values().collect())
+    let compiled = Compiled {
+        general,
+        by_header,
+        // Broken files may have taken every per-file rule with them.
+        per_file: per_file.filter(|rules| rules.iter().len() > 0),
+    };
+    (compiled, broken.into_values().collect())
 }
 
 /// A compiler thread's arrival at the barrier between adding sources and building, made also
@@ -304,7 +376,7 @@ impl Drop for Arrival<'_> {
 }
 
 /// [`split::analyse`] for every source, on as many threads as there are cores.
-fn analyse_all(sources: &[(PathBuf, String, Vec<u8>)]) -> Vec<Vec<split::RuleSpan>> {
+fn analyse_all(sources: &[(PathBuf, String, Vec<u8>)]) -> Vec<split::Analysis> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = sources.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -592,5 +664,45 @@ mod tests {
         )
         .unwrap();
         load(&[file]).unwrap();
+    }
+
+    #[test]
+    fn per_file_rules_are_compiled_again_on_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mixed.yar"),
+            "private rule helper { condition: filesize > 0 }\n\
+             rule by_name { condition: filename == \"x.exe\" and helper }\n\
+             rule by_content { strings: $a = \"abc\" condition: $a }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("plain.yar"),
+            "rule plain { condition: true }",
+        )
+        .unwrap();
+        // A broken file takes its per-file rules out with it.
+        std::fs::write(
+            dir.path().join("broken.yar"),
+            "rule gone { condition: owner == \"root\" and nosuch }",
+        )
+        .unwrap();
+        let set = load(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(set.broken.len(), 1);
+        assert_eq!(set.len(), 4, "the per-file set is not counted again");
+        let per_file = set.per_file.as_ref().expect("a rule reads `filename`");
+        let mut names: Vec<String> = per_file
+            .rules
+            .iter()
+            .map(|r| format!("{}:{}", r.namespace(), r.identifier()))
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["mixed:by_name", "mixed:helper"]);
+        assert!(per_file.contains("mixed", "by_name") && !per_file.contains("mixed", "by_content"));
+        assert!(!per_file.contains("plain", "by_name"));
+
+        std::fs::remove_file(dir.path().join("mixed.yar")).unwrap();
+        let set = load(&[dir.path().to_path_buf()]).unwrap();
+        assert!(set.per_file.is_none(), "no rule left reads an external");
     }
 }

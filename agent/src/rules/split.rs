@@ -14,6 +14,12 @@
 //! covers it) and it names no other rule of the file. Everything else stays in the general part.
 //! Parts are the original source with the other rules blanked out (newlines kept), so compile
 //! errors keep their original lines and offsets.
+//!
+//! The same analysis finds the *per-file* rules: those whose verdict can differ between two
+//! files with the same bytes, because they read an external variable (the file's name, path,
+//! type or owner) or depend on a rule that does. They are compiled once more on their own, with
+//! the rules they name and the global rules of their file: a file whose bytes were already
+//! judged in a sweep (a hard link, a copy) needs a scan with these alone.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,28 +35,46 @@ pub struct RuleSpan {
     pub span: std::ops::Range<usize>,
     /// The header the rule requires, when the rule may be compiled apart.
     pub movable_to: Option<Header>,
+    /// The rule belongs in the per-file set: its verdict may depend on an external variable
+    /// (it reads one or names a rule that does, or a global rule of its file does), or a rule
+    /// that does depends on it.
+    pub per_file: bool,
 }
 
-/// The rules of one source file, in order; empty when the file is not to be split.
-pub fn analyse(source: &[u8]) -> Vec<RuleSpan> {
-    // Parsing costs about as much as compiling; a file without `(0)` has no header condition.
-    if !source.windows(3).any(|w| w == b"(0)") {
-        return Vec::new();
+/// What [`analyse`] learned about one source file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    /// The file's rules, in order; empty when the file is not analysed rule by rule.
+    pub rules: Vec<RuleSpan>,
+    /// The file names an external variable but is not analysed rule by rule (it does not
+    /// parse, or it includes other files): all of it belongs in the per-file set.
+    pub whole_file_per_file: bool,
+}
+
+/// The rules of one source file: where each is, whether it may move to a header's set and
+/// whether it is per-file.
+pub fn analyse(source: &[u8]) -> Analysis {
+    let reads_externals = names_an_external(source);
+    // Parsing costs about as much as compiling: only files that may have a header condition
+    // (`(0)`) or read an external variable are parsed.
+    if !reads_externals && !source.windows(3).any(|w| w == b"(0)") {
+        return Analysis::default();
     }
+    let whole = Analysis {
+        rules: Vec::new(),
+        whole_file_per_file: reads_externals,
+    };
     let ast = AST::from(Parser::new(source));
     if !ast.errors().is_empty() {
-        return Vec::new();
+        return whole;
     }
     let mut rules = Vec::new();
     for item in ast.items() {
         match item {
             Item::Rule(rule) => rules.push(rule),
-            Item::Include(_) => return Vec::new(),
+            Item::Include(_) => return whole,
             Item::Import(_) => {}
         }
-    }
-    if rules.iter().any(|r| r.flags.contains(RuleFlags::Global)) {
-        return Vec::new();
     }
     // The AST has no span for a whole declaration; it runs from the `rule` keyword before the
     // name to the brace after the condition. Anything unexpected there: the file stays whole.
@@ -63,24 +87,99 @@ pub fn analyse(source: &[u8]) -> Vec<RuleSpan> {
         })
         .collect::<Option<Vec<_>>>()
     else {
-        return Vec::new();
+        return whole;
     };
     let names: Vec<&str> = rules.iter().map(|r| r.identifier.name).collect();
-    let tangled = tangled_rules(source, &spans, &names);
-    rules
+    let named = references(source, &spans, &names);
+    let global: Vec<bool> = rules
+        .iter()
+        .map(|r| r.flags.contains(RuleFlags::Global))
+        .collect();
+    let reads: Vec<bool> = rules
+        .iter()
+        .map(|rule| {
+            let condition = rule.condition.span();
+            let text = source
+                .get(condition.start()..condition.end())
+                .unwrap_or(source);
+            names_an_external(text)
+        })
+        .collect();
+    let per_file = per_file_rules(reads, &global, &named);
+    // A global rule gates every rule of its file: such a file is not split by header.
+    let any_global = global.iter().any(|&g| g);
+    let rules = rules
         .iter()
         .zip(spans)
         .enumerate()
         .map(|(i, (rule, span))| {
             let private = rule.flags.contains(RuleFlags::Private);
-            let movable_to = if private || tangled.contains(&i) {
+            let tangled = !named[i].is_empty() || named.iter().any(|n| n.contains(&i));
+            let movable_to = if private || tangled || any_global {
                 None
             } else {
                 required_header(&rule.condition)
             };
-            RuleSpan { span, movable_to }
+            RuleSpan {
+                span,
+                movable_to,
+                per_file: per_file[i],
+            }
         })
-        .collect()
+        .collect();
+    Analysis {
+        rules,
+        whole_file_per_file: false,
+    }
+}
+
+/// Which rules belong in the per-file set, from which read an external variable themselves
+/// (`reads`), which are global and which rules each names (`named`): those whose verdict may
+/// depend on an external (they read one, name a rule that does, or a global rule does), and
+/// everything those need to compile and to give the same verdict (the rules they name, the
+/// file's global rules).
+fn per_file_rules(mut reads: Vec<bool>, global: &[bool], named: &[Vec<usize>]) -> Vec<bool> {
+    // Whether a verdict depends on an external spreads to the rules that name the rule.
+    loop {
+        let global_reads = reads.iter().zip(global).any(|(&r, &g)| r && g);
+        let mut changed = false;
+        for i in 0..reads.len() {
+            if !reads[i] && (global_reads || named[i].iter().any(|&j| reads[j])) {
+                reads[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut per_file = reads;
+    if per_file.iter().any(|&p| p) {
+        for (p, &g) in per_file.iter_mut().zip(global) {
+            *p |= g;
+        }
+    }
+    // What a per-file rule names comes along, and what that names, and so on.
+    let mut pending: Vec<usize> = (0..per_file.len()).filter(|&i| per_file[i]).collect();
+    while let Some(i) = pending.pop() {
+        for &j in &named[i] {
+            if !per_file[j] {
+                per_file[j] = true;
+                pending.push(j);
+            }
+        }
+    }
+    per_file
+}
+
+/// Whether `text` names one of the external variables (a whole word, not a pattern's `$name`).
+fn names_an_external(text: &[u8]) -> bool {
+    words(text).any(|word| {
+        !word.sigil
+            && crate::rules::EXTERNAL_VARIABLES
+                .iter()
+                .any(|name| name.as_bytes() == word.text)
+    })
 }
 
 /// Where the declaration of the rule named at `name` starts: its `rule` keyword, or the
@@ -126,43 +225,53 @@ fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// Indexes of rules that name another rule of the file or are named by one, directly or
-/// through a wildcard (`any of (prefix*)`). Textual and therefore conservative: a name that
-/// appears in another rule's strings or metadata also counts.
-fn tangled_rules(
-    source: &[u8],
-    spans: &[std::ops::Range<usize>],
-    names: &[&str],
-) -> HashSet<usize> {
+/// For each rule, the other rules of the file it names, directly or through a wildcard
+/// (`any of (prefix*)`). Textual and therefore conservative: a name that appears in the rule's
+/// strings or metadata also counts.
+fn references(source: &[u8], spans: &[std::ops::Range<usize>], names: &[&str]) -> Vec<Vec<usize>> {
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
-    let mut tangled = HashSet::new();
-    for (i, span) in spans.iter().enumerate() {
-        for (word, wildcard) in words(&source[span.clone()]) {
-            if wildcard {
-                let covered: Vec<usize> = names
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, n)| *j != i && n.as_bytes().starts_with(word))
-                    .map(|(j, _)| j)
-                    .collect();
-                if !covered.is_empty() {
-                    tangled.insert(i);
-                    tangled.extend(covered);
+    spans
+        .iter()
+        .enumerate()
+        .map(|(i, span)| {
+            let mut named = HashSet::new();
+            for word in words(&source[span.clone()]) {
+                if word.wildcard {
+                    named.extend(
+                        names
+                            .iter()
+                            .enumerate()
+                            .filter(|(j, n)| *j != i && n.as_bytes().starts_with(word.text))
+                            .map(|(j, _)| j),
+                    );
+                } else if let Some(&j) = std::str::from_utf8(word.text)
+                    .ok()
+                    .and_then(|w| index.get(w))
+                    && j != i
+                {
+                    named.insert(j);
                 }
-            } else if let Some(&j) = std::str::from_utf8(word).ok().and_then(|w| index.get(w))
-                && j != i
-            {
-                tangled.insert(i);
-                tangled.insert(j);
             }
-        }
-    }
-    tangled
+            let mut named: Vec<usize> = named.into_iter().collect();
+            named.sort_unstable();
+            named
+        })
+        .collect()
 }
 
-/// Identifier-like words of `text`, each with whether a `*` follows it (a rule wildcard;
-/// pattern wildcards such as `$s*` are skipped).
-fn words(text: &[u8]) -> impl Iterator<Item = (&[u8], bool)> {
+/// An identifier-like word of a rule's text.
+#[derive(Debug, PartialEq, Eq)]
+struct Word<'t> {
+    text: &'t [u8],
+    /// `$`, `#`, `@` or `!` comes before it: a pattern's name.
+    sigil: bool,
+    /// `*` follows it: a wildcard.
+    wildcard: bool,
+}
+
+/// Identifier-like words of `text`, pattern wildcards such as `$s*` left out (rule wildcards
+/// such as `apt_*` are kept).
+fn words(text: &[u8]) -> impl Iterator<Item = Word<'_>> {
     let is_word = is_word_byte;
     let mut i = 0;
     std::iter::from_fn(move || {
@@ -180,7 +289,11 @@ fn words(text: &[u8]) -> impl Iterator<Item = (&[u8], bool)> {
             if sigil && wildcard {
                 continue;
             }
-            return Some((&text[start..i], wildcard));
+            return Some(Word {
+                text: &text[start..i],
+                sigil,
+                wildcard,
+            });
         }
         None
     })
@@ -250,6 +363,7 @@ mod tests {
 
     fn headers(source: &str) -> Vec<Option<Header>> {
         analyse(source.as_bytes())
+            .rules
             .into_iter()
             .map(|r| r.movable_to)
             .collect()
@@ -305,10 +419,18 @@ private rule hidden { condition: uint16(0) == 0x5a4d }
     #[test]
     fn wildcards_cover_rule_names_but_not_pattern_names() {
         let source = b"rule r { condition: any of (apt_*) and any of ($s*) and #c > 1 }";
-        let found: Vec<(&[u8], bool)> = words(source).collect();
-        assert!(found.contains(&(&b"apt_"[..], true)));
-        assert!(!found.iter().any(|(w, _)| *w == b"s"));
-        assert!(found.contains(&(&b"c"[..], false)));
+        let found: Vec<Word> = words(source).collect();
+        assert!(found.contains(&Word {
+            text: b"apt_",
+            sigil: false,
+            wildcard: true
+        }));
+        assert!(!found.iter().any(|w| w.text == b"s"));
+        assert!(found.contains(&Word {
+            text: b"c",
+            sigil: true,
+            wildcard: false
+        }));
     }
 
     #[test]
@@ -318,14 +440,18 @@ private rule hidden { condition: uint16(0) == 0x5a4d }
             "include \"other.yar\"\nrule r { condition: uint16(0) == 0x5a4d }",
             "rule r { condition: uint16(0) == 0x5a4d } rule broken { condition: ",
         ] {
-            assert!(analyse(source.as_bytes()).is_empty(), "{source}");
+            let analysis = analyse(source.as_bytes());
+            assert!(
+                analysis.rules.iter().all(|r| r.movable_to.is_none()),
+                "{source}"
+            );
         }
     }
 
     #[test]
     fn declarations_span_from_keyword_to_closing_brace() {
         let source = "import \"pe\"\nrule a : tag { condition: uint16(0) == 0x5a4d /* } */ // }\n}\nprivate rule b { condition: true }\n";
-        let rules = analyse(source.as_bytes());
+        let rules = analyse(source.as_bytes()).rules;
         let text: Vec<&str> = rules.iter().map(|r| &source[r.span.clone()]).collect();
         assert_eq!(
             text,
@@ -339,7 +465,7 @@ private rule hidden { condition: uint16(0) == 0x5a4d }
     #[test]
     fn parts_keep_lines_and_offsets() {
         let source = "import \"pe\"\n// note\nrule a { condition: uint16(0) == 0x5a4d }\nrule b {\n  condition: true\n}\n";
-        let rules = analyse(source.as_bytes());
+        let rules = analyse(source.as_bytes()).rules;
         let general = part(source.as_bytes(), &rules, |r| r.movable_to.is_none());
         let mz = part(source.as_bytes(), &rules, |r| r.movable_to == Some(MZ));
         assert_eq!(general.len(), source.len());
@@ -351,5 +477,60 @@ private rule hidden { condition: uint16(0) == 0x5a4d }
         assert!(!general.contains("rule a") && general.contains("rule b {"));
         assert!(mz.contains("rule a {") && !mz.contains("rule b"));
         assert!(mz.starts_with("import \"pe\"\n"));
+    }
+
+    fn per_file(source: &str) -> Vec<bool> {
+        analyse(source.as_bytes())
+            .rules
+            .into_iter()
+            .map(|r| r.per_file)
+            .collect()
+    }
+
+    #[test]
+    fn rules_reading_externals_and_what_they_need_are_per_file() {
+        let source = r#"
+rule reads { condition: helper and filename matches /x/ }
+rule helper { condition: filesize > 10 }
+rule user { condition: reads }
+rule plain { meta: note = "filename" strings: $filename = "a" condition: $filename }
+rule by_name { condition: user or plain }
+private rule unrelated { condition: owner_like }
+rule owner_like { condition: true }
+"#;
+        assert_eq!(
+            per_file(source),
+            vec![true, true, true, true, true, false, false]
+        );
+        // Every external counts, in any rule of a header group too.
+        for name in crate::rules::EXTERNAL_VARIABLES {
+            let source = format!("rule r {{ condition: uint16(0) == 0x5a4d and {name} == \"\" }}");
+            let rules = analyse(source.as_bytes()).rules;
+            assert!(
+                rules[0].per_file && rules[0].movable_to == Some(MZ),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn global_rules_spread_and_follow_per_file_rules() {
+        let reading_global = "global rule g { condition: not filepath contains \"tmp\" }\nrule a { condition: true }\nrule b { condition: filesize > 1 }";
+        assert_eq!(per_file(reading_global), vec![true, true, true]);
+        let plain_global = "global rule g { condition: filesize < 1MB }\nrule a { condition: extension == \".exe\" }\nrule b { condition: true }";
+        assert_eq!(per_file(plain_global), vec![true, true, false]);
+        let no_externals = "global rule g { condition: filesize < 1MB }\nrule a { condition: uint16(0) == 0x5a4d }";
+        assert_eq!(per_file(no_externals), vec![false, false]);
+    }
+
+    #[test]
+    fn files_not_analysed_rule_by_rule_are_per_file_when_they_name_an_external() {
+        let included = analyse(b"include \"x.yar\"\nrule r { condition: filetype == \"EXE\" }");
+        assert!(included.rules.is_empty() && included.whole_file_per_file);
+        let broken = analyse(b"rule r { condition: filename == ");
+        assert!(broken.rules.is_empty() && broken.whole_file_per_file);
+        let broken_plain = analyse(b"rule r { condition: uint16(0) == ");
+        assert!(broken_plain.rules.is_empty() && !broken_plain.whole_file_per_file);
+        assert_eq!(analyse(b"rule r { condition: true }"), Analysis::default());
     }
 }
