@@ -27,7 +27,7 @@ pub struct CacheError {
 }
 
 /// What identifies a file's content without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileStamp {
     pub dev: u64,
     pub ino: u64,

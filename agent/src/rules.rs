@@ -53,8 +53,9 @@ pub struct RuleSet {
     pub by_header: Vec<(split::Header, yara_x::Rules)>,
     /// The rule files that went in, in compile order.
     pub files: Vec<PathBuf>,
-    /// The per-file rules (see [`split`]) compiled once more on their own: a file whose bytes
-    /// were already judged needs a scan with these alone. Not counted in [`RuleSet::len`].
+    /// The per-file rules (see [`split`]), to be compiled once more on their own when first
+    /// needed: a file whose bytes were already judged needs a scan with these alone. Not
+    /// counted in [`RuleSet::len`].
     pub per_file: Option<PerFileRules>,
     /// Rule files left out because they do not compile, each with its file and line.
     pub broken: Vec<RulesError>,
@@ -63,39 +64,92 @@ pub struct RuleSet {
     pub version: [u8; 32],
 }
 
-/// The rules whose verdict may differ between files with the same bytes, and their names.
+/// The rules whose verdict may differ between files with the same bytes (see [`split`]), as
+/// source parts split by header like the whole set. They are compiled the first time a sweep
+/// meets bytes it has already judged, on the worker that meets them: most hosts need them
+/// for a few files, and compiling them with the rest would add to every start-up and to the
+/// compiler's peak memory.
 pub struct PerFileRules {
-    pub rules: yara_x::Rules,
-    /// The identifiers of [`PerFileRules::rules`] by namespace.
+    general: Vec<PerFileSource>,
+    by_header: Vec<(split::Header, Vec<PerFileSource>)>,
+    compiled: std::sync::OnceLock<Option<PerFileSets>>,
+}
+
+/// A part of a rule file that holds per-file rules.
+struct PerFileSource {
+    file: PathBuf,
+    namespace: String,
+    code: Vec<u8>,
+}
+
+/// The per-file rules compiled, and their names.
+pub struct PerFileSets {
+    pub general: yara_x::Rules,
+    pub by_header: Vec<(split::Header, yara_x::Rules)>,
+    /// The identifiers of these rules by namespace.
     names: std::collections::HashMap<String, HashSet<String>>,
 }
 
 impl PerFileRules {
-    fn new(rules: yara_x::Rules) -> Self {
+    /// The compiled sets, compiled now if this is the first call; `None` if they do not
+    /// compile (they did as part of their files, so this is not expected; the error is
+    /// logged, and files are then always judged in full).
+    pub fn compiled(&self) -> Option<&PerFileSets> {
+        self.compiled
+            .get_or_init(|| match self.compile() {
+                Ok(sets) => Some(sets),
+                Err(err) => {
+                    tracing::warn!("per-file rules left uncompiled, files judged in full: {err}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    fn compile(&self) -> Result<PerFileSets, RulesError> {
+        let build = |parts: &[PerFileSource]| -> Result<yara_x::Rules, RulesError> {
+            let mut compiler = new_compiler();
+            for part in parts {
+                compiler.new_namespace(&part.namespace);
+                let code = yara_x::SourceCode::from(part.code.as_slice())
+                    .with_origin(part.file.display().to_string());
+                compiler
+                    .add_source(code)
+                    .map_err(|err| compile_error(&part.file, &part.code, &err))?;
+            }
+            Ok(compact(compiler.build()))
+        };
+        let general = build(&self.general)?;
+        let by_header = self
+            .by_header
+            .iter()
+            .map(|(header, parts)| Ok((*header, build(parts)?)))
+            .collect::<Result<Vec<_>, RulesError>>()?;
         let mut names: std::collections::HashMap<String, HashSet<String>> = Default::default();
-        for rule in rules.iter() {
+        for rule in general
+            .iter()
+            .chain(by_header.iter().flat_map(|(_, r)| r.iter()))
+        {
             names
                 .entry(rule.namespace().to_owned())
                 .or_default()
                 .insert(rule.identifier().to_owned());
         }
-        PerFileRules { rules, names }
+        crate::memory::release_free_memory();
+        Ok(PerFileSets {
+            general,
+            by_header,
+            names,
+        })
     }
+}
 
+impl PerFileSets {
     /// Whether the rule `identifier` of `namespace` is one of these.
     pub fn contains(&self, namespace: &str, identifier: &str) -> bool {
         self.names
             .get(namespace)
             .is_some_and(|ids| ids.contains(identifier))
-    }
-
-    /// How many rules there are.
-    pub fn len(&self) -> usize {
-        self.names.values().map(HashSet::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -202,7 +256,6 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         by_header,
         per_file,
     } = compiled;
-    let per_file = per_file.map(PerFileRules::new);
     crate::memory::release_free_memory();
     tracing::debug!(
         general = general.iter().len(),
@@ -210,7 +263,6 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
             .iter()
             .map(|(h, r)| (String::from_utf8_lossy(h).into_owned(), r.iter().len()))
             .collect::<Vec<_>>(),
-        per_file = per_file.as_ref().map_or(0, PerFileRules::len),
         "rules compiled"
     );
     Ok(RuleSet {
@@ -228,15 +280,15 @@ struct Compiled {
     general: yara_x::Rules,
     /// The rules of each header group, sorted by header.
     by_header: Vec<(split::Header, yara_x::Rules)>,
-    /// The per-file rules, again; `None` when no rule reads an external variable.
-    per_file: Option<yara_x::Rules>,
+    /// The per-file rules, uncompiled; `None` when no rule reads an external variable.
+    per_file: Option<PerFileRules>,
 }
 
 /// Compiles each file into its namespace, its header-bound rules into the rule set of their
-/// header (see [`split`]), and its per-file rules once more into a set of their own, each rule
-/// set on a thread of its own. A file is broken when any of
-/// its parts fails; it is then left out of every set, and its error is reported once, with the
-/// original line (parts keep the file's offsets), in file order.
+/// header (see [`split`]), each rule set on a thread of its own, and sets its per-file rules
+/// aside for [`PerFileRules::compiled`]. A file is broken when any of its parts fails; it is
+/// then left out of every set, and its error is reported once, with the original line (parts
+/// keep the file's offsets), in file order.
 fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>) {
     let analyses = analyse_all(sources);
     let mut group_sizes: std::collections::BTreeMap<split::Header, usize> = Default::default();
@@ -253,37 +305,26 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
         .filter(|(_, size)| size * HEADER_GROUP_SHARE >= analysed)
         .map(|(header, _)| header)
         .collect();
-    let group_of = |rule: &split::RuleSpan| rule.movable_to.filter(|h| own.contains(h));
-    // What goes into each rule set: (file index, code). A file without header-bound rules
-    // goes into the general set as it is.
-    let mut general: Vec<(usize, std::borrow::Cow<[u8]>)> = Vec::new();
-    let mut groups: Vec<Vec<(usize, std::borrow::Cow<[u8]>)>> = vec![Vec::new(); own.len()];
-    let mut per_file: Vec<(usize, std::borrow::Cow<[u8]>)> = Vec::new();
+    // What goes into each rule set, (file index, code): the general set and one per header,
+    // for all rules and for the per-file rules (compiled later, if ever needed).
+    let mut all = HeaderParts::new(own.len());
+    let mut per_file = HeaderParts::new(own.len());
     for (i, ((_, _, source), analysis)) in sources.iter().zip(&analyses).enumerate() {
         let rules = &analysis.rules;
-        if analysis.whole_file_per_file {
-            per_file.push((i, source.as_slice().into()));
-        } else if rules.iter().any(|r| r.per_file) {
-            per_file.push((i, split::part(source, rules, |r| r.per_file).into()));
-        }
-        if !rules.iter().any(|r| group_of(r).is_some()) {
-            general.push((i, source.as_slice().into()));
-            continue;
-        }
-        let part = split::part(source, rules, |r| group_of(r).is_none());
-        general.push((i, part.into()));
-        for (header, parts) in own.iter().zip(&mut groups) {
-            if rules.iter().any(|r| group_of(r) == Some(*header)) {
-                let part = split::part(source, rules, |r| group_of(r) == Some(*header));
-                parts.push((i, part.into()));
-            }
-        }
+        // A file without header-bound rules goes into the general set as it is.
+        let unsplit = !rules
+            .iter()
+            .any(|r| r.movable_to.is_some_and(|h| own.contains(&h)));
+        all.add(i, source, rules, &own, unsplit, |_| true);
+        per_file.add(i, source, rules, &own, analysis.whole_file_per_file, |r| {
+            r.per_file
+        });
     }
+    let sets: Vec<Parts> = all.into_sets().collect();
     // Each broken file with its first error, from whichever set found it.
     let broken = std::sync::Mutex::new(std::collections::BTreeMap::<usize, RulesError>::new());
-    let has_per_file = !per_file.is_empty();
-    let all_added = std::sync::Barrier::new(groups.len() + 1 + usize::from(has_per_file));
-    let compile_set = |parts: Vec<(usize, std::borrow::Cow<[u8]>)>| {
+    let all_added = std::sync::Barrier::new(sets.len());
+    let compile_set = |parts: Parts| {
         let mut arrival = Arrival(Some(&all_added));
         let add = |compiler: &mut yara_x::Compiler, i: usize, code: &[u8]| {
             let (file, namespace, source) = &sources[i];
@@ -333,28 +374,110 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
         }
         compact(compiler.build())
     };
-    let (general, groups, per_file) = std::thread::scope(|scope| {
-        let groups: Vec<_> = groups
-            .into_iter()
-            .map(|parts| scope.spawn(|| compile_set(parts)))
+    let mut built = std::thread::scope(|scope| {
+        let compile_set = &compile_set;
+        let mut sets = sets.into_iter();
+        let general = sets.next().expect("there is a general set");
+        let handles: Vec<_> = sets
+            .map(|parts| scope.spawn(move || compile_set(parts)))
             .collect();
-        let per_file = has_per_file.then(|| scope.spawn(|| compile_set(per_file)));
+        // The general set, the largest, on this thread: its allocator arena is not one the
+        // scan workers will take over with the compiler's leftovers in it.
         let general = compile_set(general);
-        let join = |handle: std::thread::ScopedJoinHandle<'_, yara_x::Rules>| {
-            handle.join().expect("rule compiler thread panicked")
-        };
-        let groups: Vec<_> = groups.into_iter().map(join).collect();
-        (general, groups, per_file.map(join))
+        std::iter::once(general)
+            .chain(
+                handles
+                    .into_iter()
+                    .map(|handle| handle.join().expect("rule compiler thread panicked")),
+            )
+            .collect::<Vec<_>>()
+            .into_iter()
     });
-    let by_header = own.into_iter().zip(groups).collect();
+    let general = built.next().expect("a general set was built");
+    let by_header = own.iter().copied().zip(built).collect();
     let broken = broken.into_inner().expect("broken rule files lock");
+    let owned = |parts: Parts| -> Vec<PerFileSource> {
+        parts
+            .into_iter()
+            .filter(|(i, _)| !broken.contains_key(i))
+            .map(|(i, code)| PerFileSource {
+                file: sources[i].0.clone(),
+                namespace: sources[i].1.clone(),
+                code: code.into_owned(),
+            })
+            .collect()
+    };
+    let per_file_general = owned(per_file.general);
+    let per_file_by_header: Vec<_> = own
+        .iter()
+        .copied()
+        .zip(per_file.by_header.into_iter().map(owned))
+        .filter(|(_, parts)| !parts.is_empty())
+        .collect();
+    let per_file =
+        (!per_file_general.is_empty() || !per_file_by_header.is_empty()).then(|| PerFileRules {
+            general: per_file_general,
+            by_header: per_file_by_header,
+            compiled: Default::default(),
+        });
     let compiled = Compiled {
         general,
         by_header,
-        // Broken files may have taken every per-file rule with them.
-        per_file: per_file.filter(|rules| rules.iter().len() > 0),
+        per_file,
     };
     (compiled, broken.into_values().collect())
+}
+
+/// The parts of rule files that go into one kind of rule set (all rules, or the per-file
+/// ones): (file index, code) for the general set and for each header's set.
+type Parts<'s> = Vec<(usize, std::borrow::Cow<'s, [u8]>)>;
+
+struct HeaderParts<'s> {
+    general: Parts<'s>,
+    by_header: Vec<Parts<'s>>,
+}
+
+impl<'s> HeaderParts<'s> {
+    fn new(headers: usize) -> Self {
+        HeaderParts {
+            general: Vec::new(),
+            by_header: vec![Vec::new(); headers],
+        }
+    }
+
+    /// Adds the rules `keep` takes from file `i`, each to the set of its header (among `own`)
+    /// or the general one; `whole` adds the file to the general set as it is.
+    fn add(
+        &mut self,
+        i: usize,
+        source: &'s [u8],
+        rules: &[split::RuleSpan],
+        own: &[split::Header],
+        whole: bool,
+        keep: impl Fn(&split::RuleSpan) -> bool,
+    ) {
+        if whole {
+            self.general.push((i, source.into()));
+            return;
+        }
+        let group_of = |rule: &split::RuleSpan| rule.movable_to.filter(|h| own.contains(h));
+        let general = |r: &split::RuleSpan| keep(r) && group_of(r).is_none();
+        if rules.iter().any(general) {
+            self.general
+                .push((i, split::part(source, rules, general).into()));
+        }
+        for (header, parts) in own.iter().zip(&mut self.by_header) {
+            let in_group = |r: &split::RuleSpan| keep(r) && group_of(r) == Some(*header);
+            if rules.iter().any(in_group) {
+                parts.push((i, split::part(source, rules, in_group).into()));
+            }
+        }
+    }
+
+    /// The general set's parts, then each header's.
+    fn into_sets(self) -> impl Iterator<Item = Parts<'s>> {
+        std::iter::once(self.general).chain(self.by_header)
+    }
 }
 
 /// A compiler thread's arrival at the barrier between adding sources and building, made also
@@ -673,7 +796,9 @@ mod tests {
             dir.path().join("mixed.yar"),
             "private rule helper { condition: filesize > 0 }\n\
              rule by_name { condition: filename == \"x.exe\" and helper }\n\
-             rule by_content { strings: $a = \"abc\" condition: $a }\n",
+             rule by_content { strings: $a = \"abc\" condition: $a }\n\
+             rule pe_by_name { condition: uint16(0) == 0x5a4d and filename == \"x.exe\" }\n\
+             rule pe_by_owner { condition: uint16(0) == 0x5a4d and owner == \"nobody\" }\n",
         )
         .unwrap();
         std::fs::write(
@@ -689,15 +814,28 @@ mod tests {
         .unwrap();
         let set = load(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(set.broken.len(), 1);
-        assert_eq!(set.len(), 4, "the per-file set is not counted again");
+        assert_eq!(set.len(), 6, "the per-file set is not counted again");
         let per_file = set.per_file.as_ref().expect("a rule reads `filename`");
-        let mut names: Vec<String> = per_file
-            .rules
-            .iter()
-            .map(|r| format!("{}:{}", r.namespace(), r.identifier()))
-            .collect();
-        names.sort();
-        assert_eq!(names, vec!["mixed:by_name", "mixed:helper"]);
+        let per_file = per_file.compiled().expect("per-file rules compile");
+        let names = |rules: &yara_x::Rules| {
+            let mut names: Vec<String> = rules
+                .iter()
+                .map(|r| format!("{}:{}", r.namespace(), r.identifier()))
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(&per_file.general),
+            vec!["mixed:by_name", "mixed:helper"]
+        );
+        // Split by header like the whole set: a per-file PE rule is only run on PE files.
+        assert_eq!(per_file.by_header.len(), 1);
+        assert_eq!(per_file.by_header[0].0, *b"MZ");
+        assert_eq!(
+            names(&per_file.by_header[0].1),
+            vec!["mixed:pe_by_name", "mixed:pe_by_owner"]
+        );
         assert!(per_file.contains("mixed", "by_name") && !per_file.contains("mixed", "by_content"));
         assert!(!per_file.contains("plain", "by_name"));
 

@@ -311,6 +311,7 @@ impl Engine {
                     .max_yara_size
                     .max(crate::memory::LARGE_ALLOCATION as u64),
             ),
+            judged: JudgedContent::default(),
         };
         let mut cache_writes = CacheWriter {
             cache,
@@ -388,6 +389,7 @@ impl Engine {
             buffer: vec![0u8; READ_CHUNK],
             data: Vec::new(),
             large_buffers: &shared.large_buffers,
+            judged: &shared.judged,
             record,
             max_yara_size: options.max_yara_size,
         };
@@ -789,6 +791,75 @@ enum Lookup {
 struct WorkerShared {
     jobs: std::sync::Mutex<std::sync::mpsc::Receiver<Vec<Job>>>,
     large_buffers: LargeBuffers,
+    judged: JudgedContent,
+}
+
+/// Files at least this large have their bytes remembered for the rest of the sweep (see
+/// [`JudgedContent`]). Below it, hard links and copies hold few bytes (on a Debian `/usr/lib`,
+/// 20 of 371 MiB), and judging such a file again costs little.
+const JUDGED_CONTENT_MIN_SIZE: u64 = 1 << 20;
+
+/// At most this many contents are remembered per sweep (about 200 bytes each).
+const JUDGED_CONTENT_MAX: usize = 16_384;
+
+/// The verdicts on large files' bytes already judged in this sweep, by SHA-256 and by stamp.
+/// Another name for the same bytes, a hard link (Mesa installs one 24 MiB library under a
+/// dozen driver names) or a copy, is neither searched again by the rules that judge bytes
+/// alone nor, when it is a hard link, hashed again. It is still read, for the
+/// changed-while-read check and for the per-file rules (see [`crate::rules::split`]), which
+/// judge it on its own.
+#[derive(Default)]
+struct JudgedContent {
+    maps: std::sync::Mutex<JudgedContentMaps>,
+}
+
+#[derive(Default)]
+struct JudgedContentMaps {
+    by_stamp: std::collections::HashMap<FileStamp, [u8; 32]>,
+    by_sha256: std::collections::HashMap<[u8; 32], ContentVerdict>,
+}
+
+/// What is the same for every file with the same bytes.
+#[derive(Debug, Clone)]
+struct ContentVerdict {
+    digests: Digests,
+    /// The matches of the first file judged with these bytes, per-file rules' included.
+    matches: Vec<CachedMatch>,
+}
+
+impl JudgedContent {
+    fn maps(&self) -> std::sync::MutexGuard<'_, JudgedContentMaps> {
+        // The maps stay consistent even if a worker panicked holding the lock.
+        self.maps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The verdict on a file with this stamp (another name for the same inode).
+    fn by_stamp(&self, stamp: &FileStamp) -> Option<ContentVerdict> {
+        let maps = self.maps();
+        let sha256 = maps.by_stamp.get(stamp)?;
+        maps.by_sha256.get(sha256).cloned()
+    }
+
+    /// The verdict on a file with these bytes, and the stamp of another name for them.
+    fn by_sha256(&self, sha256: &[u8; 32], stamp: FileStamp) -> Option<ContentVerdict> {
+        let mut maps = self.maps();
+        let verdict = maps.by_sha256.get(sha256).cloned()?;
+        if maps.by_stamp.len() < JUDGED_CONTENT_MAX {
+            maps.by_stamp.insert(stamp, *sha256);
+        }
+        Some(verdict)
+    }
+
+    fn remember(&self, stamp: FileStamp, verdict: ContentVerdict) {
+        let mut maps = self.maps();
+        if maps.by_sha256.len() >= JUDGED_CONTENT_MAX || maps.by_stamp.len() >= JUDGED_CONTENT_MAX {
+            return;
+        }
+        maps.by_stamp.insert(stamp, verdict.digests.sha256);
+        maps.by_sha256.insert(verdict.digests.sha256, verdict);
+    }
 }
 
 /// What a verdict is made of.
@@ -1098,15 +1169,73 @@ impl Drop for LargeBufferPermit<'_> {
     }
 }
 
-/// One worker's YARA scanners (scanners cannot move between threads): one for the general
-/// rules and one per header group (see [`crate::rules::split`]).
+/// One worker's YARA scanners (scanners cannot move between threads): for all rules and for
+/// the per-file rules again (see [`crate::rules::split`]).
 struct Scanners<'r> {
+    set: &'r RuleSet,
+    all: HeaderScanners<'r>,
+    /// Made when first needed, like the per-file rules themselves.
+    per_file: Option<HeaderScanners<'r>>,
+}
+
+/// Scanners for a rule set split by header: one for the general rules and one per header.
+struct HeaderScanners<'r> {
     general: yara_x::Scanner<'r>,
     by_header: Vec<(crate::rules::split::Header, yara_x::Scanner<'r>)>,
 }
 
 impl<'r> Scanners<'r> {
     fn new(set: &'r RuleSet) -> Self {
+        Scanners {
+            set,
+            all: HeaderScanners::new(&set.general, &set.by_header),
+            per_file: None,
+        }
+    }
+
+    /// The rules that match `data`.
+    fn scan(
+        &mut self,
+        data: &[u8],
+        externals: &FileExternals,
+    ) -> Result<Vec<CachedMatch>, yara_x::errors::ScanError> {
+        self.all.scan(data, externals)
+    }
+
+    /// The matches of the per-file rules on `data`, and the rest of `content` (the verdict on
+    /// the same bytes under another name): the whole verdict. `None` when the per-file rules
+    /// are not at hand (they did not compile) and `data` must be judged in full.
+    fn scan_per_file(
+        &mut self,
+        data: &[u8],
+        externals: &FileExternals,
+        content: &[CachedMatch],
+    ) -> Option<Result<Vec<CachedMatch>, yara_x::errors::ScanError>> {
+        let Some(per_file) = &self.set.per_file else {
+            // No rule reads externals: the verdict on the bytes is the whole verdict.
+            return Some(Ok(content.to_vec()));
+        };
+        let sets = per_file.compiled()?;
+        let scanners = self
+            .per_file
+            .get_or_insert_with(|| HeaderScanners::new(&sets.general, &sets.by_header));
+        Some(scanners.scan(data, externals).map(|mut matches| {
+            matches.extend(
+                content
+                    .iter()
+                    .filter(|m| !sets.contains(&m.namespace, &m.rule))
+                    .cloned(),
+            );
+            matches
+        }))
+    }
+}
+
+impl<'r> HeaderScanners<'r> {
+    fn new(
+        general: &'r yara_x::Rules,
+        by_header: &'r [(crate::rules::split::Header, yara_x::Rules)],
+    ) -> Self {
         let scanner = |rules| {
             let mut scanner = yara_x::Scanner::new(rules);
             scanner.set_timeout(YARA_TIMEOUT);
@@ -1114,10 +1243,9 @@ impl<'r> Scanners<'r> {
             scanner.fast_scan(true);
             scanner
         };
-        Scanners {
-            general: scanner(&set.general),
-            by_header: set
-                .by_header
+        HeaderScanners {
+            general: scanner(general),
+            by_header: by_header
                 .iter()
                 .map(|(header, rules)| (*header, scanner(rules)))
                 .collect(),
@@ -1137,19 +1265,30 @@ impl<'r> Scanners<'r> {
             .find(|(h, _)| Some(&h[..]) == header)
             .map(|(_, scanner)| scanner);
         let mut matches = Vec::new();
-        let large = data.len() > crate::memory::LARGE_ALLOCATION;
         for scanner in std::iter::once(&mut self.general).chain(group) {
-            externals.apply(scanner);
-            let results = scanner.scan(data)?;
-            matches.extend(results.matching_rules().map(|rule| CachedMatch {
+            matches.extend(Self::scan_with(scanner, data, externals)?);
+        }
+        Ok(matches)
+    }
+
+    fn scan_with(
+        scanner: &mut yara_x::Scanner<'_>,
+        data: &[u8],
+        externals: &FileExternals,
+    ) -> Result<Vec<CachedMatch>, yara_x::errors::ScanError> {
+        externals.apply(scanner);
+        let results = scanner.scan(data)?;
+        let matches = results
+            .matching_rules()
+            .map(|rule| CachedMatch {
                 rule: rule.identifier().to_owned(),
                 namespace: rule.namespace().to_owned(),
-            }));
-            if large {
-                // A scanner keeps its modules' output (the `pe` module's for a large DLL runs
-                // to megabytes) until its next scan: scan nothing now to let it go.
-                let _ = scanner.scan(&[]);
-            }
+            })
+            .collect();
+        if data.len() > crate::memory::LARGE_ALLOCATION {
+            // A scanner keeps its modules' output (the `pe` module's for a large DLL runs
+            // to megabytes) until its next scan: scan nothing now to let it go.
+            let _ = scanner.scan(&[]);
         }
         Ok(matches)
     }
@@ -1165,6 +1304,7 @@ struct Worker<'e> {
     /// [`crate::memory::LARGE_ALLOCATION`]; larger ones get a buffer of their own.
     data: Vec<u8>,
     large_buffers: &'e LargeBuffers,
+    judged: &'e JudgedContent,
     /// Whether verdicts are sent back to be cached (a cache exists, `--full` or not).
     record: bool,
     max_yara_size: u64,
@@ -1202,6 +1342,10 @@ impl Worker<'_> {
                 None => return Ok(None),
             },
         };
+        // Large bytes already judged in this sweep under another name (see `JudgedContent`).
+        let remember = keep_bytes && stamp.size >= JUDGED_CONTENT_MIN_SIZE;
+        let mut judged_before = remember.then(|| self.judged.by_stamp(&stamp)).flatten();
+        let known = known.or(judged_before.as_ref().map(|before| before.digests));
         let mut hashers = known.is_none().then(|| Hashers::new(&self.engine.iocs));
         // One byte more than the file had when opened: enough to see that it grew, and a file
         // that keeps growing (a busy log) is not followed.
@@ -1268,6 +1412,9 @@ impl Worker<'_> {
             (None, Some(hashers)) => hashers.finish(),
             (None, None) => unreachable!("hashers exist unless the digests are known"),
         };
+        if remember && judged_before.is_none() {
+            judged_before = self.judged.by_sha256(&digests.sha256, stamp);
+        }
         let mut yara = Vec::new();
         let mut failure = None;
         let too_large = self.scanner.is_some() && !keep_bytes;
@@ -1278,7 +1425,26 @@ impl Worker<'_> {
             let owner = crate::externals::owner_of_file(&file);
             #[cfg(not(any(unix, windows)))]
             let owner = String::new();
-            match scanner.scan(data, &FileExternals::of(path, data, owner)) {
+            let externals = FileExternals::of(path, data, owner);
+            let scanned = match judged_before
+                .as_ref()
+                .and_then(|before| scanner.scan_per_file(data, &externals, &before.matches))
+            {
+                Some(scanned) => scanned,
+                None => {
+                    let scanned = scanner.scan(data, &externals);
+                    if let (true, Ok(matches)) = (remember, &scanned) {
+                        // Per-file matches are filtered out when the verdict is reused.
+                        let verdict = ContentVerdict {
+                            digests,
+                            matches: matches.clone(),
+                        };
+                        self.judged.remember(stamp, verdict);
+                    }
+                    scanned
+                }
+            };
+            match scanned {
                 Ok(matches) => yara = matches,
                 Err(err) => {
                     let kind = match err {
@@ -1583,6 +1749,107 @@ mod tests {
         assert!(findings[0].path.ends_with("sub/evil.PS1"));
     }
 
+    /// Rules for judged-content tests: one reads the bytes alone, two are per-file.
+    const CONTENT_AND_PER_FILE_RULES: &str = r#"
+rule by_content { strings: $m = "MARKER" condition: $m }
+rule by_name { strings: $m = "MARKER" condition: $m and filename == "b.bin" }
+private rule big { condition: filesize > 1MB }
+rule by_extension { condition: big and extension == ".bin" }
+"#;
+
+    /// A file over `JUDGED_CONTENT_MIN_SIZE` with "MARKER" inside.
+    fn large_marked_bytes() -> Vec<u8> {
+        let mut data = vec![b'.'; (JUDGED_CONTENT_MIN_SIZE + 4096) as usize];
+        data[1000..1006].copy_from_slice(b"MARKER");
+        data
+    }
+
+    #[test]
+    fn hard_links_and_copies_of_large_files_get_each_their_own_per_file_verdict() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let a = root.path().join("a.bin");
+        std::fs::write(&a, large_marked_bytes()).unwrap();
+        std::fs::hard_link(&a, root.path().join("b.bin")).unwrap();
+        std::fs::copy(&a, root.path().join("c.bin")).unwrap();
+        std::fs::hard_link(&a, root.path().join("d.dat")).unwrap();
+        let engine = engine(rules_dir.path(), CONTENT_AND_PER_FILE_RULES, "");
+        for threads in [1, 2] {
+            let options = SweepOptions {
+                threads,
+                ..SweepOptions::default()
+            };
+            let (stats, findings, errors) = sweep(&engine, root.path(), &options);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(stats.files, 4);
+            assert_eq!(
+                names(&findings),
+                vec![
+                    "a.bin:by_content",
+                    "a.bin:by_extension",
+                    "b.bin:by_content",
+                    "b.bin:by_extension",
+                    "b.bin:by_name",
+                    "c.bin:by_content",
+                    "c.bin:by_extension",
+                    "d.dat:by_content",
+                ],
+                "{threads} threads"
+            );
+        }
+    }
+
+    #[test]
+    fn another_name_for_judged_bytes_takes_their_content_verdict() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let a = root.path().join("a.bin");
+        std::fs::write(&a, large_marked_bytes()).unwrap();
+        let b = root.path().join("b.bin");
+        std::fs::hard_link(&a, &b).unwrap();
+        let c = root.path().join("c.bin");
+        std::fs::copy(&a, &c).unwrap();
+        let engine = engine(rules_dir.path(), CONTENT_AND_PER_FILE_RULES, "");
+        let mut worker = bare_worker(&engine);
+        worker.scanner = engine.rules.as_ref().map(Scanners::new);
+        let stamp_of =
+            |path: &Path| FileStamp::of_open(&std::fs::File::open(path).unwrap()).unwrap();
+        // A verdict planted for a's inode, with digests no file has: b, a name of that inode,
+        // takes both, and runs its per-file rules itself.
+        let planted = |sha256| ContentVerdict {
+            digests: Digests {
+                sha256,
+                sha1: None,
+                md5: None,
+            },
+            matches: vec![CachedMatch {
+                rule: "planted".into(),
+                namespace: "test".into(),
+            }],
+        };
+        worker.judged.remember(stamp_of(&a), planted([7; 32]));
+        let judged = worker.read_and_judge(&b, None).unwrap();
+        assert_eq!(
+            names(&judged.findings),
+            vec!["b.bin:by_extension", "b.bin:by_name", "b.bin:planted"]
+        );
+        assert!(judged.findings.iter().all(|f| f.sha256 == [7; 32]));
+        // c is a copy: hashed, then found by its SHA-256.
+        let sha256: [u8; 32] = Sha256::digest(large_marked_bytes()).into();
+        worker.judged.remember(stamp_of(&a), planted(sha256));
+        let judged = worker.read_and_judge(&c, None).unwrap();
+        assert_eq!(
+            names(&judged.findings),
+            vec!["c.bin:by_extension", "c.bin:planted"]
+        );
+        // Small files are judged in full every time.
+        let small = root.path().join("small.bin");
+        std::fs::write(&small, b"MARKER").unwrap();
+        worker.judged.remember(stamp_of(&small), planted([8; 32]));
+        let judged = worker.read_and_judge(&small, None).unwrap();
+        assert_eq!(names(&judged.findings), vec!["small.bin:by_content"]);
+    }
+
     #[test]
     fn large_files_are_hashed_but_not_yara_scanned() {
         let rules_dir = tempfile::tempdir().unwrap();
@@ -1810,6 +2077,7 @@ mod tests {
             buffer: vec![0; READ_CHUNK],
             data: Vec::new(),
             large_buffers: Box::leak(Box::new(LargeBuffers::new(DEFAULT_MAX_YARA_SIZE))),
+            judged: Box::leak(Box::default()),
             record: false,
             max_yara_size: DEFAULT_MAX_YARA_SIZE,
         }

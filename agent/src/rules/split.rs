@@ -17,9 +17,9 @@
 //!
 //! The same analysis finds the *per-file* rules: those whose verdict can differ between two
 //! files with the same bytes, because they read an external variable (the file's name, path,
-//! type or owner) or depend on a rule that does. They are compiled once more on their own, with
-//! the rules they name and the global rules of their file: a file whose bytes were already
-//! judged in a sweep (a hard link, a copy) needs a scan with these alone.
+//! type or owner) or depend on a rule that does. They can be compiled once more on their own,
+//! with the rules they name and the global rules of their file: a file whose bytes were
+//! already judged in a sweep (a hard link, a copy) needs a scan with these alone.
 
 use std::collections::{HashMap, HashSet};
 
