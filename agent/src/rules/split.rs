@@ -17,7 +17,7 @@
 //!
 //! The same analysis finds the *per-file* rules: those whose verdict can differ between two
 //! files with the same bytes, because they read an external variable (the file's name, path,
-//! type or owner) or depend on a rule that does. They can be compiled once more on their own,
+//! type or owner) or the `time` module, or depend on a rule that does. They can be compiled once more on their own,
 //! with the rules they name and the global rules of their file: a file whose bytes were
 //! already judged in a sweep (a hard link, a copy) needs a scan with these alone.
 
@@ -54,7 +54,10 @@ pub struct Analysis {
 /// The rules of one source file: where each is, whether it may move to a header's set and
 /// whether it is per-file.
 pub fn analyse(source: &[u8]) -> Analysis {
-    let reads_externals = names_an_external(source);
+    // The `time` module's values change from one scan to the next: for rules that use them,
+    // the same bytes need not give the same verdict either.
+    let imports_time = source.windows(6).any(|w| w == b"\"time\"");
+    let reads_externals = imports_time || names_an_external(source);
     // Parsing costs about as much as compiling: only files that may have a header condition
     // (`(0)`) or read an external variable are parsed.
     if !reads_externals && !source.windows(3).any(|w| w == b"(0)") {
@@ -97,12 +100,17 @@ pub fn analyse(source: &[u8]) -> Analysis {
         .collect();
     let reads: Vec<bool> = rules
         .iter()
-        .map(|rule| {
+        .zip(&spans)
+        .map(|(rule, span)| {
+            // From the `condition` keyword on: the condition's own span leaves out a leading
+            // `module.` (it starts at the field).
             let condition = rule.condition.span();
-            let text = source
-                .get(condition.start()..condition.end())
-                .unwrap_or(source);
-            names_an_external(text)
+            let keyword = source
+                .get(span.start..condition.start())
+                .and_then(|before| before.windows(9).rposition(|w| w == b"condition"))
+                .map_or(span.start, |at| span.start + at);
+            let text = source.get(keyword..condition.end()).unwrap_or(source);
+            names_an_external(text) || (imports_time && names_word(text, b"time"))
         })
         .collect();
     let per_file = per_file_rules(reads, &global, &named);
@@ -174,12 +182,14 @@ fn per_file_rules(mut reads: Vec<bool>, global: &[bool], named: &[Vec<usize>]) -
 
 /// Whether `text` names one of the external variables (a whole word, not a pattern's `$name`).
 fn names_an_external(text: &[u8]) -> bool {
-    words(text).any(|word| {
-        !word.sigil
-            && crate::rules::EXTERNAL_VARIABLES
-                .iter()
-                .any(|name| name.as_bytes() == word.text)
-    })
+    crate::rules::EXTERNAL_VARIABLES
+        .iter()
+        .any(|name| names_word(text, name.as_bytes()))
+}
+
+/// Whether `text` holds `name` as a whole word, not a pattern's `$name`.
+fn names_word(text: &[u8], name: &[u8]) -> bool {
+    words(text).any(|word| !word.sigil && word.text == name)
 }
 
 /// Where the declaration of the rule named at `name` starts: its `rule` keyword, or the
@@ -511,6 +521,17 @@ rule owner_like { condition: true }
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn rules_reading_the_time_are_per_file() {
+        let source = "import \"time\"\nrule recent { condition: time.now() > 0 }\nrule plain { condition: filesize > 0 }";
+        assert_eq!(per_file(source), vec![true, false]);
+        let source = "import \"time\"\nrule c { condition: /* condition */ time.now() > 0 }";
+        assert_eq!(per_file(source), vec![true]);
+        // Outside a condition, "time" does not count.
+        let source = "rule r { meta: note = \"time\" condition: uint16(0) == 0x5a4d }";
+        assert_eq!(per_file(source), vec![false]);
     }
 
     #[test]
