@@ -110,12 +110,7 @@ impl PerFileRules {
         let build = |parts: &[PerFileSource]| -> Result<yara_x::Rules, RulesError> {
             let mut compiler = new_compiler();
             for part in parts {
-                compiler.new_namespace(&part.namespace);
-                let code = yara_x::SourceCode::from(part.code.as_slice())
-                    .with_origin(part.file.display().to_string());
-                compiler
-                    .add_source(code)
-                    .map_err(|err| compile_error(&part.file, &part.code, &err))?;
+                add_part(&mut compiler, &part.file, &part.namespace, &part.code)?;
             }
             Ok(compact(compiler.build()))
         };
@@ -327,13 +322,8 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
     let compile_set = |parts: Parts| {
         let mut arrival = Arrival(Some(&all_added));
         let add = |compiler: &mut yara_x::Compiler, i: usize, code: &[u8]| {
-            let (file, namespace, source) = &sources[i];
-            compiler.new_namespace(namespace);
-            let code = yara_x::SourceCode::from(code).with_origin(file.display().to_string());
-            compiler
-                .add_source(code)
-                .map(|_| ())
-                .map_err(|err| compile_error(file, source, &err))
+            let (file, namespace, _) = &sources[i];
+            add_part(compiler, file, namespace, code)
         };
         let mut compiler = new_compiler();
         let mut errors = Vec::new();
@@ -582,6 +572,22 @@ fn unique_namespace(file: &Path, taken: &mut HashSet<String>) -> String {
         n += 1;
     }
     candidate
+}
+
+/// Adds `code`, a rule file or a part of one (parts keep the file's lines and offsets), into
+/// `namespace`; an error names the file and its line.
+fn add_part(
+    compiler: &mut yara_x::Compiler,
+    file: &Path,
+    namespace: &str,
+    code: &[u8],
+) -> Result<(), RulesError> {
+    compiler.new_namespace(namespace);
+    let source = yara_x::SourceCode::from(code).with_origin(file.display().to_string());
+    compiler
+        .add_source(source)
+        .map(|_| ())
+        .map_err(|err| compile_error(file, code, &err))
 }
 
 fn compile_error(file: &Path, source: &[u8], err: &yara_x::errors::CompileError) -> RulesError {

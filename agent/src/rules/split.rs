@@ -110,7 +110,7 @@ pub fn analyse(source: &[u8]) -> Analysis {
                 .and_then(|before| before.windows(9).rposition(|w| w == b"condition"))
                 .map_or(span.start, |at| span.start + at);
             let text = source.get(keyword..condition.end()).unwrap_or(source);
-            names_an_external(text) || (imports_time && names_word(text, b"time"))
+            names_an_external(text) || (imports_time && names_any(text, &[b"time"]))
         })
         .collect();
     let per_file = per_file_rules(reads, &global, &named);
@@ -182,14 +182,14 @@ fn per_file_rules(mut reads: Vec<bool>, global: &[bool], named: &[Vec<usize>]) -
 
 /// Whether `text` names one of the external variables (a whole word, not a pattern's `$name`).
 fn names_an_external(text: &[u8]) -> bool {
-    crate::rules::EXTERNAL_VARIABLES
-        .iter()
-        .any(|name| names_word(text, name.as_bytes()))
+    // One pass over the text for all of them: this runs over every rule file at start-up.
+    let names = crate::rules::EXTERNAL_VARIABLES.map(str::as_bytes);
+    names_any(text, &names)
 }
 
-/// Whether `text` holds `name` as a whole word, not a pattern's `$name`.
-fn names_word(text: &[u8], name: &[u8]) -> bool {
-    words(text).any(|word| !word.sigil && word.text == name)
+/// Whether `text` holds one of `names` as a whole word, not a pattern's `$name`.
+fn names_any(text: &[u8], names: &[&[u8]]) -> bool {
+    words(text).any(|word| !word.sigil && names.contains(&word.text))
 }
 
 /// Where the declaration of the rule named at `name` starts: its `rule` keyword, or the
