@@ -488,27 +488,37 @@ impl Drop for Arrival<'_> {
     }
 }
 
-/// [`split::analyse`] for every source, on as many threads as there are cores.
+/// [`split::analyse`] for every source, on as many threads as there are cores. Threads take
+/// files one at a time: a few files cost most of the parsing (the rest are skipped unparsed),
+/// so equal shares of files left one core idle most of the time.
 fn analyse_all(sources: &[(PathBuf, String, Vec<u8>)]) -> Vec<split::Analysis> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = sources.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = sources
-            .chunks(chunk)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|(_, _, source)| split::analyse(source))
-                        .collect::<Vec<_>>()
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let analysed = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(sources.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((_, _, source)) = sources.get(i) else {
+                            return done;
+                        };
+                        done.push((i, split::analyse(source)));
+                    }
                 })
             })
             .collect();
         handles
             .into_iter()
             .flat_map(|handle| handle.join().expect("rule analysis thread panicked"))
-            .collect()
-    })
+            .collect::<Vec<_>>()
+    });
+    let mut analyses = vec![split::Analysis::default(); sources.len()];
+    for (i, analysis) in analysed {
+        analyses[i] = analysis;
+    }
+    analyses
 }
 
 impl RulesError {
