@@ -272,6 +272,13 @@ pub fn key_bytes(path: &Path) -> &[u8] {
     path.as_os_str().as_encoded_bytes()
 }
 
+/// The memory redb may hold for the cache file's pages. Its default (1 GiB) lets the agent's
+/// resident memory grow with the number of files swept: every page written stays cached, about
+/// 14 MB for a 62,000-file `/usr/lib`, hundreds on a file server. A re-sweep reads the entries
+/// in walk order, which is close to key order, so a small cache serves it as fast (0.21 s
+/// either way on that tree).
+const CACHE_MEMORY: usize = 16 << 20;
+
 pub struct Cache {
     db: Database,
     path: PathBuf,
@@ -287,7 +294,10 @@ impl Cache {
             std::fs::create_dir_all(parent)
                 .map_err(|e| fail(format!("cannot create directory: {e}")))?;
         }
-        let db = Database::create(path).map_err(|e| fail(e.to_string()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_MEMORY)
+            .create(path)
+            .map_err(|e| fail(e.to_string()))?;
         // Create the table up front so that readers never meet a missing table.
         let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
         txn.open_table(FILES).map_err(|e| fail(e.to_string()))?;

@@ -106,6 +106,11 @@ impl PerFileRules {
             .as_ref()
     }
 
+    /// Whether [`Self::compiled`] has run.
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
+
     fn compile(&self) -> Result<PerFileSets, RulesError> {
         let build = |parts: &[PerFileSource]| -> Result<yara_x::Rules, RulesError> {
             let mut compiler = new_compiler();

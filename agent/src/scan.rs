@@ -1190,6 +1190,12 @@ impl LargeBuffers {
         Some(self.lent_out(buffer, bytes))
     }
 
+    /// Drops the idle buffers: before a burst of other allocations, so that the peak stays low.
+    fn drop_idle(&self) {
+        let idle = std::mem::take(&mut self.state.lock().expect("large buffers lock").idle);
+        drop(idle);
+    }
+
     fn lent_out(&self, buffer: Vec<u8>, granted: u64) -> LargeBuffer<'_> {
         LargeBuffer {
             pool: self,
@@ -1478,6 +1484,12 @@ impl Worker<'_> {
             #[cfg(not(any(unix, windows)))]
             let owner = String::new();
             let externals = FileExternals::of(path, data, owner);
+            let compiles_per_file = judged_before.is_some()
+                && (scanner.set.per_file.as_ref()).is_some_and(|rules| !rules.is_compiled());
+            if compiles_per_file {
+                // The compiler's scratch memory would come on top of the idle buffers.
+                self.large_buffers.drop_idle();
+            }
             let scanned = match judged_before
                 .as_ref()
                 .and_then(|before| scanner.scan_per_file(data, &externals, &before.matches))
@@ -1817,6 +1829,16 @@ mod tests {
         drop(larger);
         let state = budget.state.lock().unwrap();
         assert_eq!((state.lent, state.idle.len()), (0, 1));
+        drop(state);
+        // Before a burst of other allocations: the idle buffers go, what is lent stays lent.
+        let lent = grown(10);
+        drop(grown(20));
+        budget.drop_idle();
+        let state = budget.state.lock().unwrap();
+        assert_eq!(
+            (state.lent as usize, state.idle.len()),
+            (lent.buffer.capacity(), 0)
+        );
     }
 
     #[test]
