@@ -240,7 +240,9 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         let namespace = unique_namespace(&file, &mut namespaces);
         sources.push((file, namespace, source));
     }
+    let kept = crate::memory::keep_freed_memory();
     let (compiled, broken) = compile(&sources);
+    drop(kept);
     let broken_paths: HashSet<&Path> = broken.iter().map(|e| e.path()).collect();
     sources.retain(|(file, _, _)| !broken_paths.contains(file.as_path()));
     let mut version = sha2::Sha256::new();
@@ -256,7 +258,6 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         by_header,
         per_file,
     } = compiled;
-    crate::memory::release_free_memory();
     tracing::debug!(
         general = general.iter().len(),
         by_header = ?by_header
