@@ -60,7 +60,6 @@ pub enum AgentError {
 /// an error; a rule file that does not compile is left out (see [`Engine::broken_rules`]) and
 /// bad lines inside an IOC list are skipped, each logged with its file and line.
 pub fn load_engine(rule_paths: &[PathBuf], ioc_paths: &[PathBuf]) -> Result<Engine, AgentError> {
-    memory::tune_allocator();
     let rules = if rule_paths.is_empty() {
         None
     } else {

@@ -1413,6 +1413,11 @@ impl Worker<'_> {
                 None => &mut self.data,
             };
             data.clear();
+            if data.capacity() < stamp.size as usize + 1 {
+                // Nothing in it is kept: growing it would copy the old bytes and, for a moment,
+                // hold old and new together.
+                *data = Vec::new();
+            }
             data.try_reserve_exact(stamp.size as usize + 1)
                 .map_err(|err| ScanError {
                     path: path.to_path_buf(),
