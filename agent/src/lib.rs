@@ -20,14 +20,15 @@ pub mod gentle;
 pub mod inventory;
 pub mod iocs;
 pub mod memory;
+pub mod quarantine;
 pub mod rules;
 pub mod scan;
 pub mod session;
 pub mod state;
+pub mod sweeps;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
@@ -35,7 +36,8 @@ use tokio::sync::mpsc;
 use crate::config::AgentConfig;
 use crate::iocs::HashIocs;
 use crate::scan::{Engine, SweepOptions};
-use crate::session::{Connector, SessionParams, SweepRequest};
+use crate::session::{Connector, SessionParams};
+use crate::sweeps::{SweepControl, SweepRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -112,14 +114,26 @@ pub async fn run_agent(
     };
     options.excludes.push(absolute(&config.state_dir)?);
 
-    let stop = Arc::new(AtomicBool::new(false));
     let (body_tx, body_rx) = mpsc::channel(256);
-    let (sweep_tx, sweep_rx) = mpsc::channel(16);
-    let startup = SweepRequest {
-        sweep_id: format!("startup-{}", session::unix_ms(SystemTime::now())),
-        full: false,
+    let (sweep_tx, sweep_rx) = mpsc::channel(64);
+    let control = Arc::new(SweepControl::new(Some(state.sweep_ledger()), sweep_tx));
+    // A fleet sweep that was under way when the agent stopped is resumed; it stands in for the
+    // start-up sweep, which would only walk the same roots again.
+    let now = session::unix_ms(SystemTime::now());
+    let resumed = match state.sweep_ledger().unfinished(now) {
+        Ok(resumed) => resumed,
+        Err(err) => {
+            tracing::warn!("{err}; no interrupted sweep is resumed");
+            Vec::new()
+        }
     };
-    sweep_tx.try_send(startup).expect("a new channel has room");
+    if resumed.is_empty() {
+        control.offer(SweepRequest::startup(now), now);
+    }
+    for request in resumed {
+        tracing::info!(sweep = %request.sweep_id, "resuming a sweep interrupted by the agent's stop");
+        control.offer(request, now);
+    }
     // Without its cache the agent still works, only every sweep reads everything.
     let cache = match cache::Cache::open(&config.state_dir.join("cache.redb")) {
         Ok(cache) => Some(Arc::new(cache)),
@@ -133,7 +147,7 @@ pub async fn run_agent(
         roots,
         options,
         cache,
-        stop: stop.clone(),
+        control: control.clone(),
         last_totals: Some(config.state_dir.join("last-sweep.json")),
     };
     let (inventory_tx, inventory_rx) = mpsc::channel(1);
@@ -146,20 +160,32 @@ pub async fn run_agent(
         body_tx.clone(),
         config.connections_interval,
     ));
-    let sweeper = tokio::spawn(sweeper.run(sweep_rx, body_tx));
+    let sweeper = tokio::spawn(sweeper.run(sweep_rx, body_tx.clone()));
 
     let params = SessionParams {
         facts: facts::collect(),
         heartbeat: config.heartbeat,
         reconnect_max: config.reconnect_max,
     };
+    // Only root (SYSTEM) can read it: the agent's state directory is the agent's own.
+    let quarantine_dir = config.state_dir.join("quarantine");
+    let quarantine = quarantine::Quarantine::open(&quarantine_dir)
+        .map(Arc::new)
+        .map_err(|err| {
+            tracing::warn!("{err}; quarantine orders will be refused");
+            format!("the agent has no usable quarantine: {err}")
+        });
     let commands = session::CommandTargets {
-        sweeps: sweep_tx,
+        sweeps: control.clone(),
         inventory: inventory_tx,
+        remediation: session::Remediation {
+            quarantine,
+            bodies: body_tx.clone(),
+        },
     };
     let result = session::run(connector, params, state, body_rx, commands, shutdown).await;
     // Let a sweep in progress notice and return its thread promptly.
-    stop.store(true, Ordering::Relaxed);
+    control.shutdown();
     sweeper.abort();
     inventory.abort();
     connections.abort();

@@ -18,8 +18,10 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::cache::Cache;
 use crate::facts::HostFacts;
+use crate::quarantine::Quarantine;
 use crate::scan::{Engine, Finding, FindingKind, SweepEvent, SweepOptions, SweepStats};
 use crate::state::{AgentState, StateError};
+use crate::sweeps::{LedgerState, Origin, SweepControl, SweepRequest};
 
 /// First reconnect delay; doubled after each failed attempt up to the configured maximum.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
@@ -93,13 +95,6 @@ impl Connector {
         let channel = self.endpoint.connect().await?;
         Ok(v1::agent_service_client::AgentServiceClient::new(channel))
     }
-}
-
-/// A request to sweep, from start-up or from a collector command.
-#[derive(Debug, Clone)]
-pub struct SweepRequest {
-    pub sweep_id: String,
-    pub full: bool,
 }
 
 /// What a session needs besides its connection.
@@ -312,6 +307,27 @@ fn inventory_to_proto(inventory: &crate::inventory::Inventory) -> v1::Inventory 
     }
 }
 
+/// A random moment within the splay window.
+fn splay(seconds: u32) -> Duration {
+    rand::rng().random_range(Duration::ZERO..=Duration::from_secs(seconds.into()))
+}
+
+/// Sleeps for `delay` unless the sweep is cancelled or the agent shuts down first; `false`
+/// then.
+async fn wait_unless_stopped(delay: Duration, control: &SweepControl, sweep_id: &str) -> bool {
+    let until = tokio::time::Instant::now() + delay;
+    loop {
+        if control.is_shut_down() || control.is_cancelled(sweep_id) {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return true;
+        }
+        tokio::time::sleep((until - now).min(Duration::from_millis(250))).await;
+    }
+}
+
 /// "Equal jitter": somewhere in the upper half of the delay, so that a fleet that lost its
 /// collector at the same moment does not come back in lockstep.
 fn jittered(delay: Duration) -> Duration {
@@ -397,16 +413,124 @@ async fn serve_connection(
     }
 }
 
-/// Where the collector's commands go: sweep requests to the sweeper, inventory requests to the
-/// inventory reporter.
+/// Where the collector's commands go: sweep orders and cancellations to the sweep control,
+/// inventory requests to the inventory reporter.
 #[derive(Clone)]
 pub struct CommandTargets {
-    pub sweeps: mpsc::Sender<SweepRequest>,
+    pub sweeps: Arc<SweepControl>,
     pub inventory: mpsc::Sender<()>,
+    /// Quarantine and restore; `None` when the quarantine directory could not be set up
+    /// (every such order is then answered with that reason).
+    pub remediation: Remediation,
+}
+
+/// Carries out quarantine and restore orders and reports the outcome on the stream.
+#[derive(Clone)]
+pub struct Remediation {
+    pub quarantine: Result<Arc<Quarantine>, String>,
+    pub bodies: mpsc::Sender<Body>,
+}
+
+impl Remediation {
+    /// Runs `order` on a blocking thread (it reads and writes whole files) and queues the
+    /// outcome for the collector.
+    fn carry_out(&self, order: RemediationOrder) {
+        let (quarantine, bodies) = (self.quarantine.clone(), self.bodies.clone());
+        tokio::spawn(async move {
+            let result = tokio::task::spawn_blocking(move || remediate(quarantine, order)).await;
+            match result {
+                Ok(result) => {
+                    if result.ok {
+                        tracing::info!(finding = result.finding_id, action = %result.action, path = %result.path, quarantine = %result.quarantine_id, "done");
+                    } else {
+                        tracing::warn!(finding = result.finding_id, action = %result.action, path = %result.path, "not done: {}", result.reason);
+                    }
+                    let _ = bodies.send(Body::Remediation(result)).await;
+                }
+                Err(err) => tracing::error!("remediation crashed: {err}"),
+            }
+        });
+    }
+}
+
+/// A quarantine or restore the collector asked for.
+#[derive(Debug, Clone)]
+enum RemediationOrder {
+    Quarantine(v1::QuarantineFile),
+    Restore(v1::RestoreFile),
+}
+
+fn remediate(
+    quarantine: Result<Arc<Quarantine>, String>,
+    order: RemediationOrder,
+) -> v1::RemediationResult {
+    let now = unix_ms(SystemTime::now());
+    let (finding_id, action) = match &order {
+        RemediationOrder::Quarantine(q) => (q.finding_id, "quarantine"),
+        RemediationOrder::Restore(r) => (r.finding_id, "restore"),
+    };
+    let mut result = v1::RemediationResult {
+        finding_id,
+        action: action.to_owned(),
+        ..v1::RemediationResult::default()
+    };
+    let quarantine = match quarantine {
+        Ok(quarantine) => quarantine,
+        Err(reason) => {
+            result.reason = reason;
+            return result;
+        }
+    };
+    match order {
+        RemediationOrder::Quarantine(q) => {
+            let path = path_from_wire(&q.path, &q.path_raw);
+            result.path = q.path.clone();
+            let outcome = quarantine.quarantine(&path, &q.sha256, now).or_else(|err| {
+                // Asked again for a file already taken: the same answer as the first time.
+                match quarantine.find(&path, &q.sha256) {
+                    Some(record) => Ok(record),
+                    None => Err(err),
+                }
+            });
+            match outcome {
+                Ok(record) => {
+                    result.ok = true;
+                    result.quarantine_id = record.id;
+                }
+                Err(err) => result.reason = err.to_string(),
+            }
+        }
+        RemediationOrder::Restore(r) => {
+            result.quarantine_id = r.quarantine_id.clone();
+            if let Ok(record) = quarantine.record(&r.quarantine_id) {
+                result.path = record.path;
+            }
+            match quarantine.restore(&r.quarantine_id) {
+                Ok(path) => {
+                    result.ok = true;
+                    result.path = path.to_string_lossy().into_owned();
+                }
+                Err(err) => result.reason = err.to_string(),
+            }
+        }
+    }
+    result
+}
+
+/// A path as the wire carries it: text, or its exact bytes when it is not UTF-8.
+fn path_from_wire(text: &str, raw: &[u8]) -> PathBuf {
+    #[cfg(unix)]
+    if !raw.is_empty() {
+        use std::os::unix::ffi::OsStrExt;
+        return PathBuf::from(std::ffi::OsStr::from_bytes(raw));
+    }
+    #[cfg(not(unix))]
+    let _ = raw;
+    PathBuf::from(text)
 }
 
 fn handle_command(command: v1::Command, targets: &CommandTargets) {
-    let sweeps = &targets.sweeps;
+    let now = unix_ms(SystemTime::now());
     match command.action {
         Some(command::Action::RequestInventory(_)) => {
             // One pending request is enough: a full channel already has one.
@@ -416,11 +540,28 @@ fn handle_command(command: v1::Command, targets: &CommandTargets) {
             let request = SweepRequest {
                 sweep_id: start.sweep_id,
                 full: start.full,
+                splay_seconds: start.splay_seconds,
+                deadline_ms: start.deadline_ms,
+                origin: Origin::Collector,
             };
-            tracing::info!(command = %command.id, sweep = %request.sweep_id, "sweep requested");
-            if let Err(err) = sweeps.try_send(request) {
-                tracing::warn!(command = %command.id, "sweep request dropped: {err}");
-            }
+            tracing::info!(command = %command.id, sweep = %request.sweep_id, full = request.full, splay_seconds = request.splay_seconds, "sweep ordered");
+            targets.sweeps.offer(request, now);
+        }
+        Some(command::Action::CancelSweep(cancel)) => {
+            tracing::info!(command = %command.id, sweep = %cancel.sweep_id, "sweep cancelled");
+            targets.sweeps.cancel(&cancel.sweep_id, now);
+        }
+        Some(command::Action::QuarantineFile(order)) => {
+            tracing::info!(command = %command.id, finding = order.finding_id, path = %order.path, "quarantine ordered");
+            targets
+                .remediation
+                .carry_out(RemediationOrder::Quarantine(order));
+        }
+        Some(command::Action::RestoreFile(order)) => {
+            tracing::info!(command = %command.id, finding = order.finding_id, quarantine = %order.quarantine_id, "restore ordered");
+            targets
+                .remediation
+                .carry_out(RemediationOrder::Restore(order));
         }
         None => {
             tracing::warn!(command = %command.id, "command with no action ignored (newer collector?)")
@@ -451,7 +592,8 @@ pub struct Sweeper {
     pub roots: Vec<PathBuf>,
     pub options: SweepOptions,
     pub cache: Option<Arc<Cache>>,
-    pub stop: Arc<AtomicBool>,
+    /// Orders, cancellations and shutdown.
+    pub control: Arc<SweepControl>,
     /// Where the last finished sweep's totals are kept, as the next sweep's estimate.
     pub last_totals: Option<PathBuf>,
 }
@@ -472,30 +614,87 @@ struct LastTotals {
 
 impl Sweeper {
     /// Runs sweeps one after another as requests arrive, streaming progress, findings and a
-    /// summary into `bodies`. Ends when `requests` closes.
+    /// summary into `bodies`. Ends when `requests` closes or the agent shuts down.
     pub async fn run(self, mut requests: mpsc::Receiver<SweepRequest>, bodies: mpsc::Sender<Body>) {
         let sweeper = Arc::new(self);
+        let control = sweeper.control.clone();
         while let Some(request) = requests.recv().await {
-            if sweeper.stop.load(Ordering::Relaxed) {
+            if control.is_shut_down() {
                 break;
             }
-            let (this, bodies) = (sweeper.clone(), bodies.clone());
             let sweep_id = request.sweep_id.clone();
-            tracing::info!(sweep = %sweep_id, roots = ?sweeper.roots, full = request.full, "sweep started");
-            let finished =
-                tokio::task::spawn_blocking(move || this.sweep_into(&request, &bodies)).await;
+            if control.is_cancelled(&sweep_id) {
+                continue;
+            }
+            if request.expired(unix_ms(SystemTime::now())) && request.origin != Origin::Resumed {
+                tracing::warn!(sweep = %sweep_id, "deadline passed before the sweep could start; not started");
+                control.record(&request, LedgerState::Expired, unix_ms(SystemTime::now()));
+                continue;
+            }
+            if request.origin == Origin::Collector && request.splay_seconds > 0 {
+                let delay = splay(request.splay_seconds);
+                tracing::info!(sweep = %sweep_id, "sweep starts in {delay:?} (splay)");
+                if !wait_unless_stopped(delay, &control, &sweep_id).await {
+                    continue;
+                }
+            }
+            let now = unix_ms(SystemTime::now());
+            control.record(&request, LedgerState::Running, now);
+            let halt = control.begin(&sweep_id);
+            tracing::info!(sweep = %sweep_id, roots = ?sweeper.roots, full = request.full, resumed = request.origin == Origin::Resumed, "sweep started");
+            let (this, bodies_for_sweep, job) = (sweeper.clone(), bodies.clone(), request.clone());
+            let finished = tokio::task::spawn_blocking(move || {
+                this.sweep_into(&job, &bodies_for_sweep, &halt)
+            })
+            .await;
+            control.end();
+            let now = unix_ms(SystemTime::now());
             match finished {
-                Ok(stats) => tracing::info!(
-                    sweep = %sweep_id, files = stats.files, bytes = stats.bytes, findings = stats.findings,
-                    cached_files = stats.cached_files, errors = stats.errors.values().sum::<u64>(),
-                    stopped = stats.stopped, "sweep finished"
-                ),
-                Err(err) => tracing::error!(sweep = %sweep_id, "sweep crashed: {err}"),
+                Ok(stats) if stats.stopped && control.is_cancelled(&sweep_id) => {
+                    tracing::info!(sweep = %sweep_id, files = stats.files, "sweep stopped: cancelled");
+                }
+                Ok(stats) if stats.stopped => {
+                    // Shutdown: the ledger still says running, so the next start resumes it.
+                    tracing::info!(sweep = %sweep_id, files = stats.files, "sweep stopped: shutting down");
+                    break;
+                }
+                Ok(stats) => {
+                    control.record(&request, LedgerState::Done, now);
+                    tracing::info!(
+                        sweep = %sweep_id, files = stats.files, bytes = stats.bytes, findings = stats.findings,
+                        cached_files = stats.cached_files, errors = stats.errors.values().sum::<u64>(),
+                        "sweep finished"
+                    );
+                }
+                Err(err) => {
+                    tracing::error!(sweep = %sweep_id, "sweep crashed: {err}");
+                    control.record(&request, LedgerState::Done, now);
+                    let summary = v1::SweepSummary {
+                        sweep_id: sweep_id.clone(),
+                        finished_at_ms: now,
+                        roots: sweeper.root_names(),
+                        failure: format!("the sweep crashed: {err}"),
+                        ..v1::SweepSummary::default()
+                    };
+                    let _ = bodies.send(Body::SweepSummary(summary)).await;
+                }
             }
         }
     }
 
-    fn sweep_into(&self, request: &SweepRequest, bodies: &mpsc::Sender<Body>) -> SweepStats {
+    fn root_names(&self) -> Vec<String> {
+        self.roots
+            .iter()
+            .map(|r| r.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn sweep_into(
+        &self,
+        request: &SweepRequest,
+        bodies: &mpsc::Sender<Body>,
+        halt: &AtomicBool,
+    ) -> SweepStats {
         let started = SystemTime::now();
         let options = SweepOptions {
             full: request.full,
@@ -545,7 +744,7 @@ impl Sweeper {
             &self.roots,
             &options,
             self.cache.as_deref(),
-            &self.stop,
+            halt,
             |event| match event {
                 SweepEvent::Findings(findings) => {
                     let batch = v1::FindingBatch {
@@ -587,13 +786,10 @@ impl Sweeper {
                 bytes: stats.bytes,
                 findings: stats.findings,
                 errors: error_counts(&stats),
-                roots: self
-                    .roots
-                    .iter()
-                    .map(|r| r.to_string_lossy().into_owned())
-                    .collect(),
+                roots: self.root_names(),
                 failed,
                 failed_truncated,
+                failure: String::new(),
             };
             let _ = bodies.blocking_send(Body::SweepSummary(summary));
             self.write_last_totals(&stats);
@@ -682,6 +878,20 @@ pub fn unix_ms(time: SystemTime) -> i64 {
 mod tests {
     use super::*;
 
+    fn test_control() -> Arc<SweepControl> {
+        Arc::new(SweepControl::new(None, mpsc::channel(1).0))
+    }
+
+    fn request(id: &str, full: bool) -> SweepRequest {
+        SweepRequest {
+            sweep_id: id.into(),
+            full,
+            splay_seconds: 0,
+            deadline_ms: 0,
+            origin: Origin::Collector,
+        }
+    }
+
     #[test]
     fn jitter_stays_in_the_upper_half() {
         for _ in 0..100 {
@@ -704,20 +914,42 @@ mod tests {
 
     #[test]
     fn commands_reach_the_sweeper_and_the_inventory_reporter() {
-        let (sweeps, mut sweep_rx) = mpsc::channel(1);
+        let (sweeps, mut sweep_rx) = mpsc::channel(4);
         let (inventory, mut inventory_rx) = mpsc::channel(1);
-        let targets = CommandTargets { sweeps, inventory };
+        let control = Arc::new(SweepControl::new(None, sweeps));
+        let targets = CommandTargets {
+            sweeps: control.clone(),
+            inventory,
+            remediation: Remediation {
+                quarantine: Err("no quarantine in this test".into()),
+                bodies: mpsc::channel(1).0,
+            },
+        };
         let command = v1::Command {
             id: "c1".into(),
             action: Some(command::Action::StartSweep(v1::StartSweep {
                 sweep_id: "s1".into(),
                 full: true,
+                splay_seconds: 7,
+                deadline_ms: 99,
             })),
         };
         handle_command(command, &targets);
         let request = sweep_rx.try_recv().unwrap();
         assert_eq!(request.sweep_id, "s1");
         assert!(request.full);
+        assert_eq!((request.splay_seconds, request.deadline_ms), (7, 99));
+        assert_eq!(request.origin, Origin::Collector);
+        handle_command(
+            v1::Command {
+                id: "c3".into(),
+                action: Some(command::Action::CancelSweep(v1::CancelSweep {
+                    sweep_id: "s1".into(),
+                })),
+            },
+            &targets,
+        );
+        assert!(control.is_cancelled("s1"));
         for _ in 0..2 {
             handle_command(
                 v1::Command {
@@ -777,17 +1009,11 @@ mod tests {
                 ..SweepOptions::default()
             },
             cache: None,
-            stop: Arc::new(AtomicBool::new(false)),
+            control: test_control(),
             last_totals: None,
         };
         let (tx, mut rx) = mpsc::channel(16);
-        sweeper.sweep_into(
-            &SweepRequest {
-                sweep_id: "s".into(),
-                full: false,
-            },
-            &tx,
-        );
+        sweeper.sweep_into(&request("s", false), &tx, &AtomicBool::new(false));
         let summary = std::iter::from_fn(|| rx.try_recv().ok())
             .find_map(|body| match body {
                 Body::SweepSummary(summary) => Some(summary),
@@ -819,15 +1045,11 @@ mod tests {
             roots: vec![root.path().to_path_buf()],
             options: SweepOptions::default(),
             cache: None,
-            stop: Arc::new(AtomicBool::new(false)),
+            control: test_control(),
             last_totals: Some(state.path().join("last-sweep.json")),
         };
         let (tx, mut rx) = mpsc::channel(16);
-        let request = SweepRequest {
-            sweep_id: "s1".into(),
-            full: false,
-        };
-        let stats = sweeper.sweep_into(&request, &tx);
+        let stats = sweeper.sweep_into(&request("s1", false), &tx, &AtomicBool::new(false));
         assert_eq!(stats.findings, 1);
         // Progress first (nothing done, no estimate yet), then findings, then the summary.
         let Some(Body::SweepProgress(progress)) = rx.try_recv().ok() else {
@@ -844,13 +1066,7 @@ mod tests {
         };
         assert_eq!((summary.files, summary.findings), (2, 1));
         // The next sweep of the same roots starts with this one's totals as its estimate.
-        sweeper.sweep_into(
-            &SweepRequest {
-                sweep_id: "s2".into(),
-                full: true,
-            },
-            &tx,
-        );
+        sweeper.sweep_into(&request("s2", true), &tx, &AtomicBool::new(false));
         let Some(Body::SweepProgress(progress)) = rx.try_recv().ok() else {
             panic!("expected progress first")
         };

@@ -1,11 +1,12 @@
 //! Agent-side persistent state in a redb file under the state directory.
 //!
-//! For now it holds the sequence-number allocator, so that sequence numbers keep increasing
-//! across agent restarts. Numbers are reserved in blocks: one durable write per
-//! [`SEQ_BLOCK`] messages, and after a crash the agent skips the rest of the block rather than
-//! reuse a number.
+//! It holds the sequence-number allocator, so that sequence numbers keep increasing across
+//! agent restarts, and the ledger of fleet sweeps ([`crate::sweeps`]). Numbers are reserved in
+//! blocks: one durable write per [`SEQ_BLOCK`] messages, and after a crash the agent skips the
+//! rest of the block rather than reuse a number.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
@@ -22,7 +23,7 @@ pub struct StateError {
 }
 
 pub struct AgentState {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
     next_seq: u64,
     reserved_until: u64,
@@ -51,11 +52,16 @@ impl AgentState {
             }
         };
         Ok(AgentState {
-            db,
+            db: Arc::new(db),
             path,
             next_seq: high_water + 1,
             reserved_until: high_water,
         })
+    }
+
+    /// The record of fleet sweeps, in the same file.
+    pub fn sweep_ledger(&self) -> crate::sweeps::SweepLedger {
+        crate::sweeps::SweepLedger::new(self.db.clone(), self.path.clone())
     }
 
     /// The next sequence number; never returns the same number twice for this state file.

@@ -33,6 +33,8 @@ pub struct CollectorConfig {
     pub db: Option<String>,
     /// Directory written by `pki init`.
     pub pki: Option<PathBuf>,
+    /// Hours a host may stay silent before its status is `stale` (default 168: a week).
+    pub stale_after_hours: Option<u64>,
 }
 
 /// `hygienectl --config FILE`.

@@ -10,11 +10,13 @@
 
 pub mod config;
 pub mod ctl;
+pub mod findings;
 pub mod identity;
 pub mod model;
 pub mod pki;
 pub mod server;
 pub mod store;
+pub mod sweep;
 pub mod version;
 
-pub use server::{serve, tls_from_pki};
+pub use server::{ServeOptions, serve, serve_with, tls_from_pki};

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::findings::FindingState;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindingKind {
     Yara,
@@ -71,6 +73,8 @@ pub struct SweepReport {
     pub failures: Vec<FailedPath>,
     /// The agent left some failures out of `failures`.
     pub failures_truncated: bool,
+    /// Not empty: the sweep could not be carried out, and why.
+    pub failure: String,
 }
 
 /// A path a sweep could not (fully) scan.
@@ -110,7 +114,10 @@ pub struct Host {
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
     pub online: bool,
+    /// Findings open or reopened.
     pub open_findings: u64,
+    /// What the host's cleanup status is derived from.
+    pub cleanup: crate::findings::HostCleanup,
 }
 
 /// A stored finding.
@@ -125,14 +132,58 @@ pub struct Finding {
     pub rule: String,
     pub namespace: String,
     pub ioc_comment: String,
-    pub state: String,
+    pub state: FindingState,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
+    pub path_raw: Option<Vec<u8>>,
+    pub state_changed_ms: i64,
+    pub quarantine_id: Option<String>,
+    pub remediation_error: Option<String>,
+    pub restore_requested_ms: Option<i64>,
+    /// The sweep that last saw it.
+    pub sweep_id: String,
+}
+
+/// A change of a finding's state, with who made it and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingChange {
+    pub at_ms: i64,
+    pub actor: String,
+    /// `None` when the finding was first found.
+    pub from_state: Option<FindingState>,
+    pub to_state: FindingState,
+    pub note: String,
+}
+
+/// What an agent reports of a quarantine or restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemediationReport {
+    pub finding_id: i64,
+    pub action: RemediationAction,
+    pub ok: bool,
+    pub reason: String,
+    pub quarantine_id: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemediationAction {
+    Quarantine,
+    Restore,
+}
+
+/// What a connecting agent is still to do for the cleanup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemediationOrders {
+    /// Findings whose quarantine was asked for and not yet answered.
+    pub quarantine: Vec<Finding>,
+    /// Findings whose restore was asked for and not yet answered.
+    pub restore: Vec<Finding>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct HostFilter {
-    /// Only hosts with open findings.
+    /// Only hosts with open or reopened findings.
     pub infected_only: bool,
     /// Only hosts with a package of this name installed.
     pub has_package: Option<String>,
@@ -146,6 +197,9 @@ pub struct HostFilter {
 #[derive(Debug, Clone, Default)]
 pub struct FindingFilter {
     pub host_id: Option<String>,
+    pub state: Option<FindingState>,
+    pub rule: Option<String>,
+    pub sha256: Option<String>,
 }
 
 /// An installed package as an agent's inventory reports it.
@@ -327,4 +381,27 @@ pub struct PackageChange {
     pub old_version: Option<String>,
     pub new_version: Option<String>,
     pub changed_ms: i64,
+}
+
+/// An entry of the admin audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_ms: i64,
+    /// The admin certificate's common name.
+    pub actor: String,
+    /// `sweep.start`, `sweep.cancel`, ...
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// An admin action to record in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
 }

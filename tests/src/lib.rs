@@ -288,6 +288,15 @@ pub struct AgentSpec<'a> {
 
 impl Agent {
     pub fn start(spec: &AgentSpec<'_>, log_dir: &Path) -> anyhow::Result<Agent> {
+        Agent::start_with(spec, log_dir, &[])
+    }
+
+    /// [`Agent::start`] with more `hygiene-agent run` flags (`--cpu-limit 1`, ...).
+    pub fn start_with(
+        spec: &AgentSpec<'_>,
+        log_dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Agent> {
         let mut command = Command::new(bin("hygiene-agent"));
         command
             .args(["run", "--collector", &spec.collector, "--cert-dir"])
@@ -308,6 +317,7 @@ impl Agent {
         for iocs in &spec.iocs {
             command.arg("--iocs").arg(iocs);
         }
+        command.args(extra);
         let stderr_path = log_dir.join(format!("agent-{}.log", unique()));
         Ok(Agent {
             process: spawn(command, stderr_path, Stdio::null())?,

@@ -32,6 +32,9 @@ enum Command {
         /// PKI directory written by `pki init` [default: pki].
         #[arg(long)]
         pki: Option<PathBuf>,
+        /// Hours a host may stay silent before its status is `stale` [default: 168].
+        #[arg(long, value_name = "HOURS")]
+        stale_after_hours: Option<u64>,
     },
     /// Manage the built-in certificate authority.
     #[command(subcommand)]
@@ -87,7 +90,8 @@ fn main() -> ExitCode {
             listen,
             db,
             pki,
-        } => serve(config, listen, db, pki),
+            stale_after_hours,
+        } => serve(config, listen, db, pki, stale_after_hours),
         Command::Pki(PkiCommand::Init { dir, server_names }) => pki::init(&dir, &server_names)
             .map_err(Into::into)
             .map(|()| {
@@ -124,6 +128,7 @@ fn serve(
     listen: Option<String>,
     db: Option<String>,
     pki_dir: Option<PathBuf>,
+    stale_after_hours: Option<u64>,
 ) -> anyhow::Result<()> {
     let file: CollectorConfig = match &config {
         Some(path) => config::read(path)?,
@@ -136,6 +141,10 @@ fn serve(
     let pki_dir = pki_dir
         .or(file.pki)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PKI));
+    let mut options = hygiene_collector::ServeOptions::default();
+    if let Some(hours) = stale_after_hours.or(file.stale_after_hours) {
+        options.stale_after = std::time::Duration::from_secs(hours.saturating_mul(3600));
+    }
     let tls = hygiene_collector::tls_from_pki(&pki_dir)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
@@ -149,7 +158,7 @@ fn serve(
         // On stdout, so that scripts and tests started with port 0 can read the real port.
         println!("listening on {address}");
         tracing::info!(db = %db, pki = %pki_dir.display(), "collector started on {address}");
-        hygiene_collector::serve(listener, tls, store, shutdown_signal()).await?;
+        hygiene_collector::serve_with(listener, tls, store, options, shutdown_signal()).await?;
         tracing::info!("collector stopped");
         Ok(())
     })

@@ -1,6 +1,7 @@
 //! `hygienectl`: the admin CLI. Data on stdout, diagnostics on stderr; exit codes 0 clean,
 //! 1 findings (a listed host or finding is open), 2 error.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,13 +9,25 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hygiene_collector::config::{self, CtlConfig};
 use hygiene_collector::ctl::output::{Format, render, render_record};
+use hygiene_collector::ctl::sweep::{
+    AUDIT_TABLE_COLUMNS, AuditRow, SWEEP_LIST_TABLE_COLUMNS, SweepListRow, SweepStatusView,
+};
 use hygiene_collector::ctl::{
-    self, CONNECTION_TABLE_COLUMNS, ConnectionRow, FINDING_TABLE_COLUMNS, FindingRow,
-    HOST_TABLE_COLUMNS, HostDetailRow, HostRow, PACKAGE_TABLE_COLUMNS, PackageRow,
+    self, CONNECTION_TABLE_COLUMNS, ConnectionRow, FINDING_HISTORY_TABLE_COLUMNS,
+    FINDING_TABLE_COLUMNS, FindingChangeRow, FindingRow, HOST_TABLE_COLUMNS, HostDetailRow,
+    HostRow, PACKAGE_TABLE_COLUMNS, PackageRow, ProgressView,
 };
 use hygiene_proto::v1;
 
 const DEFAULT_COLLECTOR: &str = "https://127.0.0.1:50051";
+/// How often `sweep status --watch` asks again.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What `sweep start` prints: `{"id": ...}`.
+#[derive(serde::Serialize)]
+struct SweepId {
+    id: String,
+}
 
 #[derive(Parser)]
 #[command(name = "hygienectl", version, about = "Hygiene admin CLI")]
@@ -46,6 +59,93 @@ enum Command {
     /// Hosts' network sockets, from their agents' latest reports.
     #[command(subcommand)]
     Connections(ConnectionsCommand),
+    /// Fleet sweeps: start one on every host or on some, watch it finish, cancel it.
+    #[command(subcommand)]
+    Sweep(SweepCommand),
+    /// Every admin action: who (the admin certificate), when, what.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The cleanup's progress: hosts per status, the share verified clean, day by day.
+    Progress {
+        /// First day of the timeline (YYYY-MM-DD) [default: 30 days ago].
+        #[arg(long, value_name = "DATE", value_parser = parse_day)]
+        since: Option<i64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+/// Unix ms at the start (UTC) of a `YYYY-MM-DD` day.
+fn parse_day(text: &str) -> Result<i64, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text.trim(), &format)
+        .map_err(|e| format!("{text:?}: {e} (expected YYYY-MM-DD)"))?;
+    Ok(date.midnight().assume_utc().unix_timestamp() * 1000)
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// Start a sweep; prints its id. Online agents get it at once, offline ones when they
+    /// reconnect before the deadline.
+    Start {
+        /// Every host the collector knows.
+        #[arg(long, conflicts_with = "hosts", required_unless_present = "hosts")]
+        all: bool,
+        /// These hosts (repeatable, or several after one --host).
+        #[arg(long = "host", value_name = "ID", num_args = 1..)]
+        hosts: Vec<String>,
+        /// Agents ignore their caches and read every file again.
+        #[arg(long)]
+        full: bool,
+        /// Each agent starts at a random moment within this many seconds (0: at once).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        splay: u32,
+        /// How long offline agents may still get the sweep when they reconnect (7d, 36h, 90m).
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+        deadline: u64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Per host: pending, running (files and bytes done, estimate, errors), done (findings),
+    /// failed (why), expired or cancelled; fleet totals and an estimated finish.
+    Status {
+        id: String,
+        /// Redraw until the sweep ends (on a terminal; otherwise print once it has ended).
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every sweep, newest first, with its totals.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Stop a sweep: agents running it stop, agents not reached never start it.
+    Cancel { id: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// One row per admin action, oldest first.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+/// Seconds from `7d`, `36h`, `90m`, `1h 30m` or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let seconds = match text.trim().parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => humantime::parse_duration(text.trim())
+            .map_err(|e| format!("{text:?}: {e} (examples: 7d, 36h, 90m, 3600)"))?
+            .as_secs(),
+    };
+    if seconds == 0 {
+        return Err(format!("{text:?}: the deadline must be in the future"));
+    }
+    Ok(seconds)
 }
 
 #[derive(Subcommand)]
@@ -91,6 +191,10 @@ enum HostsCommand {
         /// Only Windows hosts that lack this update (KB5034441).
         #[arg(long, value_name = "KB")]
         missing_kb: Option<String>,
+        /// Only hosts with this status: never_swept, infected, cleaning,
+        /// awaiting_verification, clean or stale.
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -120,6 +224,50 @@ enum FindingsCommand {
         /// Only this host's findings.
         #[arg(long)]
         host: Option<String>,
+        /// Only findings in this state: open, quarantine_requested, quarantined, resolved,
+        /// false_positive or reopened.
+        #[arg(long, value_name = "S")]
+        state: Option<String>,
+        /// Only matches of this YARA rule.
+        #[arg(long, value_name = "R")]
+        rule: Option<String>,
+        /// Only findings on files with this SHA-256.
+        #[arg(long, value_name = "H")]
+        sha256: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Have the host's agent move the file into its quarantine (if it still has the finding's
+    /// SHA-256); the host gets the order now or when it reconnects.
+    Quarantine {
+        id: i64,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Have the host's agent put a quarantined file back, byte for byte.
+    Restore {
+        id: i64,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Set a verdict: false_positive (with --note), or open to take one back. `resolved` is
+    /// earned by a sweep that no longer finds the file, never set by hand.
+    Mark {
+        id: i64,
+        #[arg(long, value_name = "S")]
+        state: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every change of a finding's state: when, who, from what to what, why.
+    History {
+        id: i64,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -168,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 has_package,
                 package_below,
                 missing_kb,
+                status,
                 format,
             }) => {
                 let (below_name, below_version) = package_below.unwrap_or_default();
@@ -178,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         package_below_name: below_name,
                         package_below_version: below_version,
                         missing_kb: missing_kb.unwrap_or_default(),
+                        status: status.unwrap_or_default(),
                     })
                     .await
                     .map_err(ctl::CtlError::from)?;
@@ -222,10 +372,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .context("cannot write to stdout")?;
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Findings(FindingsCommand::List { host, format }) => {
+            Command::Findings(FindingsCommand::List {
+                host,
+                state,
+                rule,
+                sha256,
+                format,
+            }) => {
                 let response = client
                     .list_findings(v1::ListFindingsRequest {
                         host_id: host.unwrap_or_default(),
+                        state: state.unwrap_or_default(),
+                        rule: rule.unwrap_or_default(),
+                        sha256: sha256.unwrap_or_default(),
                     })
                     .await
                     .map_err(ctl::CtlError::from)?;
@@ -237,7 +396,184 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect();
                 render(&rows, format, FINDING_TABLE_COLUMNS, &mut stdout)
                     .context("cannot write to stdout")?;
-                Ok(exit_for(rows.iter().any(|f| f.state == "open")))
+                Ok(exit_for(
+                    rows.iter()
+                        .any(|f| f.state == "open" || f.state == "reopened"),
+                ))
+            }
+            Command::Findings(FindingsCommand::Quarantine { id, note, format }) => {
+                remediate(&mut client, id, "quarantine", note, format, &mut stdout).await
+            }
+            Command::Findings(FindingsCommand::Restore { id, note, format }) => {
+                remediate(&mut client, id, "restore", note, format, &mut stdout).await
+            }
+            Command::Findings(FindingsCommand::Mark {
+                id,
+                state,
+                note,
+                format,
+            }) => {
+                let finding = client
+                    .change_finding(v1::ChangeFindingRequest {
+                        id,
+                        action: "mark".into(),
+                        state,
+                        note,
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                render_record(&FindingRow::from(finding), format, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Findings(FindingsCommand::History { id, format }) => {
+                let response = client
+                    .finding_history(v1::FindingHistoryRequest { id })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                let rows: Vec<FindingChangeRow> = response
+                    .changes
+                    .into_iter()
+                    .map(FindingChangeRow::from)
+                    .collect();
+                render(&rows, format, FINDING_HISTORY_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Progress { since, format } => {
+                let response = client
+                    .progress(v1::ProgressRequest {
+                        since_ms: since.unwrap_or(0),
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                let view = ProgressView::from(response);
+                match format {
+                    Format::Json => render_record(&view, format, &mut stdout),
+                    Format::Csv => render(&view.day_rows(), format, &[], &mut stdout),
+                    Format::Table => {
+                        let counts: Vec<String> = view
+                            .by_status
+                            .iter()
+                            .map(|(status, count)| format!("{count} {status}"))
+                            .collect();
+                        writeln!(
+                            stdout,
+                            "HOSTS     {}: {}\nVERIFIED  {:.1}% clean\n",
+                            view.hosts,
+                            counts.join(", "),
+                            view.verified_clean_share * 100.0
+                        )
+                        .and_then(|()| render(&view.day_rows(), format, &[], &mut stdout))
+                    }
+                }
+                .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Sweep(SweepCommand::Start {
+                all,
+                hosts,
+                full,
+                splay,
+                deadline,
+                format,
+            }) => {
+                let response = client
+                    .start_sweep(v1::StartSweepRequest {
+                        all,
+                        host_ids: hosts,
+                        full,
+                        splay_seconds: Some(splay),
+                        deadline_seconds: Some(deadline),
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                eprintln!(
+                    "sweep {} targets {} host(s); {} online received it at once",
+                    response.id, response.hosts, response.delivered
+                );
+                let id = SweepId { id: response.id };
+                match format {
+                    Format::Table => writeln!(stdout, "{}", id.id),
+                    _ => render_record(&id, format, &mut stdout),
+                }
+                .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Sweep(SweepCommand::Status { id, watch, format }) => {
+                let redraw = watch
+                    && format == Format::Table
+                    && std::io::IsTerminal::is_terminal(&std::io::stdout());
+                loop {
+                    let status = SweepStatusView::from(
+                        client
+                            .get_sweep(v1::GetSweepRequest { id: id.clone() })
+                            .await
+                            .map_err(ctl::CtlError::from)?
+                            .into_inner(),
+                    );
+                    let last = !watch || !status.is_running();
+                    if redraw {
+                        // Home and clear, then the whole view again.
+                        write!(stdout, "\x1b[H\x1b[2J").context("cannot write to stdout")?;
+                    }
+                    if redraw || last {
+                        status
+                            .write(format, &mut stdout)
+                            .context("cannot write to stdout")?;
+                        stdout.flush().context("cannot write to stdout")?;
+                    }
+                    if last {
+                        return Ok(exit_for(status.totals.findings > 0));
+                    }
+                    tokio::time::sleep(WATCH_INTERVAL).await;
+                }
+            }
+            Command::Sweep(SweepCommand::List { format }) => {
+                let response = client
+                    .list_sweeps(v1::ListSweepsRequest {})
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                let rows: Vec<SweepListRow> = response
+                    .into_inner()
+                    .sweeps
+                    .into_iter()
+                    .map(SweepListRow::from)
+                    .collect();
+                render(&rows, format, SWEEP_LIST_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Sweep(SweepCommand::Cancel { id }) => {
+                let response = client
+                    .cancel_sweep(v1::CancelSweepRequest { id: id.clone() })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                eprintln!(
+                    "sweep {id} cancelled; {} host(s) had not finished",
+                    response.hosts
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Audit(AuditCommand::List { format }) => {
+                let response = client
+                    .list_audit(v1::ListAuditRequest {})
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                let rows: Vec<AuditRow> = response
+                    .into_inner()
+                    .entries
+                    .into_iter()
+                    .map(AuditRow::from)
+                    .collect();
+                render(&rows, format, AUDIT_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
             }
             Command::Packages(PackagesCommand::List { host, format }) => {
                 let response = client
@@ -256,6 +592,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// Asks for a quarantine or restore and prints the finding as it now stands.
+async fn remediate(
+    client: &mut ctl::AdminClient,
+    id: i64,
+    action: &str,
+    note: String,
+    format: Format,
+    stdout: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let finding = client
+        .change_finding(v1::ChangeFindingRequest {
+            id,
+            action: action.to_owned(),
+            state: String::new(),
+            note,
+        })
+        .await
+        .map_err(ctl::CtlError::from)?
+        .into_inner();
+    eprintln!(
+        "finding {id} on {}: {action} requested; its agent carries it out when online",
+        finding.host_id
+    );
+    render_record(&FindingRow::from(finding), format, stdout).context("cannot write to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn exit_for(findings: bool) -> ExitCode {

@@ -1,6 +1,7 @@
 //! The library side of `hygienectl`: the admin connection and listing output.
 
 pub mod output;
+pub mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,11 +24,11 @@ pub enum CtlError {
     Call(#[from] tonic::Status),
 }
 
+/// The admin service client `hygienectl` calls.
+pub type AdminClient = AdminServiceClient<Channel>;
+
 /// Connects to the collector's admin service with the admin certificate from `pki_dir`.
-pub async fn connect(
-    collector: &str,
-    pki_dir: &Path,
-) -> Result<AdminServiceClient<Channel>, CtlError> {
+pub async fn connect(collector: &str, pki_dir: &Path) -> Result<AdminClient, CtlError> {
     let read = |name: &str| {
         let path = pki_dir.join(name);
         std::fs::read(&path).map_err(|source| CtlError::Certs { path, source })
@@ -69,6 +70,8 @@ pub struct HostRow {
     pub last_seen: String,
     pub online: bool,
     pub open_findings: u64,
+    /// never_swept, infected, cleaning, awaiting_verification, clean or stale.
+    pub status: String,
 }
 
 pub const HOST_TABLE_COLUMNS: &[&str] = &[
@@ -78,6 +81,7 @@ pub const HOST_TABLE_COLUMNS: &[&str] = &[
     "ip_addresses",
     "last_seen",
     "online",
+    "status",
     "open_findings",
 ];
 
@@ -101,6 +105,7 @@ impl From<hygiene_proto::v1::HostEntry> for HostRow {
             last_seen: format_ms(h.last_seen_ms),
             online: h.online,
             open_findings: h.open_findings,
+            status: h.status,
         }
     }
 }
@@ -120,6 +125,13 @@ pub struct FindingRow {
     pub state: String,
     pub first_seen: String,
     pub last_seen: String,
+    pub state_changed: String,
+    /// The agent's quarantine entry while the file is quarantined.
+    pub quarantine_id: Option<String>,
+    /// Why the last quarantine or restore was not carried out.
+    pub remediation_error: Option<String>,
+    /// The sweep that last saw it.
+    pub sweep_id: String,
 }
 
 pub const FINDING_TABLE_COLUMNS: &[&str] = &[
@@ -153,7 +165,123 @@ impl From<hygiene_proto::v1::FindingEntry> for FindingRow {
             state: f.state,
             first_seen: format_ms(f.first_seen_ms),
             last_seen: format_ms(f.last_seen_ms),
+            state_changed: format_ms(f.state_changed_ms),
+            quarantine_id: non_empty(f.quarantine_id),
+            remediation_error: non_empty(f.remediation_error),
+            sweep_id: f.sweep_id,
         }
+    }
+}
+
+/// A line of `hygienectl findings history`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FindingChangeRow {
+    pub at: String,
+    /// The admin certificate's name, `agent` or `collector`.
+    pub actor: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub note: String,
+}
+
+pub const FINDING_HISTORY_TABLE_COLUMNS: &[&str] =
+    &["at", "actor", "from_state", "to_state", "note"];
+
+impl From<hygiene_proto::v1::FindingChange> for FindingChangeRow {
+    fn from(c: hygiene_proto::v1::FindingChange) -> Self {
+        FindingChangeRow {
+            at: format_ms(c.at_ms),
+            actor: c.actor,
+            from_state: non_empty(c.from_state),
+            to_state: c.to_state,
+            note: c.note,
+        }
+    }
+}
+
+/// `hygienectl progress`: hosts per status, the share verified clean, and the timeline.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgressView {
+    pub hosts: u32,
+    /// Status -> hosts, every status named.
+    pub by_status: serde_json::Map<String, serde_json::Value>,
+    /// Hosts clean over all hosts, 0-1.
+    pub verified_clean_share: f64,
+    pub timeline: Vec<ProgressDayRow>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgressDayRow {
+    pub day: String,
+    pub by_status: serde_json::Map<String, serde_json::Value>,
+    pub clean_share: f64,
+}
+
+fn status_map(
+    counts: Vec<hygiene_proto::v1::StatusCount>,
+) -> (serde_json::Map<String, serde_json::Value>, u32, u32) {
+    let total = counts.iter().map(|c| c.hosts).sum();
+    let clean = counts
+        .iter()
+        .filter(|c| c.status == "clean")
+        .map(|c| c.hosts)
+        .sum();
+    let map = counts
+        .into_iter()
+        .map(|c| (c.status, serde_json::Value::from(c.hosts)))
+        .collect();
+    (map, total, clean)
+}
+
+fn share(part: u32, whole: u32) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        f64::from(part) / f64::from(whole)
+    }
+}
+
+impl From<hygiene_proto::v1::ProgressResponse> for ProgressView {
+    fn from(p: hygiene_proto::v1::ProgressResponse) -> Self {
+        let (by_status, _, _) = status_map(p.by_status);
+        ProgressView {
+            hosts: p.hosts,
+            by_status,
+            verified_clean_share: p.verified_clean_share,
+            timeline: p
+                .timeline
+                .into_iter()
+                .map(|d| {
+                    let (by_status, total, clean) = status_map(d.by_status);
+                    ProgressDayRow {
+                        day: d.day,
+                        by_status,
+                        clean_share: share(clean, total),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ProgressView {
+    /// The timeline as flat rows (CSV and tables): day, then one column per status.
+    pub fn day_rows(&self) -> Vec<serde_json::Value> {
+        self.timeline
+            .iter()
+            .map(|d| {
+                let mut row = serde_json::Map::new();
+                row.insert("day".into(), d.day.clone().into());
+                for (status, count) in &d.by_status {
+                    row.insert(status.clone(), count.clone());
+                }
+                row.insert(
+                    "clean_share".into(),
+                    ((d.clean_share * 1000.0).round() / 1000.0).into(),
+                );
+                serde_json::Value::Object(row)
+            })
+            .collect()
     }
 }
 

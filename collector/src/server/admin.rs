@@ -3,23 +3,76 @@
 use hygiene_proto::v1::{self, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
+use super::agent::{Registry, cancel_sweep_command, now_ms, start_sweep_command};
+use super::agent::{quarantine_command, restore_command};
+use crate::findings::{AdminChange, FindingState, HostStatus};
 use crate::identity::{self, Role};
-use crate::model::{ConnectionFilter, FindingFilter, Host, HostFilter};
+use crate::model::{ConnectionFilter, Finding, FindingFilter, Host, HostFilter, NewAuditEntry};
 use crate::store::{Store, StoreError};
+use crate::sweep::{self, HostSweepState, NewSweep, SweepOrder, SweepState, SweepView};
 
 pub struct AdminEndpoint {
     store: Store,
+    /// Connected agents, through which sweep, quarantine and restore orders reach them at once.
+    registry: Registry,
+    /// A host silent for longer is stale.
+    stale_after_ms: i64,
 }
 
 impl AdminEndpoint {
-    pub fn new(store: Store) -> Self {
-        AdminEndpoint { store }
+    pub fn new(store: Store, registry: Registry, stale_after_ms: i64) -> Self {
+        AdminEndpoint {
+            store,
+            registry,
+            stale_after_ms,
+        }
     }
+}
+
+/// Hosts per status now, every status named (zeros too).
+async fn status_counts(
+    store: &Store,
+    now: i64,
+    stale_after_ms: i64,
+) -> Result<Vec<(HostStatus, u32)>, StoreError> {
+    let hosts = store.list_hosts(&HostFilter::default()).await?;
+    Ok(HostStatus::ALL
+        .into_iter()
+        .map(|status| {
+            let count = hosts
+                .iter()
+                .filter(|h| h.cleanup.status(now, stale_after_ms) == status)
+                .count() as u32;
+            (status, count)
+        })
+        .collect())
+}
+
+/// Writes today's count of hosts per status; returns the counts.
+pub async fn snapshot_statuses(
+    store: &Store,
+    stale_after_ms: i64,
+) -> Result<Vec<(HostStatus, u32)>, StoreError> {
+    let now = now_ms();
+    let counts = status_counts(store, now, stale_after_ms).await?;
+    store
+        .record_status_snapshot(&day_of(now), &counts, now)
+        .await?;
+    Ok(counts)
+}
+
+/// The UTC day of a Unix ms time, `YYYY-MM-DD`.
+fn day_of(ms: i64) -> String {
+    crate::ctl::format_ms(ms).chars().take(10).collect()
 }
 
 fn internal(err: StoreError) -> Status {
     tracing::error!("{err}");
     Status::internal(err.to_string())
+}
+
+fn no_sweep(id: &str) -> Status {
+    Status::not_found(format!("no sweep {id:?}"))
 }
 
 #[tonic::async_trait]
@@ -49,14 +102,32 @@ impl AdminService for AdminEndpoint {
             })?),
             None => None,
         };
+        let status = match given(&r.status) {
+            Some(text) => Some(HostStatus::parse(&text).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "{text:?} is not a host status ({})",
+                    HostStatus::ALL.map(HostStatus::as_str).join(", ")
+                ))
+            })?),
+            None => None,
+        };
         let filter = HostFilter {
             infected_only: r.infected_only,
             has_package: given(&r.has_package),
             package_below,
             missing_kb,
         };
+        let now = now_ms();
         let hosts = self.store.list_hosts(&filter).await.map_err(internal)?;
-        let hosts = hosts.into_iter().map(host_entry).collect();
+        let hosts = hosts
+            .into_iter()
+            .map(|h| {
+                let host_status = h.cleanup.status(now, self.stale_after_ms);
+                (h, host_status)
+            })
+            .filter(|(_, host_status)| status.is_none_or(|wanted| wanted == *host_status))
+            .map(|(h, host_status)| host_entry(h, host_status))
+            .collect();
         Ok(Response::new(v1::ListHostsResponse { hosts }))
     }
 
@@ -94,8 +165,9 @@ impl AdminService for AdminEndpoint {
                 .map(|g| format!("{}: {}", g.source, g.reason))
                 .collect(),
         });
+        let host_status = detail.host.cleanup.status(now_ms(), self.stale_after_ms);
         Ok(Response::new(v1::GetHostResponse {
-            host: Some(host_entry(detail.host)),
+            host: Some(host_entry(detail.host, host_status)),
             inventory,
             package_count: detail.package_count,
             hotfix_count: detail.hotfix_count,
@@ -152,29 +224,364 @@ impl AdminService for AdminEndpoint {
         request: Request<v1::ListFindingsRequest>,
     ) -> Result<Response<v1::ListFindingsResponse>, Status> {
         identity::require(&request, Role::Admin)?;
-        let host_id = &request.get_ref().host_id;
+        let r = request.get_ref();
+        let given = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        let state = match given(&r.state) {
+            Some(text) => Some(FindingState::parse(&text).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "{text:?} is not a finding state ({})",
+                    FindingState::ALL.map(FindingState::as_str).join(", ")
+                ))
+            })?),
+            None => None,
+        };
         let filter = FindingFilter {
-            host_id: (!host_id.is_empty()).then(|| host_id.clone()),
+            host_id: given(&r.host_id),
+            state,
+            rule: given(&r.rule),
+            sha256: given(&r.sha256),
         };
         let findings = self.store.list_findings(&filter).await.map_err(internal)?;
-        let findings = findings
+        let findings = findings.into_iter().map(finding_entry).collect();
+        Ok(Response::new(v1::ListFindingsResponse { findings }))
+    }
+
+    async fn change_finding(
+        &self,
+        request: Request<v1::ChangeFindingRequest>,
+    ) -> Result<Response<v1::FindingEntry>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let change = match r.action.as_str() {
+            "quarantine" => AdminChange::Quarantine,
+            "restore" => AdminChange::Restore,
+            "mark" => AdminChange::Mark(FindingState::parse(&r.state).ok_or_else(|| {
+                Status::invalid_argument(format!("{:?} is not a finding state", r.state))
+            })?),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "{other:?}: the action is quarantine, restore or mark"
+                )));
+            }
+        };
+        let finding = self
+            .store
+            .change_finding(r.id, &change, &admin.name, &r.note, now_ms())
+            .await
+            .map_err(|err| match err {
+                StoreError::NoFinding(_) => Status::not_found(err.to_string()),
+                StoreError::Refused(reason) => {
+                    Status::failed_precondition(format!("finding {}: {reason}", r.id))
+                }
+                err => internal(err),
+            })?;
+        // Agents offline now get the order when they reconnect.
+        let order = match change {
+            AdminChange::Quarantine => Some(quarantine_command(&finding)),
+            AdminChange::Restore => Some(restore_command(&finding)),
+            AdminChange::Mark(_) => None,
+        };
+        if let Some(order) = order
+            && !self.registry.send(&finding.host_id, order)
+        {
+            tracing::info!(host = %finding.host_id, finding = finding.id, "host offline; the order waits for its return");
+        }
+        Ok(Response::new(finding_entry(finding)))
+    }
+
+    async fn finding_history(
+        &self,
+        request: Request<v1::FindingHistoryRequest>,
+    ) -> Result<Response<v1::FindingHistoryResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let id = request.get_ref().id;
+        let (finding, changes) = self
+            .store
+            .finding_history(id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no finding {id}")))?;
+        Ok(Response::new(v1::FindingHistoryResponse {
+            finding: Some(finding_entry(finding)),
+            changes: changes
+                .into_iter()
+                .map(|c| v1::FindingChange {
+                    at_ms: c.at_ms,
+                    actor: c.actor,
+                    from_state: c.from_state.map_or("", FindingState::as_str).to_owned(),
+                    to_state: c.to_state.as_str().to_owned(),
+                    note: c.note,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn progress(
+        &self,
+        request: Request<v1::ProgressRequest>,
+    ) -> Result<Response<v1::ProgressResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let now = now_ms();
+        let since = match request.get_ref().since_ms {
+            0 => now - 30 * 86_400_000,
+            ms => ms,
+        };
+        let counts = snapshot_statuses(&self.store, self.stale_after_ms)
+            .await
+            .map_err(internal)?;
+        let hosts: u32 = counts.iter().map(|(_, n)| n).sum();
+        let clean = counts
+            .iter()
+            .find(|(s, _)| *s == HostStatus::Clean)
+            .map_or(0, |(_, n)| *n);
+        let mut timeline: Vec<v1::ProgressDay> = Vec::new();
+        for (day, status, count) in self
+            .store
+            .status_snapshots(&day_of(since))
+            .await
+            .map_err(internal)?
+        {
+            if timeline.last().is_none_or(|d| d.day != day) {
+                timeline.push(v1::ProgressDay {
+                    day: day.clone(),
+                    by_status: Vec::new(),
+                });
+            }
+            let entry = timeline.last_mut().expect("pushed above");
+            entry.by_status.push(v1::StatusCount {
+                status,
+                hosts: count,
+            });
+        }
+        Ok(Response::new(v1::ProgressResponse {
+            by_status: counts
+                .into_iter()
+                .map(|(status, hosts)| v1::StatusCount {
+                    status: status.as_str().to_owned(),
+                    hosts,
+                })
+                .collect(),
+            hosts,
+            verified_clean_share: if hosts == 0 {
+                0.0
+            } else {
+                f64::from(clean) / f64::from(hosts)
+            },
+            timeline,
+        }))
+    }
+
+    async fn start_sweep(
+        &self,
+        request: Request<v1::StartSweepRequest>,
+    ) -> Result<Response<v1::StartSweepResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let mut hosts: Vec<String> = r
+            .host_ids
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        match (r.all, hosts.is_empty()) {
+            (true, false) => {
+                return Err(Status::invalid_argument(
+                    "name hosts or ask for all of them, not both",
+                ));
+            }
+            (false, true) => {
+                return Err(Status::invalid_argument(
+                    "no hosts named: pass --all or --host ID",
+                ));
+            }
+            (true, true) => hosts = self.store.all_host_ids().await.map_err(internal)?,
+            (false, false) => {}
+        }
+        if hosts.is_empty() {
+            return Err(Status::failed_precondition(
+                "the collector knows no host yet: no agent has connected",
+            ));
+        }
+        let now = now_ms();
+        let deadline_seconds = r
+            .deadline_seconds
+            .unwrap_or(sweep::DEFAULT_DEADLINE_SECONDS);
+        if deadline_seconds == 0 {
+            return Err(Status::invalid_argument(
+                "the deadline must be in the future",
+            ));
+        }
+        let deadline_ms = i64::try_from(deadline_seconds)
+            .ok()
+            .and_then(|s| s.checked_mul(1000))
+            .and_then(|ms| ms.checked_add(now))
+            .ok_or_else(|| Status::invalid_argument("the deadline is too far away"))?;
+        let new = NewSweep {
+            id: sweep::new_sweep_id(now, rand::random()),
+            created_ms: now,
+            created_by: admin.name.clone(),
+            full: r.full,
+            splay_seconds: r.splay_seconds.unwrap_or(sweep::DEFAULT_SPLAY_SECONDS),
+            deadline_ms,
+            hosts,
+        };
+        let audit = NewAuditEntry {
+            at_ms: now,
+            actor: admin.name,
+            action: "sweep.start".into(),
+            target: new.id.clone(),
+            detail: format!(
+                "{} host(s){}, full {}, splay {} s, deadline {}",
+                new.hosts.len(),
+                if r.all { " (all)" } else { "" },
+                new.full,
+                new.splay_seconds,
+                crate::ctl::format_ms(deadline_ms),
+            ),
+        };
+        self.store
+            .create_sweep(&new, &audit)
+            .await
+            .map_err(|err| match err {
+                StoreError::UnknownHosts(_) => Status::not_found(err.to_string()),
+                err => internal(err),
+            })?;
+        let order = SweepOrder {
+            sweep_id: new.id.clone(),
+            full: new.full,
+            splay_seconds: new.splay_seconds,
+            deadline_ms,
+        };
+        let command = start_sweep_command(&order);
+        let delivered: Vec<String> = new
+            .hosts
+            .iter()
+            .filter(|host| self.registry.send(host, command.clone()))
+            .cloned()
+            .collect();
+        tracing::info!(sweep = %new.id, hosts = new.hosts.len(), delivered = delivered.len(), by = %new.created_by, "sweep started");
+        // Agents dedupe orders by sweep id, so a failure to note the delivery only means the
+        // order is sent again when the host next connects.
+        if let Err(err) = self
+            .store
+            .mark_delivered(&new.id, &delivered, now_ms())
+            .await
+        {
+            tracing::error!(sweep = %new.id, "cannot note deliveries: {err}");
+        }
+        Ok(Response::new(v1::StartSweepResponse {
+            id: new.id,
+            hosts: new.hosts.len() as u32,
+            delivered: delivered.len() as u32,
+        }))
+    }
+
+    async fn get_sweep(
+        &self,
+        request: Request<v1::GetSweepRequest>,
+    ) -> Result<Response<v1::SweepStatus>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let id = &request.get_ref().id;
+        let record = self
+            .store
+            .sweep(id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| no_sweep(id))?;
+        Ok(Response::new(sweep_status(record.view(now_ms()), true)))
+    }
+
+    async fn list_sweeps(
+        &self,
+        request: Request<v1::ListSweepsRequest>,
+    ) -> Result<Response<v1::ListSweepsResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let now = now_ms();
+        let sweeps = self
+            .store
+            .sweeps()
+            .await
+            .map_err(internal)?
             .into_iter()
-            .map(|f| v1::FindingEntry {
-                id: f.id,
-                host_id: f.host_id,
-                path: f.path,
-                sha256: f.sha256,
-                size: f.size,
-                kind: f.kind.as_str().to_owned(),
-                rule: f.rule,
-                namespace: f.namespace,
-                ioc_comment: f.ioc_comment,
-                state: f.state,
-                first_seen_ms: f.first_seen_ms,
-                last_seen_ms: f.last_seen_ms,
+            .map(|record| sweep_status(record.view(now), false))
+            .collect();
+        Ok(Response::new(v1::ListSweepsResponse { sweeps }))
+    }
+
+    async fn cancel_sweep(
+        &self,
+        request: Request<v1::CancelSweepRequest>,
+    ) -> Result<Response<v1::CancelSweepResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let id = request.into_inner().id;
+        let record = self
+            .store
+            .sweep(&id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| no_sweep(&id))?;
+        let now = now_ms();
+        let view = record.view(now);
+        if view.state != SweepState::Running {
+            return Err(Status::failed_precondition(format!(
+                "sweep {id} is already {}",
+                view.state.as_str()
+            )));
+        }
+        let open: Vec<&str> = view
+            .hosts
+            .iter()
+            .filter(|h| h.state.is_open())
+            .map(|h| h.host_id.as_str())
+            .collect();
+        let audit = NewAuditEntry {
+            at_ms: now,
+            actor: admin.name,
+            action: "sweep.cancel".into(),
+            target: id.clone(),
+            detail: format!("{} host(s) not finished", open.len()),
+        };
+        if !self
+            .store
+            .cancel_sweep(&id, &audit)
+            .await
+            .map_err(internal)?
+        {
+            return Err(no_sweep(&id));
+        }
+        // Hosts offline now are told when they reconnect (if they were sent the sweep).
+        let command = cancel_sweep_command(&id);
+        for host in &open {
+            self.registry.send(host, command.clone());
+        }
+        Ok(Response::new(v1::CancelSweepResponse {
+            hosts: open.len() as u32,
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<v1::ListAuditRequest>,
+    ) -> Result<Response<v1::ListAuditResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let entries = self
+            .store
+            .list_audit()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|e| v1::AuditEntry {
+                id: e.id,
+                at_ms: e.at_ms,
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                detail: e.detail,
             })
             .collect();
-        Ok(Response::new(v1::ListFindingsResponse { findings }))
+        Ok(Response::new(v1::ListAuditResponse { entries }))
     }
 
     async fn list_packages(
@@ -207,7 +614,28 @@ impl AdminService for AdminEndpoint {
     }
 }
 
-fn host_entry(h: Host) -> v1::HostEntry {
+fn finding_entry(f: Finding) -> v1::FindingEntry {
+    v1::FindingEntry {
+        id: f.id,
+        host_id: f.host_id,
+        path: f.path,
+        sha256: f.sha256,
+        size: f.size,
+        kind: f.kind.as_str().to_owned(),
+        rule: f.rule,
+        namespace: f.namespace,
+        ioc_comment: f.ioc_comment,
+        state: f.state.as_str().to_owned(),
+        first_seen_ms: f.first_seen_ms,
+        last_seen_ms: f.last_seen_ms,
+        state_changed_ms: f.state_changed_ms,
+        quarantine_id: f.quarantine_id.unwrap_or_default(),
+        remediation_error: f.remediation_error.unwrap_or_default(),
+        sweep_id: f.sweep_id,
+    }
+}
+
+fn host_entry(h: Host, status: HostStatus) -> v1::HostEntry {
     v1::HostEntry {
         host_id: h.host_id,
         hostname: h.hostname,
@@ -222,6 +650,68 @@ fn host_entry(h: Host) -> v1::HostEntry {
         last_seen_ms: h.last_seen_ms,
         online: h.online,
         open_findings: h.open_findings,
+        status: status.as_str().to_owned(),
+    }
+}
+
+/// A sweep for the wire; `with_hosts` false leaves the per-host lines out (listings).
+fn sweep_status(view: SweepView, with_hosts: bool) -> v1::SweepStatus {
+    let t = &view.totals;
+    let totals = v1::SweepTotals {
+        hosts: t.hosts,
+        pending: t.count(HostSweepState::Pending),
+        running: t.count(HostSweepState::Running),
+        done: t.count(HostSweepState::Done),
+        failed: t.count(HostSweepState::Failed),
+        expired: t.count(HostSweepState::Expired),
+        cancelled: t.count(HostSweepState::Cancelled),
+        infected: t.infected,
+        files_done: t.files_done,
+        bytes_done: t.bytes_done,
+        files_estimate: t.files_estimate,
+        bytes_estimate: t.bytes_estimate,
+        findings: t.findings,
+        errors: t.errors,
+    };
+    let (cancelled_ms, cancelled_by) = view.cancelled.clone().unwrap_or_default();
+    let hosts = if with_hosts {
+        view.hosts
+            .into_iter()
+            .map(|h| v1::SweepHost {
+                host_id: h.host_id,
+                state: h.state.as_str().to_owned(),
+                files_done: h.files_done,
+                bytes_done: h.bytes_done,
+                files_estimate: h.files_estimate,
+                bytes_estimate: h.bytes_estimate,
+                findings: h.findings,
+                errors: h.errors,
+                error: h.error.unwrap_or_default(),
+                delivered_ms: h.delivered_ms.unwrap_or(0),
+                started_ms: h.started_ms.unwrap_or(0),
+                updated_ms: h.updated_ms.unwrap_or(0),
+                finished_ms: h.finished_ms.unwrap_or(0),
+                online: h.online,
+                eta_ms: h.eta_ms.unwrap_or(0),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    v1::SweepStatus {
+        id: view.id,
+        state: view.state.as_str().to_owned(),
+        created_ms: view.created_ms,
+        created_by: view.created_by,
+        full: view.full,
+        splay_seconds: view.splay_seconds,
+        deadline_ms: view.deadline_ms,
+        cancelled_ms,
+        cancelled_by,
+        hosts,
+        eta_ms: view.eta_ms.unwrap_or(0),
+        finished_ms: view.finished_ms.unwrap_or(0),
+        totals: Some(totals),
     }
 }
 

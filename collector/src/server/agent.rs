@@ -15,11 +15,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::identity::{self, Role};
 use crate::model::{
-    ConnectionReport, FindingKind, HostHello, Hotfix, InstalledPackage, InventoryDelta,
-    InventoryGap, InventoryReport, NetConnection, NewFinding, OsFacts, Program, SweepProgress,
-    SweepReport,
+    ConnectionReport, Finding, FindingKind, HostHello, Hotfix, InstalledPackage, InventoryDelta,
+    InventoryGap, InventoryReport, NetConnection, NewFinding, OsFacts, Program, RemediationAction,
+    RemediationReport, SweepProgress, SweepReport,
 };
 use crate::store::{Store, StoreError};
+use crate::sweep::SweepOrder;
 use crate::version::Scheme;
 
 /// How long a new stream may take to send its Hello.
@@ -51,6 +52,86 @@ impl Registry {
         if map.get(host_id).is_some_and(|(id, _)| *id == connection_id) {
             map.remove(host_id);
         }
+    }
+
+    /// Puts `message` on the host's stream; `false` when the host has no live stream. A full
+    /// stream buffer does not hold the caller up: the message waits in a task of its own.
+    pub fn send(&self, host_id: &str, message: v1::CollectorMessage) -> bool {
+        let Some(tx) = self
+            .inner
+            .lock()
+            .expect("registry lock")
+            .get(host_id)
+            .map(|(_, tx)| tx.clone())
+        else {
+            return false;
+        };
+        match tx.try_send(Ok(message)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                tokio::spawn(async move {
+                    let _ = tx.send(message).await;
+                });
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// The command that starts a sweep on an agent.
+pub fn start_sweep_command(order: &SweepOrder) -> v1::CollectorMessage {
+    command(
+        format!("start:{}", order.sweep_id),
+        v1::command::Action::StartSweep(v1::StartSweep {
+            sweep_id: order.sweep_id.clone(),
+            full: order.full,
+            splay_seconds: order.splay_seconds,
+            deadline_ms: order.deadline_ms,
+        }),
+    )
+}
+
+/// The command that stops a sweep on an agent (or keeps it from starting).
+pub fn cancel_sweep_command(sweep_id: &str) -> v1::CollectorMessage {
+    command(
+        format!("cancel:{sweep_id}"),
+        v1::command::Action::CancelSweep(v1::CancelSweep {
+            sweep_id: sweep_id.to_owned(),
+        }),
+    )
+}
+
+/// The command that has an agent quarantine a finding's file.
+pub fn quarantine_command(finding: &Finding) -> v1::CollectorMessage {
+    command(
+        format!("quarantine:{}", finding.id),
+        v1::command::Action::QuarantineFile(v1::QuarantineFile {
+            finding_id: finding.id,
+            path: finding.path.clone(),
+            path_raw: finding.path_raw.clone().unwrap_or_default(),
+            sha256: finding.sha256.clone(),
+        }),
+    )
+}
+
+/// The command that has an agent put a quarantined file back.
+pub fn restore_command(finding: &Finding) -> v1::CollectorMessage {
+    command(
+        format!("restore:{}", finding.id),
+        v1::command::Action::RestoreFile(v1::RestoreFile {
+            finding_id: finding.id,
+            quarantine_id: finding.quarantine_id.clone().unwrap_or_default(),
+        }),
+    )
+}
+
+fn command(id: String, action: v1::command::Action) -> v1::CollectorMessage {
+    v1::CollectorMessage {
+        body: Some(collector_message::Body::Command(v1::Command {
+            id,
+            action: Some(action),
+        })),
     }
 }
 
@@ -125,6 +206,10 @@ impl AgentSession {
         };
         tracing::info!(host = %host, peer = ?self.peer_address, "agent connected");
         self.registry.insert(&host, connection_id, self.tx.clone());
+        if let Err(err) = self.send_sweep_orders().await {
+            // The next connection tries again; the stream itself is fine.
+            tracing::error!(host = %host, "cannot look up the host's sweeps: {err}");
+        }
         let end = loop {
             let next = tokio::select! {
                 _ = stop.wait_for(|stopping| *stopping) => break End::Stopping,
@@ -223,6 +308,44 @@ impl AgentSession {
         }
     }
 
+    /// Tells the agent, just connected, of the fleet sweeps it has yet to run and of those
+    /// cancelled since it was sent them.
+    async fn send_sweep_orders(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let orders = self.store.sweep_orders(&self.host_id, now).await?;
+        for order in &orders.start {
+            if self.tx.send(Ok(start_sweep_command(order))).await.is_err() {
+                return Ok(());
+            }
+            tracing::info!(host = %self.host_id, sweep = %order.sweep_id, "sweep sent on connect");
+            self.store
+                .mark_delivered(&order.sweep_id, std::slice::from_ref(&self.host_id), now)
+                .await?;
+        }
+        for sweep_id in &orders.cancel {
+            if self
+                .tx
+                .send(Ok(cancel_sweep_command(sweep_id)))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        let remediation = self.store.remediation_orders(&self.host_id).await?;
+        let commands = remediation
+            .quarantine
+            .iter()
+            .map(quarantine_command)
+            .chain(remediation.restore.iter().map(restore_command));
+        for command in commands {
+            if self.tx.send(Ok(command)).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
     async fn ack(&self, seq: u64) -> bool {
         let ack = v1::CollectorMessage {
             body: Some(collector_message::Body::Ack(v1::Ack { seq })),
@@ -279,14 +402,10 @@ impl AgentSession {
                     .await?;
                 if !applied {
                     tracing::info!(host = %self.host_id, "inventory delta does not fit the stored lists; asking for a complete one");
-                    let request = v1::CollectorMessage {
-                        body: Some(collector_message::Body::Command(v1::Command {
-                            id: format!("inventory-{now}"),
-                            action: Some(v1::command::Action::RequestInventory(
-                                v1::RequestInventory {},
-                            )),
-                        })),
-                    };
+                    let request = command(
+                        format!("inventory-{now}"),
+                        v1::command::Action::RequestInventory(v1::RequestInventory {}),
+                    );
                     // A closed stream loses nothing: the next connection's first inventory is
                     // complete.
                     let _ = self.tx.send(Ok(request)).await;
@@ -326,10 +445,37 @@ impl AgentSession {
                         })
                         .collect(),
                     failures_truncated: summary.failed_truncated,
+                    failure: summary.failure,
                 };
                 tracing::info!(host = %self.host_id, sweep = %report.sweep_id, files = report.files, findings = report.findings, "sweep reported");
                 self.store
                     .record_sweep_report(&self.host_id, &report, now)
+                    .await
+            }
+            Some(Body::Remediation(r)) => {
+                let action = match r.action.as_str() {
+                    "quarantine" => RemediationAction::Quarantine,
+                    "restore" => RemediationAction::Restore,
+                    other => {
+                        tracing::warn!(host = %self.host_id, finding = r.finding_id, "remediation report with unknown action {other:?} ignored");
+                        return Ok(());
+                    }
+                };
+                if r.ok {
+                    tracing::info!(host = %self.host_id, finding = r.finding_id, action = %r.action, path = %r.path, "remediation done");
+                } else {
+                    tracing::warn!(host = %self.host_id, finding = r.finding_id, action = %r.action, path = %r.path, "remediation refused: {}", r.reason);
+                }
+                let report = RemediationReport {
+                    finding_id: r.finding_id,
+                    action,
+                    ok: r.ok,
+                    reason: r.reason,
+                    quarantine_id: r.quarantine_id,
+                    path: r.path,
+                };
+                self.store
+                    .record_remediation(&self.host_id, &report, now)
                     .await
             }
             None => {

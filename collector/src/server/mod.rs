@@ -53,6 +53,26 @@ pub fn tls_from_pki(dir: &Path) -> Result<ServerTlsConfig, ServerError> {
         .timeout(Duration::from_secs(10)))
 }
 
+/// How long a host may stay silent before its status is `stale`, unless configured.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often the day's count of hosts per status is written for the cleanup timeline.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
+
+/// What [`serve_with`] can be told beyond where to listen and what to store in.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// A host not seen for longer is `stale`.
+    pub stale_after: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            stale_after: DEFAULT_STALE_AFTER,
+        }
+    }
+}
+
 /// Serves agents and admins on `listener` until `shutdown` resolves, then ends every agent
 /// stream and returns once in-flight calls finished (or after a short grace period).
 pub async fn serve(
@@ -61,11 +81,35 @@ pub async fn serve(
     store: Store,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    serve_with(listener, tls, store, ServeOptions::default(), shutdown).await
+}
+
+/// [`serve`] with options.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    store: Store,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
     store.reset_connections().await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut grace = stop_rx.clone();
-    let agents = agent::AgentEndpoint::new(store.clone(), Registry::default(), stop_rx);
-    let admins = admin::AdminEndpoint::new(store);
+    let registry = Registry::default();
+    let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), stop_rx);
+    let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
+    let admins = admin::AdminEndpoint::new(store.clone(), registry, stale_after_ms);
+    // The cleanup timeline: today's hosts per status, written as the day goes on.
+    let snapshots = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
+        loop {
+            tick.tick().await;
+            if let Err(err) = admin::snapshot_statuses(&store, stale_after_ms).await {
+                tracing::warn!("cannot record today's host statuses: {err}");
+            }
+        }
+    });
+    let _stop_snapshots = AbortOnDrop(snapshots);
     let signal = async move {
         shutdown.await;
         // Agent streams never end on their own; tell them to, or the graceful shutdown would
@@ -92,5 +136,14 @@ pub async fn serve(
             tracing::warn!("calls still running {SHUTDOWN_GRACE:?} after shutdown was requested; closing anyway");
             Ok(())
         }
+    }
+}
+
+/// Aborts a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

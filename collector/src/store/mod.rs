@@ -13,11 +13,14 @@ use std::path::PathBuf;
 
 pub use sqlite::SqliteStore;
 
+use crate::findings::{AdminChange, HostStatus};
 use crate::model::{
-    ConnectionFilter, ConnectionReport, Finding, FindingFilter, Host, HostConnection, HostDetail,
-    HostFilter, HostHello, Hotfix, InstalledPackage, InventoryReport, NewFinding, PackageChange,
-    Program, StoredPackage, SweepProgress, SweepReport,
+    AuditEntry, ConnectionFilter, ConnectionReport, Finding, FindingFilter, Host, HostConnection,
+    HostDetail, HostFilter, HostHello, Hotfix, InstalledPackage, InventoryReport, NewAuditEntry,
+    NewFinding, PackageChange, Program, StoredPackage, SweepProgress, SweepReport,
 };
+use crate::model::{FindingChange, RemediationOrders, RemediationReport};
+use crate::sweep::{NewSweep, SweepOrders, SweepRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +42,13 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("database holds a value it cannot read back: {0}")]
     Corrupt(String),
+    #[error("no host {}: the collector has never seen it", .0.join(", "))]
+    UnknownHosts(Vec<String>),
+    #[error("no finding {0}")]
+    NoFinding(i64),
+    /// A change the findings lifecycle does not allow, and why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The collector's store.
@@ -214,6 +224,154 @@ impl Store {
     pub async fn list_findings(&self, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
         match self {
             Store::Sqlite(s) => s.list_findings(filter).await,
+        }
+    }
+
+    /// Every host id the collector knows.
+    pub async fn all_host_ids(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.all_host_ids().await,
+        }
+    }
+
+    /// Stores a sweep with its targets and its audit entry; refuses hosts never seen
+    /// ([`StoreError::UnknownHosts`]).
+    pub async fn create_sweep(
+        &self,
+        sweep: &NewSweep,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.create_sweep(sweep, audit).await,
+        }
+    }
+
+    /// Notes when a sweep's order first went onto these hosts' streams.
+    pub async fn mark_delivered(
+        &self,
+        sweep_id: &str,
+        hosts: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.mark_delivered(sweep_id, hosts, now_ms).await,
+        }
+    }
+
+    /// The sweeps to start and to cancel on a host that just connected.
+    pub async fn sweep_orders(
+        &self,
+        host_id: &str,
+        now_ms: i64,
+    ) -> Result<SweepOrders, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.sweep_orders(host_id, now_ms).await,
+        }
+    }
+
+    pub async fn sweep(&self, sweep_id: &str) -> Result<Option<SweepRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.sweep(sweep_id).await,
+        }
+    }
+
+    /// Every sweep, newest first.
+    pub async fn sweeps(&self) -> Result<Vec<SweepRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.sweeps().await,
+        }
+    }
+
+    /// Marks a sweep cancelled, with its audit entry; `false` when there is no such sweep.
+    pub async fn cancel_sweep(
+        &self,
+        sweep_id: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.cancel_sweep(sweep_id, audit).await,
+        }
+    }
+
+    pub async fn record_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_audit(entry).await,
+        }
+    }
+
+    /// The audit log, oldest first.
+    pub async fn list_audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list_audit().await,
+        }
+    }
+
+    pub async fn finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.finding(id).await,
+        }
+    }
+
+    /// Applies an admin's change to a finding with its history and audit entries; refuses
+    /// ([`StoreError::Refused`]) what the lifecycle does not allow.
+    pub async fn change_finding(
+        &self,
+        id: i64,
+        change: &AdminChange,
+        actor: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<Finding, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.change_finding(id, change, actor, note, now_ms).await,
+        }
+    }
+
+    pub async fn finding_history(
+        &self,
+        id: i64,
+    ) -> Result<Option<(Finding, Vec<FindingChange>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.finding_history(id).await,
+        }
+    }
+
+    /// Quarantines and restores asked for on a host and not answered yet.
+    pub async fn remediation_orders(&self, host_id: &str) -> Result<RemediationOrders, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.remediation_orders(host_id).await,
+        }
+    }
+
+    pub async fn record_remediation(
+        &self,
+        host_id: &str,
+        report: &RemediationReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_remediation(host_id, report, now_ms).await,
+        }
+    }
+
+    pub async fn record_status_snapshot(
+        &self,
+        day: &str,
+        counts: &[(HostStatus, u32)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_status_snapshot(day, counts, now_ms).await,
+        }
+    }
+
+    /// (day, status, hosts) from `since_day` on.
+    pub async fn status_snapshots(
+        &self,
+        since_day: &str,
+    ) -> Result<Vec<(String, String, u32)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.status_snapshots(since_day).await,
         }
     }
 }

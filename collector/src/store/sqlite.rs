@@ -11,11 +11,18 @@ use sqlx::sqlite::{
 };
 
 use super::StoreError;
+use crate::findings::{
+    AdminChange, FindingState, HostCleanup, HostStatus, admin_transition, under_roots,
+};
 use crate::model::{
-    ConnectionFilter, ConnectionReport, Finding, FindingFilter, FindingKind, Host, HostConnection,
-    HostDetail, HostFilter, HostHello, Hotfix, InstalledPackage, InventoryReport, NetConnection,
-    NewFinding, OsFacts, PackageChange, Program, StoredInventory, StoredPackage, SweepProgress,
-    SweepReport,
+    AuditEntry, ConnectionFilter, ConnectionReport, Finding, FindingFilter, FindingKind, Host,
+    HostConnection, HostDetail, HostFilter, HostHello, Hotfix, InstalledPackage, InventoryReport,
+    NetConnection, NewAuditEntry, NewFinding, OsFacts, PackageChange, Program, StoredInventory,
+    StoredPackage, SweepProgress, SweepReport,
+};
+use crate::model::{FindingChange, RemediationAction, RemediationOrders, RemediationReport};
+use crate::sweep::{
+    NewSweep, ProgressRecord, ReportRecord, SweepOrder, SweepOrders, SweepRecord, TargetRecord,
 };
 use crate::version::Scheme;
 
@@ -32,9 +39,13 @@ pub struct SqliteStore {
 
 const HOST_COLUMNS: &str = "h.host_id, h.hostname, h.os_name, h.os_version, h.kernel_version, h.arch, \
      h.ip_addresses, h.agent_version, h.peer_address, h.first_seen_ms, h.last_seen_ms, h.connected, \
-     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'open') AS open_findings";
+     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened')) AS open_findings, \
+     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantine_requested') AS requested_findings, \
+     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantined') AS quarantined_findings, \
+     EXISTS (SELECT 1 FROM sweep_reports r WHERE r.host_id = h.host_id AND r.failure = '') AS swept";
 
-const FINDING_COLUMNS: &str = "id, host_id, kind, path, sha256, size, rule, namespace, ioc_comment, state, first_seen_ms, last_seen_ms";
+const FINDING_COLUMNS: &str = "id, host_id, kind, path, path_raw, sha256, size, rule, namespace, ioc_comment, state, \
+     first_seen_ms, last_seen_ms, state_changed_ms, quarantine_id, remediation_error, restore_requested_ms, sweep_id";
 
 impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -138,6 +149,9 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Stores findings in one transaction. A finding already known is updated, not
+    /// duplicated; one resolved (or a false positive that had gone) that shows up again, at its
+    /// path or with its content elsewhere, is reopened; anything else is a new open finding.
     pub async fn record_findings(
         &self,
         host_id: &str,
@@ -146,14 +160,86 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for f in findings {
-            sqlx::query(
+            let same = sqlx::query(
+                "SELECT id, state, gone_ms FROM findings WHERE host_id = ? AND kind = ? AND path = ? \
+                 AND sha256 = ? AND namespace = ? AND rule = ?",
+            )
+            .bind(host_id)
+            .bind(f.kind.as_str())
+            .bind(&f.path)
+            .bind(&f.sha256)
+            .bind(&f.namespace)
+            .bind(&f.rule)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = same {
+                let id: i64 = row.try_get("id")?;
+                let state = state_of(&row)?;
+                let gone: Option<i64> = row.try_get("gone_ms")?;
+                let reopen = state == FindingState::Resolved
+                    || (state == FindingState::FalsePositive && gone.is_some());
+                update_sighting(&mut tx, id, f, now_ms, reopen).await?;
+                if reopen {
+                    let note = format!("seen again by sweep {}", f.sweep_id);
+                    insert_history(
+                        &mut tx,
+                        id,
+                        now_ms,
+                        COLLECTOR,
+                        Some(state),
+                        FindingState::Reopened,
+                        &note,
+                    )
+                    .await?;
+                }
+                continue;
+            }
+            // The same content and match come back under another name.
+            let earlier = sqlx::query(
+                "SELECT id, state, path FROM findings WHERE host_id = ? AND kind = ? AND sha256 = ? \
+                 AND namespace = ? AND rule = ? \
+                 AND (state = 'resolved' OR (state = 'false_positive' AND gone_ms IS NOT NULL)) \
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(host_id)
+            .bind(f.kind.as_str())
+            .bind(&f.sha256)
+            .bind(&f.namespace)
+            .bind(&f.rule)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = earlier {
+                let id: i64 = row.try_get("id")?;
+                let state = state_of(&row)?;
+                let old_path: String = row.try_get("path")?;
+                sqlx::query("UPDATE findings SET path = ?, path_raw = ?, size = ? WHERE id = ?")
+                    .bind(&f.path)
+                    .bind(&f.path_raw)
+                    .bind(f.size as i64)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                update_sighting(&mut tx, id, f, now_ms, true).await?;
+                let note = format!(
+                    "seen again by sweep {} at {} (was {old_path})",
+                    f.sweep_id, f.path
+                );
+                insert_history(
+                    &mut tx,
+                    id,
+                    now_ms,
+                    COLLECTOR,
+                    Some(state),
+                    FindingState::Reopened,
+                    &note,
+                )
+                .await?;
+                continue;
+            }
+            let id: i64 = sqlx::query(
                 "INSERT INTO findings (host_id, kind, path, path_raw, sha256, size, rule, namespace, ioc_comment, \
-                     state, first_seen_ms, last_seen_ms, observed_at_ms, sweep_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?) \
-                 ON CONFLICT (host_id, kind, path, sha256, namespace, rule) DO UPDATE SET \
-                     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), \
-                     observed_at_ms = max(observed_at_ms, excluded.observed_at_ms), \
-                     ioc_comment = excluded.ioc_comment, sweep_id = excluded.sweep_id",
+                     state, first_seen_ms, last_seen_ms, observed_at_ms, sweep_id, state_changed_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(host_id)
             .bind(f.kind.as_str())
@@ -168,7 +254,20 @@ impl SqliteStore {
             .bind(now_ms)
             .bind(f.observed_at_ms)
             .bind(&f.sweep_id)
-            .execute(&mut *tx)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let note = format!("found by sweep {}", f.sweep_id);
+            insert_history(
+                &mut tx,
+                id,
+                now_ms,
+                COLLECTOR,
+                None,
+                FindingState::Open,
+                &note,
+            )
             .await?;
         }
         sqlx::query("UPDATE hosts SET last_seen_ms = max(last_seen_ms, ?) WHERE host_id = ?")
@@ -180,19 +279,23 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Stores a sweep's summary and, for a sweep carried out whole, resolves the host's findings
+    /// it no longer found (the sweep's verdict that the cleanup worked).
     pub async fn record_sweep_report(
         &self,
         host_id: &str,
         report: &SweepReport,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO sweep_reports (host_id, sweep_id, started_at_ms, finished_at_ms, files, bytes, findings, \
-                 errors, roots, received_ms, failures, failures_truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 errors, roots, received_ms, failures, failures_truncated, failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
                  finished_at_ms = excluded.finished_at_ms, files = excluded.files, bytes = excluded.bytes, \
                  findings = excluded.findings, errors = excluded.errors, roots = excluded.roots, \
-                 failures = excluded.failures, failures_truncated = excluded.failures_truncated",
+                 failures = excluded.failures, failures_truncated = excluded.failures_truncated, \
+                 failure = excluded.failure",
         )
         .bind(host_id)
         .bind(&report.sweep_id)
@@ -206,8 +309,13 @@ impl SqliteStore {
         .bind(now_ms)
         .bind(serde_json::to_string(&report.failures).expect("failures serialize"))
         .bind(report.failures_truncated)
-        .execute(&self.pool)
+        .bind(&report.failure)
+        .execute(&mut *tx)
         .await?;
+        if report.failure.is_empty() {
+            verify_findings(&mut tx, host_id, report, now_ms).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -220,7 +328,7 @@ impl SqliteStore {
         // A resent (older) report must not move progress backwards.
         sqlx::query(
             "INSERT INTO sweep_progress (host_id, sweep_id, started_at_ms, files_done, bytes_done, files_estimate, \
-                 bytes_estimate, findings, errors, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 bytes_estimate, findings, errors, updated_ms, first_received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
                  files_done = excluded.files_done, bytes_done = excluded.bytes_done, \
                  files_estimate = excluded.files_estimate, bytes_estimate = excluded.bytes_estimate, \
@@ -236,6 +344,7 @@ impl SqliteStore {
         .bind(p.bytes_estimate as i64)
         .bind(p.findings as i64)
         .bind(serde_json::to_string(&p.errors).expect("a string map serializes"))
+        .bind(now_ms)
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
@@ -626,7 +735,7 @@ impl SqliteStore {
     pub async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError> {
         let mut conditions = Vec::new();
         if filter.infected_only {
-            conditions.push("EXISTS (SELECT 1 FROM findings f WHERE f.host_id = h.host_id AND f.state = 'open')");
+            conditions.push("EXISTS (SELECT 1 FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened'))");
         }
         if filter.has_package.is_some() {
             conditions.push(
@@ -690,25 +799,761 @@ impl SqliteStore {
     }
 
     pub async fn list_findings(&self, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
-        let rows = match &filter.host_id {
-            Some(host) => {
-                sqlx::query(&format!(
-                    "SELECT {FINDING_COLUMNS} FROM findings WHERE host_id = ? ORDER BY id"
-                ))
-                .bind(host)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {FINDING_COLUMNS} FROM findings ORDER BY id"
-                ))
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
+        let mut query = sqlx::QueryBuilder::new(format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE 1 = 1"
+        ));
+        if let Some(host) = &filter.host_id {
+            query.push(" AND host_id = ").push_bind(host);
+        }
+        if let Some(state) = filter.state {
+            query.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(rule) = &filter.rule {
+            query.push(" AND rule = ").push_bind(rule);
+        }
+        if let Some(sha256) = &filter.sha256 {
+            query
+                .push(" AND sha256 = ")
+                .push_bind(sha256.to_ascii_lowercase());
+        }
+        query.push(" ORDER BY id");
+        let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(finding_from_row).collect()
     }
+
+    pub async fn finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(finding_from_row).transpose()
+    }
+
+    /// Applies an admin's change to a finding, with its history and audit entries, in one
+    /// transaction; a change the lifecycle does not allow is refused with the reason.
+    pub async fn change_finding(
+        &self,
+        id: i64,
+        change: &AdminChange,
+        actor: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<Finding, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NoFinding(id))?;
+        let finding = finding_from_row(&row)?;
+        let to = admin_transition(finding.state, change, note).map_err(StoreError::Refused)?;
+        let (action, default_note) = match change {
+            AdminChange::Quarantine => ("finding.quarantine", "quarantine requested"),
+            AdminChange::Restore => ("finding.restore", "restore requested"),
+            AdminChange::Mark(_) => ("finding.mark", ""),
+        };
+        if *change == AdminChange::Restore {
+            sqlx::query("UPDATE findings SET restore_requested_ms = ?, remediation_error = NULL WHERE id = ?")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(
+                "UPDATE findings SET state = ?, remediation_error = NULL, \
+                     state_changed_ms = CASE WHEN state = ? THEN state_changed_ms ELSE ? END WHERE id = ?",
+            )
+            .bind(to.as_str())
+            .bind(to.as_str())
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let note = if note.trim().is_empty() {
+            default_note
+        } else {
+            note.trim()
+        };
+        insert_history(&mut tx, id, now_ms, actor, Some(finding.state), to, note).await?;
+        insert_audit(
+            &mut tx,
+            &NewAuditEntry {
+                at_ms: now_ms,
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                target: format!("finding {id} on {}", finding.host_id),
+                detail: format!("{} -> {to}: {note}", finding.state),
+            },
+        )
+        .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let changed = finding_from_row(&row)?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// A finding and every change of its state, oldest first; `None` for no such finding.
+    pub async fn finding_history(
+        &self,
+        id: i64,
+    ) -> Result<Option<(Finding, Vec<FindingChange>)>, StoreError> {
+        let Some(finding) = self.finding(id).await? else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT at_ms, actor, from_state, to_state, note FROM finding_history \
+             WHERE finding_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let changes = rows
+            .iter()
+            .map(|row| {
+                let from: String = row.try_get("from_state")?;
+                let to: String = row.try_get("to_state")?;
+                Ok(FindingChange {
+                    at_ms: row.try_get("at_ms")?,
+                    actor: row.try_get("actor")?,
+                    from_state: if from.is_empty() {
+                        None
+                    } else {
+                        Some(parse_state(&from)?)
+                    },
+                    to_state: parse_state(&to)?,
+                    note: row.try_get("note")?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some((finding, changes)))
+    }
+
+    /// Quarantines and restores asked for on `host_id` that its agent has not answered yet.
+    pub async fn remediation_orders(&self, host_id: &str) -> Result<RemediationOrders, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE host_id = ? AND \
+                 (state = 'quarantine_requested' OR (state = 'quarantined' AND restore_requested_ms IS NOT NULL)) \
+             ORDER BY id"
+        ))
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut orders = RemediationOrders::default();
+        for row in &rows {
+            let finding = finding_from_row(row)?;
+            if finding.state == FindingState::QuarantineRequested {
+                orders.quarantine.push(finding);
+            } else {
+                orders.restore.push(finding);
+            }
+        }
+        Ok(orders)
+    }
+
+    /// Applies what an agent reports of a quarantine or restore. Only the host's own findings
+    /// change; a repeated report changes nothing more.
+    pub async fn record_remediation(
+        &self,
+        host_id: &str,
+        report: &RemediationReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        use FindingState::*;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ? AND host_id = ?"
+        ))
+        .bind(report.finding_id)
+        .bind(host_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tracing::warn!(host = %host_id, finding = report.finding_id, "remediation report for a finding not of this host; ignored");
+            return Ok(());
+        };
+        let finding = finding_from_row(&row)?;
+        let (to, note, quarantine_id, error, clear_restore) = match (report.action, report.ok) {
+            (RemediationAction::Quarantine, true) => {
+                if finding.quarantine_id.as_deref() == Some(report.quarantine_id.as_str()) {
+                    return Ok(());
+                }
+                let to = if finding.state == QuarantineRequested {
+                    Quarantined
+                } else {
+                    finding.state
+                };
+                let note = format!(
+                    "moved {} to quarantine entry {}",
+                    report.path, report.quarantine_id
+                );
+                (to, note, Some(report.quarantine_id.clone()), None, false)
+            }
+            (RemediationAction::Quarantine, false) => {
+                if finding.state != QuarantineRequested {
+                    return Ok(());
+                }
+                let note = format!("quarantine refused: {}", report.reason);
+                (
+                    Open,
+                    note,
+                    finding.quarantine_id.clone(),
+                    Some(report.reason.clone()),
+                    false,
+                )
+            }
+            (RemediationAction::Restore, true) => {
+                if finding.state != Quarantined {
+                    return Ok(());
+                }
+                let note = format!("restored to {}", report.path);
+                (Open, note, None, None, true)
+            }
+            (RemediationAction::Restore, false) => {
+                if finding.restore_requested_ms.is_none() {
+                    return Ok(());
+                }
+                let note = format!("restore refused: {}", report.reason);
+                (
+                    finding.state,
+                    note,
+                    finding.quarantine_id.clone(),
+                    Some(report.reason.clone()),
+                    true,
+                )
+            }
+        };
+        sqlx::query(
+            "UPDATE findings SET state = ?, quarantine_id = ?, remediation_error = ?, \
+                 restore_requested_ms = CASE WHEN ? THEN NULL ELSE restore_requested_ms END, \
+                 state_changed_ms = CASE WHEN state = ? THEN state_changed_ms ELSE ? END WHERE id = ?",
+        )
+        .bind(to.as_str())
+        .bind(&quarantine_id)
+        .bind(&error)
+        .bind(clear_restore)
+        .bind(to.as_str())
+        .bind(now_ms)
+        .bind(finding.id)
+        .execute(&mut *tx)
+        .await?;
+        insert_history(
+            &mut tx,
+            finding.id,
+            now_ms,
+            AGENT,
+            Some(finding.state),
+            to,
+            &note,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores today's count of hosts per status (replacing what the day had so far).
+    pub async fn record_status_snapshot(
+        &self,
+        day: &str,
+        counts: &[(HostStatus, u32)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (status, hosts) in counts {
+            sqlx::query(
+                "INSERT INTO status_snapshots (day, status, hosts, updated_ms) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (day, status) DO UPDATE SET hosts = excluded.hosts, updated_ms = excluded.updated_ms",
+            )
+            .bind(day)
+            .bind(status.as_str())
+            .bind(i64::from(*hosts))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hosts per status for each day from `since_day` on, as (day, status, hosts), by day.
+    pub async fn status_snapshots(
+        &self,
+        since_day: &str,
+    ) -> Result<Vec<(String, String, u32)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, status, hosts FROM status_snapshots WHERE day >= ? ORDER BY day, status",
+        )
+        .bind(since_day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("day")?,
+                    row.try_get("status")?,
+                    row.try_get::<i64, _>("hosts")?.max(0) as u32,
+                ))
+            })
+            .collect()
+    }
+}
+
+impl SqliteStore {
+    pub async fn all_host_ids(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT host_id FROM hosts ORDER BY host_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Stores a sweep, its targets and the audit entry for it in one transaction. Hosts the
+    /// collector has never seen are refused, all of them named.
+    pub async fn create_sweep(
+        &self,
+        sweep: &NewSweep,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut unknown = Vec::new();
+        for host in &sweep.hosts {
+            let known = sqlx::query("SELECT 1 FROM hosts WHERE host_id = ?")
+                .bind(host)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_none() {
+                unknown.push(host.clone());
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(StoreError::UnknownHosts(unknown));
+        }
+        sqlx::query(
+            "INSERT INTO sweeps (sweep_id, created_ms, created_by, full, splay_seconds, deadline_ms) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&sweep.id)
+        .bind(sweep.created_ms)
+        .bind(&sweep.created_by)
+        .bind(sweep.full)
+        .bind(i64::from(sweep.splay_seconds))
+        .bind(sweep.deadline_ms)
+        .execute(&mut *tx)
+        .await?;
+        for chunk in sweep.hosts.chunks(ROWS_PER_INSERT) {
+            let mut insert =
+                sqlx::QueryBuilder::new("INSERT OR IGNORE INTO sweep_targets (sweep_id, host_id) ");
+            insert.push_values(chunk, |mut row, host| {
+                row.push_bind(&sweep.id).push_bind(host);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Notes that the sweep's order was put on these hosts' streams (the first time counts).
+    pub async fn mark_delivered(
+        &self,
+        sweep_id: &str,
+        hosts: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in hosts.chunks(ROWS_PER_INSERT) {
+            let mut update = sqlx::QueryBuilder::new("UPDATE sweep_targets SET delivered_ms = ");
+            update
+                .push_bind(now_ms)
+                .push(" WHERE delivered_ms IS NULL AND sweep_id = ")
+                .push_bind(sweep_id)
+                .push(" AND host_id IN (");
+            let mut list = update.separated(", ");
+            for host in chunk {
+                list.push_bind(host);
+            }
+            update.push(")");
+            update.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// What a connecting agent is to be told: sweeps it has not reported and may still start,
+    /// and cancelled sweeps it was sent and has not reported.
+    pub async fn sweep_orders(
+        &self,
+        host_id: &str,
+        now_ms: i64,
+    ) -> Result<SweepOrders, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.sweep_id, s.full, s.splay_seconds, s.deadline_ms, s.cancelled_ms, t.delivered_ms \
+             FROM sweep_targets t JOIN sweeps s ON s.sweep_id = t.sweep_id \
+             WHERE t.host_id = ? AND (s.deadline_ms = 0 OR s.deadline_ms > ?) \
+               AND NOT EXISTS (SELECT 1 FROM sweep_reports r WHERE r.host_id = t.host_id AND r.sweep_id = t.sweep_id) \
+             ORDER BY s.created_ms",
+        )
+        .bind(host_id)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut orders = SweepOrders::default();
+        for row in rows {
+            let sweep_id: String = row.try_get("sweep_id")?;
+            let cancelled: Option<i64> = row.try_get("cancelled_ms")?;
+            let delivered: Option<i64> = row.try_get("delivered_ms")?;
+            match (cancelled, delivered) {
+                (None, _) => orders.start.push(SweepOrder {
+                    sweep_id,
+                    full: row.try_get("full")?,
+                    splay_seconds: row.try_get::<i64, _>("splay_seconds")? as u32,
+                    deadline_ms: row.try_get("deadline_ms")?,
+                }),
+                (Some(_), Some(_)) => orders.cancel.push(sweep_id),
+                (Some(_), None) => {}
+            }
+        }
+        Ok(orders)
+    }
+
+    pub async fn sweep(&self, sweep_id: &str) -> Result<Option<SweepRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SWEEP_COLUMNS} FROM sweeps WHERE sweep_id = ?"
+        ))
+        .bind(sweep_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut sweep = sweep_from_row(&row)?;
+        sweep.targets = self.sweep_targets(sweep_id).await?;
+        Ok(Some(sweep))
+    }
+
+    /// Every sweep, newest first.
+    pub async fn sweeps(&self) -> Result<Vec<SweepRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SWEEP_COLUMNS} FROM sweeps ORDER BY created_ms DESC, sweep_id DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sweeps = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut sweep = sweep_from_row(&row)?;
+            sweep.targets = self.sweep_targets(&sweep.id).await?;
+            sweeps.push(sweep);
+        }
+        Ok(sweeps)
+    }
+
+    async fn sweep_targets(&self, sweep_id: &str) -> Result<Vec<TargetRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.host_id, t.delivered_ms, h.connected, \
+                 p.first_received_ms, p.updated_ms, p.files_done, p.bytes_done, p.files_estimate, \
+                 p.bytes_estimate, p.findings AS p_findings, p.errors AS p_errors, \
+                 r.received_ms, r.files, r.bytes, r.findings AS r_findings, r.errors AS r_errors, r.failure \
+             FROM sweep_targets t JOIN hosts h ON h.host_id = t.host_id \
+             LEFT JOIN sweep_progress p ON p.host_id = t.host_id AND p.sweep_id = t.sweep_id \
+             LEFT JOIN sweep_reports r ON r.host_id = t.host_id AND r.sweep_id = t.sweep_id \
+             WHERE t.sweep_id = ? ORDER BY t.host_id",
+        )
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        rows.iter()
+            .map(|row| {
+                let updated: Option<i64> = row.try_get("updated_ms")?;
+                let received: Option<i64> = row.try_get("received_ms")?;
+                let progress = match updated {
+                    None => None,
+                    Some(updated_ms) => {
+                        let first: i64 = row.try_get("first_received_ms")?;
+                        Some(ProgressRecord {
+                            // Rows from before the column existed: the latest report is all
+                            // there is to go by.
+                            first_received_ms: if first > 0 { first } else { updated_ms },
+                            updated_ms,
+                            files_done: count(row.try_get("files_done")?),
+                            bytes_done: count(row.try_get("bytes_done")?),
+                            files_estimate: count(row.try_get("files_estimate")?),
+                            bytes_estimate: count(row.try_get("bytes_estimate")?),
+                            findings: count(row.try_get("p_findings")?),
+                            errors: error_total(row.try_get("p_errors")?)?,
+                        })
+                    }
+                };
+                let report = match received {
+                    None => None,
+                    Some(received_ms) => Some(ReportRecord {
+                        received_ms,
+                        files: count(row.try_get("files")?),
+                        bytes: count(row.try_get("bytes")?),
+                        findings: count(row.try_get("r_findings")?),
+                        errors: error_total(row.try_get("r_errors")?)?,
+                        failure: row.try_get("failure")?,
+                    }),
+                };
+                Ok(TargetRecord {
+                    host_id: row.try_get("host_id")?,
+                    online: row.try_get::<i64, _>("connected")? != 0,
+                    delivered_ms: row.try_get("delivered_ms")?,
+                    progress,
+                    report,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks the sweep cancelled (once: a second cancel changes nothing) with its audit entry.
+    /// `false`: there is no such sweep.
+    pub async fn cancel_sweep(
+        &self,
+        sweep_id: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query(
+            "UPDATE sweeps SET cancelled_ms = coalesce(cancelled_ms, ?), \
+                 cancelled_by = coalesce(cancelled_by, ?) WHERE sweep_id = ?",
+        )
+        .bind(audit.at_ms)
+        .bind(&audit.actor)
+        .bind(sweep_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if found {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    pub async fn record_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The audit log, oldest first.
+    pub async fn list_audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, actor, action, target, detail FROM audit_log ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    id: row.try_get("id")?,
+                    at_ms: row.try_get("at_ms")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    target: row.try_get("target")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+const SWEEP_COLUMNS: &str = "sweep_id, created_ms, created_by, full, splay_seconds, deadline_ms, cancelled_ms, cancelled_by";
+
+fn sweep_from_row(row: &SqliteRow) -> Result<SweepRecord, StoreError> {
+    let cancelled_ms: Option<i64> = row.try_get("cancelled_ms")?;
+    let cancelled_by: Option<String> = row.try_get("cancelled_by")?;
+    Ok(SweepRecord {
+        id: row.try_get("sweep_id")?,
+        created_ms: row.try_get("created_ms")?,
+        created_by: row.try_get("created_by")?,
+        full: row.try_get("full")?,
+        splay_seconds: row.try_get::<i64, _>("splay_seconds")? as u32,
+        deadline_ms: row.try_get("deadline_ms")?,
+        cancelled: cancelled_ms.map(|at| (at, cancelled_by.unwrap_or_default())),
+        targets: Vec::new(),
+    })
+}
+
+/// The sum of a stored `{kind: count}` error object; `None` (no row) counts as none.
+fn error_total(errors: Option<String>) -> Result<u64, StoreError> {
+    let Some(errors) = errors else { return Ok(0) };
+    let counts: std::collections::BTreeMap<String, u64> = serde_json::from_str(&errors)
+        .map_err(|e| StoreError::Corrupt(format!("sweep error counts {errors:?}: {e}")))?;
+    Ok(counts.values().sum())
+}
+
+async fn insert_audit(tx: &mut Tx<'_>, entry: &NewAuditEntry) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(entry.at_ms)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(&entry.detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Who the history names for changes the collector makes (a sweep's verdict, a sighting) and
+/// for what an agent reports.
+const COLLECTOR: &str = "collector";
+const AGENT: &str = "agent";
+
+fn parse_state(text: &str) -> Result<FindingState, StoreError> {
+    FindingState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("finding state {text:?}")))
+}
+
+fn state_of(row: &SqliteRow) -> Result<FindingState, StoreError> {
+    parse_state(&row.try_get::<String, _>("state")?)
+}
+
+/// Notes that finding `id` was seen again by a sweep; `reopen` also reopens it.
+async fn update_sighting(
+    tx: &mut Tx<'_>,
+    id: i64,
+    f: &NewFinding,
+    now_ms: i64,
+    reopen: bool,
+) -> Result<(), StoreError> {
+    let mut sql = String::from(
+        "UPDATE findings SET last_seen_ms = max(last_seen_ms, ?), observed_at_ms = max(observed_at_ms, ?), \
+             ioc_comment = ?, sweep_id = ?, gone_ms = NULL",
+    );
+    if reopen {
+        sql.push_str(", state = 'reopened', quarantine_id = NULL, state_changed_ms = ?");
+    }
+    sql.push_str(" WHERE id = ?");
+    let mut query = sqlx::query(&sql)
+        .bind(now_ms)
+        .bind(f.observed_at_ms)
+        .bind(&f.ioc_comment)
+        .bind(&f.sweep_id);
+    if reopen {
+        query = query.bind(now_ms);
+    }
+    query.bind(id).execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn insert_history(
+    tx: &mut Tx<'_>,
+    finding_id: i64,
+    at_ms: i64,
+    actor: &str,
+    from: Option<FindingState>,
+    to: FindingState,
+    note: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO finding_history (finding_id, at_ms, actor, from_state, to_state, note) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(finding_id)
+    .bind(at_ms)
+    .bind(actor)
+    .bind(from.map_or("", FindingState::as_str))
+    .bind(to.as_str())
+    .bind(note)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A sweep carried out whole is the verdict on the host's findings it did not report: each one
+/// under the sweep's roots, not among the paths it failed to read, and last seen (and last
+/// changed) before the sweep started, is resolved; a false positive is only marked gone, so
+/// that it reopens if it comes back. A sweep that could not list all its failures proves
+/// nothing about the paths it left out, so it resolves nothing.
+async fn verify_findings(
+    tx: &mut Tx<'_>,
+    host_id: &str,
+    report: &SweepReport,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if report.failures_truncated {
+        return Ok(());
+    }
+    // The sweep's start on the collector's clock (its first progress report), which the
+    // findings' times are on; the agent's own clock only where no progress arrived.
+    let first: Option<i64> = sqlx::query_scalar(
+        "SELECT first_received_ms FROM sweep_progress WHERE host_id = ? AND sweep_id = ?",
+    )
+    .bind(host_id)
+    .bind(&report.sweep_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let started = first.filter(|ms| *ms > 0).unwrap_or(report.started_at_ms);
+    let failed: std::collections::HashSet<&str> =
+        report.failures.iter().map(|f| f.path.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT id, state, path, last_seen_ms, state_changed_ms FROM findings \
+         WHERE host_id = ? AND sweep_id <> ? AND gone_ms IS NULL \
+           AND state IN ('open', 'reopened', 'quarantine_requested', 'quarantined', 'false_positive')",
+    )
+    .bind(host_id)
+    .bind(&report.sweep_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let state = state_of(&row)?;
+        let path: String = row.try_get("path")?;
+        let last_seen: i64 = row.try_get("last_seen_ms")?;
+        let changed: i64 = row.try_get("state_changed_ms")?;
+        if last_seen >= started
+            || changed >= started
+            || failed.contains(path.as_str())
+            || !under_roots(&path, &report.roots)
+        {
+            continue;
+        }
+        if state == FindingState::FalsePositive {
+            sqlx::query("UPDATE findings SET gone_ms = ? WHERE id = ?")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            continue;
+        }
+        sqlx::query(
+            "UPDATE findings SET state = 'resolved', state_changed_ms = ?, remediation_error = NULL, \
+                 restore_requested_ms = NULL WHERE id = ?",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        let note = format!(
+            "sweep {} (finished {}) no longer finds it",
+            report.sweep_id,
+            crate::ctl::format_ms(report.finished_at_ms)
+        );
+        insert_history(
+            tx,
+            id,
+            now_ms,
+            COLLECTOR,
+            Some(state),
+            FindingState::Resolved,
+            &note,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Replaces a host's package list within `tx`, recording what appeared, changed or left. With
@@ -958,6 +1803,13 @@ fn host_from_row(row: &SqliteRow) -> Result<Host, StoreError> {
         last_seen_ms: row.try_get("last_seen_ms")?,
         online: row.try_get::<i64, _>("connected")? != 0,
         open_findings: row.try_get::<i64, _>("open_findings")? as u64,
+        cleanup: HostCleanup {
+            open: row.try_get::<i64, _>("open_findings")? as u64,
+            quarantine_requested: row.try_get::<i64, _>("requested_findings")? as u64,
+            quarantined: row.try_get::<i64, _>("quarantined_findings")? as u64,
+            swept: row.try_get::<bool, _>("swept")?,
+            last_seen_ms: row.try_get("last_seen_ms")?,
+        },
     })
 }
 
@@ -974,9 +1826,15 @@ fn finding_from_row(row: &SqliteRow) -> Result<Finding, StoreError> {
         rule: row.try_get("rule")?,
         namespace: row.try_get("namespace")?,
         ioc_comment: row.try_get("ioc_comment")?,
-        state: row.try_get("state")?,
+        state: state_of(row)?,
         first_seen_ms: row.try_get("first_seen_ms")?,
         last_seen_ms: row.try_get("last_seen_ms")?,
+        path_raw: row.try_get("path_raw")?,
+        state_changed_ms: row.try_get("state_changed_ms")?,
+        quarantine_id: row.try_get("quarantine_id")?,
+        remediation_error: row.try_get("remediation_error")?,
+        restore_requested_ms: row.try_get("restore_requested_ms")?,
+        sweep_id: row.try_get("sweep_id")?,
     })
 }
 
@@ -1036,7 +1894,7 @@ mod tests {
             .unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!((all[0].first_seen_ms, all[0].last_seen_ms), (20, 30));
-        assert_eq!(all[0].state, "open");
+        assert_eq!(all[0].state, FindingState::Open);
         let hosts = store.list_hosts(&HostFilter::default()).await.unwrap();
         assert_eq!(
             hosts.iter().map(|h| h.open_findings).collect::<Vec<_>>(),
@@ -1055,6 +1913,7 @@ mod tests {
         let only_b = store
             .list_findings(&FindingFilter {
                 host_id: Some("b".into()),
+                ..FindingFilter::default()
             })
             .await
             .unwrap();
@@ -1108,6 +1967,7 @@ mod tests {
                 message: "Permission denied (os error 13)".into(),
             }],
             failures_truncated: false,
+            failure: String::new(),
         };
         store.record_sweep_report("a", &report, 5).await.unwrap();
         report.files = 9;
@@ -1562,5 +2422,227 @@ mod tests {
             .collect();
         assert_eq!(kbs, vec!["KB2", "KB3"]);
         assert_eq!(store.list_programs("h1").await.unwrap().len(), 1);
+    }
+
+    fn summary(sweep_id: &str, started: i64, roots: &[&str]) -> SweepReport {
+        SweepReport {
+            sweep_id: sweep_id.into(),
+            started_at_ms: started,
+            finished_at_ms: started + 5,
+            files: 1,
+            bytes: 1,
+            findings: 0,
+            errors: Default::default(),
+            roots: roots.iter().map(|r| (*r).to_owned()).collect(),
+            failures: Vec::new(),
+            failures_truncated: false,
+            failure: String::new(),
+        }
+    }
+
+    fn at(path: &str, sweep_id: &str, sha: &str) -> NewFinding {
+        NewFinding {
+            sweep_id: sweep_id.into(),
+            path: path.into(),
+            sha256: sha.repeat(32),
+            ..finding(path)
+        }
+    }
+
+    async fn state(store: &SqliteStore, path: &str) -> FindingState {
+        store
+            .list_findings(&FindingFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|f| f.path == path)
+            .unwrap()
+            .state
+    }
+
+    #[tokio::test]
+    async fn a_sweep_resolves_only_what_it_covered_and_no_longer_found() {
+        let (_dir, store) = store().await;
+        store.record_hello(&hello("a"), 1).await.unwrap();
+        let found = [
+            at("/srv/gone", "s1", "ab"),
+            at("/srv/still", "s1", "cd"),
+            at("/srv/unreadable", "s1", "ef"),
+            at("/elsewhere/x", "s1", "01"),
+        ];
+        store.record_findings("a", &found, 10).await.unwrap();
+        // Sweep s2 starts at 20 (its first progress), sees /srv/still again, fails to read
+        // /srv/unreadable, and walks /srv only.
+        let progress = SweepProgress {
+            sweep_id: "s2".into(),
+            started_at_ms: 20,
+            files_done: 0,
+            bytes_done: 0,
+            files_estimate: 0,
+            bytes_estimate: 0,
+            findings: 0,
+            errors: Default::default(),
+        };
+        store
+            .record_sweep_progress("a", &progress, 20)
+            .await
+            .unwrap();
+        store
+            .record_findings("a", &[at("/srv/still", "s2", "cd")], 25)
+            .await
+            .unwrap();
+        let mut report = summary("s2", 20, &["/srv"]);
+        report.failures.push(crate::model::FailedPath {
+            path: "/srv/unreadable".into(),
+            kind: "permission_denied".into(),
+            message: "denied".into(),
+        });
+        store.record_sweep_report("a", &report, 30).await.unwrap();
+        assert_eq!(state(&store, "/srv/gone").await, FindingState::Resolved);
+        assert_eq!(state(&store, "/srv/still").await, FindingState::Open);
+        assert_eq!(state(&store, "/srv/unreadable").await, FindingState::Open);
+        assert_eq!(state(&store, "/elsewhere/x").await, FindingState::Open);
+        let gone = store
+            .list_findings(&FindingFilter::default())
+            .await
+            .unwrap()[0]
+            .clone();
+        let (_, history) = store.finding_history(gone.id).await.unwrap().unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].actor, "collector");
+        assert!(history[1].note.contains("sweep s2"), "{}", history[1].note);
+
+        // A sweep that could not list all its failures proves nothing.
+        let mut truncated = summary("s3", 40, &["/"]);
+        truncated.failures_truncated = true;
+        store
+            .record_sweep_report("a", &truncated, 45)
+            .await
+            .unwrap();
+        assert_eq!(state(&store, "/elsewhere/x").await, FindingState::Open);
+        // Nor one that failed.
+        let mut failed = summary("s4", 50, &["/"]);
+        failed.failure = "crashed".into();
+        store.record_sweep_report("a", &failed, 55).await.unwrap();
+        assert_eq!(state(&store, "/elsewhere/x").await, FindingState::Open);
+
+        // The same content under a new name reopens the resolved finding there.
+        store
+            .record_findings("a", &[at("/srv/renamed", "s5", "ab")], 60)
+            .await
+            .unwrap();
+        assert_eq!(state(&store, "/srv/renamed").await, FindingState::Reopened);
+        assert_eq!(
+            store
+                .list_findings(&FindingFilter::default())
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
+    }
+
+    #[tokio::test]
+    async fn remediation_moves_findings_and_repeats_change_nothing() {
+        let (_dir, store) = store().await;
+        store.record_hello(&hello("a"), 1).await.unwrap();
+        store.record_hello(&hello("b"), 1).await.unwrap();
+        store
+            .record_findings("a", &[at("/x", "s1", "ab")], 10)
+            .await
+            .unwrap();
+        let id = store
+            .list_findings(&FindingFilter::default())
+            .await
+            .unwrap()[0]
+            .id;
+        let changed = store
+            .change_finding(id, &AdminChange::Quarantine, "alice", "", 20)
+            .await
+            .unwrap();
+        assert_eq!(changed.state, FindingState::QuarantineRequested);
+        assert_eq!(
+            store
+                .remediation_orders("a")
+                .await
+                .unwrap()
+                .quarantine
+                .len(),
+            1
+        );
+        let done = RemediationReport {
+            finding_id: id,
+            action: RemediationAction::Quarantine,
+            ok: true,
+            reason: String::new(),
+            quarantine_id: "q1".into(),
+            path: "/x".into(),
+        };
+        // Another host cannot report on this host's finding.
+        store.record_remediation("b", &done, 25).await.unwrap();
+        assert_eq!(state(&store, "/x").await, FindingState::QuarantineRequested);
+        store.record_remediation("a", &done, 30).await.unwrap();
+        store.record_remediation("a", &done, 31).await.unwrap();
+        let finding = store.finding(id).await.unwrap().unwrap();
+        assert_eq!(finding.state, FindingState::Quarantined);
+        assert_eq!(finding.quarantine_id.as_deref(), Some("q1"));
+        assert!(
+            store
+                .remediation_orders("a")
+                .await
+                .unwrap()
+                .quarantine
+                .is_empty()
+        );
+        let (_, history) = store.finding_history(id).await.unwrap().unwrap();
+        let actors: Vec<&str> = history.iter().map(|c| c.actor.as_str()).collect();
+        assert_eq!(actors, ["collector", "alice", "agent"]);
+
+        // A refused restore keeps it quarantined, with the reason.
+        store
+            .change_finding(id, &AdminChange::Restore, "alice", "", 40)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.remediation_orders("a").await.unwrap().restore.len(),
+            1
+        );
+        let refused = RemediationReport {
+            action: RemediationAction::Restore,
+            ok: false,
+            reason: "something else is there now".into(),
+            ..done.clone()
+        };
+        store.record_remediation("a", &refused, 41).await.unwrap();
+        let finding = store.finding(id).await.unwrap().unwrap();
+        assert_eq!(finding.state, FindingState::Quarantined);
+        assert_eq!(
+            finding.remediation_error.as_deref(),
+            Some("something else is there now")
+        );
+        assert!(
+            store
+                .remediation_orders("a")
+                .await
+                .unwrap()
+                .restore
+                .is_empty()
+        );
+        // Changes the lifecycle forbids are refused, and nothing is written.
+        let err = store
+            .change_finding(id, &AdminChange::Quarantine, "alice", "", 50)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Refused(_)), "{err}");
+        assert!(matches!(
+            store
+                .change_finding(999, &AdminChange::Quarantine, "alice", "", 50)
+                .await,
+            Err(StoreError::NoFinding(999))
+        ));
+        let audit = store.list_audit().await.unwrap();
+        assert_eq!(audit.len(), 2);
+        assert_eq!(audit[0].action, "finding.quarantine");
+        assert_eq!(audit[0].actor, "alice");
     }
 }
