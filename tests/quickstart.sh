@@ -2,8 +2,9 @@
 # The main job, end to end, on the embedded default (README "Quick start"):
 # builds the binaries, creates a PKI and an SQLite store under ./demo, starts the collector,
 # runs an agent over real mTLS against a demo directory holding EICAR (written here, at run
-# time) and a file that a signature-base rule matches, then prints the infected-host table and
-# the findings. Exits 0 when the findings arrived, 1 otherwise.
+# time) and a file that a signature-base rule matches, starts a fleet sweep and watches it
+# finish, then prints the infected-host table and the findings. Exits 0 when the sweep finished
+# and the findings arrived, 1 otherwise.
 #
 #   bash tests/quickstart.sh            # dev profile (shares the test build)
 #   PROFILE=release bash tests/quickstart.sh
@@ -55,6 +56,17 @@ for _ in $(seq 600); do grep -q 'sweep reported' "$work/collector.log" && break;
 grep -q 'sweep reported' "$work/collector.log" || { echo "no sweep reported:" >&2; tail "$work/agent.log" >&2; exit 1; }
 
 ctl=("$bin/hygienectl" --collector "https://$addr" --pki "$work/pki")
+# A fleet sweep, as the admin starts one before the holiday: every host, at once (no splay),
+# ignoring the agents' caches; then its progress view until it ends.
+echo
+echo "== fleet sweep: hygienectl sweep start --all --full --splay 0"
+sweep=$("${ctl[@]}" sweep start --all --full --splay 0 --format json | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')
+[ -n "$sweep" ] || { echo "sweep start printed no id" >&2; exit 1; }
+echo "== hygienectl sweep status $sweep --watch"
+timeout 300 "${ctl[@]}" sweep status "$sweep" --watch || true
+# Exit code 1 means the sweep found something, which it should here.
+state=$({ "${ctl[@]}" sweep status "$sweep" --format json || true; } | sed -n 's/^  "state": *"\([^"]*\)".*/\1/p')
+[ "$state" = done ] || { echo "quick start FAILED: sweep $sweep is ${state:-unknown}, not done" >&2; exit 1; }
 echo
 echo "== infected hosts: hygienectl hosts list --infected"
 "${ctl[@]}" hosts list --infected || true
