@@ -113,19 +113,45 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<(), PkiError> {
     Ok(())
 }
 
+/// Issues agent certificates in memory from a PKI directory's CA (for the load generator,
+/// which runs many simulated agents without writing a directory for each).
+pub struct AgentIssuer {
+    issuer: Issuer<'static, KeyPair>,
+    ca_pem: String,
+}
+
+impl AgentIssuer {
+    pub fn load(dir: &Path) -> Result<Self, PkiError> {
+        Ok(AgentIssuer {
+            issuer: load_issuer(dir)?,
+            ca_pem: read(&dir.join(PkiFiles::CA_CERT))?,
+        })
+    }
+
+    /// The CA certificate agents trust the collector by.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A certificate and key (PEM) for `host_id`.
+    pub fn issue(&self, host_id: &str) -> Result<(String, String), PkiError> {
+        validate_host_id(host_id)?;
+        client_cert(&self.issuer, host_id, AGENT_OU)
+    }
+}
+
 /// Issues an agent certificate for `host_id` into `out` (`ca.pem`, `agent.pem`, `agent.key`).
 /// Refuses to overwrite an existing `agent.key` unless `force`.
 pub fn issue_agent(dir: &Path, host_id: &str, out: &Path, force: bool) -> Result<(), PkiError> {
     validate_host_id(host_id)?;
-    let issuer = load_issuer(dir)?;
+    let issuer = AgentIssuer::load(dir)?;
     create_dir(out)?;
     let key_path = out.join("agent.key");
     if key_path.exists() && !force {
         return Err(PkiError::Exists { path: key_path });
     }
-    let (cert, key) = client_cert(&issuer, host_id, AGENT_OU)?;
-    let ca_pem = read(&dir.join(PkiFiles::CA_CERT))?;
-    write_public(&out.join("ca.pem"), &ca_pem)?;
+    let (cert, key) = issuer.issue(host_id)?;
+    write_public(&out.join("ca.pem"), issuer.ca_pem())?;
     write_public(&out.join("agent.pem"), &cert)?;
     write_private(&key_path, &key)?;
     Ok(())

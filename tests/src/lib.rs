@@ -5,6 +5,8 @@
 //! The binaries are the ones `cargo test --workspace` builds next to the test executables
 //! (`target/<profile>/`). Every spawned process is killed when its handle drops.
 
+pub mod loadgen;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -322,6 +324,53 @@ impl Agent {
         Ok(Agent {
             process: spawn(command, stderr_path, Stdio::null())?,
         })
+    }
+}
+
+/// A running `hygiene-loadgen`, its stdout (one JSON line per sweep that reached every
+/// simulated agent) kept in a file.
+pub struct Loadgen {
+    pub process: Process,
+    stdout_path: PathBuf,
+}
+
+impl Loadgen {
+    pub fn start(
+        collector: &str,
+        pki: &Pki,
+        agents: u32,
+        inventory: Option<&Path>,
+        log_dir: &Path,
+    ) -> anyhow::Result<Loadgen> {
+        let mut command = Command::new(bin("hygiene-loadgen"));
+        command
+            .args(["--collector", collector, "--pki"])
+            .arg(&pki.dir)
+            .args(["--agents", &agents.to_string(), "--heartbeat-seconds", "2"]);
+        if let Some(inventory) = inventory {
+            command.arg("--inventory").arg(inventory);
+        }
+        let id = unique();
+        let stdout_path = log_dir.join(format!("loadgen-{id}.out"));
+        let stdout = std::fs::File::create(&stdout_path)?;
+        let process = spawn(
+            command,
+            log_dir.join(format!("loadgen-{id}.log")),
+            stdout.into(),
+        )?;
+        Ok(Loadgen {
+            process,
+            stdout_path,
+        })
+    }
+
+    /// The JSON lines printed so far.
+    pub fn reports(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.stdout_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 }
 
