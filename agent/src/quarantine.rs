@@ -93,6 +93,8 @@ impl Quarantine {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| io(dir, e))?;
         }
+        #[cfg(windows)]
+        windows::restrict_to_system(dir)?;
         Ok(Quarantine {
             dir: dir.to_path_buf(),
         })
@@ -143,7 +145,9 @@ impl Quarantine {
             .find(|r| r.original_path() == path && r.sha256.eq_ignore_ascii_case(sha256))
     }
 
-    /// Writes `bytes` to `path` (mode 0600) through a temporary name, synced.
+    /// Writes `bytes` to `path` (mode 0600 on Unix; on Windows the directory's ACL) through a
+    /// temporary name, synced.
+    #[cfg(any(unix, windows))]
     fn write_private(&self, path: &Path, bytes: &[u8]) -> Result<(), QuarantineError> {
         use std::io::Write;
         let tmp = path.with_extension("tmp");
@@ -168,7 +172,11 @@ impl Quarantine {
         {
             unix::quarantine(self, path, expected_sha256, now_ms)
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            windows::quarantine(self, path, expected_sha256, now_ms)
+        }
+        #[cfg(not(any(unix, windows)))]
         {
             let _ = (expected_sha256, now_ms);
             Err(QuarantineError::Unsupported {
@@ -189,9 +197,11 @@ impl Quarantine {
         let path = record.original_path();
         #[cfg(unix)]
         unix::recreate(&path, &bytes, &record)?;
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        windows::recreate(&path, &bytes)?;
+        #[cfg(not(any(unix, windows)))]
         return Err(QuarantineError::Unsupported { path });
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         {
             // The file is back: the entry goes (record last, so a crash leaves it restorable).
             std::fs::remove_file(&data_path).map_err(|e| io(&data_path, e))?;
@@ -358,6 +368,214 @@ mod unix {
     }
 }
 
+#[cfg(windows)]
+mod windows {
+    use std::io::{Read, Write};
+    use std::os::windows::ffi::OsStrExt;
+    use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::windows::io::AsRawHandle;
+    use std::path::{Path, PathBuf};
+
+    use sha2::{Digest, Sha256};
+    use windows_sys::Win32::Foundation::{GENERIC_READ, LocalFree};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    };
+    use windows_sys::Win32::Security::{
+        DACL_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+        SetFileSecurityW,
+    };
+    use windows_sys::Win32::Storage::FileSystem::{
+        DELETE, FILE_ATTRIBUTE_REPARSE_POINT, FILE_DISPOSITION_INFO, FILE_FLAG_OPEN_REPARSE_POINT,
+        FILE_NAME_NORMALIZED, FILE_SHARE_READ, FileDispositionInfo, GetFinalPathNameByHandleW,
+        SetFileInformationByHandle,
+    };
+
+    use super::{Quarantine, QuarantineError, QuarantineRecord, io, masked};
+
+    fn wide(path: &Path) -> Vec<u16> {
+        path.as_os_str().encode_wide().chain([0]).collect()
+    }
+
+    /// Only SYSTEM and the Administrators group may open the quarantine directory and what is
+    /// in it; nothing is inherited from above.
+    pub(super) fn restrict_to_system(dir: &Path) -> Result<(), QuarantineError> {
+        let sddl: Vec<u16> = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)\0"
+            .encode_utf16()
+            .collect();
+        let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+        // SAFETY: `sddl` is NUL-terminated; the descriptor the call allocates is freed below.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            return Err(io(dir, std::io::Error::last_os_error()));
+        }
+        let path = wide(dir);
+        // SAFETY: `path` is NUL-terminated and `descriptor` a valid descriptor until freed.
+        let set = unsafe {
+            let set = SetFileSecurityW(
+                path.as_ptr(),
+                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                descriptor,
+            );
+            LocalFree(descriptor);
+            set
+        };
+        if set == 0 {
+            return Err(io(dir, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// The path Windows resolved the open handle to, without the `\\?\` prefix.
+    fn final_path(file: &std::fs::File, path: &Path) -> Result<PathBuf, QuarantineError> {
+        let mut buffer = vec![0u16; 1024];
+        loop {
+            // SAFETY: the handle is open while `file` lives; the buffer is as long as stated.
+            let len = unsafe {
+                GetFinalPathNameByHandleW(
+                    file.as_raw_handle(),
+                    buffer.as_mut_ptr(),
+                    buffer.len() as u32,
+                    FILE_NAME_NORMALIZED,
+                )
+            } as usize;
+            if len == 0 {
+                return Err(io(path, std::io::Error::last_os_error()));
+            }
+            if len < buffer.len() {
+                let text = String::from_utf16_lossy(&buffer[..len]);
+                let text = text
+                    .strip_prefix(r"\\?\UNC\")
+                    .map(|rest| format!(r"\\{rest}"))
+                    .unwrap_or_else(|| text.strip_prefix(r"\\?\").unwrap_or(&text).to_owned());
+                return Ok(PathBuf::from(text));
+            }
+            buffer.resize(len + 1, 0);
+        }
+    }
+
+    fn same_path(a: &Path, b: &Path) -> bool {
+        a.to_string_lossy()
+            .trim_end_matches('\\')
+            .eq_ignore_ascii_case(b.to_string_lossy().trim_end_matches('\\'))
+    }
+
+    pub(super) fn quarantine(
+        q: &Quarantine,
+        path: &Path,
+        expected_sha256: &str,
+        now_ms: i64,
+    ) -> Result<QuarantineRecord, QuarantineError> {
+        if !path.is_absolute() {
+            return Err(io(path, "not an absolute path"));
+        }
+        // Opened for reading and deleting, the link itself if it is one, and shared for
+        // reading only: nobody writes to it between the hash and the removal.
+        let file = std::fs::OpenOptions::new()
+            .access_mode(GENERIC_READ | DELETE)
+            .share_mode(FILE_SHARE_READ)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => QuarantineError::Missing {
+                    path: path.to_path_buf(),
+                },
+                _ => io(path, e),
+            })?;
+        let meta = file.metadata().map_err(|e| io(path, e))?;
+        if meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            return Err(QuarantineError::NotRegular {
+                path: path.to_path_buf(),
+                what: "a link (a reparse point)".into(),
+            });
+        }
+        if !meta.is_file() {
+            return Err(QuarantineError::NotRegular {
+                path: path.to_path_buf(),
+                what: "not a regular file".into(),
+            });
+        }
+        // A junction or directory link on the way shows as another final path.
+        let resolved = final_path(&file, path)?;
+        if !same_path(&resolved, path) {
+            return Err(QuarantineError::NotRegular {
+                path: path.to_path_buf(),
+                what: format!("a link in its path (it leads to {})", resolved.display()),
+            });
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        (&file).read_to_end(&mut bytes).map_err(|e| io(path, e))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if !actual.eq_ignore_ascii_case(expected_sha256) {
+            return Err(QuarantineError::Changed {
+                path: path.to_path_buf(),
+                actual,
+            });
+        }
+        let id = format!("{now_ms}-{}", &actual[..16]);
+        let record = QuarantineRecord {
+            id: id.clone(),
+            path: path.to_string_lossy().into_owned(),
+            path_raw: None,
+            sha256: actual,
+            size: bytes.len() as u64,
+            mode: meta.file_attributes(),
+            uid: 0,
+            gid: 0,
+            quarantined_ms: now_ms,
+        };
+        q.write_private(&q.data_path(&id), &masked(&bytes))?;
+        q.write_private(
+            &q.record_path(&id),
+            &serde_json::to_vec_pretty(&record).expect("records serialize"),
+        )?;
+        // Deleting through the handle removes the very file that was read and hashed.
+        let disposition = FILE_DISPOSITION_INFO { DeleteFile: true };
+        // SAFETY: the handle is open with DELETE access; the struct is as large as stated.
+        let ok = unsafe {
+            SetFileInformationByHandle(
+                file.as_raw_handle(),
+                FileDispositionInfo,
+                (&disposition as *const FILE_DISPOSITION_INFO).cast(),
+                std::mem::size_of::<FILE_DISPOSITION_INFO>() as u32,
+            )
+        };
+        if ok == 0 {
+            let err = std::io::Error::last_os_error();
+            let _ = std::fs::remove_file(q.data_path(&id));
+            let _ = std::fs::remove_file(q.record_path(&id));
+            return Err(io(path, err));
+        }
+        drop(file);
+        Ok(record)
+    }
+
+    /// Creates `path` anew, never over something that is there; it takes its directory's
+    /// permissions.
+    pub(super) fn recreate(path: &Path, bytes: &[u8]) -> Result<(), QuarantineError> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => QuarantineError::Occupied {
+                    path: path.to_path_buf(),
+                },
+                _ => io(path, e),
+            })?;
+        file.write_all(bytes).map_err(|e| io(path, e))?;
+        file.sync_all().map_err(|e| io(path, e))
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -475,5 +693,48 @@ mod tests {
                 Err(QuarantineError::NoEntry { .. })
             ));
         }
+    }
+}
+
+/// What holds on every platform (run under Wine for Windows in CI).
+#[cfg(all(test, any(unix, windows)))]
+mod portable_tests {
+    use super::*;
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn a_file_goes_into_quarantine_and_comes_back_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::open(&dir.path().join("quarantine")).unwrap();
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        let path = std::path::absolute(files.join("evil.exe")).unwrap();
+        let content = b"MZ\x90\x00EICAR-STANDARD-ANTIVIRUS-TEST-FILE\r\n\xff";
+        std::fs::write(&path, content).unwrap();
+
+        let err = q.quarantine(&path, &sha(b"something else"), 1).unwrap_err();
+        assert!(matches!(err, QuarantineError::Changed { .. }), "{err}");
+        assert!(path.exists());
+
+        let record = q.quarantine(&path, &sha(content), 2).unwrap();
+        assert!(!path.exists(), "moved out");
+        assert_eq!(q.find(&path, &sha(content)).unwrap().id, record.id);
+        let stored = std::fs::read(q.dir().join(format!("{}.bin", record.id))).unwrap();
+        assert!(!stored.windows(5).any(|w| w == b"EICAR"));
+
+        std::fs::write(&path, b"took its place").unwrap();
+        let err = q.restore(&record.id).unwrap_err();
+        assert!(matches!(err, QuarantineError::Occupied { .. }), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(q.restore(&record.id).unwrap(), path);
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+        assert!(q.find(&path, &sha(content)).is_none());
+        let err = q
+            .quarantine(&files.join("gone.exe"), &sha(content), 3)
+            .unwrap_err();
+        assert!(matches!(err, QuarantineError::Missing { .. }), "{err}");
     }
 }

@@ -100,6 +100,15 @@ impl Setup {
         })
     }
 
+    /// Waits until the agent has refused to act on finding `id`; returns the finding.
+    fn wait_refused(&self, id: i64, agent: &Agent) -> Value {
+        wait_for(WAIT, &format!("the refusal for finding {id}"), || {
+            let f = self.finding(id);
+            f["remediation_error"].is_string().then_some(f)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()))
+    }
+
     fn status(&self, host: &str) -> String {
         let hosts = self.json(&["hosts", "list"]);
         hosts
@@ -305,11 +314,7 @@ fn restore_gives_back_identical_bytes_and_a_changed_or_swapped_file_is_not_moved
     // A file changed since the finding is left alone, and the admin is told why.
     std::fs::write(&changed, b"rewritten since").unwrap();
     setup.change(&["quarantine", &changed_id.to_string()]);
-    let refused = wait_for(WAIT, "the refusal", || {
-        let f = setup.finding(changed_id);
-        f["remediation_error"].is_string().then_some(f)
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let refused = setup.wait_refused(changed_id, &agent);
     assert_eq!(refused["state"], "open");
     assert!(
         refused["remediation_error"]
@@ -327,11 +332,7 @@ fn restore_gives_back_identical_bytes_and_a_changed_or_swapped_file_is_not_moved
     #[cfg(unix)]
     std::os::unix::fs::symlink(&elsewhere, &swapped).unwrap();
     setup.change(&["quarantine", &swapped_id.to_string()]);
-    let refused = wait_for(WAIT, "the refusal", || {
-        let f = setup.finding(swapped_id);
-        f["remediation_error"].is_string().then_some(f)
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let refused = setup.wait_refused(swapped_id, &agent);
     assert_eq!(refused["state"], "open");
     assert!(
         refused["remediation_error"]
