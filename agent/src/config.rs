@@ -12,6 +12,9 @@ use serde::Deserialize;
 pub struct ConfigFile {
     /// `https://HOST:PORT` of the collector.
     pub collector: Option<String>,
+    /// The local address the connection to the collector leaves from (multi-homed servers);
+    /// the system's choice when unset.
+    pub source_address: Option<std::net::IpAddr>,
     /// Directory holding `ca.pem`, `agent.pem` and `agent.key` (as `pki issue-agent` writes).
     pub cert_dir: Option<PathBuf>,
     /// Directory for the agent's own state.
@@ -76,6 +79,7 @@ impl ConfigFile {
     pub fn overlay(self, flags: ConfigFile) -> ConfigFile {
         ConfigFile {
             collector: flags.collector.or(self.collector),
+            source_address: flags.source_address.or(self.source_address),
             cert_dir: flags.cert_dir.or(self.cert_dir),
             state_dir: flags.state_dir.or(self.state_dir),
             roots: flags.roots.or(self.roots),
@@ -102,6 +106,7 @@ impl ConfigFile {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
     pub collector: String,
+    pub source_address: Option<std::net::IpAddr>,
     pub cert_dir: PathBuf,
     pub state_dir: PathBuf,
     pub roots: Vec<PathBuf>,
@@ -149,6 +154,7 @@ impl AgentConfig {
                 "connections_interval_seconds",
             )?,
             collector: file.collector.ok_or(ConfigError::NoCollector)?,
+            source_address: file.source_address,
             cert_dir: file.cert_dir.unwrap_or_else(|| default_dir("certs")),
             state_dir: file.state_dir.unwrap_or_else(|| default_dir("state")),
             roots: file.roots.unwrap_or_else(default_roots),

@@ -95,7 +95,7 @@ pub async fn run_agent(
         sha256_iocs = engine.ioc_count(),
         "scan engine ready"
     );
-    let connector = Connector::new(&config.collector, &config.cert_dir)?;
+    let connector = Connector::new(&config.collector, &config.cert_dir, config.source_address)?;
     let state = state::AgentState::open(&config.state_dir)?;
 
     // The walker compares excluded paths with the paths it produces, so both are made absolute.

@@ -50,6 +50,9 @@ struct RunArgs {
     /// Collector address, https://HOST:PORT.
     #[arg(long)]
     collector: Option<String>,
+    /// Local address to connect to the collector from (multi-homed servers).
+    #[arg(long, value_name = "IP")]
+    source_address: Option<std::net::IpAddr>,
     /// Directory with ca.pem, agent.pem, agent.key.
     #[arg(long)]
     cert_dir: Option<PathBuf>,
@@ -170,6 +173,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let flags = ConfigFile {
         collector: args.collector,
+        source_address: args.source_address,
         cert_dir: args.cert_dir,
         state_dir: args.state_dir,
         roots: non_empty(args.roots),

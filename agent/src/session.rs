@@ -66,7 +66,12 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn new(collector: &str, cert_dir: &Path) -> Result<Self, SessionError> {
+    /// `source_address`: the local address to connect from (the system's choice when `None`).
+    pub fn new(
+        collector: &str,
+        cert_dir: &Path,
+        source_address: Option<std::net::IpAddr>,
+    ) -> Result<Self, SessionError> {
         let read = |name: &str| {
             let path = cert_dir.join(name);
             std::fs::read(&path).map_err(|source| SessionError::Certs { path, source })
@@ -83,6 +88,7 @@ impl Connector {
             .tls_config(tls)
             .map_err(endpoint_error)?
             .connect_timeout(Duration::from_secs(10))
+            .local_address(source_address)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);

@@ -9,6 +9,10 @@ pub use crate::findings::FindingState;
 pub enum FindingKind {
     Yara,
     HashIoc,
+    /// A host's address, egress address or connection on a botnet IP list (found by the
+    /// collector, not by a sweep): path is the address, namespace how it matched
+    /// ([`crate::intel::MatchVia`]), rule the listed network.
+    BotnetIp,
 }
 
 impl FindingKind {
@@ -16,6 +20,7 @@ impl FindingKind {
         match self {
             FindingKind::Yara => "yara",
             FindingKind::HashIoc => "hash_ioc",
+            FindingKind::BotnetIp => "botnet_ip",
         }
     }
 
@@ -23,6 +28,7 @@ impl FindingKind {
         match s {
             "yara" => Some(FindingKind::Yara),
             "hash_ioc" => Some(FindingKind::HashIoc),
+            "botnet_ip" => Some(FindingKind::BotnetIp),
             _ => None,
         }
     }
@@ -114,8 +120,10 @@ pub struct Host {
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
     pub online: bool,
-    /// Findings open or reopened.
+    /// Malware findings (files) open or reopened.
     pub open_findings: u64,
+    /// botnet_ip findings open or reopened.
+    pub botnet_matches: u64,
     /// What the host's cleanup status is derived from.
     pub cleanup: crate::findings::HostCleanup,
 }
@@ -142,6 +150,9 @@ pub struct Finding {
     pub restore_requested_ms: Option<i64>,
     /// The sweep that last saw it.
     pub sweep_id: String,
+    /// botnet_ip: the list that listed the address, and what was seen.
+    pub list_id: Option<i64>,
+    pub evidence: String,
 }
 
 /// A change of a finding's state, with who made it and why.
@@ -200,6 +211,7 @@ pub struct FindingFilter {
     pub state: Option<FindingState>,
     pub rule: Option<String>,
     pub sha256: Option<String>,
+    pub kind: Option<FindingKind>,
 }
 
 /// An installed package as an agent's inventory reports it.
@@ -404,4 +416,52 @@ pub struct NewAuditEntry {
     pub action: String,
     pub target: String,
     pub detail: String,
+}
+
+/// A botnet IP list as imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpList {
+    pub id: i64,
+    pub source: String,
+    /// 1, 2, ... per source.
+    pub version: i64,
+    pub file_name: String,
+    pub format: String,
+    pub sha256: String,
+    pub imported_ms: i64,
+    pub imported_by: String,
+    pub entries: u64,
+    pub bad_lines: u64,
+    pub domains: u64,
+    pub retired_ms: Option<i64>,
+    pub retired_by: Option<String>,
+}
+
+impl IpList {
+    /// `source vN`.
+    pub fn label(&self) -> String {
+        format!("{} v{}", self.source, self.version)
+    }
+}
+
+/// A list about to be imported (its entries travel beside it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIpList {
+    pub source: String,
+    pub file_name: String,
+    pub format: String,
+    pub sha256: String,
+    pub bad_lines: u64,
+    pub domains: u64,
+    /// Retire the source's earlier lists (a monthly list that replaces the last one).
+    pub replace: bool,
+    pub actor: String,
+}
+
+/// What applying a re-check's matches changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BotnetChanges {
+    pub opened: u64,
+    pub reopened: u64,
+    pub resolved: u64,
 }

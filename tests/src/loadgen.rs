@@ -36,6 +36,24 @@ pub struct InventoryJson {
     pub programs: Vec<ProgramJson>,
     #[serde(default)]
     pub partial: Vec<PartialJson>,
+    /// Sent as the host's socket list after the inventory when not empty.
+    #[serde(default)]
+    pub connections: Vec<ConnectionJson>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectionJson {
+    pub proto: String,
+    pub local_addr: String,
+    pub local_port: u16,
+    pub remote_addr: String,
+    pub remote_port: u16,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub process: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -119,6 +137,28 @@ pub fn read_inventories(path: &Path) -> anyhow::Result<Vec<InventoryJson>> {
 }
 
 impl InventoryJson {
+    /// The socket list, when the inventory holds one.
+    pub fn connections_proto(&self) -> Option<v1::Connections> {
+        (!self.connections.is_empty()).then(|| v1::Connections {
+            collected_at_ms: now_ms(),
+            connections: self
+                .connections
+                .iter()
+                .map(|c| v1::Connection {
+                    proto: c.proto.clone(),
+                    local_addr: c.local_addr.clone(),
+                    local_port: c.local_port.into(),
+                    remote_addr: c.remote_addr.clone(),
+                    remote_port: c.remote_port.into(),
+                    state: c.state.clone(),
+                    pid: c.pid.unwrap_or(0),
+                    process: c.process.clone().unwrap_or_default(),
+                })
+                .collect(),
+            partial_reason: String::new(),
+        })
+    }
+
     pub fn to_proto(&self) -> v1::Inventory {
         let os = &self.os;
         v1::Inventory {
@@ -255,16 +295,19 @@ pub async fn run(
             .tls_config(tls)
             .context("TLS configuration")?
             .connect_timeout(Duration::from_secs(30));
-        let inventory = match spec.inventories.len() {
+        let source = match spec.inventories.len() {
             0 => None,
-            1 => Some(spec.inventories[0].to_proto()),
-            _ => spec.inventories.get(i).map(InventoryJson::to_proto),
+            1 => Some(&spec.inventories[0]),
+            _ => spec.inventories.get(i),
         };
+        let inventory = source.map(InventoryJson::to_proto);
+        let connections = source.and_then(InventoryJson::connections_proto);
         let agent = SimAgent {
             host_id: host_id.clone(),
             index: i,
             agents: spec.agents,
             inventory,
+            connections,
             heartbeat: spec.heartbeat,
             receipts: receipts.clone(),
             connected: connected.clone(),
@@ -295,6 +338,7 @@ struct SimAgent {
     index: usize,
     agents: usize,
     inventory: Option<v1::Inventory>,
+    connections: Option<v1::Connections>,
     heartbeat: Duration,
     receipts: Arc<Receipts>,
     connected: Arc<std::sync::atomic::AtomicUsize>,
@@ -350,6 +394,11 @@ impl SimAgent {
             let mut inventory = inventory.clone();
             inventory.collected_at_ms = now_ms();
             let _ = tx.send(next(Body::Inventory(inventory)));
+        }
+        if let Some(connections) = &self.connections {
+            let mut connections = connections.clone();
+            connections.collected_at_ms = now_ms();
+            let _ = tx.send(next(Body::Connections(connections)));
         }
         let response = client
             .session(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hygiene_collector::config::{self, CtlConfig};
+use hygiene_collector::ctl::intel::{
+    IP_LIST_TABLE_COLUMNS, IpListRow, PRIORITY_TABLE_COLUMNS, PriorityRow, describe_recheck,
+};
 use hygiene_collector::ctl::output::{Format, render, render_record};
 use hygiene_collector::ctl::sweep::{
     AUDIT_TABLE_COLUMNS, AuditRow, SWEEP_LIST_TABLE_COLUMNS, SweepListRow, SweepStatusView,
@@ -65,6 +68,9 @@ enum Command {
     /// Every admin action: who (the admin certificate), when, what.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Threat intelligence: the CERT's botnet IP lists.
+    #[command(subcommand)]
+    Intel(IntelCommand),
     /// The cleanup's progress: hosts per status, the share verified clean, day by day.
     Progress {
         /// First day of the timeline (YYYY-MM-DD) [default: 30 days ago].
@@ -123,6 +129,39 @@ enum SweepCommand {
     },
     /// Stop a sweep: agents running it stop, agents not reached never start it.
     Cancel { id: String },
+}
+
+#[derive(Subcommand)]
+enum IntelCommand {
+    /// Import a botnet IP list (addresses and CIDR ranges; plain text with `#` comments,
+    /// Loki's c2-iocs.txt, or CSV with an `ip` column) as the source's next version, and
+    /// re-check every host against it at once. Bad lines are reported and skipped.
+    ImportIps {
+        file: PathBuf,
+        /// Who sent it (the CERT's name); versions are counted per source.
+        #[arg(long, value_name = "NAME")]
+        source: String,
+        /// How the file is laid out.
+        #[arg(long = "format", value_enum, default_value = "auto")]
+        list_format: ListFormatArg,
+        /// Retire the source's earlier lists (a monthly list that replaces the last one).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Every list, active and retired.
+    Lists {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Retire a list: its entries stop matching, and hosts are re-checked.
+    Remove { id: i64 },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ListFormatArg {
+    Auto,
+    Plain,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +234,10 @@ enum HostsCommand {
         /// awaiting_verification, clean or stale.
         #[arg(long, value_name = "S")]
         status: Option<String>,
+        /// Every host in the order to clean it: botnet list matches first, then open malware
+        /// findings; each row gives its score and why.
+        #[arg(long, conflicts_with_all = ["infected", "has_package", "package_below", "missing_kb", "status"])]
+        priority: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -234,6 +277,9 @@ enum FindingsCommand {
         /// Only findings on files with this SHA-256.
         #[arg(long, value_name = "H")]
         sha256: Option<String>,
+        /// Only findings of this kind: yara, hash_ioc or botnet_ip.
+        #[arg(long, value_name = "K")]
+        kind: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -312,11 +358,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let mut stdout = std::io::stdout().lock();
         match cli.command {
             Command::Hosts(HostsCommand::List {
+                priority: true,
+                format,
+                ..
+            }) => {
+                let response = client
+                    .priority_hosts(v1::PriorityHostsRequest {})
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                let rows: Vec<PriorityRow> = response
+                    .into_inner()
+                    .hosts
+                    .into_iter()
+                    .map(PriorityRow::from)
+                    .collect();
+                render(&rows, format, PRIORITY_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(exit_for(
+                    rows.iter()
+                        .any(|h| h.botnet_matches > 0 || h.open_findings > 0),
+                ))
+            }
+            Command::Hosts(HostsCommand::List {
                 infected,
                 has_package,
                 package_below,
                 missing_kb,
                 status,
+                priority: false,
                 format,
             }) => {
                 let (below_name, below_version) = package_below.unwrap_or_default();
@@ -377,6 +446,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state,
                 rule,
                 sha256,
+                kind,
                 format,
             }) => {
                 let response = client
@@ -385,6 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         state: state.unwrap_or_default(),
                         rule: rule.unwrap_or_default(),
                         sha256: sha256.unwrap_or_default(),
+                        kind: kind.unwrap_or_default(),
                     })
                     .await
                     .map_err(ctl::CtlError::from)?;
@@ -573,6 +644,77 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect();
                 render(&rows, format, AUDIT_TABLE_COLUMNS, &mut stdout)
                     .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Intel(IntelCommand::ImportIps {
+                file,
+                source,
+                list_format,
+                replace,
+            }) => {
+                let content = std::fs::read(&file)
+                    .with_context(|| format!("{}: cannot read the list", file.display()))?;
+                let file_name = file.file_name().map_or_else(
+                    || file.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                let response = client
+                    .import_ip_list(v1::ImportIpListRequest {
+                        source,
+                        file_name: file_name.clone(),
+                        format: format!("{list_format:?}").to_lowercase(),
+                        content,
+                        replace,
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                for bad in &response.bad_lines {
+                    eprintln!(
+                        "{file_name}:{}: skipped: {} ({})",
+                        bad.line,
+                        bad.reason,
+                        bad.text.trim()
+                    );
+                }
+                let row = IpListRow::from(response.list.unwrap_or_default());
+                eprintln!(
+                    "list {} ({} v{}): {} entries, {} bad lines skipped, {} domains not matched",
+                    row.id, row.source, row.version, row.entries, row.bad_lines, row.domains
+                );
+                if let Some(recheck) = &response.recheck {
+                    eprintln!("{}", describe_recheck(recheck));
+                }
+                render_record(&row, Format::Table, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Intel(IntelCommand::Lists { format }) => {
+                let response = client
+                    .list_ip_lists(v1::ListIpListsRequest {})
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                let rows: Vec<IpListRow> = response
+                    .into_inner()
+                    .lists
+                    .into_iter()
+                    .map(IpListRow::from)
+                    .collect();
+                render(&rows, format, IP_LIST_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Intel(IntelCommand::Remove { id }) => {
+                let response = client
+                    .remove_ip_list(v1::RemoveIpListRequest { id })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                let row = IpListRow::from(response.list.unwrap_or_default());
+                eprintln!("list {} ({} v{}) retired", row.id, row.source, row.version);
+                if let Some(recheck) = &response.recheck {
+                    eprintln!("{}", describe_recheck(recheck));
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Command::Packages(PackagesCommand::List { host, format }) => {

@@ -1,5 +1,6 @@
 //! The library side of `hygienectl`: the admin connection and listing output.
 
+pub mod intel;
 pub mod output;
 pub mod sweep;
 
@@ -20,8 +21,16 @@ pub enum CtlError {
     },
     #[error("collector {url}: {detail}")]
     Connect { url: String, detail: String },
-    #[error("collector refused the call: {0}")]
-    Call(#[from] tonic::Status),
+    /// The collector's own message, once (a Status's Display repeats code and message, and
+    /// as a source it would be printed twice).
+    #[error("collector refused the call ({:?}): {}", .0.code(), .0.message())]
+    Call(tonic::Status),
+}
+
+impl From<tonic::Status> for CtlError {
+    fn from(status: tonic::Status) -> Self {
+        CtlError::Call(status)
+    }
 }
 
 /// The admin service client `hygienectl` calls.
@@ -70,6 +79,8 @@ pub struct HostRow {
     pub last_seen: String,
     pub online: bool,
     pub open_findings: u64,
+    /// Open botnet list matches.
+    pub botnet_matches: u64,
     /// never_swept, infected, cleaning, awaiting_verification, clean or stale.
     pub status: String,
 }
@@ -83,6 +94,7 @@ pub const HOST_TABLE_COLUMNS: &[&str] = &[
     "online",
     "status",
     "open_findings",
+    "botnet_matches",
 ];
 
 impl From<hygiene_proto::v1::HostEntry> for HostRow {
@@ -105,6 +117,7 @@ impl From<hygiene_proto::v1::HostEntry> for HostRow {
             last_seen: format_ms(h.last_seen_ms),
             online: h.online,
             open_findings: h.open_findings,
+            botnet_matches: h.botnet_matches,
             status: h.status,
         }
     }
@@ -132,6 +145,10 @@ pub struct FindingRow {
     pub remediation_error: Option<String>,
     /// The sweep that last saw it.
     pub sweep_id: String,
+    /// botnet_ip: the list that listed the address.
+    pub list_id: Option<i64>,
+    /// botnet_ip: which lists, which connections and processes.
+    pub evidence: Option<String>,
 }
 
 pub const FINDING_TABLE_COLUMNS: &[&str] = &[
@@ -147,7 +164,10 @@ pub const FINDING_TABLE_COLUMNS: &[&str] = &[
 
 impl From<hygiene_proto::v1::FindingEntry> for FindingRow {
     fn from(f: hygiene_proto::v1::FindingEntry) -> Self {
-        let is_yara = f.kind == "yara";
+        // A YARA match names its rule and namespace; a botnet match its listed network and how
+        // it matched (host_address, egress_address, connection); a hash IOC its list comment.
+        let has_rule = f.kind == "yara" || f.kind == "botnet_ip";
+        let is_hash_ioc = f.kind == "hash_ioc";
         FindingRow {
             id: f.id,
             host_id: f.host_id,
@@ -155,13 +175,15 @@ impl From<hygiene_proto::v1::FindingEntry> for FindingRow {
             sha256: f.sha256,
             size: f.size,
             kind: f.kind,
-            rule: if is_yara { non_empty(f.rule) } else { None },
-            namespace: if is_yara {
+            rule: if has_rule { non_empty(f.rule) } else { None },
+            namespace: if has_rule {
                 non_empty(f.namespace)
             } else {
                 None
             },
-            ioc_comment: if is_yara { None } else { Some(f.ioc_comment) },
+            ioc_comment: is_hash_ioc.then_some(f.ioc_comment),
+            list_id: (f.list_id != 0).then_some(f.list_id),
+            evidence: non_empty(f.evidence),
             state: f.state,
             first_seen: format_ms(f.first_seen_ms),
             last_seen: format_ms(f.last_seen_ms),
@@ -352,6 +374,7 @@ pub struct HostDetailRow {
     pub connections_collected: Option<String>,
     pub connections_partial: Option<String>,
     pub open_findings: u64,
+    pub botnet_matches: u64,
 }
 
 impl From<hygiene_proto::v1::GetHostResponse> for HostDetailRow {
@@ -401,6 +424,7 @@ impl From<hygiene_proto::v1::GetHostResponse> for HostDetailRow {
             connections_collected: ms(d.connections_collected_ms),
             connections_partial: non_empty(d.connections_partial),
             open_findings: h.open_findings,
+            botnet_matches: h.botnet_matches,
         }
     }
 }
@@ -450,7 +474,7 @@ impl From<hygiene_proto::v1::ConnectionEntry> for ConnectionRow {
     }
 }
 
-fn non_empty(s: String) -> Option<String> {
+pub(crate) fn non_empty(s: String) -> Option<String> {
     if s.is_empty() { None } else { Some(s) }
 }
 

@@ -7,12 +7,19 @@ use super::agent::{Registry, cancel_sweep_command, now_ms, start_sweep_command};
 use super::agent::{quarantine_command, restore_command};
 use crate::findings::{AdminChange, FindingState, HostStatus};
 use crate::identity::{self, Role};
-use crate::model::{ConnectionFilter, Finding, FindingFilter, Host, HostFilter, NewAuditEntry};
+use crate::intel::iplist::{self, ListFormat};
+use crate::intel::{Intel, RecheckSummary};
+use crate::model::{
+    ConnectionFilter, Finding, FindingFilter, FindingKind, Host, HostFilter, IpList, NewAuditEntry,
+    NewIpList,
+};
 use crate::store::{Store, StoreError};
 use crate::sweep::{self, HostSweepState, NewSweep, SweepOrder, SweepState, SweepView};
 
 pub struct AdminEndpoint {
     store: Store,
+    /// The botnet lists; importing or retiring one re-checks every host.
+    intel: Intel,
     /// Connected agents, through which sweep, quarantine and restore orders reach them at once.
     registry: Registry,
     /// A host silent for longer is stale.
@@ -20,9 +27,10 @@ pub struct AdminEndpoint {
 }
 
 impl AdminEndpoint {
-    pub fn new(store: Store, registry: Registry, stale_after_ms: i64) -> Self {
+    pub fn new(store: Store, registry: Registry, intel: Intel, stale_after_ms: i64) -> Self {
         AdminEndpoint {
             store,
+            intel,
             registry,
             stale_after_ms,
         }
@@ -235,11 +243,20 @@ impl AdminService for AdminEndpoint {
             })?),
             None => None,
         };
+        let kind = match given(&r.kind) {
+            Some(text) => Some(FindingKind::parse(&text).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "{text:?} is not a finding kind (yara, hash_ioc, botnet_ip)"
+                ))
+            })?),
+            None => None,
+        };
         let filter = FindingFilter {
             host_id: given(&r.host_id),
             state,
             rule: given(&r.rule),
             sha256: given(&r.sha256),
+            kind,
         };
         let findings = self.store.list_findings(&filter).await.map_err(internal)?;
         let findings = findings.into_iter().map(finding_entry).collect();
@@ -612,6 +629,138 @@ impl AdminService for AdminEndpoint {
             .collect();
         Ok(Response::new(v1::ListPackagesResponse { packages }))
     }
+
+    async fn import_ip_list(
+        &self,
+        request: Request<v1::ImportIpListRequest>,
+    ) -> Result<Response<v1::ImportIpListResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let source = r.source.trim();
+        if source.is_empty() {
+            return Err(Status::invalid_argument(
+                "a list needs its source (--source NAME: who sent it)",
+            ));
+        }
+        let format = ListFormat::parse(r.format.trim()).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{:?} is not a list format (auto, plain, csv)",
+                r.format
+            ))
+        })?;
+        let (parsed, format) = iplist::parse(&r.file_name, &r.content, format)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if parsed.entries.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "{}: no IP address or range in it ({} bad lines, {} domains); nothing imported",
+                r.file_name,
+                parsed.bad_lines.len(),
+                parsed.domains
+            )));
+        }
+        let list = NewIpList {
+            source: source.to_owned(),
+            file_name: r.file_name.clone(),
+            format: format.as_str().to_owned(),
+            sha256: crate::intel::sha256_hex(&r.content),
+            bad_lines: parsed.bad_lines.len() as u64,
+            domains: parsed.domains,
+            replace: r.replace,
+            actor: admin.name,
+        };
+        let stored = self
+            .store
+            .import_ip_list(&list, &parsed.entries, now_ms())
+            .await
+            .map_err(internal)?;
+        tracing::info!(list = stored.id, source = %stored.source, version = stored.version, entries = stored.entries, "botnet list imported");
+        let recheck = self.intel.reload_and_recheck().await.map_err(internal)?;
+        Ok(Response::new(v1::ImportIpListResponse {
+            list: Some(ip_list_entry(stored)),
+            bad_lines: parsed
+                .bad_lines
+                .into_iter()
+                .map(|b| v1::BadLine {
+                    line: b.line,
+                    text: b.text,
+                    reason: b.reason,
+                })
+                .collect(),
+            recheck: Some(recheck_entry(recheck)),
+        }))
+    }
+
+    async fn list_ip_lists(
+        &self,
+        request: Request<v1::ListIpListsRequest>,
+    ) -> Result<Response<v1::ListIpListsResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let lists = self.store.ip_lists().await.map_err(internal)?;
+        Ok(Response::new(v1::ListIpListsResponse {
+            lists: lists.into_iter().map(ip_list_entry).collect(),
+        }))
+    }
+
+    async fn remove_ip_list(
+        &self,
+        request: Request<v1::RemoveIpListRequest>,
+    ) -> Result<Response<v1::RemoveIpListResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let id = request.get_ref().id;
+        let list = match self.store.retire_ip_list(id, &admin.name, now_ms()).await {
+            Ok(list) => list,
+            Err(StoreError::Refused(why)) => return Err(Status::failed_precondition(why)),
+            Err(err) => return Err(internal(err)),
+        };
+        let recheck = self.intel.reload_and_recheck().await.map_err(internal)?;
+        Ok(Response::new(v1::RemoveIpListResponse {
+            list: Some(ip_list_entry(list)),
+            recheck: Some(recheck_entry(recheck)),
+        }))
+    }
+
+    async fn priority_hosts(
+        &self,
+        request: Request<v1::PriorityHostsRequest>,
+    ) -> Result<Response<v1::PriorityHostsResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let now = now_ms();
+        let hosts = self
+            .store
+            .list_hosts(&HostFilter::default())
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|h| {
+                let status = h.cleanup.status(now, self.stale_after_ms);
+                (h, status)
+            })
+            .collect();
+        let botnet = self
+            .store
+            .list_findings(&FindingFilter {
+                kind: Some(FindingKind::BotnetIp),
+                ..FindingFilter::default()
+            })
+            .await
+            .map_err(internal)?;
+        let hosts = crate::priority::rank(hosts, &botnet)
+            .into_iter()
+            .map(|r| v1::PriorityHost {
+                rank: r.rank,
+                host_id: r.host_id,
+                hostname: r.hostname,
+                status: r.status.as_str().to_owned(),
+                score: r.score,
+                botnet_matches: r.botnet_matches,
+                open_findings: r.open_findings,
+                reason: r.reason,
+                online: r.online,
+                last_seen_ms: r.last_seen_ms,
+            })
+            .collect();
+        Ok(Response::new(v1::PriorityHostsResponse { hosts }))
+    }
 }
 
 fn finding_entry(f: Finding) -> v1::FindingEntry {
@@ -632,6 +781,8 @@ fn finding_entry(f: Finding) -> v1::FindingEntry {
         quarantine_id: f.quarantine_id.unwrap_or_default(),
         remediation_error: f.remediation_error.unwrap_or_default(),
         sweep_id: f.sweep_id,
+        list_id: f.list_id.unwrap_or(0),
+        evidence: f.evidence,
     }
 }
 
@@ -651,6 +802,36 @@ fn host_entry(h: Host, status: HostStatus) -> v1::HostEntry {
         online: h.online,
         open_findings: h.open_findings,
         status: status.as_str().to_owned(),
+        botnet_matches: h.botnet_matches,
+    }
+}
+
+fn ip_list_entry(l: IpList) -> v1::IpList {
+    v1::IpList {
+        id: l.id,
+        source: l.source,
+        version: l.version,
+        file_name: l.file_name,
+        format: l.format,
+        sha256: l.sha256,
+        imported_ms: l.imported_ms,
+        imported_by: l.imported_by,
+        entries: l.entries,
+        bad_lines: l.bad_lines,
+        domains: l.domains,
+        retired_ms: l.retired_ms.unwrap_or(0),
+        retired_by: l.retired_by.unwrap_or_default(),
+    }
+}
+
+fn recheck_entry(r: RecheckSummary) -> v1::RecheckSummary {
+    v1::RecheckSummary {
+        hosts: r.hosts,
+        matched_hosts: r.matched_hosts,
+        opened: r.opened,
+        reopened: r.reopened,
+        resolved: r.resolved,
+        elapsed_ms: r.elapsed_ms,
     }
 }
 

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::identity::{self, Role};
+use crate::intel::Intel;
 use crate::model::{
     ConnectionReport, Finding, FindingKind, HostHello, Hotfix, InstalledPackage, InventoryDelta,
     InventoryGap, InventoryReport, NetConnection, NewFinding, OsFacts, Program, RemediationAction,
@@ -138,14 +139,21 @@ fn command(id: String, action: v1::command::Action) -> v1::CollectorMessage {
 pub struct AgentEndpoint {
     store: Store,
     registry: Registry,
+    intel: Intel,
     stop: watch::Receiver<bool>,
 }
 
 impl AgentEndpoint {
-    pub fn new(store: Store, registry: Registry, stop: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        intel: Intel,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         AgentEndpoint {
             store,
             registry,
+            intel,
             stop,
         }
     }
@@ -169,6 +177,7 @@ impl AgentService for AgentEndpoint {
             peer_address,
             store: self.store.clone(),
             registry: self.registry.clone(),
+            intel: self.intel.clone(),
             tx,
         };
         tokio::spawn(session.run(inbound, self.stop.clone()));
@@ -181,6 +190,7 @@ struct AgentSession {
     peer_address: Option<String>,
     store: Store,
     registry: Registry,
+    intel: Intel,
     tx: Outbound,
 }
 
@@ -206,6 +216,7 @@ impl AgentSession {
         };
         tracing::info!(host = %host, peer = ?self.peer_address, "agent connected");
         self.registry.insert(&host, connection_id, self.tx.clone());
+        self.recheck_botnet_lists().await;
         if let Err(err) = self.send_sweep_orders().await {
             // The next connection tries again; the stream itself is fine.
             tracing::error!(host = %host, "cannot look up the host's sweeps: {err}");
@@ -353,9 +364,35 @@ impl AgentSession {
         self.tx.send(Ok(ack)).await.is_ok()
     }
 
+    /// The host against the botnet lists, after what it reported changed its addresses or
+    /// sockets, or a sweep followed a lead. A failure is logged: the message itself is
+    /// committed, and the next report or list import checks again.
+    async fn recheck_botnet_lists(&self) {
+        if self.intel.matcher().is_empty() {
+            return;
+        }
+        if let Err(err) = self.intel.recheck_host(&self.host_id).await {
+            tracing::error!(host = %self.host_id, "cannot check the host against the botnet lists: {err}");
+        }
+    }
+
+    /// Commits one message's effect, then re-checks the host against the botnet lists when the
+    /// message was one they depend on.
+    async fn apply(&self, body: Option<Body>) -> Result<(), StoreError> {
+        let recheck = matches!(
+            body,
+            Some(Body::Hello(_) | Body::Connections(_) | Body::SweepSummary(_))
+        );
+        self.commit(body).await?;
+        if recheck {
+            self.recheck_botnet_lists().await;
+        }
+        Ok(())
+    }
+
     /// Commits one message's effect. Every effect is idempotent: agents resend what was not
     /// acknowledged.
-    async fn apply(&self, body: Option<Body>) -> Result<(), StoreError> {
+    async fn commit(&self, body: Option<Body>) -> Result<(), StoreError> {
         let now = now_ms();
         match body {
             Some(Body::Hello(hello)) => {

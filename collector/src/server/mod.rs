@@ -16,8 +16,12 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 pub use agent::{Registry, connection_report, inventory_report};
 
+use crate::intel::Intel;
 use crate::pki::PkiFiles;
 use crate::store::Store;
+
+/// The largest admin request (a list or rule bundle being imported).
+const ADMIN_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// How long in-flight calls get to finish after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -96,9 +100,10 @@ pub async fn serve_with(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut grace = stop_rx.clone();
     let registry = Registry::default();
-    let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), stop_rx);
+    let intel = Intel::load(store.clone()).await?;
+    let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), intel.clone(), stop_rx);
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
-    let admins = admin::AdminEndpoint::new(store.clone(), registry, stale_after_ms);
+    let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, stale_after_ms);
     // The cleanup timeline: today's hosts per status, written as the day goes on.
     let snapshots = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
@@ -122,7 +127,8 @@ pub async fn serve_with(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(AgentServiceServer::new(agents))
-        .add_service(AdminServiceServer::new(admins))
+        // A botnet list of 100,000 entries is a few MiB; the default limit is 4 MiB.
+        .add_service(AdminServiceServer::new(admins).max_decoding_message_size(ADMIN_MESSAGE_LIMIT))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             signal,

@@ -8,17 +8,21 @@
 //! behind the same methods.
 
 mod sqlite;
+mod sqlite_intel;
 
 use std::path::PathBuf;
 
 pub use sqlite::SqliteStore;
 
 use crate::findings::{AdminChange, HostStatus};
+use crate::intel::iplist::ListEntry;
+use crate::intel::{ActiveEntry, BotnetMatch, HostNetFacts};
 use crate::model::{
     AuditEntry, ConnectionFilter, ConnectionReport, Finding, FindingFilter, Host, HostConnection,
     HostDetail, HostFilter, HostHello, Hotfix, InstalledPackage, InventoryReport, NewAuditEntry,
     NewFinding, PackageChange, Program, StoredPackage, SweepProgress, SweepReport,
 };
+use crate::model::{BotnetChanges, IpList, NewIpList};
 use crate::model::{FindingChange, RemediationOrders, RemediationReport};
 use crate::sweep::{NewSweep, SweepOrders, SweepRecord};
 
@@ -372,6 +376,69 @@ impl Store {
     ) -> Result<Vec<(String, String, u32)>, StoreError> {
         match self {
             Store::Sqlite(s) => s.status_snapshots(since_day).await,
+        }
+    }
+
+    /// Stores a botnet IP list as its source's next version.
+    pub async fn import_ip_list(
+        &self,
+        list: &NewIpList,
+        entries: &[ListEntry],
+        now_ms: i64,
+    ) -> Result<IpList, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.import_ip_list(list, entries, now_ms).await,
+        }
+    }
+
+    /// Retires a botnet IP list.
+    pub async fn retire_ip_list(
+        &self,
+        id: i64,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<IpList, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.retire_ip_list(id, actor, now_ms).await,
+        }
+    }
+
+    /// Every botnet IP list, active and retired.
+    pub async fn ip_lists(&self) -> Result<Vec<IpList>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ip_lists().await,
+        }
+    }
+
+    /// The entries of every active botnet IP list.
+    pub async fn active_ip_entries(&self) -> Result<Vec<ActiveEntry>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.active_ip_entries().await,
+        }
+    }
+
+    /// Addresses, egress address and sockets of one host, or of all; only the sockets whose
+    /// remote address `keep` accepts.
+    pub async fn host_net_facts(
+        &self,
+        host_id: Option<&str>,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<HostNetFacts>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.host_net_facts(host_id, keep).await,
+        }
+    }
+
+    /// Brings hosts' `botnet_ip` findings in line with their current matches; `listed` says
+    /// whether an address is on an active list.
+    pub async fn apply_botnet_matches(
+        &self,
+        results: &[(String, Vec<BotnetMatch>)],
+        listed: &(dyn Fn(std::net::IpAddr) -> bool + Sync),
+        now_ms: i64,
+    ) -> Result<BotnetChanges, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.apply_botnet_matches(results, listed, now_ms).await,
         }
     }
 }

@@ -26,26 +26,28 @@ use crate::sweep::{
 };
 use crate::version::Scheme;
 
-type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
 /// Rows per multi-row INSERT: at up to 9 values a row, far below SQLite's limit of 32,766
 /// bound parameters.
-const ROWS_PER_INSERT: usize = 500;
+pub(super) const ROWS_PER_INSERT: usize = 500;
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 const HOST_COLUMNS: &str = "h.host_id, h.hostname, h.os_name, h.os_version, h.kernel_version, h.arch, \
      h.ip_addresses, h.agent_version, h.peer_address, h.first_seen_ms, h.last_seen_ms, h.connected, \
-     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened')) AS open_findings, \
+     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind <> 'botnet_ip') AS open_findings, \
+     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind = 'botnet_ip') AS botnet_matches, \
      (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantine_requested') AS requested_findings, \
      (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantined') AS quarantined_findings, \
      EXISTS (SELECT 1 FROM sweep_reports r WHERE r.host_id = h.host_id AND r.failure = '') AS swept";
 
 const FINDING_COLUMNS: &str = "id, host_id, kind, path, path_raw, sha256, size, rule, namespace, ioc_comment, state, \
-     first_seen_ms, last_seen_ms, state_changed_ms, quarantine_id, remediation_error, restore_requested_ms, sweep_id";
+     first_seen_ms, last_seen_ms, state_changed_ms, quarantine_id, remediation_error, restore_requested_ms, sweep_id, \
+     list_id, evidence";
 
 impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -735,7 +737,7 @@ impl SqliteStore {
     pub async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError> {
         let mut conditions = Vec::new();
         if filter.infected_only {
-            conditions.push("EXISTS (SELECT 1 FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened'))");
+            conditions.push("EXISTS (SELECT 1 FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind <> 'botnet_ip')");
         }
         if filter.has_package.is_some() {
             conditions.push(
@@ -808,6 +810,9 @@ impl SqliteStore {
         if let Some(state) = filter.state {
             query.push(" AND state = ").push_bind(state.as_str());
         }
+        if let Some(kind) = filter.kind {
+            query.push(" AND kind = ").push_bind(kind.as_str());
+        }
         if let Some(rule) = &filter.rule {
             query.push(" AND rule = ").push_bind(rule);
         }
@@ -850,6 +855,14 @@ impl SqliteStore {
         .await?
         .ok_or(StoreError::NoFinding(id))?;
         let finding = finding_from_row(&row)?;
+        if finding.kind == FindingKind::BotnetIp
+            && matches!(change, AdminChange::Quarantine | AdminChange::Restore)
+        {
+            return Err(StoreError::Refused(format!(
+                "finding {id} is a botnet list match on address {}, not a file: sweep the host to find what talks to it",
+                finding.path
+            )));
+        }
         let to = admin_transition(finding.state, change, note).map_err(StoreError::Refused)?;
         let (action, default_note) = match change {
             AdminChange::Quarantine => ("finding.quarantine", "quarantine requested"),
@@ -1394,7 +1407,7 @@ fn error_total(errors: Option<String>) -> Result<u64, StoreError> {
     Ok(counts.values().sum())
 }
 
-async fn insert_audit(tx: &mut Tx<'_>, entry: &NewAuditEntry) -> Result<(), StoreError> {
+pub(super) async fn insert_audit(tx: &mut Tx<'_>, entry: &NewAuditEntry) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_log (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
     )
@@ -1410,10 +1423,10 @@ async fn insert_audit(tx: &mut Tx<'_>, entry: &NewAuditEntry) -> Result<(), Stor
 
 /// Who the history names for changes the collector makes (a sweep's verdict, a sighting) and
 /// for what an agent reports.
-const COLLECTOR: &str = "collector";
+pub(super) const COLLECTOR: &str = "collector";
 const AGENT: &str = "agent";
 
-fn parse_state(text: &str) -> Result<FindingState, StoreError> {
+pub(super) fn parse_state(text: &str) -> Result<FindingState, StoreError> {
     FindingState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("finding state {text:?}")))
 }
 
@@ -1449,7 +1462,7 @@ async fn update_sighting(
     Ok(())
 }
 
-async fn insert_history(
+pub(super) async fn insert_history(
     tx: &mut Tx<'_>,
     finding_id: i64,
     at_ms: i64,
@@ -1501,7 +1514,7 @@ async fn verify_findings(
         report.failures.iter().map(|f| f.path.as_str()).collect();
     let rows = sqlx::query(
         "SELECT id, state, path, last_seen_ms, state_changed_ms FROM findings \
-         WHERE host_id = ? AND sweep_id <> ? AND gone_ms IS NULL \
+         WHERE host_id = ? AND sweep_id <> ? AND gone_ms IS NULL AND kind <> 'botnet_ip' \
            AND state IN ('open', 'reopened', 'quarantine_requested', 'quarantined', 'false_positive')",
     )
     .bind(host_id)
@@ -1803,6 +1816,7 @@ fn host_from_row(row: &SqliteRow) -> Result<Host, StoreError> {
         last_seen_ms: row.try_get("last_seen_ms")?,
         online: row.try_get::<i64, _>("connected")? != 0,
         open_findings: row.try_get::<i64, _>("open_findings")? as u64,
+        botnet_matches: row.try_get::<i64, _>("botnet_matches")? as u64,
         cleanup: HostCleanup {
             open: row.try_get::<i64, _>("open_findings")? as u64,
             quarantine_requested: row.try_get::<i64, _>("requested_findings")? as u64,
@@ -1835,6 +1849,8 @@ fn finding_from_row(row: &SqliteRow) -> Result<Finding, StoreError> {
         remediation_error: row.try_get("remediation_error")?,
         restore_requested_ms: row.try_get("restore_requested_ms")?,
         sweep_id: row.try_get("sweep_id")?,
+        list_id: row.try_get("list_id")?,
+        evidence: row.try_get("evidence")?,
     })
 }
 

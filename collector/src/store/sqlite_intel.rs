@@ -1,0 +1,715 @@
+//! The SQLite backend's botnet lists and `botnet_ip` findings.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::StoreError;
+use super::sqlite::{
+    COLLECTOR, ROWS_PER_INSERT, SqliteStore, Tx, insert_audit, insert_history, parse_state,
+};
+use crate::findings::FindingState;
+use crate::intel::iplist::ListEntry;
+use crate::intel::{ActiveEntry, BotnetMatch, HostNetFacts, MatchVia};
+use crate::model::{BotnetChanges, IpList, NetConnection, NewAuditEntry, NewIpList};
+
+const LIST_COLUMNS: &str = "id, source, version, file_name, format, sha256, imported_ms, imported_by, \
+     entries, bad_lines, domains, retired_ms, retired_by";
+
+impl SqliteStore {
+    /// Stores a list and its entries as the source's next version (retiring the source's
+    /// earlier lists when asked), with an audit entry, in one transaction.
+    pub async fn import_ip_list(
+        &self,
+        list: &NewIpList,
+        entries: &[ListEntry],
+        now_ms: i64,
+    ) -> Result<IpList, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM ip_lists WHERE source = ?",
+        )
+        .bind(&list.source)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO ip_lists (source, version, file_name, format, sha256, imported_ms, imported_by, \
+                 entries, bad_lines, domains) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&list.source)
+        .bind(version)
+        .bind(&list.file_name)
+        .bind(&list.format)
+        .bind(&list.sha256)
+        .bind(now_ms)
+        .bind(&list.actor)
+        .bind(entries.len() as i64)
+        .bind(list.bad_lines as i64)
+        .bind(list.domains as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO ip_list_entries (list_id, network, note, line) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(id)
+                    .push_bind(e.network.to_string())
+                    .push_bind(&e.note)
+                    .push_bind(e.line as i64);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        let mut detail = format!(
+            "{} v{version} from {}: {} entries, {} bad lines, {} domains skipped",
+            list.source,
+            list.file_name,
+            entries.len(),
+            list.bad_lines,
+            list.domains
+        );
+        if list.replace {
+            let retired: Vec<i64> = sqlx::query_scalar(
+                "UPDATE ip_lists SET retired_ms = ?, retired_by = ? \
+                 WHERE source = ? AND id <> ? AND retired_ms IS NULL RETURNING id",
+            )
+            .bind(now_ms)
+            .bind(&list.actor)
+            .bind(&list.source)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            if !retired.is_empty() {
+                let ids: Vec<String> = retired.iter().map(i64::to_string).collect();
+                detail.push_str(&format!("; replaces list {}", ids.join(", ")));
+            }
+        }
+        insert_audit(
+            &mut tx,
+            &NewAuditEntry {
+                at_ms: now_ms,
+                actor: list.actor.clone(),
+                action: "intel.import_ips".into(),
+                target: format!("ip list {id}"),
+                detail,
+            },
+        )
+        .await?;
+        let stored = list_by_id(&mut tx, id).await?.expect("inserted above");
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Retires a list: its entries no longer match. Refused for an unknown or retired list.
+    pub async fn retire_ip_list(
+        &self,
+        id: i64,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<IpList, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let list = list_by_id(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Refused(format!("no ip list {id}")))?;
+        if let Some(at) = list.retired_ms {
+            return Err(StoreError::Refused(format!(
+                "ip list {id} ({}) was already retired on {} by {}",
+                list.label(),
+                crate::ctl::format_ms(at),
+                list.retired_by.as_deref().unwrap_or("?")
+            )));
+        }
+        sqlx::query("UPDATE ip_lists SET retired_ms = ?, retired_by = ? WHERE id = ?")
+            .bind(now_ms)
+            .bind(actor)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(
+            &mut tx,
+            &NewAuditEntry {
+                at_ms: now_ms,
+                actor: actor.to_owned(),
+                action: "intel.remove".into(),
+                target: format!("ip list {id}"),
+                detail: format!("{} ({} entries) retired", list.label(), list.entries),
+            },
+        )
+        .await?;
+        let retired = list_by_id(&mut tx, id).await?.expect("exists");
+        tx.commit().await?;
+        Ok(retired)
+    }
+
+    /// Every list, active and retired, oldest first.
+    pub async fn ip_lists(&self) -> Result<Vec<IpList>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {LIST_COLUMNS} FROM ip_lists ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(list_from_row).collect()
+    }
+
+    /// The entries of every active list.
+    pub async fn active_ip_entries(&self) -> Result<Vec<ActiveEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.list_id, l.source, l.version, e.network, e.note FROM ip_list_entries e \
+             JOIN ip_lists l ON l.id = e.list_id WHERE l.retired_ms IS NULL ORDER BY e.list_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let network: String = row.try_get("network")?;
+                let source: String = row.try_get("source")?;
+                let version: i64 = row.try_get("version")?;
+                Ok(ActiveEntry {
+                    list_id: row.try_get("list_id")?,
+                    list_label: format!("{source} v{version}"),
+                    network: network.parse().map_err(|_| {
+                        StoreError::Corrupt(format!("ip_list_entries.network {network:?}"))
+                    })?,
+                    note: row.try_get("note")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Each host's addresses, egress address and latest sockets (one host, or all), keeping
+    /// only the sockets whose remote address `keep` accepts: a fleet has hundreds of thousands
+    /// of sockets, and a row is decoded whole only when kept.
+    pub async fn host_net_facts(
+        &self,
+        host_id: Option<&str>,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<HostNetFacts>, StoreError> {
+        let hosts = match host_id {
+            Some(id) => {
+                sqlx::query(
+                    "SELECT host_id, ip_addresses, peer_address FROM hosts WHERE host_id = ?",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT host_id, ip_addresses, peer_address FROM hosts ORDER BY host_id",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        // Each host's distinct remote addresses as one string (SQLite concatenates far faster
+        // than rows cross into Rust), then only the sockets to kept addresses, whole.
+        let remotes_sql = match host_id {
+            Some(_) => {
+                "SELECT host_id, group_concat(DISTINCT remote_addr) AS remotes FROM connections \
+                 WHERE host_id = ? GROUP BY host_id"
+            }
+            None => {
+                "SELECT host_id, group_concat(DISTINCT remote_addr) AS remotes FROM connections \
+                 GROUP BY host_id"
+            }
+        };
+        let mut query = sqlx::query(remotes_sql);
+        if let Some(id) = host_id {
+            query = query.bind(id);
+        }
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for row in query.fetch_all(&self.pool).await? {
+            let host: String = row.try_get(0)?;
+            let remotes: Option<&str> = row.try_get(1)?;
+            for remote in remotes.unwrap_or_default().split(',') {
+                if !remote.is_empty() && keep(remote) {
+                    wanted.push((host.clone(), remote.to_owned()));
+                }
+            }
+        }
+        let mut by_host: HashMap<String, Vec<NetConnection>> = HashMap::new();
+        if !wanted.is_empty() {
+            let pairs = serde_json::to_string(&wanted).expect("strings serialize");
+            let rows = sqlx::query(
+                "SELECT c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, c.remote_port, \
+                     c.state, c.pid, c.process \
+                 FROM json_each(?) w JOIN connections c \
+                     ON c.host_id = json_extract(w.value, '$[0]') AND c.remote_addr = json_extract(w.value, '$[1]')",
+            )
+            .bind(pairs)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                by_host
+                    .entry(row.try_get(0)?)
+                    .or_default()
+                    .push(NetConnection {
+                        proto: row.try_get(1)?,
+                        local_addr: row.try_get(2)?,
+                        local_port: row.try_get(3)?,
+                        remote_addr: row.try_get(4)?,
+                        remote_port: row.try_get(5)?,
+                        state: row.try_get(6)?,
+                        pid: row.try_get(7)?,
+                        process: row.try_get(8)?,
+                    });
+            }
+        }
+        hosts
+            .iter()
+            .map(|row| {
+                let host_id: String = row.try_get("host_id")?;
+                let ips: String = row.try_get("ip_addresses")?;
+                Ok(HostNetFacts {
+                    addresses: serde_json::from_str(&ips)
+                        .map_err(|e| StoreError::Corrupt(format!("hosts.ip_addresses: {e}")))?,
+                    peer_address: row.try_get("peer_address")?,
+                    connections: by_host.remove(&host_id).unwrap_or_default(),
+                    host_id,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes each host's `botnet_ip` findings agree with its current matches, in one
+    /// transaction. A match is a finding, one per host, way and address: new ones open, a
+    /// resolved one that matches again reopens, a false positive stays one. A finding whose
+    /// match no longer holds is resolved when (1) its address is on no active list, (2) it was
+    /// the host's own or egress address and the host no longer has it, or (3) it was a
+    /// connection, none is seen now, and a complete sweep of the host started after the last
+    /// one was seen (the sweep followed the lead; its own findings say what it found).
+    pub async fn apply_botnet_matches(
+        &self,
+        results: &[(String, Vec<BotnetMatch>)],
+        listed: &(dyn Fn(IpAddr) -> bool + Sync),
+        now_ms: i64,
+    ) -> Result<BotnetChanges, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Every host's botnet findings in one query (a re-check of the whole fleet), or the
+        // one host's.
+        let rows = match results {
+            [(host_id, _)] => {
+                sqlx::query(&format!("{EXISTING_SELECT} AND host_id = ?"))
+                    .bind(host_id)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            _ => sqlx::query(EXISTING_SELECT).fetch_all(&mut *tx).await?,
+        };
+        let mut existing: HashMap<String, HashMap<(String, String), Existing>> = HashMap::new();
+        for row in &rows {
+            let state: String = row.try_get("state")?;
+            let found = Existing {
+                id: row.try_get("id")?,
+                state: parse_state(&state)?,
+                address: row.try_get("path")?,
+                via: row.try_get("namespace")?,
+                last_seen_ms: row.try_get("last_seen_ms")?,
+            };
+            existing
+                .entry(row.try_get("host_id")?)
+                .or_default()
+                .insert((found.via.clone(), found.address.clone()), found);
+        }
+        let mut changes = BotnetChanges::default();
+        for (host_id, matches) in results {
+            let known = existing.remove(host_id).unwrap_or_default();
+            // Most hosts of a fleet are on no list and never were: nothing to write.
+            if matches.is_empty() && known.is_empty() {
+                continue;
+            }
+            apply_host(
+                &mut tx,
+                host_id,
+                matches,
+                known,
+                listed,
+                now_ms,
+                &mut changes,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changes)
+    }
+}
+
+const EXISTING_SELECT: &str = "SELECT host_id, id, state, path, namespace, last_seen_ms FROM findings \
+     WHERE kind = 'botnet_ip'";
+
+struct Existing {
+    id: i64,
+    state: FindingState,
+    address: String,
+    via: String,
+    last_seen_ms: i64,
+}
+
+async fn apply_host(
+    tx: &mut Tx<'_>,
+    host_id: &str,
+    matches: &[BotnetMatch],
+    mut existing: HashMap<(String, String), Existing>,
+    listed: &(dyn Fn(IpAddr) -> bool + Sync),
+    now_ms: i64,
+    changes: &mut BotnetChanges,
+) -> Result<(), StoreError> {
+    for m in matches {
+        let key = (m.via.as_str().to_owned(), m.address.to_string());
+        match existing.remove(&key) {
+            Some(found) => {
+                let reopen = found.state == FindingState::Resolved;
+                sqlx::query(
+                    "UPDATE findings SET rule = ?, list_id = ?, evidence = ?, last_seen_ms = ?, \
+                         observed_at_ms = ?, state = CASE WHEN state = 'resolved' THEN 'reopened' ELSE state END, \
+                         state_changed_ms = CASE WHEN state = 'resolved' THEN ? ELSE state_changed_ms END \
+                     WHERE id = ?",
+                )
+                .bind(&m.network)
+                .bind(m.list_id)
+                .bind(&m.evidence)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(found.id)
+                .execute(&mut **tx)
+                .await?;
+                if reopen {
+                    changes.reopened += 1;
+                    insert_history(
+                        tx,
+                        found.id,
+                        now_ms,
+                        COLLECTOR,
+                        Some(FindingState::Resolved),
+                        FindingState::Reopened,
+                        &format!("matches again: {}", m.evidence),
+                    )
+                    .await?;
+                }
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO findings (host_id, kind, path, sha256, size, rule, namespace, ioc_comment, \
+                         state, first_seen_ms, last_seen_ms, observed_at_ms, sweep_id, state_changed_ms, \
+                         list_id, evidence) \
+                     VALUES (?, 'botnet_ip', ?, '', 0, ?, ?, '', 'open', ?, ?, ?, '', ?, ?, ?) RETURNING id",
+                )
+                .bind(host_id)
+                .bind(m.address.to_string())
+                .bind(&m.network)
+                .bind(m.via.as_str())
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(m.list_id)
+                .bind(&m.evidence)
+                .fetch_one(&mut **tx)
+                .await?;
+                changes.opened += 1;
+                insert_history(
+                    tx,
+                    id,
+                    now_ms,
+                    COLLECTOR,
+                    None,
+                    FindingState::Open,
+                    &m.evidence,
+                )
+                .await?;
+            }
+        }
+    }
+    // What no longer matches.
+    let mut last_sweep: Option<Option<(String, i64)>> = None;
+    for found in existing.into_values() {
+        if !found.state.is_open() {
+            continue;
+        }
+        let address: Option<IpAddr> = found.address.parse().ok();
+        let note = if !address.is_some_and(listed) {
+            Some(format!("{} is no longer on an active list", found.address))
+        } else {
+            match MatchVia::parse(&found.via) {
+                Some(MatchVia::HostAddress) => {
+                    Some(format!("the host no longer has address {}", found.address))
+                }
+                Some(MatchVia::EgressAddress) => Some(format!(
+                    "the agent no longer connects from {}",
+                    found.address
+                )),
+                _ => {
+                    if last_sweep.is_none() {
+                        last_sweep = Some(last_complete_sweep(tx, host_id).await?);
+                    }
+                    match last_sweep.as_ref().and_then(Option::as_ref) {
+                        Some((sweep_id, started)) if *started > found.last_seen_ms => {
+                            Some(format!(
+                                "no connection to {} since {}; sweep {sweep_id} of the host started after it",
+                                found.address,
+                                crate::ctl::format_ms(found.last_seen_ms)
+                            ))
+                        }
+                        _ => None,
+                    }
+                }
+            }
+        };
+        let Some(note) = note else { continue };
+        sqlx::query("UPDATE findings SET state = 'resolved', state_changed_ms = ? WHERE id = ?")
+            .bind(now_ms)
+            .bind(found.id)
+            .execute(&mut **tx)
+            .await?;
+        insert_history(
+            tx,
+            found.id,
+            now_ms,
+            COLLECTOR,
+            Some(found.state),
+            FindingState::Resolved,
+            &note,
+        )
+        .await?;
+        changes.resolved += 1;
+    }
+    Ok(())
+}
+
+/// The host's latest sweep carried out whole, and when it started on the collector's clock
+/// (its first progress report; the agent's clock where none arrived).
+async fn last_complete_sweep(
+    tx: &mut Tx<'_>,
+    host_id: &str,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT r.sweep_id, COALESCE(NULLIF(p.first_received_ms, 0), r.started_at_ms) AS started \
+         FROM sweep_reports r LEFT JOIN sweep_progress p ON p.host_id = r.host_id AND p.sweep_id = r.sweep_id \
+         WHERE r.host_id = ? AND r.failure = '' AND r.failures_truncated = 0 \
+         ORDER BY started DESC LIMIT 1",
+    )
+    .bind(host_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| Ok((row.try_get("sweep_id")?, row.try_get("started")?)))
+        .transpose()
+}
+
+async fn list_by_id(tx: &mut Tx<'_>, id: i64) -> Result<Option<IpList>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {LIST_COLUMNS} FROM ip_lists WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(list_from_row).transpose()
+}
+
+fn list_from_row(row: &SqliteRow) -> Result<IpList, StoreError> {
+    Ok(IpList {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        version: row.try_get("version")?,
+        file_name: row.try_get("file_name")?,
+        format: row.try_get("format")?,
+        sha256: row.try_get("sha256")?,
+        imported_ms: row.try_get("imported_ms")?,
+        imported_by: row.try_get("imported_by")?,
+        entries: row.try_get::<i64, _>("entries")? as u64,
+        bad_lines: row.try_get::<i64, _>("bad_lines")? as u64,
+        domains: row.try_get::<i64, _>("domains")? as u64,
+        retired_ms: row.try_get("retired_ms")?,
+        retired_by: row.try_get("retired_by")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intel::iplist::{ListFormat, parse};
+    use crate::intel::{IpMatcher, match_host};
+    use crate::model::{ConnectionReport, FindingFilter, FindingKind, HostHello, SweepReport};
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        (dir, store)
+    }
+
+    async fn host(store: &SqliteStore, id: &str, peer: &str, remote: &str) {
+        store
+            .record_hello(
+                &HostHello {
+                    host_id: id.into(),
+                    hostname: id.into(),
+                    os_name: String::new(),
+                    os_version: String::new(),
+                    kernel_version: String::new(),
+                    arch: String::new(),
+                    ip_addresses: vec!["10.0.0.5".into()],
+                    agent_version: String::new(),
+                    boot_time: 0,
+                    peer_address: Some(format!("{peer}:40000")),
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        let report = ConnectionReport {
+            collected_ms: 1,
+            connections: vec![NetConnection {
+                proto: "tcp".into(),
+                local_addr: "10.0.0.5".into(),
+                local_port: 50000,
+                remote_addr: remote.into(),
+                remote_port: 443,
+                state: "ESTABLISHED".into(),
+                pid: Some(7),
+                process: Some("beacon".into()),
+            }],
+            partial_reason: None,
+        };
+        store.record_connections(id, &report, 1).await.unwrap();
+    }
+
+    async fn import(store: &SqliteStore, text: &str) -> IpList {
+        let (parsed, _) = parse("l.txt", text.as_bytes(), ListFormat::Plain).unwrap();
+        let list = NewIpList {
+            source: "cert".into(),
+            file_name: "l.txt".into(),
+            format: "plain".into(),
+            sha256: String::new(),
+            bad_lines: 0,
+            domains: 0,
+            replace: false,
+            actor: "admin".into(),
+        };
+        store
+            .import_ip_list(&list, &parsed.entries, 2)
+            .await
+            .unwrap()
+    }
+
+    /// The matcher from the store's active lists, applied to every host.
+    async fn recheck(store: &SqliteStore, now: i64) -> BotnetChanges {
+        let matcher = IpMatcher::new(store.active_ip_entries().await.unwrap());
+        let results: Vec<_> = store
+            .host_net_facts(None, &|_| true)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| (h.host_id.clone(), match_host(&matcher, h)))
+            .collect();
+        let listed = |ip| matcher.contains(ip);
+        store
+            .apply_botnet_matches(&results, &listed, now)
+            .await
+            .unwrap()
+    }
+
+    async fn states(store: &SqliteStore, host: &str) -> Vec<(String, String, String)> {
+        store
+            .list_findings(&FindingFilter {
+                host_id: Some(host.into()),
+                kind: Some(FindingKind::BotnetIp),
+                ..FindingFilter::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.namespace, f.path, f.state.as_str().to_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn matches_open_stay_reopen_and_resolve_by_their_evidence() {
+        let (_dir, store) = store().await;
+        host(&store, "h1", "192.0.2.44", "198.51.100.9").await;
+        host(&store, "h2", "192.0.2.45", "203.0.113.1").await;
+
+        let first = import(&store, "192.0.2.44\n198.51.100.0/24\n").await;
+        assert_eq!((first.version, first.entries), (1, 2));
+        let changes = recheck(&store, 10).await;
+        assert_eq!((changes.opened, changes.resolved), (2, 0));
+        assert_eq!(
+            states(&store, "h1").await,
+            [
+                ("egress_address".into(), "192.0.2.44".into(), "open".into()),
+                ("connection".into(), "198.51.100.9".into(), "open".into()),
+            ]
+        );
+        assert!(states(&store, "h2").await.is_empty());
+        // Nothing changed: nothing new, nothing resolved.
+        assert_eq!(recheck(&store, 11).await, BotnetChanges::default());
+
+        // The host moved behind another egress address and its beacon stopped: the egress
+        // match resolves at once; the connection match waits for a sweep that followed it.
+        host(&store, "h1", "192.0.2.99", "203.0.113.1").await;
+        let changes = recheck(&store, 12).await;
+        assert_eq!((changes.opened, changes.resolved), (0, 1));
+        let sweep = SweepReport {
+            sweep_id: "s1".into(),
+            started_at_ms: 13,
+            finished_at_ms: 14,
+            files: 1,
+            bytes: 1,
+            findings: 0,
+            errors: Default::default(),
+            roots: vec!["/".into()],
+            failures: Vec::new(),
+            failures_truncated: false,
+            failure: String::new(),
+        };
+        store.record_sweep_report("h1", &sweep, 14).await.unwrap();
+        let changes = recheck(&store, 15).await;
+        assert_eq!(changes.resolved, 1);
+        assert_eq!(
+            states(&store, "h1").await,
+            [
+                (
+                    "egress_address".into(),
+                    "192.0.2.44".into(),
+                    "resolved".into()
+                ),
+                (
+                    "connection".into(),
+                    "198.51.100.9".into(),
+                    "resolved".into()
+                ),
+            ]
+        );
+
+        // Back on the listed address: reopened, with the history saying so.
+        host(&store, "h1", "192.0.2.44", "203.0.113.1").await;
+        let changes = recheck(&store, 16).await;
+        assert_eq!(changes.reopened, 1);
+        let egress = store
+            .list_findings(&FindingFilter {
+                host_id: Some("h1".into()),
+                kind: Some(FindingKind::BotnetIp),
+                ..FindingFilter::default()
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(egress.state, FindingState::Reopened);
+        let history = store.finding_history(egress.id).await.unwrap().unwrap().1;
+        let notes: Vec<&str> = history.iter().map(|c| c.note.as_str()).collect();
+        assert!(
+            notes[1].contains("no longer connects from 192.0.2.44"),
+            "{notes:?}"
+        );
+        assert!(notes[2].starts_with("matches again"), "{notes:?}");
+
+        // Retired: the address is on no active list any more.
+        store.retire_ip_list(first.id, "admin", 17).await.unwrap();
+        assert!(store.retire_ip_list(first.id, "admin", 18).await.is_err());
+        let changes = recheck(&store, 18).await;
+        assert_eq!(changes.resolved, 1);
+        // A second list of the same source is its version 2.
+        assert_eq!(import(&store, "10.9.9.9\n").await.version, 2);
+        let lists = store.ip_lists().await.unwrap();
+        assert_eq!(lists.len(), 2);
+        assert!(lists[0].retired_ms.is_some() && lists[1].retired_ms.is_none());
+    }
+}
