@@ -50,6 +50,19 @@ impl Setup {
         output
     }
 
+    /// An import that must fail (exit 2); its stderr.
+    fn import_refused(&self, file: &Path) -> String {
+        let output = self.ctl(&[
+            "intel",
+            "import-ips",
+            file.to_str().unwrap(),
+            "--source",
+            "x",
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
     /// host id -> (rank, botnet_matches, open_findings, reason)
     fn priority(&self) -> Vec<(String, u64, u64, String)> {
         let rows = self.json(&["hosts", "list", "--priority"]);
@@ -335,35 +348,19 @@ fn each_simulated_host_is_judged_by_its_own_sockets() {
 
     // Garbage is refused whole, with the reason, and imports nothing.
     let empty = setup.write("empty.txt", "# nothing\nnot an address\n");
-    let output = setup.ctl(&[
-        "intel",
-        "import-ips",
-        empty.to_str().unwrap(),
-        "--source",
-        "x",
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing imported"));
+    assert!(setup.import_refused(&empty).contains("nothing imported"));
     let no_ip = setup.write("no-ip.csv", "address,family\n203.0.113.66,x\n");
-    let output = setup.ctl(&[
-        "intel",
-        "import-ips",
-        no_ip.to_str().unwrap(),
-        "--source",
-        "x",
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no column named \"ip\""));
+    assert!(
+        setup
+            .import_refused(&no_ip)
+            .contains("no column named \"ip\"")
+    );
     let missing = setup.dir.path().join("missing.txt");
-    let output = setup.ctl(&[
-        "intel",
-        "import-ips",
-        missing.to_str().unwrap(),
-        "--source",
-        "x",
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.txt"));
+    assert!(
+        setup
+            .import_refused(&missing)
+            .contains("missing.txt: cannot read the list")
+    );
     assert_eq!(setup.json(&["intel", "lists"]).as_array().unwrap().len(), 0);
 
     // Loki's C2 list, with a range holding the beacon's address added.
