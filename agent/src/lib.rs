@@ -12,6 +12,7 @@
 //! - [`session`]: the stream to the collector: hello, heartbeats, outbox, acks, reconnects,
 //!   commands, and the sweeper that feeds it.
 
+pub mod bundles;
 pub mod cache;
 pub mod config;
 pub mod externals;
@@ -89,12 +90,15 @@ pub async fn run_agent(
             source,
         })
     };
-    let engine = Arc::new(load_engine(&config.rules, &config.iocs)?);
+    // Bundles from the collector, once the agent has any, take the configured files' place.
+    let bundles = Arc::new(bundles::Bundles::open(&config.state_dir, &config.cert_dir));
+    let engine = bundles.load_into(load_engine(&config.rules, &config.iocs)?);
     tracing::info!(
         rules = engine.rule_count(),
         sha256_iocs = engine.ioc_count(),
         "scan engine ready"
     );
+    let engine = Arc::new(bundles::EngineSlot::new(engine));
     let connector = Connector::new(&config.collector, &config.cert_dir, config.source_address)?;
     let state = state::AgentState::open(&config.state_dir)?;
 
@@ -142,6 +146,7 @@ pub async fn run_agent(
             None
         }
     };
+    let engine_slot = engine.clone();
     let sweeper = session::Sweeper {
         engine,
         roots,
@@ -180,6 +185,11 @@ pub async fn run_agent(
         inventory: inventory_tx,
         remediation: session::Remediation {
             quarantine,
+            bodies: body_tx.clone(),
+        },
+        bundles: session::BundleApplier {
+            bundles,
+            engine: engine_slot,
             bodies: body_tx.clone(),
         },
     };

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -249,17 +250,36 @@ impl Default for SweepOptions {
 /// Compiled rules plus IOCs: everything needed to judge a file.
 #[derive(Debug)]
 pub struct Engine {
-    rules: Option<RuleSet>,
-    iocs: HashIocs,
+    rules: Option<Arc<RuleSet>>,
+    iocs: Arc<HashIocs>,
 }
 
 impl Engine {
     pub fn new(rules: Option<RuleSet>, iocs: HashIocs) -> Self {
-        Engine { rules, iocs }
+        Engine {
+            rules: rules.map(Arc::new),
+            iocs: Arc::new(iocs),
+        }
+    }
+
+    /// This engine's IOCs with other rules (a rule bundle from the collector).
+    pub fn with_rules(&self, rules: RuleSet) -> Engine {
+        Engine {
+            rules: Some(Arc::new(rules)),
+            iocs: self.iocs.clone(),
+        }
+    }
+
+    /// This engine's rules with other IOCs (an IOC bundle from the collector).
+    pub fn with_iocs(&self, iocs: HashIocs) -> Engine {
+        Engine {
+            rules: self.rules.clone(),
+            iocs: Arc::new(iocs),
+        }
     }
 
     pub fn rule_count(&self) -> usize {
-        self.rules.as_ref().map_or(0, RuleSet::len)
+        self.rules.as_deref().map_or(0, RuleSet::len)
     }
 
     pub fn ioc_count(&self) -> usize {
@@ -385,7 +405,7 @@ impl Engine {
     ) {
         let mut worker = Worker {
             engine: self,
-            scanner: self.rules.as_ref().map(Scanners::new),
+            scanner: self.rules.as_deref().map(Scanners::new),
             buffer: vec![0u8; READ_CHUNK],
             data: Vec::new(),
             large_buffers: &shared.large_buffers,
@@ -1739,7 +1759,7 @@ mod tests {
         // One worker, the budget taken: the file is put off, then judged once there is room.
         let budget = LargeBuffers::new(big.len() as u64);
         let mut worker = bare_worker(&engine);
-        worker.scanner = engine.rules.as_ref().map(Scanners::new);
+        worker.scanner = engine.rules.as_deref().map(Scanners::new);
         worker.large_buffers = &budget;
         let path = root.path().join("big0");
         let held = budget.acquire(1);
@@ -1934,7 +1954,7 @@ rule by_extension { condition: big and extension == ".bin" }
         std::fs::copy(&a, &c).unwrap();
         let engine = engine(rules_dir.path(), CONTENT_AND_PER_FILE_RULES, "");
         let mut worker = bare_worker(&engine);
-        worker.scanner = engine.rules.as_ref().map(Scanners::new);
+        worker.scanner = engine.rules.as_deref().map(Scanners::new);
         let stamp_of =
             |path: &Path| FileStamp::of_open(&std::fs::File::open(path).unwrap()).unwrap();
         // A verdict planted for a's inode, with digests no file has: b, a name of that inode,

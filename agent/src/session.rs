@@ -19,9 +19,12 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use crate::cache::Cache;
 use crate::facts::HostFacts;
 use crate::quarantine::Quarantine;
-use crate::scan::{Engine, Finding, FindingKind, SweepEvent, SweepOptions, SweepStats};
+use crate::scan::{Finding, FindingKind, SweepEvent, SweepOptions, SweepStats};
 use crate::state::{AgentState, StateError};
 use crate::sweeps::{LedgerState, Origin, SweepControl, SweepRequest};
+
+/// The largest command the agent takes (a rule bundle).
+const MAX_COMMAND_SIZE: usize = 64 * 1024 * 1024;
 
 /// First reconnect delay; doubled after each failed attempt up to the configured maximum.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
@@ -99,7 +102,9 @@ impl Connector {
         &self,
     ) -> Result<v1::agent_service_client::AgentServiceClient<Channel>, LinkError> {
         let channel = self.endpoint.connect().await?;
-        Ok(v1::agent_service_client::AgentServiceClient::new(channel))
+        // Rule bundles (signature-base is 7 MB) exceed the default 4 MiB limit.
+        Ok(v1::agent_service_client::AgentServiceClient::new(channel)
+            .max_decoding_message_size(MAX_COMMAND_SIZE))
     }
 }
 
@@ -370,6 +375,14 @@ async fn serve_connection(
         body: Some(Body::Hello(hello(params))),
     };
     let _ = out_tx.send(hello);
+    // What the agent runs with, so that the collector sends newer bundles. Not kept for
+    // resending: the next connection says it again.
+    for status in commands.bundles.bundles.statuses() {
+        let _ = out_tx.send(v1::AgentMessage {
+            seq: state.next_seq()?,
+            body: Some(Body::BundleStatus(status)),
+        });
+    }
     for message in outbox.messages.values() {
         let _ = out_tx.send(message.clone());
     }
@@ -428,6 +441,43 @@ pub struct CommandTargets {
     /// Quarantine and restore; `None` when the quarantine directory could not be set up
     /// (every such order is then answered with that reason).
     pub remediation: Remediation,
+    /// Rule and IOC bundles.
+    pub bundles: BundleApplier,
+}
+
+/// Applies the collector's rule and IOC bundles and reports the outcome on the stream.
+#[derive(Clone)]
+pub struct BundleApplier {
+    pub bundles: Arc<crate::bundles::Bundles>,
+    pub engine: Arc<crate::bundles::EngineSlot>,
+    pub bodies: mpsc::Sender<Body>,
+}
+
+impl BundleApplier {
+    /// Checks and loads the bundle on a blocking thread (rules compile for seconds) and queues
+    /// the answer for the collector. Bundles apply one at a time, in the order they came.
+    fn apply(&self, order: v1::ApplyBundle) {
+        let Some(signed) = order.bundle else {
+            tracing::warn!("bundle order without a bundle ignored");
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+            let _one = ONE_AT_A_TIME.lock().await;
+            let (bundles, engine) = (this.bundles.clone(), this.engine.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                bundles.apply(&signed, &engine, unix_ms(SystemTime::now()))
+            })
+            .await;
+            match result {
+                Ok(status) => {
+                    let _ = this.bodies.send(Body::BundleStatus(status)).await;
+                }
+                Err(err) => tracing::error!("applying a bundle crashed: {err}"),
+            }
+        });
+    }
 }
 
 /// Carries out quarantine and restore orders and reports the outcome on the stream.
@@ -563,6 +613,10 @@ fn handle_command(command: v1::Command, targets: &CommandTargets) {
                 .remediation
                 .carry_out(RemediationOrder::Quarantine(order));
         }
+        Some(command::Action::ApplyBundle(order)) => {
+            tracing::info!(command = %command.id, "bundle received");
+            targets.bundles.apply(order);
+        }
         Some(command::Action::RestoreFile(order)) => {
             tracing::info!(command = %command.id, finding = order.finding_id, quarantine = %order.quarantine_id, "restore ordered");
             targets
@@ -594,7 +648,8 @@ fn hello(params: &SessionParams) -> v1::Hello {
 
 /// Everything a sweep needs besides its request.
 pub struct Sweeper {
-    pub engine: Arc<Engine>,
+    /// Each sweep takes the engine in the slot when it starts and keeps it to its end.
+    pub engine: Arc<crate::bundles::EngineSlot>,
     pub roots: Vec<PathBuf>,
     pub options: SweepOptions,
     pub cache: Option<Arc<Cache>>,
@@ -702,6 +757,8 @@ impl Sweeper {
         halt: &AtomicBool,
     ) -> SweepStats {
         let started = SystemTime::now();
+        // A bundle applied from now on is for the next sweep; this one keeps its rules.
+        let engine = self.engine.current();
         let options = SweepOptions {
             full: request.full,
             ..self.options.clone()
@@ -746,7 +803,7 @@ impl Sweeper {
                     }
                 });
             }
-            let stats = self.engine.sweep_with_progress(
+            let stats = engine.sweep_with_progress(
             &self.roots,
             &options,
             self.cache.as_deref(),
@@ -883,6 +940,7 @@ pub fn unix_ms(time: SystemTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::Engine;
 
     fn test_control() -> Arc<SweepControl> {
         Arc::new(SweepControl::new(None, mpsc::channel(1).0))
@@ -928,6 +986,17 @@ mod tests {
             inventory,
             remediation: Remediation {
                 quarantine: Err("no quarantine in this test".into()),
+                bodies: mpsc::channel(1).0,
+            },
+            bundles: BundleApplier {
+                bundles: Arc::new(crate::bundles::Bundles::open(
+                    Path::new("/nonexistent/state"),
+                    Path::new("/nonexistent/certs"),
+                )),
+                engine: Arc::new(crate::bundles::EngineSlot::new(Engine::new(
+                    None,
+                    crate::iocs::HashIocs::default(),
+                ))),
                 bodies: mpsc::channel(1).0,
             },
         };
@@ -1008,7 +1077,10 @@ mod tests {
         std::fs::write(rules_dir.path().join("r.yar"), "rule r { condition: true }").unwrap();
         let rules = crate::rules::load(&[rules_dir.path().join("r.yar")]).unwrap();
         let sweeper = Sweeper {
-            engine: Arc::new(Engine::new(Some(rules), crate::iocs::HashIocs::default())),
+            engine: Arc::new(crate::bundles::EngineSlot::new(Engine::new(
+                Some(rules),
+                crate::iocs::HashIocs::default(),
+            ))),
             roots: vec![root.path().to_path_buf()],
             options: SweepOptions {
                 max_yara_size: 1,
@@ -1047,7 +1119,7 @@ mod tests {
         std::fs::write(root.path().join("y"), "fine").unwrap();
         let state = tempfile::tempdir().unwrap();
         let sweeper = Sweeper {
-            engine: Arc::new(engine),
+            engine: Arc::new(crate::bundles::EngineSlot::new(engine)),
             roots: vec![root.path().to_path_buf()],
             options: SweepOptions::default(),
             cache: None,

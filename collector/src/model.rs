@@ -465,3 +465,49 @@ pub struct BotnetChanges {
     pub reopened: u64,
     pub resolved: u64,
 }
+
+/// A rule or IOC bundle as signed and stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleRecord {
+    /// 0 before it is stored.
+    pub id: i64,
+    /// `rules` or `iocs`.
+    pub kind: String,
+    pub name: String,
+    pub version: String,
+    pub created_ms: i64,
+    pub created_by: String,
+    pub files: u64,
+    pub items: u64,
+    pub bytes: u64,
+    /// The encoded payload and its signature, as agents get them.
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// What an agent said of a bundle kind: what it runs, and whether it took the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleReport {
+    /// `rules`, `iocs`, or empty when the agent could not even read the kind (bad signature).
+    pub kind: String,
+    /// The bundle offered (when refused).
+    pub version: String,
+    pub ok: bool,
+    pub reason: String,
+    pub active_version: String,
+    pub active_since_ms: i64,
+}
+
+/// One host's bundles, as the collector last heard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostBundleState {
+    pub host_id: String,
+    pub online: bool,
+    /// (version, since) per kind; version empty: the agent's own files.
+    pub rules: Option<(String, i64)>,
+    pub iocs: Option<(String, i64)>,
+    /// The versions this host refused, per kind, and the last refusal's reason.
+    pub refused_rules: String,
+    pub refused_iocs: String,
+    pub error: String,
+}

@@ -42,6 +42,11 @@ pub enum PkiError {
     InvalidHostId(String),
     #[error("at least one --server-name is needed")]
     NoServerName,
+    #[error("{path}: {source}")]
+    SigningKey {
+        path: PathBuf,
+        source: hygiene_proto::bundle::BundleError,
+    },
 }
 
 /// Checks that a host id is safe to use as a certificate name, a file name and a database key.
@@ -69,6 +74,40 @@ impl PkiFiles {
     pub const SERVER_KEY: &'static str = "server.key";
     pub const ADMIN_CERT: &'static str = "admin.pem";
     pub const ADMIN_KEY: &'static str = "admin.key";
+    /// The Ed25519 key rule and IOC bundles are signed with (PKCS#8 as hex), and its public
+    /// key (hex), which `issue-agent` puts beside every agent certificate.
+    pub const RULES_SIGNING_KEY: &'static str = "rules-signing.key";
+    pub const RULES_SIGNING_PUB: &'static str = "rules-signing.pub";
+}
+
+/// The rule-signing key of `dir` (PKCS#8), created with its public key if the directory has
+/// none yet (directories made before bundles existed get one on first use).
+pub fn rules_signing_key(dir: &Path) -> Result<Vec<u8>, PkiError> {
+    let key_path = dir.join(PkiFiles::RULES_SIGNING_KEY);
+    let bad = |source| PkiError::SigningKey {
+        path: key_path.clone(),
+        source,
+    };
+    if key_path.exists() {
+        let text = read(&key_path)?;
+        let bytes = hygiene_proto::bundle::decode_hex(text.trim()).ok_or_else(|| {
+            bad(hygiene_proto::bundle::BundleError::Key(
+                "not hex-encoded PKCS#8".into(),
+            ))
+        })?;
+        hygiene_proto::bundle::public_key(&bytes).map_err(bad)?;
+        return Ok(bytes);
+    }
+    let (pkcs8, public) = hygiene_proto::bundle::generate_key().map_err(bad)?;
+    write_private(
+        &key_path,
+        &format!("{}\n", hygiene_proto::bundle::hex(&pkcs8)),
+    )?;
+    write_public(
+        &dir.join(PkiFiles::RULES_SIGNING_PUB),
+        &hygiene_proto::bundle::encode_public_key(&public),
+    )?;
+    Ok(pkcs8)
 }
 
 /// Creates the CA, the server certificate for `server_names` (DNS names or IP addresses) and the
@@ -110,6 +149,7 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<(), PkiError> {
     write_private(&dir.join(PkiFiles::SERVER_KEY), &server_key.serialize_pem())?;
     write_public(&dir.join(PkiFiles::ADMIN_CERT), &admin_cert)?;
     write_private(&dir.join(PkiFiles::ADMIN_KEY), &admin_key)?;
+    rules_signing_key(dir)?;
     Ok(())
 }
 
@@ -140,8 +180,9 @@ impl AgentIssuer {
     }
 }
 
-/// Issues an agent certificate for `host_id` into `out` (`ca.pem`, `agent.pem`, `agent.key`).
-/// Refuses to overwrite an existing `agent.key` unless `force`.
+/// Issues an agent certificate for `host_id` into `out` (`ca.pem`, `agent.pem`, `agent.key`,
+/// and `rules-signing.pub`, the key the agent checks bundles with). Refuses to overwrite an
+/// existing `agent.key` unless `force`.
 pub fn issue_agent(dir: &Path, host_id: &str, out: &Path, force: bool) -> Result<(), PkiError> {
     validate_host_id(host_id)?;
     let issuer = AgentIssuer::load(dir)?;
@@ -154,6 +195,16 @@ pub fn issue_agent(dir: &Path, host_id: &str, out: &Path, force: bool) -> Result
     write_public(&out.join("ca.pem"), issuer.ca_pem())?;
     write_public(&out.join("agent.pem"), &cert)?;
     write_private(&key_path, &key)?;
+    let public = hygiene_proto::bundle::public_key(&rules_signing_key(dir)?).map_err(|source| {
+        PkiError::SigningKey {
+            path: dir.join(PkiFiles::RULES_SIGNING_KEY),
+            source,
+        }
+    })?;
+    write_public(
+        &out.join(PkiFiles::RULES_SIGNING_PUB),
+        &hygiene_proto::bundle::encode_public_key(&public),
+    )?;
     Ok(())
 }
 
@@ -316,13 +367,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), &["localhost".into()]).unwrap();
         issue_agent(dir.path(), "h1", &dir.path().join("h1"), false).unwrap();
-        for key in ["ca.key", "server.key", "admin.key", "h1/agent.key"] {
+        for key in [
+            "ca.key",
+            "server.key",
+            "admin.key",
+            "rules-signing.key",
+            "h1/agent.key",
+        ] {
             let mode = std::fs::metadata(dir.path().join(key))
                 .unwrap()
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
+        // The agent gets the public half of the rule-signing key, and it is that key's.
+        let public = std::fs::read_to_string(dir.path().join("h1/rules-signing.pub")).unwrap();
+        let key = rules_signing_key(dir.path()).unwrap();
+        assert_eq!(
+            hygiene_proto::bundle::decode_public_key(&public).unwrap(),
+            hygiene_proto::bundle::public_key(&key).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_pki_directory_without_a_signing_key_gets_one_and_a_bad_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), &["localhost".into()]).unwrap();
+        std::fs::remove_file(dir.path().join(PkiFiles::RULES_SIGNING_KEY)).unwrap();
+        let made = rules_signing_key(dir.path()).unwrap();
+        assert_eq!(rules_signing_key(dir.path()).unwrap(), made);
+        std::fs::write(dir.path().join(PkiFiles::RULES_SIGNING_KEY), "zz\n").unwrap();
+        let err = rules_signing_key(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("rules-signing.key"), "{err}");
     }
 
     #[test]

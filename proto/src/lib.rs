@@ -9,6 +9,8 @@
 //! These types stop at the edge: the collector's store and the CLI's output work on their own
 //! domain types and convert at the service boundary.
 
+pub mod bundle;
+
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("hygiene.v1");

@@ -491,6 +491,24 @@ impl SimAgent {
                     let _ = out.send(Body::Inventory(inventory));
                 }
             }
+            Some(command::Action::ApplyBundle(order)) => {
+                // Taken as it comes (a simulated host checks no signature).
+                let payload = order
+                    .bundle
+                    .and_then(|b| {
+                        <v1::BundlePayload as prost::Message>::decode(b.payload.as_slice()).ok()
+                    })
+                    .unwrap_or_default();
+                let _ = out.send(Body::BundleStatus(v1::BundleStatus {
+                    kind: payload.kind,
+                    version: payload.version.clone(),
+                    name: payload.name,
+                    ok: true,
+                    reason: String::new(),
+                    active_version: payload.version,
+                    active_since_ms: now_ms(),
+                }));
+            }
             Some(command::Action::CancelSweep(_)) | None => {}
         }
     }

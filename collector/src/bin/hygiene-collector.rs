@@ -146,6 +146,15 @@ fn serve(
         options.stale_after = std::time::Duration::from_secs(hours.saturating_mul(3600));
     }
     let tls = hygiene_collector::tls_from_pki(&pki_dir)?;
+    // Bundles are signed with the PKI directory's key (made here for directories older than
+    // bundles); without one, publishing is refused and everything else works.
+    options.rules_signing_key = match pki::rules_signing_key(&pki_dir) {
+        Ok(key) => Some(key),
+        Err(err) => {
+            tracing::warn!("{err}; rules and IOCs cannot be published");
+            None
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let store = Store::open(&db).await?;

@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hygiene_collector::config::{self, CtlConfig};
 use hygiene_collector::ctl::intel::{
-    IP_LIST_TABLE_COLUMNS, IpListRow, PRIORITY_TABLE_COLUMNS, PriorityRow, describe_recheck,
+    BundleRow, IP_LIST_TABLE_COLUMNS, IpListRow, PRIORITY_TABLE_COLUMNS, PriorityRow,
+    RULES_STATUS_TABLE_COLUMNS, RulesStatusRow, describe_recheck, rule_sources,
 };
 use hygiene_collector::ctl::output::{Format, render, render_record};
 use hygiene_collector::ctl::sweep::{
@@ -68,9 +69,12 @@ enum Command {
     /// Every admin action: who (the admin certificate), when, what.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Threat intelligence: the CERT's botnet IP lists.
+    /// Threat intelligence: the CERT's botnet IP lists, hash IOCs for every agent.
     #[command(subcommand)]
     Intel(IntelCommand),
+    /// YARA rules for every agent: publish, and check which hosts run them.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// The cleanup's progress: hosts per status, the share verified clean, day by day.
     Progress {
         /// First day of the timeline (YYYY-MM-DD) [default: 30 days ago].
@@ -155,6 +159,40 @@ enum IntelCommand {
     },
     /// Retire a list: its entries stop matching, and hosts are re-checked.
     Remove { id: i64 },
+    /// Hash IOCs for every agent (Loki `HASH;COMMENT`, one hash per line, CSV with a hash
+    /// column, or STIX 2.1 bundles of file-hash indicators): read as agents read them, signed,
+    /// sent to every connected agent and fetched by the others; they replace the agents' own
+    /// lists.
+    ImportHashes {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The bundle's name [default: the first file's name].
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Compile YARA rule files (or the .yar/.yara files under directories) as agents will,
+    /// sign them, and send them to every connected agent (the others fetch them when they
+    /// connect); they replace the agents' own rules. A file that does not compile refuses the
+    /// publish, unless --skip-broken.
+    Publish {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        name: String,
+        /// Leave files that do not compile out (listed on stderr).
+        #[arg(long)]
+        skip_broken: bool,
+    },
+    /// Per host: the rule and IOC bundles it runs, since when, and whether they are the
+    /// current ones. Exit code 1 while some host does not run them.
+    Status {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -317,6 +355,20 @@ enum FindingsCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+/// Reports a published bundle: what was left out on stderr, the bundle on stdout.
+fn published(response: v1::PublishResponse, stdout: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    for skipped in &response.skipped {
+        eprintln!("left out: {skipped}");
+    }
+    let row = BundleRow::from(response.bundle.unwrap_or_default());
+    eprintln!(
+        "{} bundle {} ({}): {} files, {} items; sent to {} connected agents, the others get it when they connect",
+        row.kind, row.version, row.name, row.files, row.items, response.sent_to
+    );
+    render_record(&row, Format::Table, stdout).context("cannot write to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -716,6 +768,77 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("{}", describe_recheck(recheck));
                 }
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Rules(RulesCommand::Publish {
+                paths,
+                name,
+                skip_broken,
+            }) => {
+                let files = rule_sources(&paths).context("cannot read the rules")?;
+                eprintln!("compiling {} rule files on the collector...", files.len());
+                let response = client
+                    .publish_rules(v1::PublishRulesRequest {
+                        name,
+                        files,
+                        skip_broken,
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                published(response, &mut stdout)
+            }
+            Command::Intel(IntelCommand::ImportHashes { files, name }) => {
+                let mut sources = Vec::new();
+                for path in &files {
+                    let content = std::fs::read(path)
+                        .with_context(|| format!("{}: cannot read the list", path.display()))?;
+                    sources.push(v1::SourceFile {
+                        path: path.display().to_string(),
+                        content,
+                    });
+                }
+                let name = name.unwrap_or_else(|| {
+                    files[0]
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                });
+                let response = client
+                    .import_hashes(v1::ImportHashesRequest {
+                        name,
+                        files: sources,
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                published(response, &mut stdout)
+            }
+            Command::Rules(RulesCommand::Status { format }) => {
+                let response = client
+                    .rules_status(v1::RulesStatusRequest {})
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                for bundle in [&response.rules, &response.iocs].into_iter().flatten() {
+                    eprintln!(
+                        "current {}: {} {} ({} items, published {} by {})",
+                        bundle.kind,
+                        bundle.name,
+                        bundle.version,
+                        bundle.items,
+                        ctl::format_ms(bundle.created_ms),
+                        bundle.created_by
+                    );
+                }
+                let rows: Vec<RulesStatusRow> = response
+                    .hosts
+                    .into_iter()
+                    .map(RulesStatusRow::from)
+                    .collect();
+                render(&rows, format, RULES_STATUS_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(exit_for(
+                    rows.iter().any(|h| !h.rules_current || !h.iocs_current),
+                ))
             }
             Command::Packages(PackagesCommand::List { host, format }) => {
                 let response = client

@@ -113,3 +113,124 @@ pub fn describe_recheck(r: &v1::RecheckSummary) -> String {
         r.hosts, r.elapsed_ms, r.matched_hosts, r.opened, r.reopened, r.resolved
     )
 }
+
+/// A published bundle.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BundleRow {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub version: String,
+    pub created: String,
+    pub created_by: String,
+    pub files: u64,
+    /// Rules compiled, or hashes listed.
+    pub items: u64,
+    pub bytes: u64,
+}
+
+impl From<v1::Bundle> for BundleRow {
+    fn from(b: v1::Bundle) -> Self {
+        BundleRow {
+            id: b.id,
+            kind: b.kind,
+            name: b.name,
+            version: b.version,
+            created: format_ms(b.created_ms),
+            created_by: b.created_by,
+            files: b.files,
+            items: b.items,
+            bytes: b.bytes,
+        }
+    }
+}
+
+/// One host's rules and IOCs (`rules status`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RulesStatusRow {
+    pub host_id: String,
+    pub online: bool,
+    /// The rule bundle it runs (`null`: its own configured files).
+    pub rules_version: Option<String>,
+    pub rules_since: Option<String>,
+    /// Whether it runs the current rule bundle (true when none is published).
+    pub rules_current: bool,
+    pub iocs_version: Option<String>,
+    pub iocs_since: Option<String>,
+    pub iocs_current: bool,
+    /// Why it refused the last bundle.
+    pub error: Option<String>,
+}
+
+pub const RULES_STATUS_TABLE_COLUMNS: &[&str] = &[
+    "host_id",
+    "online",
+    "rules_current",
+    "rules_version",
+    "rules_since",
+    "iocs_current",
+    "iocs_version",
+    "error",
+];
+
+impl From<v1::HostBundles> for RulesStatusRow {
+    fn from(h: v1::HostBundles) -> Self {
+        let since = |ms: i64| (ms != 0).then(|| format_ms(ms));
+        RulesStatusRow {
+            host_id: h.host_id,
+            online: h.online,
+            rules_version: non_empty(h.rules_version),
+            rules_since: since(h.rules_since_ms),
+            rules_current: h.rules_current,
+            iocs_version: non_empty(h.iocs_version),
+            iocs_since: since(h.iocs_since_ms),
+            iocs_current: h.iocs_current,
+            error: non_empty(h.error),
+        }
+    }
+}
+
+/// The files a `rules publish` argument names: a file, or the `.yar`/`.yara` files under a
+/// directory, sorted.
+pub fn rule_sources(paths: &[std::path::PathBuf]) -> std::io::Result<Vec<v1::SourceFile>> {
+    let mut found = Vec::new();
+    for path in paths {
+        collect(path, true, &mut found)?;
+    }
+    found.sort();
+    found
+        .into_iter()
+        .map(|path| {
+            let content = std::fs::read(&path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            Ok(v1::SourceFile {
+                path: path.display().to_string(),
+                content,
+            })
+        })
+        .collect()
+}
+
+fn collect(
+    path: &std::path::Path,
+    named: bool,
+    found: &mut Vec<std::path::PathBuf>,
+) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            collect(&entry?.path(), false, found)?;
+        }
+    } else {
+        let rules = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("yar") || e.eq_ignore_ascii_case("yara"));
+        // A file named on the command line goes in whatever its name; the collector says
+        // what it thinks of it.
+        if named || rules {
+            found.push(path.to_path_buf());
+        }
+    }
+    Ok(())
+}

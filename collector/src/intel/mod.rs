@@ -12,6 +12,7 @@
 //! for when one is resolved.
 
 pub mod botnet;
+pub mod bundles;
 pub mod iplist;
 pub mod matcher;
 
@@ -104,11 +105,7 @@ impl Intel {
 
 /// Lower-case hex SHA-256 of `bytes` (an imported file's fingerprint).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hygiene_proto::bundle::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 fn now_ms() -> i64 {

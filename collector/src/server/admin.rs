@@ -1,5 +1,6 @@
 //! The admin service behind `hygienectl`. Every call requires an admin certificate.
 
+use hygiene_proto::bundle;
 use hygiene_proto::v1::{self, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
@@ -7,8 +8,10 @@ use super::agent::{Registry, cancel_sweep_command, now_ms, start_sweep_command};
 use super::agent::{quarantine_command, restore_command};
 use crate::findings::{AdminChange, FindingState, HostStatus};
 use crate::identity::{self, Role};
+use crate::intel::bundles::{BundleInputError, CheckedFiles, check_hashes, check_rules};
 use crate::intel::iplist::{self, ListFormat};
 use crate::intel::{Intel, RecheckSummary};
+use crate::model::BundleRecord;
 use crate::model::{
     ConnectionFilter, Finding, FindingFilter, FindingKind, Host, HostFilter, IpList, NewAuditEntry,
     NewIpList,
@@ -18,6 +21,8 @@ use crate::sweep::{self, HostSweepState, NewSweep, SweepOrder, SweepState, Sweep
 
 pub struct AdminEndpoint {
     store: Store,
+    /// Signs rule and IOC bundles; `None`: publishing is refused.
+    signing_key: Option<Vec<u8>>,
     /// The botnet lists; importing or retiring one re-checks every host.
     intel: Intel,
     /// Connected agents, through which sweep, quarantine and restore orders reach them at once.
@@ -30,11 +35,94 @@ impl AdminEndpoint {
     pub fn new(store: Store, registry: Registry, intel: Intel, stale_after_ms: i64) -> Self {
         AdminEndpoint {
             store,
+            signing_key: None,
             intel,
             registry,
             stale_after_ms,
         }
     }
+}
+
+impl AdminEndpoint {
+    pub fn with_signing_key(mut self, key: Option<Vec<u8>>) -> Self {
+        self.signing_key = key;
+        self
+    }
+
+    /// Signs, stores and pushes checked files as the current bundle of `kind`.
+    async fn publish(
+        &self,
+        kind: &str,
+        name: &str,
+        actor: String,
+        checked: CheckedFiles,
+    ) -> Result<v1::PublishResponse, Status> {
+        let key = self.signing_key.as_deref().ok_or_else(|| {
+            Status::failed_precondition(
+                "the collector has no rule-signing key (PKI directory rules-signing.key); nothing is published",
+            )
+        })?;
+        let created_ms = now_ms();
+        let bytes: u64 = checked.files.iter().map(|f| f.content.len() as u64).sum();
+        let files = checked.files.len() as u64;
+        // The version `sign` puts in the payload.
+        let version = hygiene_proto::bundle::version(&checked.files);
+        let signed = hygiene_proto::bundle::sign(
+            v1::BundlePayload {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                version: String::new(),
+                created_ms,
+                files: checked.files,
+            },
+            key,
+        )
+        .map_err(|e| Status::internal(format!("cannot sign the bundle: {e}")))?;
+        let stored = self
+            .store
+            .save_bundle(&BundleRecord {
+                id: 0,
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                version,
+                created_ms,
+                created_by: actor,
+                files,
+                items: checked.items,
+                bytes,
+                payload: signed.payload,
+                signature: signed.signature,
+            })
+            .await
+            .map_err(internal)?;
+        let sent_to = self
+            .registry
+            .broadcast(&super::agent::apply_bundle_command(&stored)) as u64;
+        tracing::info!(kind, name, version = %stored.version, sent_to, "bundle published");
+        Ok(v1::PublishResponse {
+            bundle: Some(bundle_entry(&stored)),
+            skipped: checked.skipped,
+            sent_to,
+        })
+    }
+}
+
+fn bundle_entry(b: &BundleRecord) -> v1::Bundle {
+    v1::Bundle {
+        id: b.id,
+        kind: b.kind.clone(),
+        name: b.name.clone(),
+        version: b.version.clone(),
+        created_ms: b.created_ms,
+        created_by: b.created_by.clone(),
+        files: b.files,
+        items: b.items,
+        bytes: b.bytes,
+    }
+}
+
+fn source_files(files: Vec<v1::SourceFile>) -> Vec<(String, Vec<u8>)> {
+    files.into_iter().map(|f| (f.path, f.content)).collect()
 }
 
 /// Hosts per status now, every status named (zeros too).
@@ -77,6 +165,20 @@ fn day_of(ms: i64) -> String {
 fn internal(err: StoreError) -> Status {
     tracing::error!("{err}");
     Status::internal(err.to_string())
+}
+
+fn required_name(name: &str) -> Result<String, Status> {
+    match name.trim() {
+        "" => Err(Status::invalid_argument("a bundle needs a name (--name)")),
+        name => Ok(name.to_owned()),
+    }
+}
+
+fn input_error(err: BundleInputError) -> Status {
+    match err {
+        BundleInputError::Io(e) => Status::internal(format!("cannot stage the files: {e}")),
+        other => Status::invalid_argument(other.to_string()),
+    }
 }
 
 fn no_sweep(id: &str) -> Status {
@@ -716,6 +818,84 @@ impl AdminService for AdminEndpoint {
         Ok(Response::new(v1::RemoveIpListResponse {
             list: Some(ip_list_entry(list)),
             recheck: Some(recheck_entry(recheck)),
+        }))
+    }
+
+    async fn publish_rules(
+        &self,
+        request: Request<v1::PublishRulesRequest>,
+    ) -> Result<Response<v1::PublishResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let name = required_name(&r.name)?;
+        let files = source_files(r.files);
+        let skip_broken = r.skip_broken;
+        // Compiling signature-base takes seconds of CPU.
+        let checked = tokio::task::spawn_blocking(move || check_rules(&files, skip_broken))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(input_error)?;
+        let response = self
+            .publish(bundle::RULES, &name, admin.name, checked)
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn import_hashes(
+        &self,
+        request: Request<v1::ImportHashesRequest>,
+    ) -> Result<Response<v1::PublishResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let name = required_name(&r.name)?;
+        let checked = check_hashes(&source_files(r.files)).map_err(input_error)?;
+        let response = self
+            .publish(bundle::IOCS, &name, admin.name, checked)
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn rules_status(
+        &self,
+        request: Request<v1::RulesStatusRequest>,
+    ) -> Result<Response<v1::RulesStatusResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let rules = self
+            .store
+            .current_bundle(bundle::RULES)
+            .await
+            .map_err(internal)?;
+        let iocs = self
+            .store
+            .current_bundle(bundle::IOCS)
+            .await
+            .map_err(internal)?;
+        let current = |b: &Option<BundleRecord>, running: &Option<(String, i64)>| match b {
+            Some(b) => running.as_ref().is_some_and(|(v, _)| *v == b.version),
+            None => true,
+        };
+        let hosts = self
+            .store
+            .host_bundles()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|h| v1::HostBundles {
+                rules_current: current(&rules, &h.rules),
+                iocs_current: current(&iocs, &h.iocs),
+                host_id: h.host_id,
+                online: h.online,
+                rules_version: h.rules.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
+                rules_since_ms: h.rules.as_ref().map_or(0, |r| r.1),
+                iocs_version: h.iocs.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
+                iocs_since_ms: h.iocs.as_ref().map_or(0, |r| r.1),
+                error: h.error,
+            })
+            .collect();
+        Ok(Response::new(v1::RulesStatusResponse {
+            rules: rules.as_ref().map(bundle_entry),
+            iocs: iocs.as_ref().map(bundle_entry),
+            hosts,
         }))
     }
 

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::identity::{self, Role};
 use crate::intel::Intel;
+use crate::model::{BundleRecord, BundleReport};
 use crate::model::{
     ConnectionReport, Finding, FindingKind, HostHello, Hotfix, InstalledPackage, InventoryDelta,
     InventoryGap, InventoryReport, NetConnection, NewFinding, OsFacts, Program, RemediationAction,
@@ -80,6 +81,23 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Puts `message` on every live stream; how many took it.
+    pub fn broadcast(&self, message: &v1::CollectorMessage) -> usize {
+        let hosts: Vec<String> = self
+            .inner
+            .lock()
+            .expect("registry lock")
+            .keys()
+            .cloned()
+            .collect();
+        hosts
+            .iter()
+            .filter(|host| self.send(host, message.clone()))
+            .count()
+    }
+}
+
 /// The command that starts a sweep on an agent.
 pub fn start_sweep_command(order: &SweepOrder) -> v1::CollectorMessage {
     command(
@@ -123,6 +141,19 @@ pub fn restore_command(finding: &Finding) -> v1::CollectorMessage {
         v1::command::Action::RestoreFile(v1::RestoreFile {
             finding_id: finding.id,
             quarantine_id: finding.quarantine_id.clone().unwrap_or_default(),
+        }),
+    )
+}
+
+/// The command that has an agent check and swap in a rule or IOC bundle.
+pub fn apply_bundle_command(bundle: &BundleRecord) -> v1::CollectorMessage {
+    command(
+        format!("bundle:{}:{}", bundle.kind, bundle.version),
+        v1::command::Action::ApplyBundle(v1::ApplyBundle {
+            bundle: Some(v1::SignedBundle {
+                payload: bundle.payload.clone(),
+                signature: bundle.signature.clone(),
+            }),
         }),
     )
 }
@@ -364,6 +395,29 @@ impl AgentSession {
         self.tx.send(Ok(ack)).await.is_ok()
     }
 
+    /// Sends the current bundle of the report's kind when the host runs another one and has
+    /// not refused this one already.
+    async fn offer_current_bundle(&self, report: &BundleReport) -> Result<(), StoreError> {
+        if report.kind.is_empty() {
+            return Ok(());
+        }
+        let Some(current) = self.store.current_bundle(&report.kind).await? else {
+            return Ok(());
+        };
+        if current.version == report.active_version
+            || self
+                .store
+                .refused_version(&self.host_id, &report.kind)
+                .await?
+                == current.version
+        {
+            return Ok(());
+        }
+        tracing::info!(host = %self.host_id, kind = %current.kind, version = %current.version, "sending the current bundle");
+        let _ = self.tx.send(Ok(apply_bundle_command(&current))).await;
+        Ok(())
+    }
+
     /// The host against the botnet lists, after what it reported changed its addresses or
     /// sockets, or a sweep followed a lead. A failure is logged: the message itself is
     /// committed, and the next report or list import checks again.
@@ -488,6 +542,25 @@ impl AgentSession {
                 self.store
                     .record_sweep_report(&self.host_id, &report, now)
                     .await
+            }
+            Some(Body::BundleStatus(status)) => {
+                let report = BundleReport {
+                    kind: status.kind,
+                    version: status.version,
+                    ok: status.ok,
+                    reason: status.reason,
+                    active_version: status.active_version,
+                    active_since_ms: status.active_since_ms,
+                };
+                if report.ok {
+                    tracing::debug!(host = %self.host_id, kind = %report.kind, version = %report.active_version, "bundle status");
+                } else {
+                    tracing::warn!(host = %self.host_id, kind = %report.kind, version = %report.version, "bundle refused: {}", report.reason);
+                }
+                self.store
+                    .record_bundle_report(&self.host_id, &report, now)
+                    .await?;
+                self.offer_current_bundle(&report).await
             }
             Some(Body::Remediation(r)) => {
                 let action = match r.action.as_str() {

@@ -67,12 +67,16 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(600);
 pub struct ServeOptions {
     /// A host not seen for longer is `stale`.
     pub stale_after: Duration,
+    /// The PKCS#8 Ed25519 key rule and IOC bundles are signed with; `None`: publishing is
+    /// refused.
+    pub rules_signing_key: Option<Vec<u8>>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             stale_after: DEFAULT_STALE_AFTER,
+            rules_signing_key: None,
         }
     }
 }
@@ -103,7 +107,8 @@ pub async fn serve_with(
     let intel = Intel::load(store.clone()).await?;
     let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), intel.clone(), stop_rx);
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
-    let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, stale_after_ms);
+    let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, stale_after_ms)
+        .with_signing_key(options.rules_signing_key.clone());
     // The cleanup timeline: today's hosts per status, written as the day goes on.
     let snapshots = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SNAPSHOT_EVERY);

@@ -22,7 +22,7 @@ use crate::model::{
     HostDetail, HostFilter, HostHello, Hotfix, InstalledPackage, InventoryReport, NewAuditEntry,
     NewFinding, PackageChange, Program, StoredPackage, SweepProgress, SweepReport,
 };
-use crate::model::{BotnetChanges, IpList, NewIpList};
+use crate::model::{BotnetChanges, BundleRecord, BundleReport, HostBundleState, IpList, NewIpList};
 use crate::model::{FindingChange, RemediationOrders, RemediationReport};
 use crate::sweep::{NewSweep, SweepOrders, SweepRecord};
 
@@ -439,6 +439,46 @@ impl Store {
     ) -> Result<BotnetChanges, StoreError> {
         match self {
             Store::Sqlite(s) => s.apply_botnet_matches(results, listed, now_ms).await,
+        }
+    }
+
+    /// Stores a signed bundle; the newest of a kind is the current one.
+    pub async fn save_bundle(&self, bundle: &BundleRecord) -> Result<BundleRecord, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.save_bundle(bundle).await,
+        }
+    }
+
+    /// The current bundle of `kind` (`rules` or `iocs`).
+    pub async fn current_bundle(&self, kind: &str) -> Result<Option<BundleRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.current_bundle(kind).await,
+        }
+    }
+
+    /// What a host's agent said of a bundle kind.
+    pub async fn record_bundle_report(
+        &self,
+        host_id: &str,
+        report: &BundleReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_bundle_report(host_id, report, now_ms).await,
+        }
+    }
+
+    /// Every host's bundles.
+    pub async fn host_bundles(&self) -> Result<Vec<HostBundleState>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.host_bundles().await,
+        }
+    }
+
+    /// The version of `kind` the host refused last (empty: none).
+    pub async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.refused_version(host_id, kind).await,
         }
     }
 }

@@ -13,7 +13,10 @@ use super::sqlite::{
 use crate::findings::FindingState;
 use crate::intel::iplist::ListEntry;
 use crate::intel::{ActiveEntry, BotnetMatch, HostNetFacts, MatchVia};
-use crate::model::{BotnetChanges, IpList, NetConnection, NewAuditEntry, NewIpList};
+use crate::model::{
+    BotnetChanges, BundleRecord, BundleReport, HostBundleState, IpList, NetConnection,
+    NewAuditEntry, NewIpList,
+};
 
 const LIST_COLUMNS: &str = "id, source, version, file_name, format, sha256, imported_ms, imported_by, \
      entries, bad_lines, domains, retired_ms, retired_by";
@@ -331,6 +334,174 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(changes)
+    }
+}
+
+impl SqliteStore {
+    /// Stores a signed bundle (the newest of its kind is the current one), with an audit
+    /// entry.
+    pub async fn save_bundle(&self, bundle: &BundleRecord) -> Result<BundleRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO bundles (kind, name, version, created_ms, created_by, files, items, bytes, payload, signature) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&bundle.kind)
+        .bind(&bundle.name)
+        .bind(&bundle.version)
+        .bind(bundle.created_ms)
+        .bind(&bundle.created_by)
+        .bind(bundle.files as i64)
+        .bind(bundle.items as i64)
+        .bind(bundle.bytes as i64)
+        .bind(&bundle.payload)
+        .bind(&bundle.signature)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_audit(
+            &mut tx,
+            &NewAuditEntry {
+                at_ms: bundle.created_ms,
+                actor: bundle.created_by.clone(),
+                action: format!("{}.publish", bundle.kind),
+                target: format!("{} bundle {id}", bundle.kind),
+                detail: format!(
+                    "{} {}: {} files, {} {}",
+                    bundle.name,
+                    bundle.version,
+                    bundle.files,
+                    bundle.items,
+                    if bundle.kind == "rules" {
+                        "rules"
+                    } else {
+                        "hashes"
+                    }
+                ),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(BundleRecord {
+            id,
+            ..bundle.clone()
+        })
+    }
+
+    /// The newest bundle of `kind`.
+    pub async fn current_bundle(&self, kind: &str) -> Result<Option<BundleRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, kind, name, version, created_ms, created_by, files, items, bytes, payload, signature \
+             FROM bundles WHERE kind = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(BundleRecord {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                name: row.try_get("name")?,
+                version: row.try_get("version")?,
+                created_ms: row.try_get("created_ms")?,
+                created_by: row.try_get("created_by")?,
+                files: row.try_get::<i64, _>("files")? as u64,
+                items: row.try_get::<i64, _>("items")? as u64,
+                bytes: row.try_get::<i64, _>("bytes")? as u64,
+                payload: row.try_get("payload")?,
+                signature: row.try_get("signature")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records what a host's agent said of a bundle kind. A refusal is kept with the refused
+    /// version until the host runs another one, so that the collector does not offer the
+    /// refused version again on every connect.
+    pub async fn record_bundle_report(
+        &self,
+        host_id: &str,
+        report: &BundleReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (refused, error) = if report.ok {
+            (String::new(), String::new())
+        } else {
+            (report.version.clone(), report.reason.clone())
+        };
+        sqlx::query(
+            "INSERT INTO host_bundles (host_id, kind, version, since_ms, refused_version, error, updated_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host_id, kind) DO UPDATE SET \
+                 refused_version = CASE WHEN excluded.error <> '' THEN excluded.refused_version \
+                     WHEN excluded.version <> host_bundles.version THEN '' ELSE host_bundles.refused_version END, \
+                 error = CASE WHEN excluded.error <> '' THEN excluded.error \
+                     WHEN excluded.version <> host_bundles.version THEN '' ELSE host_bundles.error END, \
+                 version = excluded.version, since_ms = excluded.since_ms, updated_ms = excluded.updated_ms",
+        )
+        .bind(host_id)
+        .bind(&report.kind)
+        .bind(&report.active_version)
+        .bind(report.active_since_ms)
+        .bind(refused)
+        .bind(error)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every host with what it runs, as its agent last said.
+    pub async fn host_bundles(&self) -> Result<Vec<HostBundleState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT h.host_id, h.connected, b.kind, b.version, b.since_ms, b.refused_version, b.error \
+             FROM hosts h LEFT JOIN host_bundles b ON b.host_id = h.host_id ORDER BY h.host_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut hosts: Vec<HostBundleState> = Vec::new();
+        for row in rows {
+            let host_id: String = row.try_get("host_id")?;
+            if hosts.last().is_none_or(|h| h.host_id != host_id) {
+                hosts.push(HostBundleState {
+                    host_id: host_id.clone(),
+                    online: row.try_get::<i64, _>("connected")? != 0,
+                    ..HostBundleState::default()
+                });
+            }
+            let host = hosts.last_mut().expect("pushed above");
+            let kind: Option<String> = row.try_get("kind")?;
+            let Some(kind) = kind else { continue };
+            let version: String = row.try_get("version")?;
+            let since: i64 = row.try_get("since_ms")?;
+            let refused: String = row.try_get("refused_version")?;
+            let error: String = row.try_get("error")?;
+            match kind.as_str() {
+                "rules" => {
+                    host.rules = Some((version, since));
+                    host.refused_rules = refused;
+                }
+                "iocs" => {
+                    host.iocs = Some((version, since));
+                    host.refused_iocs = refused;
+                }
+                _ => {}
+            }
+            if !error.is_empty() {
+                host.error = error;
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// The version of `kind` a host refused last (empty: none).
+    pub async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError> {
+        let refused: Option<String> = sqlx::query_scalar(
+            "SELECT refused_version FROM host_bundles WHERE host_id = ? AND kind = ?",
+        )
+        .bind(host_id)
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(refused.unwrap_or_default())
     }
 }
 

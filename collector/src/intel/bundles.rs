@@ -1,0 +1,314 @@
+//! What goes into a rule or IOC bundle, checked the way agents will load it.
+//!
+//! Rules are compiled with the agent's own loader (`hygiene_agent::rules::load`: a namespace per
+//! file, the Loki/THOR externals, the same YARA-X modules), from a directory laid out as the
+//! agent will lay it out. Hash lists are read with the agent's IOC parser (Loki `HASH;COMMENT`,
+//! one hash per line, CSV); STIX 2.1 bundles are turned into Loki lines first, from indicators
+//! whose pattern compares `file:hashes.'SHA-256'`, `'SHA-1'` or `'MD5'`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use hygiene_proto::v1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleInputError {
+    #[error("no file given")]
+    Empty,
+    #[error("{0}: two files have this name; a bundle is one directory")]
+    DuplicateName(String),
+    #[error("{0}: not a .yar or .yara file")]
+    NotRules(String),
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("cannot stage the files: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{count} rule file(s) do not compile (publish with --skip-broken to leave them out):\n{}", .errors.join("\n"))]
+    Broken { count: usize, errors: Vec<String> },
+    #[error("nothing left to publish: {0}")]
+    Nothing(String),
+}
+
+/// Files checked for a bundle: what goes in, how many rules or hashes, what was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedFiles {
+    pub files: Vec<v1::BundleFile>,
+    pub items: u64,
+    /// Rule files left out (`file:line: message`) or IOC lines skipped.
+    pub skipped: Vec<String>,
+}
+
+/// The file name a path stands for in a bundle.
+fn base_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+fn named(files: &[(String, Vec<u8>)]) -> Result<Vec<v1::BundleFile>, BundleInputError> {
+    if files.is_empty() {
+        return Err(BundleInputError::Empty);
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (path, content) in files {
+        let name = base_name(path);
+        if !seen.insert(name.clone()) {
+            return Err(BundleInputError::DuplicateName(name));
+        }
+        out.push(v1::BundleFile {
+            name,
+            content: content.clone(),
+        });
+    }
+    // Sorted: the version does not depend on the order the admin named the files in.
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Compiles `files` (path, content) as an agent will. Files that do not compile refuse the
+/// whole bundle, unless `skip_broken`, which leaves them out and lists them.
+pub fn check_rules(
+    files: &[(String, Vec<u8>)],
+    skip_broken: bool,
+) -> Result<CheckedFiles, BundleInputError> {
+    let mut files = named(files)?;
+    for file in &files {
+        let lower = file.name.to_ascii_lowercase();
+        if !(lower.ends_with(".yar") || lower.ends_with(".yara")) {
+            return Err(BundleInputError::NotRules(file.name.clone()));
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    for file in &files {
+        std::fs::write(dir.path().join(&file.name), &file.content)?;
+    }
+    let rules = hygiene_agent::rules::load(&[dir.path().to_path_buf()]).map_err(|e| {
+        BundleInputError::Invalid {
+            path: dir.path().display().to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    // Errors name the staged file; the admin knows it by its name alone.
+    let errors: Vec<String> = rules
+        .broken
+        .iter()
+        .map(|e| strip_dir(&e.to_string(), dir.path()))
+        .collect();
+    if !errors.is_empty() && !skip_broken {
+        return Err(BundleInputError::Broken {
+            count: errors.len(),
+            errors,
+        });
+    }
+    let broken: HashSet<PathBuf> = rules
+        .broken
+        .iter()
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    files.retain(|f| !broken.contains(&dir.path().join(&f.name)));
+    if files.is_empty() {
+        return Err(BundleInputError::Nothing("no rule file compiles".into()));
+    }
+    Ok(CheckedFiles {
+        files,
+        items: rules.len() as u64,
+        skipped: errors,
+    })
+}
+
+fn strip_dir(text: &str, dir: &Path) -> String {
+    text.replace(
+        &format!("{}{}", dir.display(), std::path::MAIN_SEPARATOR),
+        "",
+    )
+}
+
+/// Reads hash lists (`HASH;COMMENT`, plain, CSV, or STIX 2.1 bundles, which become Loki lines
+/// in a `.txt` of the same name) as agents will.
+pub fn check_hashes(files: &[(String, Vec<u8>)]) -> Result<CheckedFiles, BundleInputError> {
+    let mut converted = Vec::new();
+    let mut skipped = Vec::new();
+    for (path, content) in files {
+        if looks_like_json(content) {
+            let (lines, left_out) = stix_to_loki(path, content)?;
+            skipped.extend(left_out);
+            let name = format!("{}.txt", base_name(path).trim_end_matches(".json"));
+            converted.push((name, lines.into_bytes()));
+        } else {
+            converted.push((path.clone(), content.clone()));
+        }
+    }
+    let files = named(&converted)?;
+    let mut iocs = hygiene_agent::iocs::HashIocs::default();
+    for file in &files {
+        iocs.add_list(
+            Path::new(&file.name),
+            &String::from_utf8_lossy(&file.content),
+        );
+    }
+    skipped.extend(iocs.bad_lines.iter().map(ToString::to_string));
+    if iocs.is_empty() {
+        return Err(BundleInputError::Nothing(format!(
+            "no hash in the lists ({} lines skipped)",
+            skipped.len()
+        )));
+    }
+    Ok(CheckedFiles {
+        files,
+        items: iocs.len() as u64,
+        skipped,
+    })
+}
+
+fn looks_like_json(content: &[u8]) -> bool {
+    content
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+}
+
+/// The hashes of a STIX 2.1 bundle's indicators as Loki lines (`HASH;NAME`), and what was left
+/// out (indicators without a file hash pattern).
+fn stix_to_loki(path: &str, content: &[u8]) -> Result<(String, Vec<String>), BundleInputError> {
+    let invalid = |reason: String| BundleInputError::Invalid {
+        path: path.to_owned(),
+        reason,
+    };
+    let bundle: serde_json::Value =
+        serde_json::from_slice(content).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    if bundle["type"] != "bundle" {
+        return Err(invalid(format!(
+            "a JSON file must be a STIX 2.1 bundle (\"type\": \"bundle\"), not {}",
+            bundle["type"]
+        )));
+    }
+    let objects = bundle["objects"]
+        .as_array()
+        .ok_or_else(|| invalid("the bundle has no \"objects\" array".into()))?;
+    let mut lines = format!("# from STIX bundle {path}\n");
+    let mut skipped = Vec::new();
+    for object in objects.iter().filter(|o| o["type"] == "indicator") {
+        let id = object["id"].as_str().unwrap_or("?");
+        let pattern = object["pattern"].as_str().unwrap_or_default();
+        let hashes = pattern_hashes(pattern);
+        if hashes.is_empty() {
+            skipped.push(format!(
+                "{path}: indicator {id}: no file hash in pattern {pattern:?}"
+            ));
+            continue;
+        }
+        let name = object["name"]
+            .as_str()
+            .or(object["description"].as_str())
+            .unwrap_or(id)
+            .replace(['\n', ';'], " ");
+        for hash in hashes {
+            lines.push_str(&format!("{hash};{name}\n"));
+        }
+    }
+    Ok((lines, skipped))
+}
+
+/// The hash values a STIX pattern compares `file:hashes.'SHA-256'` (or SHA-1, MD5) with:
+/// `[file:hashes.'SHA-256' = 'ab…' OR file:hashes.MD5 = 'cd…']`.
+fn pattern_hashes(pattern: &str) -> Vec<String> {
+    let mut hashes = Vec::new();
+    let mut rest = pattern;
+    while let Some(at) = rest.find("file:hashes.") {
+        rest = &rest[at + "file:hashes.".len()..];
+        let algorithm: String = rest
+            .trim_start_matches(['\'', '"'])
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect::<String>()
+            .to_ascii_uppercase();
+        let wanted_len = match algorithm.as_str() {
+            "SHA-256" | "SHA256" => 64,
+            "SHA-1" | "SHA1" => 40,
+            "MD5" => 32,
+            _ => continue,
+        };
+        let Some(eq) = rest.find('=') else { break };
+        let value = rest[eq + 1..].trim_start();
+        let Some(quoted) = value.strip_prefix('\'') else {
+            continue;
+        };
+        let Some(end) = quoted.find('\'') else { break };
+        let hash = &quoted[..end];
+        if hash.len() == wanted_len && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hashes.push(hash.to_ascii_lowercase());
+        }
+        rest = &quoted[end..];
+    }
+    hashes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+    const MD5: &str = "44d88612fea8a8f36de82e1278abb02f";
+
+    #[test]
+    fn broken_rules_refuse_the_bundle_unless_skipped() {
+        let files = vec![
+            (
+                "/etc/rules/good.yar".to_owned(),
+                b"rule good { condition: true }".to_vec(),
+            ),
+            (
+                "/etc/rules/bad.yar".to_owned(),
+                b"rule bad {\n condition: nonsense(\n}".to_vec(),
+            ),
+        ];
+        let err = check_rules(&files, false).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("bad.yar:"), "{text}");
+        assert!(!text.contains("/tmp"), "{text}");
+        let checked = check_rules(&files, true).unwrap();
+        let names: Vec<&str> = checked.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["good.yar"]);
+        assert_eq!(checked.items, 1);
+        assert_eq!(checked.skipped.len(), 1);
+        assert!(check_rules(&files[1..], true).is_err());
+
+        let twice = vec![files[0].clone(), ("/other/good.yar".into(), b"x".to_vec())];
+        assert!(matches!(
+            check_rules(&twice, false),
+            Err(BundleInputError::DuplicateName(_))
+        ));
+    }
+
+    #[test]
+    fn stix_indicators_become_hash_lines() {
+        let stix = format!(
+            r#"{{"type": "bundle", "id": "bundle--1", "objects": [
+                {{"type": "indicator", "id": "indicator--a", "name": "Emotet loader",
+                  "pattern": "[file:hashes.'SHA-256' = '{SHA256}' OR file:hashes.MD5 = '{MD5}']",
+                  "pattern_type": "stix"}},
+                {{"type": "indicator", "id": "indicator--b", "pattern": "[ipv4-addr:value = '198.51.100.1']"}},
+                {{"type": "malware", "id": "malware--c", "name": "Emotet"}}
+            ]}}"#
+        );
+        let checked = check_hashes(&[
+            ("feed.json".into(), stix.into_bytes()),
+            (
+                "loki.txt".into(),
+                format!("{MD5};EICAR\nnot-a-hash\n").into_bytes(),
+            ),
+        ])
+        .unwrap();
+        // The MD5 is in both lists: one hash.
+        assert_eq!(checked.items, 2);
+        let names: Vec<&str> = checked.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["feed.txt", "loki.txt"]);
+        let feed = String::from_utf8_lossy(&checked.files[0].content).into_owned();
+        assert!(feed.contains(&format!("{SHA256};Emotet loader")), "{feed}");
+        assert_eq!(checked.skipped.len(), 2, "{:?}", checked.skipped);
+
+        assert!(check_hashes(&[("x.json".into(), b"{\"type\": \"x\"}".to_vec())]).is_err());
+        assert!(check_hashes(&[("x.txt".into(), b"nothing\n".to_vec())]).is_err());
+    }
+}
