@@ -74,7 +74,8 @@ impl Setup {
             (status["totals"]["done"] == HOSTS.len()).then_some(())
         })
         .unwrap();
-        let findings = self.json(&["findings", "list", "--state", "open"]);
+        // Found by this sweep: open, or reopened (found before, resolved since).
+        let findings = self.json(&["findings", "list"]);
         let mut rules: Vec<(String, String)> = findings
             .as_array()
             .unwrap()
@@ -97,31 +98,36 @@ fn marker_rule(name: &str, marker: &str) -> String {
     format!("rule {name} {{ strings: $a = \"{marker}\" condition: $a }}\n")
 }
 
+/// Starts the agent of host `id` (its certificate issued on first start).
+fn start_agent(setup: &Setup, id: &str, own_rules: &Path) -> Agent {
+    let base = setup.dir.path().join(id);
+    let root = base.join("root");
+    let certs = base.join("certs");
+    if !certs.exists() {
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("old.txt"), "HYGIENE-OLD-MARKER").unwrap();
+        std::fs::write(root.join("new.txt"), "HYGIENE-NEW-MARKER").unwrap();
+        std::fs::write(root.join("third.txt"), "HYGIENE-THIRD-MARKER").unwrap();
+        std::fs::write(root.join("hashed.bin"), "HYGIENE-HASHED-CONTENT").unwrap();
+        setup.pki.issue_agent(id, &certs).unwrap();
+        assert!(certs.join("rules-signing.pub").is_file());
+    }
+    let state = base.join("state");
+    let spec = AgentSpec {
+        collector: setup.collector.url(),
+        cert_dir: &certs,
+        state_dir: &state,
+        roots: vec![&root],
+        rules: vec![own_rules],
+        iocs: vec![],
+    };
+    Agent::start(&spec, setup.dir.path()).unwrap()
+}
+
 fn start_agents(setup: &Setup, own_rules: &Path) -> Vec<Agent> {
     HOSTS
         .iter()
-        .map(|id| {
-            let base = setup.dir.path().join(id);
-            let root = base.join("root");
-            std::fs::create_dir_all(&root).unwrap();
-            std::fs::write(root.join("old.txt"), "HYGIENE-OLD-MARKER").unwrap();
-            std::fs::write(root.join("new.txt"), "HYGIENE-NEW-MARKER").unwrap();
-            std::fs::write(root.join("third.txt"), "HYGIENE-THIRD-MARKER").unwrap();
-            std::fs::write(root.join("hashed.bin"), "HYGIENE-HASHED-CONTENT").unwrap();
-            let certs = base.join("certs");
-            setup.pki.issue_agent(id, &certs).unwrap();
-            assert!(certs.join("rules-signing.pub").is_file());
-            let state = base.join("state");
-            let spec = AgentSpec {
-                collector: setup.collector.url(),
-                cert_dir: &certs,
-                state_dir: &state,
-                roots: vec![&root],
-                rules: vec![own_rules],
-                iocs: vec![],
-            };
-            Agent::start(&spec, setup.dir.path()).unwrap()
-        })
+        .map(|id| start_agent(setup, id, own_rules))
         .collect()
 }
 
@@ -236,15 +242,39 @@ fn rules_and_iocs_reach_every_agent_verified() {
     let status = setup.wait_all_current(&agents);
     assert_ne!(status[0]["rules_version"], v1_version.as_str());
 
-    // Back to v1's rules, then a bundle signed with another key: every agent refuses it and
-    // keeps matching with the rules it has.
+    // Back to v1's rules while ws-1 is down: it fetches them when it connects again.
+    let mut agents = agents;
+    agents[0]
+        .process
+        .terminate(Duration::from_secs(10))
+        .unwrap();
+    wait_for(WAIT, "ws-1 offline", || {
+        let hosts = setup.json(&["hosts", "list"]);
+        hosts
+            .as_array()?
+            .iter()
+            .any(|h| h["host_id"] == "ws-1" && h["online"] == false)
+            .then_some(())
+    })
+    .unwrap();
+    let again = setup.publish(&[good.to_str().unwrap(), "--name", "v1-again"]);
+    assert!(again.status.success(), "{again:?}");
     assert!(
-        setup
-            .publish(&[good.to_str().unwrap(), "--name", "v1-again"])
-            .status
-            .success()
+        String::from_utf8_lossy(&again.stderr).contains("sent to 2 connected agents"),
+        "{again:?}"
     );
-    setup.wait_all_current(&agents);
+    agents[0] = start_agent(&setup, "ws-1", &own);
+    let status = setup.wait_all_current(&agents);
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["rules_version"] == v1_version.as_str())
+    );
+
+    // Then a bundle signed with another key: every agent refuses it and keeps matching with
+    // the rules it has.
     setup
         .collector
         .process
