@@ -364,8 +364,14 @@ fn published(response: v1::PublishResponse, stdout: &mut dyn Write) -> anyhow::R
     }
     let row = BundleRow::from(response.bundle.unwrap_or_default());
     eprintln!(
-        "{} bundle {} ({}): {} files, {} items; sent to {} connected agents, the others get it when they connect",
-        row.kind, row.version, row.name, row.files, row.items, response.sent_to
+        "{} bundle {} ({}): {} files, {} items; going to {} connected agents ({} at a time), the others get it when they connect",
+        row.kind,
+        row.version,
+        row.name,
+        row.files,
+        row.items,
+        response.sent_to,
+        hygiene_collector::server::ROLLOUT_AT_ONCE
     );
     render_record(&row, Format::Table, stdout).context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)

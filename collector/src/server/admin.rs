@@ -95,10 +95,16 @@ impl AdminEndpoint {
             })
             .await
             .map_err(internal)?;
-        let sent_to = self
-            .registry
-            .broadcast(&super::agent::apply_bundle_command(&stored)) as u64;
+        // Paced: every agent at once would hold a copy of the bundle each.
+        let hosts = self.registry.connected();
+        let sent_to = hosts.len() as u64;
         tracing::info!(kind, name, version = %stored.version, sent_to, "bundle published");
+        tokio::spawn(super::agent::roll_out(
+            self.store.clone(),
+            self.registry.clone(),
+            stored.clone(),
+            hosts,
+        ));
         Ok(v1::PublishResponse {
             bundle: Some(bundle_entry(&stored)),
             skipped: checked.skipped,

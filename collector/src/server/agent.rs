@@ -82,20 +82,66 @@ impl Registry {
 }
 
 impl Registry {
-    /// Puts `message` on every live stream; how many took it.
-    pub fn broadcast(&self, message: &v1::CollectorMessage) -> usize {
-        let hosts: Vec<String> = self
+    /// The hosts with a live stream.
+    pub fn connected(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self
             .inner
             .lock()
             .expect("registry lock")
             .keys()
             .cloned()
             .collect();
+        hosts.sort();
         hosts
-            .iter()
-            .filter(|host| self.send(host, message.clone()))
-            .count()
     }
+}
+
+/// How many agents get a new bundle at once: each holds an encoded copy (signature-base is
+/// 7 MB) until its stream has sent it.
+pub const ROLLOUT_AT_ONCE: usize = 16;
+/// How long a rollout waits for an agent's answer before it moves on.
+const ROLLOUT_WAIT: Duration = Duration::from_secs(60);
+
+/// Sends `bundle` to `hosts`, [`ROLLOUT_AT_ONCE`] at a time: the next ones get it when the
+/// previous have answered (applied or refused), gone offline, or had a minute. Agents that
+/// connect later get it on connect.
+pub async fn roll_out(store: Store, registry: Registry, bundle: BundleRecord, hosts: Vec<String>) {
+    let message = apply_bundle_command(&bundle);
+    let (mut sent, mut answered) = (0usize, 0usize);
+    for batch in hosts.chunks(ROLLOUT_AT_ONCE) {
+        let mut waiting: Vec<&String> = batch
+            .iter()
+            .filter(|host| registry.send(host, message.clone()))
+            .collect();
+        sent += waiting.len();
+        let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
+        while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let states = match store.host_bundles().await {
+                Ok(states) => states,
+                Err(err) => {
+                    tracing::error!("rollout of {} {}: {err}", bundle.kind, bundle.version);
+                    continue;
+                }
+            };
+            let connected = registry.connected();
+            waiting.retain(|host| {
+                let Some(state) = states.iter().find(|s| s.host_id == **host) else {
+                    return false;
+                };
+                let (running, refused) = if bundle.kind == "rules" {
+                    (&state.rules, &state.refused_rules)
+                } else {
+                    (&state.iocs, &state.refused_iocs)
+                };
+                let done = running.as_ref().is_some_and(|(v, _)| *v == bundle.version)
+                    || *refused == bundle.version;
+                answered += usize::from(done);
+                !done && connected.contains(host)
+            });
+        }
+    }
+    tracing::info!(kind = %bundle.kind, version = %bundle.version, sent, answered, "rollout finished");
 }
 
 /// The command that starts a sweep on an agent.

@@ -14,7 +14,7 @@ use hygiene_proto::v1::{
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-pub use agent::{Registry, connection_report, inventory_report};
+pub use agent::{ROLLOUT_AT_ONCE, Registry, connection_report, inventory_report};
 
 use crate::intel::Intel;
 use crate::pki::PkiFiles;
