@@ -361,12 +361,18 @@ mod tests {
     #[test]
     fn a_good_bundle_swaps_in_and_a_bad_one_leaves_the_set_in_use() {
         let s = setup();
-        std::fs::create_dir_all(s.bundles.dir.join(RULES)).unwrap();
         let good = rules_bundle(&s.key, EICAR_RULE);
+        // What a sweep under way holds (it takes the engine when it starts).
+        let in_flight = s.slot.current();
         let status = s.bundles.apply(&good, &s.slot, 10);
         assert!(status.ok, "{}", status.reason);
         let first = s.slot.current();
         assert_eq!(first.rule_count(), 1);
+        assert_eq!(
+            in_flight.rule_count(),
+            0,
+            "the sweep under way keeps its rules"
+        );
         assert_eq!(s.bundles.active(RULES).unwrap().0.version, status.version);
 
         // Tampered in transit: refused, the engine untouched.
