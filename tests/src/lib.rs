@@ -419,3 +419,55 @@ fn unique() -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A test site: a temporary directory holding a PKI and a collector's database, the collector
+/// on a loopback port of its own (so that it can be restarted at the same address), and
+/// hygienectl at hand.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub pki: Pki,
+    pub collector: Collector,
+    pub listen: String,
+}
+
+impl Site {
+    pub fn start() -> anyhow::Result<Site> {
+        let dir = tempfile::tempdir()?;
+        let pki = Pki::init(&dir.path().join("pki"))?;
+        let listen = format!("127.0.0.1:{}", free_port()?);
+        let collector = Collector::start(dir.path(), &pki, &listen)?;
+        Ok(Site {
+            dir,
+            pki,
+            collector,
+            listen,
+        })
+    }
+
+    /// Stops the collector and starts it again on the same address and database.
+    pub fn restart_collector(&mut self) -> anyhow::Result<()> {
+        self.collector.process.terminate(Duration::from_secs(10))?;
+        self.collector = Collector::start(self.dir.path(), &self.pki, &self.listen)?;
+        Ok(())
+    }
+
+    /// `hygienectl ARGS...` against this site's collector.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        ctl(&self.collector.url(), &self.pki.dir, args).expect("hygienectl runs")
+    }
+
+    /// [`ctl_json`] against this site's collector; panics when the call fails.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        ctl_json(&self.collector.url(), &self.pki.dir, args).unwrap()
+    }
+
+    /// Writes `text` to `name` under the site's directory (creating directories on the way).
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("directory");
+        }
+        std::fs::write(&path, text).expect("file written");
+        path
+    }
+}

@@ -3,7 +3,7 @@
 //! socket lists; lists imported, re-ranked and retired through `hygienectl intel ...`.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use hygiene_tests::*;
@@ -11,27 +11,16 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Setup {
-    dir: tempfile::TempDir,
-    pki: Pki,
-    collector: Collector,
+trait IntelSite {
+    fn import(&self, file: &Path, source: &str, extra: &[&str]) -> std::process::Output;
+    /// An import that must fail (exit 2); its stderr.
+    fn import_refused(&self, file: &Path) -> String;
+    /// host id -> (rank, botnet_matches, open_findings, reason)
+    fn priority(&self) -> Vec<(String, u64, u64, String)>;
+    fn botnet_findings(&self, host: &str) -> Vec<Value>;
 }
 
-impl Setup {
-    fn ctl(&self, args: &[&str]) -> std::process::Output {
-        ctl(&self.collector.url(), &self.pki.dir, args).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        ctl_json(&self.collector.url(), &self.pki.dir, args).unwrap()
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
+impl IntelSite for Site {
     fn import(&self, file: &Path, source: &str, extra: &[&str]) -> std::process::Output {
         let mut args = vec![
             "intel",
@@ -86,7 +75,7 @@ impl Setup {
     }
 }
 
-fn start_agent(setup: &Setup, id: &str, source: &str, rules: &Path, infected: bool) -> Agent {
+fn start_agent(setup: &Site, id: &str, source: &str, rules: &Path, infected: bool) -> Agent {
     let base = setup.dir.path().join(id);
     let root = base.join("root");
     std::fs::create_dir_all(&root).unwrap();
@@ -110,14 +99,7 @@ fn start_agent(setup: &Setup, id: &str, source: &str, rules: &Path, infected: bo
 
 #[test]
 fn botnet_lists_rank_hosts_and_rerank_without_a_scan() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::init(&dir.path().join("pki")).unwrap();
-    let collector = Collector::start(dir.path(), &pki, "127.0.0.1:0").unwrap();
-    let setup = Setup {
-        dir,
-        pki,
-        collector,
-    };
+    let setup = Site::start().unwrap();
     // The "C2": a listener on 127.0.0.77 and a socket to it, held open by this test. Every
     // agent here shares the machine's socket table, so each one reports it.
     let c2 = TcpListener::bind("127.0.0.77:0").unwrap();
@@ -309,14 +291,7 @@ fn botnet_lists_rank_hosts_and_rerank_without_a_scan() {
 
 #[test]
 fn each_simulated_host_is_judged_by_its_own_sockets() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::init(&dir.path().join("pki")).unwrap();
-    let collector = Collector::start(dir.path(), &pki, "127.0.0.1:0").unwrap();
-    let setup = Setup {
-        dir,
-        pki,
-        collector,
-    };
+    let setup = Site::start().unwrap();
     let connection = |remote: &str, process: &str| {
         format!(
             r#"{{"proto": "tcp", "local_addr": "10.1.0.5", "local_port": 49822, "remote_addr": "{remote}", "remote_port": 443, "state": "ESTABLISHED", "pid": 4242, "process": "{process}"}}"#

@@ -3,7 +3,7 @@
 //! rules each agent runs; a broken rule, a bundle signed with the wrong key, and the whole
 //! signature-base set.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use hygiene_tests::*;
@@ -12,31 +12,15 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(120);
 const HOSTS: [&str; 3] = ["ws-1", "ws-2", "srv-3"];
 
-struct Setup {
-    dir: tempfile::TempDir,
-    pki: Pki,
-    collector: Collector,
-    listen: String,
+trait RulesSite {
+    fn publish(&self, args: &[&str]) -> std::process::Output;
+    /// Waits until every host runs the current bundles (`rules status` exits 0).
+    fn wait_all_current(&self, agents: &[Agent]) -> Value;
+    /// Starts a sweep of every host and waits for it to finish; the rules matched, per host.
+    fn sweep_rules(&self) -> Vec<(String, String)>;
 }
 
-impl Setup {
-    fn ctl(&self, args: &[&str]) -> std::process::Output {
-        ctl(&self.collector.url(), &self.pki.dir, args).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        ctl_json(&self.collector.url(), &self.pki.dir, args).unwrap()
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap();
-        }
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
+impl RulesSite for Site {
     fn publish(&self, args: &[&str]) -> std::process::Output {
         let mut all = vec!["rules", "publish"];
         all.extend(args);
@@ -99,7 +83,7 @@ fn marker_rule(name: &str, marker: &str) -> String {
 }
 
 /// Starts the agent of host `id` (its certificate issued on first start).
-fn start_agent(setup: &Setup, id: &str, own_rules: &Path) -> Agent {
+fn start_agent(setup: &Site, id: &str, own_rules: &Path) -> Agent {
     let base = setup.dir.path().join(id);
     let root = base.join("root");
     let certs = base.join("certs");
@@ -124,7 +108,7 @@ fn start_agent(setup: &Setup, id: &str, own_rules: &Path) -> Agent {
     Agent::start(&spec, setup.dir.path()).unwrap()
 }
 
-fn start_agents(setup: &Setup, own_rules: &Path) -> Vec<Agent> {
+fn start_agents(setup: &Site, own_rules: &Path) -> Vec<Agent> {
     HOSTS
         .iter()
         .map(|id| start_agent(setup, id, own_rules))
@@ -146,17 +130,8 @@ fn each_host(rule: &str) -> Vec<(String, String)> {
 
 #[test]
 fn rules_and_iocs_reach_every_agent_verified() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::init(&dir.path().join("pki")).unwrap();
-    assert!(pki.dir.join("rules-signing.key").is_file());
-    let listen = format!("127.0.0.1:{}", free_port().unwrap());
-    let collector = Collector::start(dir.path(), &pki, &listen).unwrap();
-    let mut setup = Setup {
-        dir,
-        pki,
-        collector,
-        listen,
-    };
+    let mut setup = Site::start().unwrap();
+    assert!(setup.pki.dir.join("rules-signing.key").is_file());
     let own = setup.write(
         "own/old.yar",
         &marker_rule("Old_Marker", "HYGIENE-OLD-MARKER"),
@@ -279,18 +254,14 @@ fn rules_and_iocs_reach_every_agent_verified() {
 
     // Then a bundle signed with another key: every agent refuses it and keeps matching with
     // the rules it has.
-    setup
-        .collector
-        .process
-        .terminate(Duration::from_secs(10))
-        .unwrap();
+    // (The collector reads its key when it starts.)
     let (rogue, _) = hygiene_proto::bundle::generate_key().unwrap();
     std::fs::write(
         setup.pki.dir.join("rules-signing.key"),
         hygiene_proto::bundle::hex(&rogue),
     )
     .unwrap();
-    setup.collector = Collector::start(setup.dir.path(), &setup.pki, &setup.listen).unwrap();
+    setup.restart_collector().unwrap();
     let third = setup.write(
         "v3/third.yar",
         &marker_rule("Third_Marker", "HYGIENE-THIRD-MARKER"),

@@ -90,6 +90,14 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock at once, waiting up to the
+    /// busy timeout: a deferred transaction that reads before it writes fails at once with
+    /// SQLITE_BUSY ("database is locked") when another connection wrote after its read began,
+    /// which agents reporting while an admin imports a list make routine.
+    pub(super) async fn write(&self) -> Result<Tx<'static>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub async fn reset_connections(&self) -> Result<(), StoreError> {
         sqlx::query("UPDATE hosts SET connected = 0 WHERE connected <> 0")
             .execute(&self.pool)
@@ -160,7 +168,7 @@ impl SqliteStore {
         findings: &[NewFinding],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         for f in findings {
             let same = sqlx::query(
                 "SELECT id, state, gone_ms FROM findings WHERE host_id = ? AND kind = ? AND path = ? \
@@ -289,7 +297,7 @@ impl SqliteStore {
         report: &SweepReport,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO sweep_reports (host_id, sweep_id, started_at_ms, finished_at_ms, files, bytes, findings, \
                  errors, roots, received_ms, failures, failures_truncated, failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -362,7 +370,7 @@ impl SqliteStore {
         packages: &[InstalledPackage],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         replace_packages(&mut tx, host_id, packages, None, now_ms).await?;
         tx.commit().await?;
         Ok(())
@@ -379,7 +387,7 @@ impl SqliteStore {
         report: &InventoryReport,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let held: Option<Option<Vec<u8>>> =
             sqlx::query_scalar("SELECT lists_digest FROM host_inventory WHERE host_id = ?")
                 .bind(host_id)
@@ -458,7 +466,7 @@ impl SqliteStore {
         report: &ConnectionReport,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         // A resent older report must not replace a newer list.
         let newer: Option<i64> = sqlx::query_scalar(
             "SELECT collected_ms FROM connection_reports WHERE host_id = ? AND collected_ms > ?",
@@ -846,7 +854,7 @@ impl SqliteStore {
         note: &str,
         now_ms: i64,
     ) -> Result<Finding, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query(&format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
         ))
@@ -982,7 +990,7 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         use FindingState::*;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query(&format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ? AND host_id = ?"
         ))
@@ -1080,7 +1088,7 @@ impl SqliteStore {
         counts: &[(HostStatus, u32)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         for (status, hosts) in counts {
             sqlx::query(
                 "INSERT INTO status_snapshots (day, status, hosts, updated_ms) VALUES (?, ?, ?, ?) \
@@ -1137,7 +1145,7 @@ impl SqliteStore {
         sweep: &NewSweep,
         audit: &NewAuditEntry,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let mut unknown = Vec::new();
         for host in &sweep.hosts {
             let known = sqlx::query("SELECT 1 FROM hosts WHERE host_id = ?")
@@ -1183,7 +1191,7 @@ impl SqliteStore {
         hosts: &[String],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         for chunk in hosts.chunks(ROWS_PER_INSERT) {
             let mut update = sqlx::QueryBuilder::new("UPDATE sweep_targets SET delivered_ms = ");
             update
@@ -1334,7 +1342,7 @@ impl SqliteStore {
         sweep_id: &str,
         audit: &NewAuditEntry,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let found = sqlx::query(
             "UPDATE sweeps SET cancelled_ms = coalesce(cancelled_ms, ?), \
                  cancelled_by = coalesce(cancelled_by, ?) WHERE sweep_id = ?",
@@ -1354,7 +1362,7 @@ impl SqliteStore {
     }
 
     pub async fn record_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         insert_audit(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(())

@@ -30,7 +30,7 @@ impl SqliteStore {
         entries: &[ListEntry],
         now_ms: i64,
     ) -> Result<IpList, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let version: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM ip_lists WHERE source = ?",
         )
@@ -112,7 +112,7 @@ impl SqliteStore {
         actor: &str,
         now_ms: i64,
     ) -> Result<IpList, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let list = list_by_id(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::Refused(format!("no ip list {id}")))?;
@@ -287,7 +287,7 @@ impl SqliteStore {
         listed: &(dyn Fn(IpAddr) -> bool + Sync),
         now_ms: i64,
     ) -> Result<BotnetChanges, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         // Every host's botnet findings in one query (a re-check of the whole fleet), or the
         // one host's.
         let rows = match results {
@@ -341,7 +341,7 @@ impl SqliteStore {
     /// Stores a signed bundle (the newest of its kind is the current one), with an audit
     /// entry.
     pub async fn save_bundle(&self, bundle: &BundleRecord) -> Result<BundleRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO bundles (kind, name, version, created_ms, created_by, files, items, bytes, payload, signature) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
