@@ -112,17 +112,34 @@ fn check(payload: &v1::BundlePayload) -> Result<(), BundleError> {
         return Err(BundleError::Kind(payload.kind.clone()));
     }
     for file in &payload.files {
-        let name = &file.name;
-        let plain = !name.is_empty()
-            && name != "."
-            && name != ".."
-            && !name.contains(['/', '\\', ':', '\0'])
-            && !name.starts_with('.');
-        if !plain {
-            return Err(BundleError::FileName(name.clone()));
+        if !plain_file_name(&file.name) {
+            return Err(BundleError::FileName(file.name.clone()));
         }
     }
     Ok(())
+}
+
+/// A name every agent can write as a file of its own in one directory, Windows included: no
+/// directory part, no character Windows forbids, no device name (`con.yar`), no leading dot,
+/// no trailing dot or space.
+fn plain_file_name(name: &str) -> bool {
+    const DEVICES: [&str; 4] = ["con", "prn", "aux", "nul"];
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let device = DEVICES.contains(&stem.as_str())
+        || ((stem.starts_with("com") || stem.starts_with("lpt"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit());
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && !name.ends_with(['.', ' '])
+        && !name.contains(['/', '\\', ':', '<', '>', '"', '|', '?', '*'])
+        && !name.chars().any(char::is_control)
+        && !device
 }
 
 /// Public keys are kept as one line of hex in `rules-signing.pub`.
@@ -173,10 +190,29 @@ mod tests {
         let (_, other) = generate_key().unwrap();
         assert_eq!(verify(&signed, &other), Err(BundleError::BadSignature));
 
-        // Paths that would leave the bundle's directory are refused even when signed.
-        let mut escape = payload();
-        escape.files[0].name = "../x.yar".into();
-        assert!(matches!(sign(escape, &key), Err(BundleError::FileName(_))));
+        // Paths that would leave the bundle's directory, and names Windows cannot hold, are
+        // refused before signing.
+        for bad in [
+            "../x.yar",
+            "a/b.yar",
+            "con.yar",
+            "COM1.yara",
+            "a?.yar",
+            ".hidden.yar",
+            "x.yar ",
+        ] {
+            let mut named = payload();
+            named.files[0].name = bad.into();
+            assert!(
+                matches!(sign(named, &key), Err(BundleError::FileName(_))),
+                "{bad}"
+            );
+        }
+        for good in ["console.yar", "com10.yar", "APT_Turla.yar"] {
+            let mut named = payload();
+            named.files[0].name = good.into();
+            assert!(sign(named, &key).is_ok(), "{good}");
+        }
 
         let text = encode_public_key(&public);
         assert_eq!(decode_public_key(&text).unwrap(), public);

@@ -9,7 +9,8 @@ use std::time::Duration;
 use hygiene_tests::*;
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(120);
+// Generous: three agents compile signature-base at once, on a machine CI may share.
+const WAIT: Duration = Duration::from_secs(300);
 const HOSTS: [&str; 3] = ["ws-1", "ws-2", "srv-3"];
 
 trait RulesSite {

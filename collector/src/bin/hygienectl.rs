@@ -412,7 +412,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut client = ctl::connect(&collector, &pki_dir).await?;
+        let timeout = match cli.command {
+            Command::Rules(RulesCommand::Publish { .. })
+            | Command::Intel(
+                IntelCommand::ImportHashes { .. } | IntelCommand::ImportIps { .. },
+            ) => ctl::LONG_CALL_TIMEOUT,
+            _ => ctl::CALL_TIMEOUT,
+        };
+        let mut client = ctl::connect(&collector, &pki_dir, timeout).await?;
         let mut stdout = std::io::stdout().lock();
         match cli.command {
             Command::Hosts(HostsCommand::List {

@@ -36,8 +36,19 @@ impl From<tonic::Status> for CtlError {
 /// The admin service client `hygienectl` calls.
 pub type AdminClient = AdminServiceClient<Channel>;
 
-/// Connects to the collector's admin service with the admin certificate from `pki_dir`.
-pub async fn connect(collector: &str, pki_dir: &Path) -> Result<AdminClient, CtlError> {
+/// How long an admin call may take, unless it is one that compiles or re-checks a fleet.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a publish or import may take: the collector compiles every rule (signature-base
+/// takes seconds, much longer on a busy collector) or re-checks every host.
+pub const LONG_CALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Connects to the collector's admin service with the admin certificate from `pki_dir`; each
+/// call may take up to `timeout`.
+pub async fn connect(
+    collector: &str,
+    pki_dir: &Path,
+    timeout: Duration,
+) -> Result<AdminClient, CtlError> {
     let read = |name: &str| {
         let path = pki_dir.join(name);
         std::fs::read(&path).map_err(|source| CtlError::Certs { path, source })
@@ -57,7 +68,7 @@ pub async fn connect(collector: &str, pki_dir: &Path) -> Result<AdminClient, Ctl
         .tls_config(tls)
         .map_err(|e| connect_error(e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
+        .timeout(timeout)
         .connect()
         .await
         .map_err(|e| connect_error(hygiene_proto::ErrorChain(&e).to_string()))?;

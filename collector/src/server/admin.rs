@@ -77,7 +77,10 @@ impl AdminEndpoint {
             },
             key,
         )
-        .map_err(|e| Status::internal(format!("cannot sign the bundle: {e}")))?;
+        .map_err(|e| match e {
+            bundle::BundleError::FileName(_) => Status::invalid_argument(e.to_string()),
+            e => Status::internal(format!("cannot sign the bundle: {e}")),
+        })?;
         let stored = self
             .store
             .save_bundle(&BundleRecord {
