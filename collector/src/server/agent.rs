@@ -447,18 +447,22 @@ impl AgentSession {
         if report.kind.is_empty() {
             return Ok(());
         }
-        let Some(current) = self.store.current_bundle(&report.kind).await? else {
+        // The version alone first: most connects find the host current, and a bundle is MBs.
+        let Some(version) = self.store.current_bundle_version(&report.kind).await? else {
             return Ok(());
         };
-        if current.version == report.active_version
+        if version == report.active_version
             || self
                 .store
                 .refused_version(&self.host_id, &report.kind)
                 .await?
-                == current.version
+                == version
         {
             return Ok(());
         }
+        let Some(current) = self.store.current_bundle(&report.kind).await? else {
+            return Ok(());
+        };
         tracing::info!(host = %self.host_id, kind = %current.kind, version = %current.version, "sending the current bundle");
         let _ = self.tx.send(Ok(apply_bundle_command(&current))).await;
         Ok(())

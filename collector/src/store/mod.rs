@@ -449,6 +449,13 @@ impl Store {
         }
     }
 
+    /// The version of the current bundle of `kind`, without its bytes.
+    pub async fn current_bundle_version(&self, kind: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.current_bundle_version(kind).await,
+        }
+    }
+
     /// The current bundle of `kind` (`rules` or `iocs`).
     pub async fn current_bundle(&self, kind: &str) -> Result<Option<BundleRecord>, StoreError> {
         match self {

@@ -387,6 +387,17 @@ impl SqliteStore {
         })
     }
 
+    /// The version of the newest bundle of `kind`, without its bytes (asked on every agent
+    /// connect).
+    pub async fn current_bundle_version(&self, kind: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT version FROM bundles WHERE kind = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// The newest bundle of `kind`.
     pub async fn current_bundle(&self, kind: &str) -> Result<Option<BundleRecord>, StoreError> {
         let row = sqlx::query(
