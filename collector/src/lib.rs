@@ -7,6 +7,8 @@
 //!
 //! - [`pki`]: the built-in certificate authority (`hygiene-collector pki ...`).
 //! - [`config`]: TOML configuration of the collector and of hygienectl.
+//! - [`intel`]: botnet IP lists, and rule and IOC bundles for the agents.
+//! - [`vuln`]: Microsoft's monthly security update documents and the updates each host lacks.
 
 pub mod config;
 pub mod ctl;
@@ -20,5 +22,6 @@ pub mod server;
 pub mod store;
 pub mod sweep;
 pub mod version;
+pub mod vuln;
 
 pub use server::{ServeOptions, serve, serve_with, tls_from_pki};

@@ -4,17 +4,19 @@
 //! the next:
 //!
 //! ```text
-//! score = botnet_matches × 1,000,000 + open_malware_findings × 1,000
+//! score = botnet_matches × 1,000,000 + open_malware_findings × 1,000 + missing_critical
 //! ```
 //!
 //! - `botnet_matches`: open `botnet_ip` findings (the directive: hosts on the CERT's botnet list
 //!   are cleaned first);
 //! - `open_malware_findings`: open or reopened YARA and hash-IOC findings;
-//! - the last three digits are kept for missing critical patches, once the collector tracks
-//!   them.
+//! - `missing_critical`: critical CVEs of Microsoft's imported documents whose fix the host
+//!   lacks (see [`crate::vuln`]).
 //!
 //! Equal scores are ordered by status (infected, cleaning, awaiting verification, never swept,
 //! stale, clean: a host nobody has looked at before one found clean), then by host id.
+
+use std::collections::HashMap;
 
 use crate::findings::HostStatus;
 use crate::model::{Finding, Host};
@@ -22,6 +24,7 @@ use crate::model::{Finding, Host};
 /// Each count's weight in the score.
 const BOTNET_WEIGHT: u64 = 1_000_000;
 const MALWARE_WEIGHT: u64 = 1_000;
+const PATCH_WEIGHT: u64 = 1;
 const CAP: u64 = 999;
 
 /// A host's place in the cleaning order.
@@ -34,14 +37,18 @@ pub struct RankedHost {
     pub score: u64,
     pub botnet_matches: u64,
     pub open_findings: u64,
+    /// Critical CVEs whose fix the host lacks.
+    pub missing_critical: u64,
     pub online: bool,
     pub last_seen_ms: i64,
     /// Why it ranks where it does.
     pub reason: String,
 }
 
-pub fn score(botnet_matches: u64, open_findings: u64) -> u64 {
-    botnet_matches.min(CAP) * BOTNET_WEIGHT + open_findings.min(CAP) * MALWARE_WEIGHT
+pub fn score(botnet_matches: u64, open_findings: u64, missing_critical: u64) -> u64 {
+    botnet_matches.min(CAP) * BOTNET_WEIGHT
+        + open_findings.min(CAP) * MALWARE_WEIGHT
+        + missing_critical.min(CAP) * PATCH_WEIGHT
 }
 
 fn status_order(status: HostStatus) -> u8 {
@@ -55,8 +62,13 @@ fn status_order(status: HostStatus) -> u8 {
     }
 }
 
-/// Ranks `hosts`; `botnet` holds the open `botnet_ip` findings (of any host).
-pub fn rank(hosts: Vec<(Host, HostStatus)>, botnet: &[Finding]) -> Vec<RankedHost> {
+/// Ranks `hosts`; `botnet` holds the open `botnet_ip` findings (of any host),
+/// `missing_critical` each host's count of critical CVEs it lacks the fix for.
+pub fn rank(
+    hosts: Vec<(Host, HostStatus)>,
+    botnet: &[Finding],
+    missing_critical: &HashMap<String, u64>,
+) -> Vec<RankedHost> {
     let mut ranked: Vec<RankedHost> = hosts
         .into_iter()
         .map(|(host, status)| {
@@ -65,12 +77,14 @@ pub fn rank(hosts: Vec<(Host, HostStatus)>, botnet: &[Finding]) -> Vec<RankedHos
                 .filter(|f| f.host_id == host.host_id && f.state.is_open())
                 .collect();
             let botnet_matches = matches.len() as u64;
+            let critical = missing_critical.get(&host.host_id).copied().unwrap_or(0);
             RankedHost {
                 rank: 0,
-                score: score(botnet_matches, host.open_findings),
-                reason: reason(&matches, host.open_findings, status),
+                score: score(botnet_matches, host.open_findings, critical),
+                reason: reason(&matches, host.open_findings, critical, status),
                 botnet_matches,
                 open_findings: host.open_findings,
+                missing_critical: critical,
                 online: host.online,
                 last_seen_ms: host.last_seen_ms,
                 host_id: host.host_id,
@@ -91,7 +105,12 @@ pub fn rank(hosts: Vec<(Host, HostStatus)>, botnet: &[Finding]) -> Vec<RankedHos
     ranked
 }
 
-fn reason(botnet: &[&Finding], open_findings: u64, status: HostStatus) -> String {
+fn reason(
+    botnet: &[&Finding],
+    open_findings: u64,
+    missing_critical: u64,
+    status: HostStatus,
+) -> String {
     let mut parts = Vec::new();
     if !botnet.is_empty() {
         let listed: Vec<String> = botnet
@@ -120,6 +139,12 @@ fn reason(botnet: &[&Finding], open_findings: u64, status: HostStatus) -> String
         parts.push(format!(
             "{open_findings} open malware finding{}",
             if open_findings == 1 { "" } else { "s" }
+        ));
+    }
+    if missing_critical > 0 {
+        parts.push(format!(
+            "{missing_critical} critical CVE{} unpatched",
+            if missing_critical == 1 { "" } else { "s" }
         ));
     }
     if parts.is_empty() {
@@ -210,7 +235,8 @@ mod tests {
                 FindingState::Resolved,
             ),
         ];
-        let ranked = rank(hosts, &findings);
+        let patches = HashMap::from([("a-clean".to_owned(), 3), ("d-never".to_owned(), 2000)]);
+        let ranked = rank(hosts, &findings, &patches);
         let order: Vec<(&str, u64)> = ranked
             .iter()
             .map(|r| (r.host_id.as_str(), r.score))
@@ -221,8 +247,8 @@ mod tests {
                 ("e-both", 1_001_000),
                 ("c-botnet", 1_000_000),
                 ("b-malware", 40_000),
-                ("d-never", 0),
-                ("a-clean", 0),
+                ("d-never", 999),
+                ("a-clean", 3),
             ]
         );
         assert_eq!(ranked[0].rank, 1);
@@ -234,8 +260,10 @@ mod tests {
             ranked[1].reason,
             "1 botnet match: egress 192.0.2.44 (list 3); status clean"
         );
-        assert_eq!(ranked[4].reason, "nothing open; status clean");
-        // A thousand malware findings never outweigh one botnet match.
-        assert!(score(1, 0) > score(0, 5000));
+        assert_eq!(ranked[4].reason, "3 critical CVEs unpatched; status clean");
+        // A thousand malware findings never outweigh one botnet match, nor a thousand
+        // missing patches one malware finding.
+        assert!(score(1, 0, 0) > score(0, 5000, 5000));
+        assert!(score(0, 1, 0) > score(0, 0, 5000));
     }
 }

@@ -171,7 +171,7 @@ fn botnet_lists_rank_hosts_and_rerank_without_a_scan() {
          127.0.0.3\n\
          not-an-address\n\
          c2.example.org\n\
-         203.0.113.0/24 # Mirai\n\
+         198.18.0.0/24 # Mirai (RFC 2544's range: this machine's registry mirror sits in 203.0.113.0/24)\n\
          300.1.2.3\n",
     );
     let output = setup.import(&list1, "cert", &[]);
@@ -187,7 +187,7 @@ fn botnet_lists_rank_hosts_and_rerank_without_a_scan() {
     // connection match each, ws-b's included.)
     let ranked = setup.priority();
     assert_eq!(ranked[0].0, "ws-b", "{ranked:?}");
-    assert_eq!(ranked[0].1, 2);
+    assert_eq!(ranked[0].1, 2, "{ranked:?}");
     assert!(
         ranked[0].3.contains("egress 127.0.0.3 (list 1)"),
         "{}",

@@ -16,6 +16,10 @@ use hygiene_collector::ctl::output::{Format, render, render_record};
 use hygiene_collector::ctl::sweep::{
     AUDIT_TABLE_COLUMNS, AuditRow, SWEEP_LIST_TABLE_COLUMNS, SweepListRow, SweepStatusView,
 };
+use hygiene_collector::ctl::vuln::{
+    ADVISORY_IMPORT_TABLE_COLUMNS, AdvisoryImportRow, KB_NEED_TABLE_COLUMNS, KbNeedRow,
+    VULN_ENTRY_TABLE_COLUMNS, VULN_HOST_TABLE_COLUMNS, VulnEntryRow, VulnHostRow,
+};
 use hygiene_collector::ctl::{
     self, CONNECTION_TABLE_COLUMNS, ConnectionRow, FINDING_HISTORY_TABLE_COLUMNS,
     FINDING_TABLE_COLUMNS, FindingChangeRow, FindingRow, HOST_TABLE_COLUMNS, HostDetailRow,
@@ -75,6 +79,9 @@ enum Command {
     /// YARA rules for every agent: publish, and check which hosts run them.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Missing Microsoft security updates, host by host, from Microsoft's monthly documents.
+    #[command(subcommand)]
+    Vuln(VulnCommand),
     /// The cleanup's progress: hosts per status, the share verified clean, day by day.
     Progress {
         /// First day of the timeline (YYYY-MM-DD) [default: 30 days ago].
@@ -193,6 +200,63 @@ enum RulesCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+#[derive(Subcommand)]
+enum VulnCommand {
+    /// Import MSRC CVRF documents (the monthly security updates, XML or the CVRF API's JSON).
+    /// A newer revision of a month replaces the one held; a file that does not read is
+    /// refused whole, naming the element. Exit code 2 when any file was refused.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Hosts that miss fixes (and hosts that could not be assessed), most critical first:
+    /// counts of critical and important CVEs, the highest CVSS, the updates to install.
+    /// Counts and state cover only the fixes the filters accept. Exit code 1 when a listed
+    /// host misses a fix.
+    Hosts {
+        #[arg(long, value_enum, value_name = "SEVERITY")]
+        min_severity: Option<SeverityArg>,
+        #[arg(long, value_name = "SCORE")]
+        min_cvss: Option<f32>,
+        /// Also hosts that miss nothing.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every CVE one host lacks the fix for (severity, CVSS, product, KB, fixed build, whether
+    /// exploited), and the Microsoft products on it that could not be checked.
+    Host {
+        host: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Per update: how many hosts need it and what installing it closes, in the order that
+    /// closes the most risk first (critical, then important, then exploited CVEs per host).
+    Summary {
+        #[arg(long, value_enum, value_name = "SEVERITY")]
+        min_severity: Option<SeverityArg>,
+        #[arg(long, value_name = "SCORE")]
+        min_cvss: Option<f32>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SeverityArg {
+    Critical,
+    Important,
+    Moderate,
+    Low,
+}
+
+fn severity_name(severity: Option<SeverityArg>) -> String {
+    severity.map_or_else(String::new, |s| format!("{s:?}").to_lowercase())
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -414,6 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let timeout = match cli.command {
             Command::Rules(RulesCommand::Publish { .. })
+            | Command::Vuln(VulnCommand::Import { .. })
             | Command::Intel(
                 IntelCommand::ImportHashes { .. } | IntelCommand::ImportIps { .. },
             ) => ctl::LONG_CALL_TIMEOUT,
@@ -439,10 +504,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect();
                 render(&rows, format, PRIORITY_TABLE_COLUMNS, &mut stdout)
                     .context("cannot write to stdout")?;
-                Ok(exit_for(
-                    rows.iter()
-                        .any(|h| h.botnet_matches > 0 || h.open_findings > 0),
-                ))
+                Ok(exit_for(rows.iter().any(|h| {
+                    h.botnet_matches > 0 || h.open_findings > 0 || h.missing_critical > 0
+                })))
             }
             Command::Hosts(HostsCommand::List {
                 infected,
@@ -853,6 +917,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     rows.iter().any(|h| !h.rules_current || !h.iocs_current),
                 ))
             }
+            Command::Vuln(command) => vuln(&mut client, command, &mut stdout).await,
             Command::Packages(PackagesCommand::List { host, format }) => {
                 let response = client
                     .list_packages(v1::ListPackagesRequest { host_id: host })
@@ -870,6 +935,160 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// `hygienectl vuln ...`.
+async fn vuln(
+    client: &mut ctl::AdminClient,
+    command: VulnCommand,
+    stdout: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let months = |advisories: &[String]| {
+        if advisories.is_empty() {
+            eprintln!("no Microsoft document imported yet: `hygienectl vuln import FILE...`");
+        } else {
+            eprintln!("assessed against {}", advisories.join(", "));
+        }
+    };
+    match command {
+        VulnCommand::Import { files, format } => {
+            let mut sources = Vec::new();
+            for path in &files {
+                let content = std::fs::read(path)
+                    .with_context(|| format!("{}: cannot read the document", path.display()))?;
+                sources.push(v1::SourceFile {
+                    path: path.display().to_string(),
+                    content,
+                });
+            }
+            let response = client
+                .import_advisories(v1::ImportAdvisoriesRequest { files: sources })
+                .await
+                .map_err(ctl::CtlError::from)?
+                .into_inner();
+            let mut refused = false;
+            for file in &response.files {
+                match file.outcome.as_str() {
+                    "refused" => {
+                        refused = true;
+                        eprintln!("refused, nothing imported: {}", file.error);
+                    }
+                    "replaced" => eprintln!(
+                        "{}: {} revision {} replaces revision {}",
+                        file.file, file.id, file.revision, file.other_revision
+                    ),
+                    "older" => eprintln!(
+                        "{}: not imported: the collector holds {} revision {}, newer than this file's",
+                        file.file, file.id, file.other_revision
+                    ),
+                    "unchanged" => eprintln!(
+                        "{}: {} revision {} is held already",
+                        file.file, file.id, file.revision
+                    ),
+                    _ => eprintln!(
+                        "{}: {} revision {} imported: {} CVEs, {} fixes",
+                        file.file, file.id, file.revision, file.cves, file.fixes
+                    ),
+                }
+            }
+            months(&response.advisories);
+            let rows: Vec<AdvisoryImportRow> = response
+                .files
+                .into_iter()
+                .map(AdvisoryImportRow::from)
+                .collect();
+            render(&rows, format, ADVISORY_IMPORT_TABLE_COLUMNS, stdout)
+                .context("cannot write to stdout")?;
+            Ok(if refused {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        VulnCommand::Hosts {
+            min_severity,
+            min_cvss,
+            all,
+            format,
+        } => {
+            let response = client
+                .vuln_hosts(v1::VulnHostsRequest {
+                    min_severity: severity_name(min_severity),
+                    min_cvss: min_cvss.unwrap_or(0.0),
+                    all,
+                })
+                .await
+                .map_err(ctl::CtlError::from)?
+                .into_inner();
+            months(&response.advisories);
+            let rows: Vec<VulnHostRow> =
+                response.hosts.into_iter().map(VulnHostRow::from).collect();
+            render(&rows, format, VULN_HOST_TABLE_COLUMNS, stdout)
+                .context("cannot write to stdout")?;
+            Ok(exit_for(rows.iter().any(|h| h.state == "missing")))
+        }
+        VulnCommand::Host { host, format } => {
+            let response = client
+                .vuln_host(v1::VulnHostRequest { host_id: host })
+                .await
+                .map_err(ctl::CtlError::from)?
+                .into_inner();
+            months(&response.advisories);
+            let summary = VulnHostRow::from(response.host.unwrap_or_default());
+            eprintln!(
+                "{}: {} {}: {} ({} CVEs missing, {} critical, {} important){}",
+                summary.host_id,
+                summary.os_product,
+                summary.build,
+                summary.state,
+                summary.cves,
+                summary.critical,
+                summary.important,
+                if summary.kbs.is_empty() {
+                    String::new()
+                } else {
+                    format!("; install {}", summary.kbs.join(" "))
+                }
+            );
+            let rows: Vec<VulnEntryRow> = response
+                .missing
+                .into_iter()
+                .map(VulnEntryRow::from)
+                .chain(response.not_assessed.into_iter().map(VulnEntryRow::from))
+                .collect();
+            render(&rows, format, VULN_ENTRY_TABLE_COLUMNS, stdout)
+                .context("cannot write to stdout")?;
+            Ok(exit_for(summary.state == "missing"))
+        }
+        VulnCommand::Summary {
+            min_severity,
+            min_cvss,
+            format,
+        } => {
+            let response = client
+                .vuln_summary(v1::VulnSummaryRequest {
+                    min_severity: severity_name(min_severity),
+                    min_cvss: min_cvss.unwrap_or(0.0),
+                })
+                .await
+                .map_err(ctl::CtlError::from)?
+                .into_inner();
+            months(&response.advisories);
+            eprintln!(
+                "{} hosts miss fixes, {} up to date, {} not assessed",
+                response.hosts_missing, response.hosts_up_to_date, response.hosts_not_assessed
+            );
+            let rows: Vec<KbNeedRow> = response
+                .kbs
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| KbNeedRow::new(i as u32 + 1, n))
+                .collect();
+            render(&rows, format, KB_NEED_TABLE_COLUMNS, stdout)
+                .context("cannot write to stdout")?;
+            Ok(exit_for(!rows.is_empty()))
+        }
+    }
 }
 
 /// Asks for a quarantine or restore and prints the finding as it now stands.

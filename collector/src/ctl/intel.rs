@@ -69,10 +69,12 @@ pub struct PriorityRow {
     pub host_id: String,
     pub hostname: String,
     pub status: String,
-    /// botnet matches × 1,000,000 + open malware findings × 1,000 (each capped at 999).
+    /// botnet matches × 1,000,000 + open malware findings × 1,000 + missing critical patches
+    /// (each capped at 999).
     pub score: u64,
     pub botnet_matches: u64,
     pub open_findings: u64,
+    pub missing_critical: u64,
     pub online: bool,
     pub last_seen: String,
     /// Why the host ranks where it does.
@@ -85,6 +87,7 @@ pub const PRIORITY_TABLE_COLUMNS: &[&str] = &[
     "score",
     "botnet_matches",
     "open_findings",
+    "missing_critical",
     "status",
     "reason",
 ];
@@ -99,6 +102,7 @@ impl From<v1::PriorityHost> for PriorityRow {
             score: h.score,
             botnet_matches: h.botnet_matches,
             open_findings: h.open_findings,
+            missing_critical: h.missing_critical,
             online: h.online,
             last_seen: format_ms(h.last_seen_ms),
             reason: h.reason,

@@ -3,6 +3,7 @@
 pub mod intel;
 pub mod output;
 pub mod sweep;
+pub mod vuln;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -386,6 +387,14 @@ pub struct HostDetailRow {
     pub connections_partial: Option<String>,
     pub open_findings: u64,
     pub botnet_matches: u64,
+    /// Missing Microsoft updates: `missing`, `not_assessed`, `up_to_date` or
+    /// `not_applicable`.
+    pub vuln_state: String,
+    pub missing_cves: u64,
+    pub missing_critical: u64,
+    pub missing_important: u64,
+    /// The updates to install.
+    pub kbs_to_install: Vec<String>,
 }
 
 impl From<hygiene_proto::v1::GetHostResponse> for HostDetailRow {
@@ -436,6 +445,11 @@ impl From<hygiene_proto::v1::GetHostResponse> for HostDetailRow {
             connections_partial: non_empty(d.connections_partial),
             open_findings: h.open_findings,
             botnet_matches: h.botnet_matches,
+            vuln_state: d.vuln.as_ref().map(|v| v.state.clone()).unwrap_or_default(),
+            missing_cves: d.vuln.as_ref().map_or(0, |v| v.cves),
+            missing_critical: d.vuln.as_ref().map_or(0, |v| v.critical),
+            missing_important: d.vuln.as_ref().map_or(0, |v| v.important),
+            kbs_to_install: d.vuln.map(|v| v.kbs).unwrap_or_default(),
         }
     }
 }

@@ -18,6 +18,8 @@ use crate::model::{
 };
 use crate::store::{Store, StoreError};
 use crate::sweep::{self, HostSweepState, NewSweep, SweepOrder, SweepState, SweepView};
+use crate::vuln::report::{HostVulnRow, host_row, patch_order};
+use crate::vuln::{ImportOutcome, Severity, VulnError, VulnFilter, Vulns};
 
 pub struct AdminEndpoint {
     store: Store,
@@ -25,6 +27,8 @@ pub struct AdminEndpoint {
     signing_key: Option<Vec<u8>>,
     /// The botnet lists; importing or retiring one re-checks every host.
     intel: Intel,
+    /// Microsoft's monthly documents, against which hosts are assessed when asked.
+    vulns: Vulns,
     /// Connected agents, through which sweep, quarantine and restore orders reach them at once.
     registry: Registry,
     /// A host silent for longer is stale.
@@ -32,11 +36,18 @@ pub struct AdminEndpoint {
 }
 
 impl AdminEndpoint {
-    pub fn new(store: Store, registry: Registry, intel: Intel, stale_after_ms: i64) -> Self {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        intel: Intel,
+        vulns: Vulns,
+        stale_after_ms: i64,
+    ) -> Self {
         AdminEndpoint {
             store,
             signing_key: None,
             intel,
+            vulns,
             registry,
             stale_after_ms,
         }
@@ -285,7 +296,20 @@ impl AdminService for AdminEndpoint {
                 .collect(),
         });
         let host_status = detail.host.cleanup.status(now_ms(), self.stale_after_ms);
+        let vuln = self
+            .vulns
+            .assess_host(host_id)
+            .await
+            .map_err(internal)?
+            .map(|a| {
+                vuln_host_row(host_row(
+                    &self.vulns.catalogue(),
+                    &a,
+                    &VulnFilter::default(),
+                ))
+            });
         Ok(Response::new(v1::GetHostResponse {
+            vuln,
             host: Some(host_entry(detail.host, host_status)),
             inventory,
             package_count: detail.package_count,
@@ -933,7 +957,15 @@ impl AdminService for AdminEndpoint {
             })
             .await
             .map_err(internal)?;
-        let hosts = crate::priority::rank(hosts, &botnet)
+        let critical: std::collections::HashMap<String, u64> = self
+            .vulns
+            .assess_all()
+            .await
+            .map_err(internal)?
+            .iter()
+            .map(|a| (a.host_id.clone(), a.counts(&VulnFilter::default()).critical))
+            .collect();
+        let hosts = crate::priority::rank(hosts, &botnet, &critical)
             .into_iter()
             .map(|r| v1::PriorityHost {
                 rank: r.rank,
@@ -943,12 +975,238 @@ impl AdminService for AdminEndpoint {
                 score: r.score,
                 botnet_matches: r.botnet_matches,
                 open_findings: r.open_findings,
+                missing_critical: r.missing_critical,
                 reason: r.reason,
                 online: r.online,
                 last_seen_ms: r.last_seen_ms,
             })
             .collect();
         Ok(Response::new(v1::PriorityHostsResponse { hosts }))
+    }
+
+    async fn import_advisories(
+        &self,
+        request: Request<v1::ImportAdvisoriesRequest>,
+    ) -> Result<Response<v1::ImportAdvisoriesResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let files = request.into_inner().files;
+        if files.is_empty() {
+            return Err(Status::invalid_argument("no document to import"));
+        }
+        let mut results = Vec::new();
+        for file in files {
+            let mut result = v1::AdvisoryImport {
+                file: file.path.clone(),
+                ..v1::AdvisoryImport::default()
+            };
+            match self
+                .vulns
+                .import(&file.path, &file.content, &admin.name, now_ms())
+                .await
+            {
+                Ok((held, outcome)) => {
+                    result.outcome = outcome.as_str().to_owned();
+                    if let ImportOutcome::Replaced { revision }
+                    | ImportOutcome::Older { revision } = outcome
+                    {
+                        result.other_revision = revision;
+                    }
+                    result.id = held.id;
+                    result.title = held.title;
+                    result.revision = held.revision;
+                    result.current_release = held.current_release;
+                    result.cves = held.cves;
+                    result.products = held.products;
+                    result.fixes = held.fixes;
+                }
+                Err(VulnError::Document { file, source }) => {
+                    result.outcome = "refused".to_owned();
+                    result.error = format!("{file}: {source}");
+                }
+                Err(VulnError::Store(e)) => return Err(internal(e)),
+            }
+            results.push(result);
+        }
+        Ok(Response::new(v1::ImportAdvisoriesResponse {
+            files: results,
+            advisories: self.advisory_names(),
+        }))
+    }
+
+    async fn vuln_hosts(
+        &self,
+        request: Request<v1::VulnHostsRequest>,
+    ) -> Result<Response<v1::VulnHostsResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let filter = vuln_filter(&r.min_severity, r.min_cvss)?;
+        let catalogue = self.vulns.catalogue();
+        let assessments = self.vulns.assess_all().await.map_err(internal)?;
+        let mut rows: Vec<HostVulnRow> = assessments
+            .iter()
+            .map(|a| host_row(&catalogue, a, &filter))
+            .filter(|row| {
+                r.all
+                    || matches!(
+                        row.state,
+                        crate::vuln::VulnState::Missing | crate::vuln::VulnState::NotAssessed
+                    )
+            })
+            .collect();
+        // Most critical CVEs first, then important, then the highest score.
+        rows.sort_by(|a, b| {
+            (b.counts.critical, b.counts.important, b.counts.cves)
+                .cmp(&(a.counts.critical, a.counts.important, a.counts.cves))
+                .then(a.state.cmp(&b.state))
+                .then_with(|| a.host_id.cmp(&b.host_id))
+        });
+        Ok(Response::new(v1::VulnHostsResponse {
+            hosts: rows.into_iter().map(vuln_host_row).collect(),
+            advisories: self.advisory_names(),
+        }))
+    }
+
+    async fn vuln_host(
+        &self,
+        request: Request<v1::VulnHostRequest>,
+    ) -> Result<Response<v1::VulnHostResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let host_id = request.into_inner().host_id;
+        let assessment = self
+            .vulns
+            .assess_host(&host_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no host {host_id:?}")))?;
+        let catalogue = self.vulns.catalogue();
+        let filter = VulnFilter::default();
+        let install: std::collections::HashMap<usize, String> =
+            crate::vuln::assess::updates_to_install(&catalogue, &assessment, &filter)
+                .into_iter()
+                .collect();
+        let missing = assessment
+            .missing
+            .iter()
+            .enumerate()
+            .map(|(i, m)| v1::MissingFix {
+                cve: m.cve.clone(),
+                title: m.title.clone(),
+                severity: m.severity.map_or("", Severity::as_str).to_owned(),
+                cvss: m.cvss.unwrap_or(-1.0),
+                exploited: m.exploited,
+                product: m.product.clone(),
+                kb: m.kb.clone(),
+                fixed_build: m.fixed_build.clone(),
+                installed: m.installed.clone(),
+                basis: m.basis.as_str().to_owned(),
+                advisory: m.advisory.clone(),
+                install: install.get(&i).cloned().unwrap_or_default(),
+            })
+            .collect();
+        let not_assessed = assessment
+            .not_assessed
+            .iter()
+            .map(|n| v1::NotAssessedProduct {
+                product: n.product.clone(),
+                version: n.version.clone(),
+                reason: n.reason.clone(),
+            })
+            .collect();
+        Ok(Response::new(v1::VulnHostResponse {
+            host: Some(vuln_host_row(host_row(&catalogue, &assessment, &filter))),
+            missing,
+            not_assessed,
+            advisories: self.advisory_names(),
+        }))
+    }
+
+    async fn vuln_summary(
+        &self,
+        request: Request<v1::VulnSummaryRequest>,
+    ) -> Result<Response<v1::VulnSummaryResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let filter = vuln_filter(&r.min_severity, r.min_cvss)?;
+        let catalogue = self.vulns.catalogue();
+        let assessments = self.vulns.assess_all().await.map_err(internal)?;
+        let mut response = v1::VulnSummaryResponse {
+            advisories: self.advisory_names(),
+            ..v1::VulnSummaryResponse::default()
+        };
+        for a in &assessments {
+            match host_row(&catalogue, a, &filter).state {
+                crate::vuln::VulnState::Missing => response.hosts_missing += 1,
+                crate::vuln::VulnState::UpToDate => response.hosts_up_to_date += 1,
+                crate::vuln::VulnState::NotAssessed => response.hosts_not_assessed += 1,
+                crate::vuln::VulnState::NotApplicable => {}
+            }
+        }
+        response.kbs = patch_order(&catalogue, &assessments, &filter)
+            .into_iter()
+            .map(|n| v1::KbNeed {
+                kb: n.kb,
+                products: n.products.into_iter().collect(),
+                hosts: n.hosts,
+                cves: n.cves,
+                critical: n.critical,
+                important: n.important,
+                exploited: n.exploited,
+                max_cvss: n.max_cvss.unwrap_or(-1.0),
+            })
+            .collect();
+        Ok(Response::new(response))
+    }
+}
+
+impl AdminEndpoint {
+    /// The months held, oldest first: `2024-Jan r5`.
+    fn advisory_names(&self) -> Vec<String> {
+        self.vulns
+            .catalogue()
+            .advisories()
+            .iter()
+            .map(|a| format!("{} r{}", a.id, a.revision))
+            .collect()
+    }
+}
+
+fn vuln_filter(min_severity: &str, min_cvss: f32) -> Result<VulnFilter, Status> {
+    let min_severity = match min_severity.trim() {
+        "" => None,
+        text => Some(Severity::parse(text).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{text:?} is not a severity (critical, important, moderate, low)"
+            ))
+        })?),
+    };
+    if !(0.0..=10.0).contains(&min_cvss) {
+        return Err(Status::invalid_argument(format!(
+            "{min_cvss} is not a CVSS score (0 to 10)"
+        )));
+    }
+    Ok(VulnFilter {
+        min_severity,
+        min_cvss: (min_cvss > 0.0).then_some(min_cvss),
+    })
+}
+
+fn vuln_host_row(row: HostVulnRow) -> v1::VulnHostRow {
+    v1::VulnHostRow {
+        host_id: row.host_id,
+        hostname: row.hostname,
+        os_product: row.os_product,
+        build: row.build,
+        state: row.state.as_str().to_owned(),
+        cves: row.counts.cves,
+        critical: row.counts.critical,
+        important: row.counts.important,
+        moderate: row.counts.moderate,
+        low: row.counts.low,
+        exploited: row.counts.exploited,
+        max_cvss: row.counts.max_cvss.unwrap_or(-1.0),
+        kbs: row.kbs,
+        not_assessed: row.not_assessed,
+        reason: row.reason,
     }
 }
 

@@ -105,9 +105,10 @@ pub async fn serve_with(
     let mut grace = stop_rx.clone();
     let registry = Registry::default();
     let intel = Intel::load(store.clone()).await?;
+    let vulns = crate::vuln::Vulns::load(store.clone()).await?;
     let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), intel.clone(), stop_rx);
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
-    let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, stale_after_ms)
+    let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, vulns, stale_after_ms)
         .with_signing_key(options.rules_signing_key.clone());
     // The cleanup timeline: today's hosts per status, written as the day goes on.
     let snapshots = tokio::spawn(async move {

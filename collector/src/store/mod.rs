@@ -9,6 +9,7 @@
 
 mod sqlite;
 mod sqlite_intel;
+mod sqlite_vuln;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ use crate::model::{
 use crate::model::{BotnetChanges, BundleRecord, BundleReport, HostBundleState, IpList, NewIpList};
 use crate::model::{FindingChange, RemediationOrders, RemediationReport};
 use crate::sweep::{NewSweep, SweepOrders, SweepRecord};
+use crate::vuln::{Advisory, HostSoftware, StoredAdvisory};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -486,6 +488,41 @@ impl Store {
     pub async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError> {
         match self {
             Store::Sqlite(s) => s.refused_version(host_id, kind).await,
+        }
+    }
+
+    /// The stored month `id` (`2024-Jan`), without its content.
+    pub async fn advisory(&self, id: &str) -> Result<Option<StoredAdvisory>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.advisory(id).await,
+        }
+    }
+
+    /// Stores a month, replacing an earlier revision of it.
+    pub async fn save_advisory(
+        &self,
+        record: &StoredAdvisory,
+        advisory: &Advisory,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.save_advisory(record, advisory).await,
+        }
+    }
+
+    /// Every stored month.
+    pub async fn advisories(&self) -> Result<Vec<Advisory>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.advisories().await,
+        }
+    }
+
+    /// OS facts, installed updates and programs of one host, or of every host.
+    pub async fn host_software(
+        &self,
+        host_id: Option<&str>,
+    ) -> Result<Vec<HostSoftware>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.host_software(host_id).await,
         }
     }
 }
