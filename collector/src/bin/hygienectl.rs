@@ -337,7 +337,7 @@ enum HostsCommand {
         #[arg(long, value_name = "S")]
         status: Option<String>,
         /// Every host in the order to clean it: botnet list matches first, then open malware
-        /// findings; each row gives its score and why.
+        /// findings, then missing critical Microsoft patches; each row gives its score and why.
         #[arg(long, conflicts_with_all = ["infected", "has_package", "package_below", "missing_kb", "status"])]
         priority: bool,
         #[arg(long, value_enum, default_value = "table")]

@@ -117,28 +117,25 @@ pub async fn roll_out(store: Store, registry: Registry, bundle: BundleRecord, ho
         let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
         while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let states = match store.host_bundles().await {
-                Ok(states) => states,
-                Err(err) => {
-                    tracing::error!("rollout of {} {}: {err}", bundle.kind, bundle.version);
-                    continue;
-                }
-            };
+            // Only the batch's hosts are looked up: a 10,000-host fleet is asked about 16
+            // hosts per tick, not about every host.
             let connected = registry.connected();
-            waiting.retain(|host| {
-                let Some(state) = states.iter().find(|s| s.host_id == **host) else {
-                    return false;
-                };
-                let (running, refused) = if bundle.kind == "rules" {
-                    (&state.rules, &state.refused_rules)
-                } else {
-                    (&state.iocs, &state.refused_iocs)
-                };
-                let done = running.as_ref().is_some_and(|(v, _)| *v == bundle.version)
-                    || *refused == bundle.version;
-                answered += usize::from(done);
-                !done && connected.contains(host)
-            });
+            let mut still = Vec::with_capacity(waiting.len());
+            for host in waiting {
+                match store
+                    .answered_bundle(host, &bundle.kind, &bundle.version)
+                    .await
+                {
+                    Ok(true) => answered += 1,
+                    Ok(false) if connected.contains(host) => still.push(host),
+                    Ok(false) => {}
+                    Err(err) => {
+                        tracing::error!("rollout of {} {}: {err}", bundle.kind, bundle.version);
+                        still.push(host);
+                    }
+                }
+            }
+            waiting = still;
         }
     }
     tracing::info!(kind = %bundle.kind, version = %bundle.version, sent, answered, "rollout finished");

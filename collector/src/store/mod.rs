@@ -484,6 +484,18 @@ impl Store {
         }
     }
 
+    /// Whether the host said it runs, or refused, `version` of `kind`.
+    pub async fn answered_bundle(
+        &self,
+        host_id: &str,
+        kind: &str,
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.answered_bundle(host_id, kind, version).await,
+        }
+    }
+
     /// The version of `kind` the host refused last (empty: none).
     pub async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError> {
         match self {

@@ -504,6 +504,25 @@ impl SqliteStore {
     }
 
     /// The version of `kind` a host refused last (empty: none).
+    pub async fn answered_bundle(
+        &self,
+        host_id: &str,
+        kind: &str,
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM host_bundles WHERE host_id = ? AND kind = ? \
+             AND (version = ? OR refused_version = ?)",
+        )
+        .bind(host_id)
+        .bind(kind)
+        .bind(version)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     pub async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError> {
         let refused: Option<String> = sqlx::query_scalar(
             "SELECT refused_version FROM host_bundles WHERE host_id = ? AND kind = ?",

@@ -80,8 +80,10 @@ fn product_key(name: &str) -> String {
 /// One fix of a CVE for a product.
 #[derive(Debug, Clone)]
 struct Remedy {
-    /// Digits only when it is a KB.
+    /// Digits only when it is a KB; empty otherwise.
     kb: String,
+    /// As the document names the fix ("5034122", "Release Notes").
+    name: String,
     fixed_build: String,
     build: Option<Build>,
 }
@@ -158,6 +160,7 @@ impl Catalogue {
                         entry.name.clone_from(name);
                         let remedy = Remedy {
                             kb: kb.clone(),
+                            name: fix.kb.clone(),
                             fixed_build: fix.fixed_build.clone(),
                             build: Build::parse(&fix.fixed_build),
                         };
@@ -428,7 +431,8 @@ impl HostAssessment {
 
 /// Per missing fix (in `assessment.missing` order, under `filter`), the update that closes it
 /// on this host: its own KB, unless another needed KB replaces it (a later cumulative update
-/// carries the earlier one's fixes); fixes without a KB keep their name.
+/// carries the earlier one's fixes); for fixes without a KB (Edge, .NET, PowerShell), the
+/// product at the highest fixed version any of its missing fixes asks for.
 pub fn updates_to_install(
     catalogue: &Catalogue,
     assessment: &HostAssessment,
@@ -438,6 +442,15 @@ pub fn updates_to_install(
         .missing_by(filter)
         .filter_map(|m| kb_number(&m.kb))
         .collect();
+    let mut highest: BTreeMap<&str, &MissingFix> = BTreeMap::new();
+    for m in assessment.missing_by(filter) {
+        if kb_number(&m.kb).is_none() {
+            let slot = highest.entry(&m.product).or_insert(m);
+            if Build::parse(&m.fixed_build) > Build::parse(&slot.fixed_build) {
+                *slot = m;
+            }
+        }
+    }
     assessment
         .missing
         .iter()
@@ -458,7 +471,14 @@ pub fn updates_to_install(
                         .unwrap_or(kb);
                     format!("KB{latest}")
                 }
-                None => format!("{} {}", m.product, m.kb),
+                None => {
+                    let top = highest[m.product.as_str()];
+                    if top.fixed_build.is_empty() {
+                        format!("{} ({})", m.product, top.kb)
+                    } else {
+                        format!("{} {}", m.product, top.fixed_build)
+                    }
+                }
             };
             (i, update)
         })
@@ -528,7 +548,7 @@ fn check_product(
             exploited: cve.exploited,
             product: entry.name.clone(),
             kb: if remedy.kb.is_empty() {
-                "(no KB)".to_owned()
+                remedy.name.clone()
             } else {
                 format!("KB{}", remedy.kb)
             },
@@ -830,6 +850,12 @@ mod tests {
                 .all(|m| m.product == "Microsoft Edge (Chromium-based)")
         );
         assert!(a.missing.len() >= 5);
+        // Edge has no KB: the version that closes every one of them is the update.
+        assert_eq!(
+            kbs_to_install(&jan, &a, &VulnFilter::default()),
+            ["Microsoft Edge (Chromium-based) 121.0.2277.83"]
+        );
+        assert!(a.missing.iter().all(|m| m.kb == "Release Notes"));
         let none = HostSoftware {
             host_id: "x".into(),
             ..HostSoftware::default()
