@@ -286,18 +286,7 @@ fn xml_vulnerability(v: Node, at: &str) -> Result<Vulnerability, CvrfError> {
         .flat_map(|s| children(s, "ScoreSet"))
     {
         let text = text_of(child(set, "BaseScore"));
-        if text.is_empty() {
-            continue;
-        }
-        let score = cvss_score(&text).ok_or_else(|| {
-            error(
-                format!("{at}/ScoreSet/BaseScore"),
-                format!("{text:?} is not a CVSS score"),
-            )
-        })?;
-        for pid in product_ids(set) {
-            vuln.cvss.insert(pid, score);
-        }
+        add_score(&mut vuln, &at, "ScoreSet", &text, product_ids(set))?;
     }
     for remediation in child(v, "Remediations")
         .into_iter()
@@ -318,11 +307,33 @@ fn xml_vulnerability(v: Node, at: &str) -> Result<Vulnerability, CvrfError> {
     Ok(vuln)
 }
 
-fn cvss_score(text: &str) -> Option<f32> {
-    text.trim()
+/// A score set's base score for its products; an empty score is no score, a bad one an
+/// error naming the element.
+fn add_score(
+    vuln: &mut Vulnerability,
+    at: &str,
+    set: &str,
+    text: &str,
+    products: Vec<String>,
+) -> Result<(), CvrfError> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    let score = text
+        .trim()
         .parse::<f32>()
         .ok()
         .filter(|s| (0.0..=10.0).contains(s))
+        .ok_or_else(|| {
+            error(
+                format!("{at}/{set}/BaseScore"),
+                format!("{text:?} is not a CVSS score"),
+            )
+        })?;
+    for pid in products {
+        vuln.cvss.insert(pid, score);
+    }
+    Ok(())
 }
 
 /// `Publicly Disclosed:No;Exploited:Yes;Latest Software Release:Exploitation Detected`.
@@ -508,18 +519,7 @@ fn json_vulnerability(v: &Value, at: &str) -> Result<Vulnerability, CvrfError> {
     }
     for set in array(v.get("CVSSScoreSets")) {
         let text = value_text(set.get("BaseScore"));
-        if text.is_empty() {
-            continue;
-        }
-        let score = cvss_score(&text).ok_or_else(|| {
-            error(
-                format!("{at}/CVSSScoreSets/BaseScore"),
-                format!("{text:?} is not a CVSS score"),
-            )
-        })?;
-        for pid in json_product_ids(set) {
-            vuln.cvss.insert(pid, score);
-        }
+        add_score(&mut vuln, &at, "CVSSScoreSets", &text, json_product_ids(set))?;
     }
     for remediation in array(v.get("Remediations")) {
         if !is_type(remediation, 2, "Vendor Fix") {
