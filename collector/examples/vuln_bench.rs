@@ -44,6 +44,7 @@ fn month(real: &Advisory, m: usize) -> Advisory {
     let mut doc = real.clone();
     doc.id = format!("Y{m:02}");
     doc.current_release = format!("2025-{:02}-10T00:00:00", m + 1);
+    doc.initial_release.clone_from(&doc.current_release);
     for v in &mut doc.vulnerabilities {
         v.cve = format!("{}-m{m}", v.cve);
         for fix in &mut v.fixes {

@@ -461,6 +461,38 @@ impl Site {
         ctl_json(&self.collector.url(), &self.pki.dir, args).unwrap()
     }
 
+    /// Starts the agent of host `id` with one root and one rules path, under `DIR/ID/`
+    /// (`root`, `certs`, `state`); its certificate is issued on first start. `files` (name,
+    /// content) are written into the root on first start too.
+    pub fn start_agent(
+        &self,
+        id: &str,
+        files: &[(&str, &str)],
+        rules: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Agent> {
+        let base = self.dir.path().join(id);
+        let root = base.join("root");
+        let certs = base.join("certs");
+        if !certs.exists() {
+            std::fs::create_dir_all(&root)?;
+            for (name, content) in files {
+                std::fs::write(root.join(name), content)?;
+            }
+            self.pki.issue_agent(id, &certs)?;
+        }
+        let state = base.join("state");
+        let spec = AgentSpec {
+            collector: self.collector.url(),
+            cert_dir: &certs,
+            state_dir: &state,
+            roots: vec![&root],
+            rules: vec![rules],
+            iocs: vec![],
+        };
+        Agent::start_with(&spec, self.dir.path(), extra)
+    }
+
     /// Writes `text` to `name` under the site's directory (creating directories on the way).
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);

@@ -76,25 +76,13 @@ impl IntelSite for Site {
 }
 
 fn start_agent(setup: &Site, id: &str, source: &str, rules: &Path, infected: bool) -> Agent {
-    let base = setup.dir.path().join(id);
-    let root = base.join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("readme.txt"), "nothing to see").unwrap();
+    let mut files = vec![("readme.txt", "nothing to see")];
     if infected {
-        std::fs::write(root.join("dropper.bin"), "HYGIENE-TEST-BOTNET-DROPPER").unwrap();
+        files.push(("dropper.bin", "HYGIENE-TEST-BOTNET-DROPPER"));
     }
-    let certs = base.join("certs");
-    setup.pki.issue_agent(id, &certs).unwrap();
-    let state = base.join("state");
-    let spec = AgentSpec {
-        collector: setup.collector.url(),
-        cert_dir: &certs,
-        state_dir: &state,
-        roots: vec![&root],
-        rules: vec![rules],
-        iocs: vec![],
-    };
-    Agent::start_with(&spec, setup.dir.path(), &["--source-address", source]).unwrap()
+    setup
+        .start_agent(id, &files, rules, &["--source-address", source])
+        .unwrap()
 }
 
 #[test]

@@ -85,28 +85,16 @@ fn marker_rule(name: &str, marker: &str) -> String {
 
 /// Starts the agent of host `id` (its certificate issued on first start).
 fn start_agent(setup: &Site, id: &str, own_rules: &Path) -> Agent {
-    let base = setup.dir.path().join(id);
-    let root = base.join("root");
-    let certs = base.join("certs");
-    if !certs.exists() {
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("old.txt"), "HYGIENE-OLD-MARKER").unwrap();
-        std::fs::write(root.join("new.txt"), "HYGIENE-NEW-MARKER").unwrap();
-        std::fs::write(root.join("third.txt"), "HYGIENE-THIRD-MARKER").unwrap();
-        std::fs::write(root.join("hashed.bin"), "HYGIENE-HASHED-CONTENT").unwrap();
-        setup.pki.issue_agent(id, &certs).unwrap();
-        assert!(certs.join("rules-signing.pub").is_file());
-    }
-    let state = base.join("state");
-    let spec = AgentSpec {
-        collector: setup.collector.url(),
-        cert_dir: &certs,
-        state_dir: &state,
-        roots: vec![&root],
-        rules: vec![own_rules],
-        iocs: vec![],
-    };
-    Agent::start(&spec, setup.dir.path()).unwrap()
+    let files = [
+        ("old.txt", "HYGIENE-OLD-MARKER"),
+        ("new.txt", "HYGIENE-NEW-MARKER"),
+        ("third.txt", "HYGIENE-THIRD-MARKER"),
+        ("hashed.bin", "HYGIENE-HASHED-CONTENT"),
+    ];
+    let agent = setup.start_agent(id, &files, own_rules, &[]).unwrap();
+    let certs = setup.dir.path().join(id).join("certs");
+    assert!(certs.join("rules-signing.pub").is_file());
+    agent
 }
 
 fn start_agents(setup: &Site, own_rules: &Path) -> Vec<Agent> {

@@ -125,9 +125,19 @@ pub struct Catalogue {
 
 impl Catalogue {
     /// Indexes `advisories`; where two months speak of the same CVE and product, the later
-    /// one's fixes count.
+    /// month's fixes count (months ordered by their first release: a revision of January
+    /// published after February is still January).
     pub fn new(mut advisories: Vec<Advisory>) -> Catalogue {
-        advisories.sort_by(|a, b| a.current_release.cmp(&b.current_release));
+        advisories.sort_by(|a, b| {
+            let first = |d: &Advisory| {
+                if d.initial_release.is_empty() {
+                    d.current_release.clone()
+                } else {
+                    d.initial_release.clone()
+                }
+            };
+            first(a).cmp(&first(b))
+        });
         let mut catalogue = Catalogue::default();
         let mut at: HashMap<(String, String), (usize, Arc<str>)> = HashMap::new();
         for advisory in &advisories {

@@ -519,7 +519,13 @@ fn json_vulnerability(v: &Value, at: &str) -> Result<Vulnerability, CvrfError> {
     }
     for set in array(v.get("CVSSScoreSets")) {
         let text = value_text(set.get("BaseScore"));
-        add_score(&mut vuln, &at, "CVSSScoreSets", &text, json_product_ids(set))?;
+        add_score(
+            &mut vuln,
+            &at,
+            "CVSSScoreSets",
+            &text,
+            json_product_ids(set),
+        )?;
     }
     for remediation in array(v.get("Remediations")) {
         if !is_type(remediation, 2, "Vendor Fix") {
