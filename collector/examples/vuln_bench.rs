@@ -210,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|r| {
             r.missing
                 .iter()
-                .filter(|m| m.product == r.os_product)
+                .filter(|m| *m.product == *r.os_product)
                 .count()
         })
         .sum();

@@ -1080,7 +1080,7 @@ impl AdminService for AdminEndpoint {
             .ok_or_else(|| Status::not_found(format!("no host {host_id:?}")))?;
         let catalogue = self.vulns.catalogue();
         let filter = VulnFilter::default();
-        let install: std::collections::HashMap<usize, String> =
+        let install: std::collections::HashMap<usize, std::sync::Arc<str>> =
             crate::vuln::assess::updates_to_install(&catalogue, &assessment, &filter)
                 .into_iter()
                 .collect();
@@ -1089,18 +1089,18 @@ impl AdminService for AdminEndpoint {
             .iter()
             .enumerate()
             .map(|(i, m)| v1::MissingFix {
-                cve: m.cve.clone(),
-                title: m.title.clone(),
+                cve: m.cve.to_string(),
+                title: m.title.to_string(),
                 severity: m.severity.map_or("", Severity::as_str).to_owned(),
                 cvss: m.cvss.unwrap_or(-1.0),
                 exploited: m.exploited,
-                product: m.product.clone(),
-                kb: m.kb.clone(),
-                fixed_build: m.fixed_build.clone(),
-                installed: m.installed.clone(),
+                product: m.product.to_string(),
+                kb: m.kb().to_owned(),
+                fixed_build: m.fixed_build().to_owned(),
+                installed: m.installed.to_string(),
                 basis: m.basis.as_str().to_owned(),
-                advisory: m.advisory.clone(),
-                install: install.get(&i).cloned().unwrap_or_default(),
+                advisory: m.advisory.to_string(),
+                install: install.get(&i).map(|kb| kb.to_string()).unwrap_or_default(),
             })
             .collect();
         let not_assessed = assessment

@@ -78,32 +78,35 @@ fn product_key(name: &str) -> String {
 }
 
 /// One fix of a CVE for a product.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Remedy {
     /// Digits only when it is a KB; empty otherwise.
     kb: String,
-    /// As the document names the fix ("5034122", "Release Notes").
-    name: String,
-    fixed_build: String,
+    /// As a result names it: `KB5034122`, or the document's name for a fix without a KB
+    /// ("Release Notes").
+    label: Arc<str>,
+    fixed_build: Arc<str>,
     build: Option<Build>,
 }
 
-/// A CVE as it concerns one product.
-#[derive(Debug, Clone)]
-struct ProductCve {
-    advisory: Arc<str>,
-    cve: String,
-    title: Arc<str>,
-    severity: Option<Severity>,
-    cvss: Option<f32>,
-    exploited: bool,
+/// A CVE as it concerns one product, with its fixes: what a [`MissingFix`] points to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CveFix {
+    /// The month that lists it (`2024-Jan`).
+    pub advisory: Arc<str>,
+    pub cve: Arc<str>,
+    pub title: Arc<str>,
+    pub product: Arc<str>,
+    pub severity: Option<Severity>,
+    pub cvss: Option<f32>,
+    pub exploited: bool,
     remedies: Vec<Remedy>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct ProductEntry {
-    name: String,
-    cves: Vec<ProductCve>,
+    name: Arc<str>,
+    cves: Vec<Arc<CveFix>>,
 }
 
 /// A month as imported.
@@ -167,17 +170,23 @@ impl Catalogue {
                         };
                         let key = product_key(name);
                         let entry = catalogue.products.entry(key.clone()).or_default();
-                        entry.name.clone_from(name);
+                        if &*entry.name != name.as_str() {
+                            entry.name = name.as_str().into();
+                        }
                         let remedy = Remedy {
                             kb: kb.clone(),
-                            name: fix.kb.clone(),
-                            fixed_build: fix.fixed_build.clone(),
+                            label: if kb.is_empty() {
+                                fix.kb.as_str().into()
+                            } else {
+                                format!("KB{kb}").into()
+                            },
+                            fixed_build: fix.fixed_build.as_str().into(),
                             build: Build::parse(&fix.fixed_build),
                         };
                         let slot = (key, v.cve.clone());
                         match at.get(&slot) {
                             Some((index, from)) if Arc::ptr_eq(from, &month) => {
-                                let cve = &mut entry.cves[*index];
+                                let cve = Arc::make_mut(&mut entry.cves[*index]);
                                 if !cve.remedies.iter().any(|r| {
                                     r.kb == remedy.kb && r.fixed_build == remedy.fixed_build
                                 }) {
@@ -185,15 +194,16 @@ impl Catalogue {
                                 }
                             }
                             found => {
-                                let cve = ProductCve {
+                                let cve = Arc::new(CveFix {
                                     advisory: month.clone(),
-                                    cve: v.cve.clone(),
+                                    cve: v.cve.as_str().into(),
                                     title: title.clone(),
+                                    product: entry.name.clone(),
                                     severity: v.severity.get(pid).copied(),
                                     cvss: v.cvss.get(pid).copied(),
                                     exploited: v.exploited,
                                     remedies: vec![remedy],
-                                };
+                                });
                                 let index = match found {
                                     Some((index, _)) => {
                                         let index = *index;
@@ -235,24 +245,31 @@ impl Catalogue {
 
     /// Whether a host with updates `installed` (KB digits) has `kb` or one that replaces it.
     fn has_kb(&self, kb: &str, installed: &HashSet<&str>) -> bool {
-        let mut seen = HashSet::new();
-        let mut todo = vec![kb];
-        while let Some(kb) = todo.pop() {
-            if installed.contains(kb) {
-                return true;
-            }
-            if seen.insert(kb)
-                && let Some(by) = self.superseded_by.get(kb)
-            {
-                todo.extend(by.iter().map(String::as_str));
-            }
-        }
-        false
+        self.replaced_by_any(kb, |k| installed.contains(k))
     }
 
     /// Whether `later` replaces `kb`, directly or through others.
     fn supersedes(&self, later: &str, kb: &str) -> bool {
-        later != kb && self.has_kb(kb, &HashSet::from([later]))
+        later != kb && self.replaced_by_any(kb, |k| k == later)
+    }
+
+    /// Whether `kb`, or any KB that replaces it (transitively), is one `wanted` accepts.
+    fn replaced_by_any(&self, kb: &str, wanted: impl Fn(&str) -> bool) -> bool {
+        // Replacement chains are a KB a month: a few dozen at most, so a list beats a set.
+        let mut seen: Vec<&str> = Vec::new();
+        let mut todo = vec![kb];
+        while let Some(kb) = todo.pop() {
+            if wanted(kb) {
+                return true;
+            }
+            if !seen.contains(&kb) {
+                seen.push(kb);
+                if let Some(by) = self.superseded_by.get(kb) {
+                    todo.extend(by.iter().map(String::as_str));
+                }
+            }
+        }
+        false
     }
 }
 
@@ -287,22 +304,35 @@ impl Basis {
     }
 }
 
-/// A CVE whose fix the host lacks.
+/// A CVE whose fix the host lacks: the catalogue's [`CveFix`] (its fields read through this),
+/// which of its fixes to install, and what the host has. Small, and sharing the catalogue's
+/// text: a fleet's results hold millions of these.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MissingFix {
-    pub advisory: String,
-    pub cve: String,
-    pub title: String,
-    pub severity: Option<Severity>,
-    pub cvss: Option<f32>,
-    pub exploited: bool,
-    pub product: String,
-    /// `KB5034122`, or the fix's name where it is none ("Release Notes").
-    pub kb: String,
-    pub fixed_build: String,
+    fix: Arc<CveFix>,
+    remedy: usize,
     /// The host's build or the program's version.
-    pub installed: String,
+    pub installed: Arc<str>,
     pub basis: Basis,
+}
+
+impl std::ops::Deref for MissingFix {
+    type Target = CveFix;
+
+    fn deref(&self) -> &CveFix {
+        &self.fix
+    }
+}
+
+impl MissingFix {
+    /// `KB5034122`, or the fix's name where it is none ("Release Notes").
+    pub fn kb(&self) -> &str {
+        &self.fix.remedies[self.remedy].label
+    }
+
+    pub fn fixed_build(&self) -> &str {
+        &self.fix.remedies[self.remedy].fixed_build
+    }
 }
 
 /// Software that could not be checked, and why.
@@ -447,48 +477,56 @@ pub fn updates_to_install(
     catalogue: &Catalogue,
     assessment: &HostAssessment,
     filter: &VulnFilter,
-) -> Vec<(usize, String)> {
+) -> Vec<(usize, Arc<str>)> {
     let needed: BTreeSet<&str> = assessment
         .missing_by(filter)
-        .filter_map(|m| kb_number(&m.kb))
+        .filter_map(|m| kb_number(m.kb()))
+        .collect();
+    // Per needed KB, the needed KB that replaces it last (itself when none does).
+    let latest: HashMap<&str, Arc<str>> = needed
+        .iter()
+        .map(|kb| {
+            let last = needed
+                .iter()
+                .filter(|later| catalogue.supersedes(later, kb))
+                .find(|later| {
+                    !needed
+                        .iter()
+                        .any(|even_later| catalogue.supersedes(even_later, later))
+                })
+                .unwrap_or(kb);
+            (*kb, format!("KB{last}").into())
+        })
         .collect();
     let mut highest: BTreeMap<&str, &MissingFix> = BTreeMap::new();
     for m in assessment.missing_by(filter) {
-        if kb_number(&m.kb).is_none() {
+        if kb_number(m.kb()).is_none() {
             let slot = highest.entry(&m.product).or_insert(m);
-            if Build::parse(&m.fixed_build) > Build::parse(&slot.fixed_build) {
+            if Build::parse(m.fixed_build()) > Build::parse(slot.fixed_build()) {
                 *slot = m;
             }
         }
     }
+    let beyond: HashMap<&str, Arc<str>> = highest
+        .into_iter()
+        .map(|(product, top)| {
+            let update = if top.fixed_build().is_empty() {
+                format!("{product} ({})", top.kb())
+            } else {
+                format!("{product} {}", top.fixed_build())
+            };
+            (product, update.into())
+        })
+        .collect();
     assessment
         .missing
         .iter()
         .enumerate()
         .filter(|(_, m)| filter.accepts(m))
         .map(|(i, m)| {
-            let update = match kb_number(&m.kb) {
-                Some(kb) => {
-                    let latest = needed
-                        .iter()
-                        .filter(|later| catalogue.supersedes(later, kb))
-                        .find(|later| {
-                            !needed
-                                .iter()
-                                .any(|even_later| catalogue.supersedes(even_later, later))
-                        })
-                        .copied()
-                        .unwrap_or(kb);
-                    format!("KB{latest}")
-                }
-                None => {
-                    let top = highest[m.product.as_str()];
-                    if top.fixed_build.is_empty() {
-                        format!("{} ({})", m.product, top.kb)
-                    } else {
-                        format!("{} {}", m.product, top.fixed_build)
-                    }
-                }
+            let update = match kb_number(m.kb()) {
+                Some(kb) => latest[kb].clone(),
+                None => beyond[&*m.product].clone(),
             };
             (i, update)
         })
@@ -503,7 +541,7 @@ pub fn kbs_to_install(
 ) -> Vec<String> {
     let mut kbs: Vec<String> = updates_to_install(catalogue, assessment, filter)
         .into_iter()
-        .map(|(_, kb)| kb)
+        .map(|(_, kb)| kb.to_string())
         .collect();
     kbs.sort();
     kbs.dedup();
@@ -520,56 +558,46 @@ fn check_product(
     not_assessed: &mut Vec<NotAssessed>,
 ) {
     let installed = Build::parse(version);
+    let installed_text: Arc<str> = version.into();
     let mut unassessable = 0usize;
     for cve in &entry.cves {
-        let by_build: Vec<&Remedy> = cve.remedies.iter().filter(|r| r.build.is_some()).collect();
-        let (fixed, basis, remedy) = if let (Some(have), false) = (&installed, by_build.is_empty())
-        {
-            let fixed = by_build
+        // The lowest fixed build is the one to reach.
+        let by_build = cve
+            .remedies
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.build.is_some())
+            .min_by(|(_, a), (_, b)| a.build.cmp(&b.build))
+            .map(|(i, _)| i);
+        let (fixed, basis, remedy) = if let (Some(have), Some(lowest)) = (&installed, by_build) {
+            let fixed = cve
+                .remedies
                 .iter()
                 .any(|r| r.build.as_ref().is_some_and(|b| have.reaches(b)));
-            // The lowest fixed build is the one to reach.
-            let remedy = by_build
-                .iter()
-                .min_by(|a, b| a.build.cmp(&b.build))
-                .copied();
-            (fixed, Basis::Build, remedy)
-        } else if let Some(remedy) = cve.remedies.iter().find(|r| !r.kb.is_empty()) {
+            (fixed, Basis::Build, lowest)
+        } else if let Some(first) = cve.remedies.iter().position(|r| !r.kb.is_empty()) {
             let fixed = cve
                 .remedies
                 .iter()
                 .filter(|r| !r.kb.is_empty())
                 .any(|r| catalogue.has_kb(&r.kb, installed_kbs));
-            (fixed, Basis::Kb, Some(remedy))
+            (fixed, Basis::Kb, first)
         } else {
             unassessable += 1;
             continue;
         };
-        if fixed {
-            continue;
+        if !fixed {
+            missing.push(MissingFix {
+                fix: cve.clone(),
+                remedy,
+                installed: installed_text.clone(),
+                basis,
+            });
         }
-        let remedy = remedy.expect("a remedy decided it");
-        missing.push(MissingFix {
-            advisory: cve.advisory.to_string(),
-            cve: cve.cve.clone(),
-            title: cve.title.to_string(),
-            severity: cve.severity,
-            cvss: cve.cvss,
-            exploited: cve.exploited,
-            product: entry.name.clone(),
-            kb: if remedy.kb.is_empty() {
-                remedy.name.clone()
-            } else {
-                format!("KB{}", remedy.kb)
-            },
-            fixed_build: remedy.fixed_build.clone(),
-            installed: version.to_owned(),
-            basis,
-        });
     }
     if unassessable > 0 {
         not_assessed.push(NotAssessed {
-            product: entry.name.clone(),
+            product: entry.name.to_string(),
             version: version.to_owned(),
             reason: format!(
                 "{unassessable} CVE(s) whose fix gives neither a build this version compares with nor a KB"
@@ -628,7 +656,7 @@ pub fn assess(catalogue: &Catalogue, host: &HostSoftware) -> HostAssessment {
                         result.os_product = name;
                     }
                     Some(entry) => {
-                        result.os_product = entry.name.clone();
+                        result.os_product = entry.name.to_string();
                         result.os_assessed = true;
                         check_product(
                             catalogue,
@@ -765,7 +793,7 @@ mod tests {
             before
                 .missing
                 .iter()
-                .all(|m| m.fixed_build == "10.0.19045.3930" && m.basis == Basis::Build)
+                .all(|m| m.fixed_build() == "10.0.19045.3930" && m.basis == Basis::Build)
         );
         assert_eq!(
             kbs_to_install(&jan, &before, &VulnFilter::default()),
@@ -788,10 +816,15 @@ mod tests {
             kbs,
             ["KB5034763"],
             "{:?}",
-            old.missing.iter().map(|m| &m.kb).collect::<Vec<_>>()
+            old.missing.iter().map(|m| m.kb()).collect::<Vec<_>>()
         );
         let jan_patched = assess(&both, &windows("10.0.19045.3930", "client"));
-        assert!(jan_patched.missing.iter().all(|m| m.advisory == "2024-Feb"));
+        assert!(
+            jan_patched
+                .missing
+                .iter()
+                .all(|m| &*m.advisory == "2024-Feb")
+        );
         assert!(!jan_patched.missing.is_empty());
     }
 
@@ -857,7 +890,7 @@ mod tests {
         assert!(
             a.missing
                 .iter()
-                .all(|m| m.product == "Microsoft Edge (Chromium-based)")
+                .all(|m| &*m.product == "Microsoft Edge (Chromium-based)")
         );
         assert!(a.missing.len() >= 5);
         // Edge has no KB: the version that closes every one of them is the update.
@@ -865,7 +898,7 @@ mod tests {
             kbs_to_install(&jan, &a, &VulnFilter::default()),
             ["Microsoft Edge (Chromium-based) 121.0.2277.83"]
         );
-        assert!(a.missing.iter().all(|m| m.kb == "Release Notes"));
+        assert!(a.missing.iter().all(|m| m.kb() == "Release Notes"));
         let none = HostSoftware {
             host_id: "x".into(),
             ..HostSoftware::default()

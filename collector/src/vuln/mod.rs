@@ -19,8 +19,8 @@ pub mod report;
 use std::sync::{Arc, RwLock};
 
 pub use assess::{
-    Basis, Catalogue, HostAssessment, HostSoftware, MissingFix, NotAssessed, VulnFilter, VulnState,
-    assess,
+    Basis, Catalogue, CveFix, HostAssessment, HostSoftware, MissingFix, NotAssessed, VulnFilter,
+    VulnState, assess,
 };
 pub use cvrf::{Advisory, CvrfError, Severity};
 

@@ -1,7 +1,8 @@
 //! The views over host assessments: a row per host, and the patch order (per update, what
 //! installing it closes across the fleet).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use super::assess::{
     Catalogue, HostAssessment, MissingCounts, VulnFilter, VulnState, kbs_to_install,
@@ -59,6 +60,10 @@ pub fn host_row(catalogue: &Catalogue, a: &HostAssessment, filter: &VulnFilter) 
     }
 }
 
+/// Per CVE: its worst severity (over the products it is missing for) and whether it is
+/// exploited.
+type WorstPerCve<'a> = HashMap<&'a str, (Option<Severity>, bool)>;
+
 /// An update and what installing it closes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KbNeed {
@@ -80,25 +85,33 @@ pub fn patch_order(
     assessments: &[HostAssessment],
     filter: &VulnFilter,
 ) -> Vec<KbNeed> {
-    let mut needs: BTreeMap<String, (KbNeed, BTreeSet<String>)> = BTreeMap::new();
+    struct Tally {
+        need: KbNeed,
+        cves: HashSet<Arc<str>>,
+        products: BTreeSet<Arc<str>>,
+    }
+    let mut needs: HashMap<Arc<str>, Tally> = HashMap::new();
     for a in assessments {
-        let mut on_host: BTreeMap<String, BTreeMap<&str, (Option<Severity>, bool)>> =
-            BTreeMap::new();
+        // Per update, per CVE: its worst severity on this host and whether it is exploited.
+        let mut on_host: HashMap<Arc<str>, WorstPerCve> = HashMap::new();
         for (i, kb) in updates_to_install(catalogue, a, filter) {
             let m = &a.missing[i];
-            let (need, cves) = needs.entry(kb.clone()).or_insert_with(|| {
-                (
-                    KbNeed {
-                        kb: kb.clone(),
-                        ..KbNeed::default()
-                    },
-                    BTreeSet::new(),
-                )
+            let tally = needs.entry(kb.clone()).or_insert_with(|| Tally {
+                need: KbNeed {
+                    kb: kb.to_string(),
+                    ..KbNeed::default()
+                },
+                cves: HashSet::new(),
+                products: BTreeSet::new(),
             });
-            need.products.insert(m.product.clone());
-            cves.insert(m.cve.clone());
+            if !tally.products.contains(&m.product) {
+                tally.products.insert(m.product.clone());
+            }
+            if !tally.cves.contains(&m.cve) {
+                tally.cves.insert(m.cve.clone());
+            }
             if let Some(c) = m.cvss {
-                need.max_cvss = Some(need.max_cvss.map_or(c, |max: f32| max.max(c)));
+                tally.need.max_cvss = Some(tally.need.max_cvss.map_or(c, |max: f32| max.max(c)));
             }
             let slot = on_host
                 .entry(kb)
@@ -112,7 +125,7 @@ pub fn patch_order(
             slot.1 |= m.exploited;
         }
         for (kb, cves) in on_host {
-            let need = &mut needs.get_mut(&kb).expect("inserted above").0;
+            let need = &mut needs.get_mut(&kb).expect("inserted above").need;
             need.hosts += 1;
             for (severity, exploited) in cves.values() {
                 match severity {
@@ -126,9 +139,10 @@ pub fn patch_order(
     }
     let mut order: Vec<KbNeed> = needs
         .into_values()
-        .map(|(mut need, cves)| {
-            need.cves = cves.len() as u64;
-            need
+        .map(|tally| KbNeed {
+            cves: tally.cves.len() as u64,
+            products: tally.products.iter().map(|p| p.to_string()).collect(),
+            ..tally.need
         })
         .collect();
     order.sort_by(|a, b| {
