@@ -561,19 +561,27 @@ fn check_product(
     let installed_text: Arc<str> = version.into();
     let mut unassessable = 0usize;
     for cve in &entry.cves {
-        // The lowest fixed build is the one to reach.
+        // The lowest fixed build is the one to reach. A build is compared only with fixed
+        // builds no more precise than itself: a host that reports 10.0.19045 (no revision)
+        // says nothing about 10.0.19045.3930, and goes by its updates instead.
+        let comparable = |r: &Remedy| {
+            r.build
+                .as_ref()
+                .zip(installed.as_ref())
+                .is_some_and(|(fixed, have)| fixed.0.len() <= have.0.len())
+        };
         let by_build = cve
             .remedies
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.build.is_some())
+            .filter(|(_, r)| comparable(r))
             .min_by(|(_, a), (_, b)| a.build.cmp(&b.build))
             .map(|(i, _)| i);
         let (fixed, basis, remedy) = if let (Some(have), Some(lowest)) = (&installed, by_build) {
             let fixed = cve
                 .remedies
                 .iter()
-                .any(|r| r.build.as_ref().is_some_and(|b| have.reaches(b)));
+                .any(|r| comparable(r) && r.build.as_ref().is_some_and(|b| have.reaches(b)));
             (fixed, Basis::Build, lowest)
         } else if let Some(first) = cve.remedies.iter().position(|r| !r.kb.is_empty()) {
             let fixed = cve
@@ -854,6 +862,23 @@ mod tests {
         let both = Catalogue::new(vec![jan, feb_without_builds]);
         host.hotfixes = vec!["KB5034763".into()];
         assert_eq!(assess(&both, &host).state(), VulnState::UpToDate);
+    }
+
+    #[test]
+    fn a_build_without_its_revision_goes_by_the_updates() {
+        let jan = catalogue(&["2024-Jan"]);
+        // The agent could not read UBR: 10.0.19045 says nothing of 10.0.19045.3930.
+        let mut host = windows("10.0.19045", "client");
+        let unknown = assess(&jan, &host);
+        assert!(!unknown.missing.is_empty());
+        assert!(
+            unknown
+                .missing
+                .iter()
+                .all(|m| m.basis == Basis::Kb && m.kb() == "KB5034122")
+        );
+        host.hotfixes = vec!["KB5034122".into()];
+        assert_eq!(assess(&jan, &host).state(), VulnState::UpToDate);
     }
 
     #[test]
