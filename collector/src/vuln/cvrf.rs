@@ -246,16 +246,7 @@ fn xml_vulnerability(v: Node, at: &str) -> Result<Vulnerability, CvrfError> {
         return Err(error(format!("{at}/CVE"), "missing or empty"));
     }
     let at = format!("{at} ({cve})");
-    let mut vuln = Vulnerability {
-        cve,
-        title: text_of(child(v, "Title")),
-        exploited: false,
-        publicly_disclosed: false,
-        severity: BTreeMap::new(),
-        cvss: BTreeMap::new(),
-        affected: Vec::new(),
-        fixes: Vec::new(),
-    };
+    let mut vuln = Vulnerability::new(cve, text_of(child(v, "Title")));
     for status in child(v, "ProductStatuses")
         .into_iter()
         .flat_map(|s| children(s, "Status"))
@@ -271,11 +262,7 @@ fn xml_vulnerability(v: Node, at: &str) -> Result<Vulnerability, CvrfError> {
         let description = text_of(child(threat, "Description"));
         match threat.attribute("Type") {
             Some("Severity") => {
-                if let Some(severity) = Severity::parse(&description) {
-                    for pid in product_ids(threat) {
-                        vuln.severity.insert(pid, severity);
-                    }
-                }
+                add_severity(&mut vuln, &description, product_ids(threat));
             }
             Some("Exploit Status") => exploit_status(&description, &mut vuln),
             _ => {}
@@ -305,6 +292,32 @@ fn xml_vulnerability(v: Node, at: &str) -> Result<Vulnerability, CvrfError> {
         });
     }
     Ok(vuln)
+}
+
+impl Vulnerability {
+    /// A vulnerability with nothing known of it yet but its CVE and title.
+    fn new(cve: String, title: String) -> Vulnerability {
+        Vulnerability {
+            cve,
+            title,
+            exploited: false,
+            publicly_disclosed: false,
+            severity: BTreeMap::new(),
+            cvss: BTreeMap::new(),
+            affected: Vec::new(),
+            fixes: Vec::new(),
+        }
+    }
+}
+
+/// A severity threat for its products; a description that names no severity (Edge's
+/// Chromium CVEs leave it empty) rates nothing.
+fn add_severity(vuln: &mut Vulnerability, description: &str, products: Vec<String>) {
+    if let Some(severity) = Severity::parse(description) {
+        for pid in products {
+            vuln.severity.insert(pid, severity);
+        }
+    }
 }
 
 /// A score set's base score for its products; an empty score is no score, a bad one an
@@ -490,16 +503,7 @@ fn json_vulnerability(v: &Value, at: &str) -> Result<Vulnerability, CvrfError> {
         return Err(error(format!("{at}/CVE"), "missing or empty"));
     }
     let at = format!("{at} ({cve})");
-    let mut vuln = Vulnerability {
-        cve,
-        title: value_text(v.get("Title")),
-        exploited: false,
-        publicly_disclosed: false,
-        severity: BTreeMap::new(),
-        cvss: BTreeMap::new(),
-        affected: Vec::new(),
-        fixes: Vec::new(),
-    };
+    let mut vuln = Vulnerability::new(cve, value_text(v.get("Title")));
     for status in array(v.get("ProductStatuses")) {
         if is_type(status, 3, "Known Affected") {
             vuln.affected.extend(json_product_ids(status));
@@ -508,11 +512,7 @@ fn json_vulnerability(v: &Value, at: &str) -> Result<Vulnerability, CvrfError> {
     for threat in array(v.get("Threats")) {
         let description = value_text(threat.get("Description"));
         if is_type(threat, 3, "Severity") {
-            if let Some(severity) = Severity::parse(&description) {
-                for pid in json_product_ids(threat) {
-                    vuln.severity.insert(pid, severity);
-                }
-            }
+            add_severity(&mut vuln, &description, json_product_ids(threat));
         } else if is_type(threat, 1, "Exploit Status") {
             exploit_status(&description, &mut vuln);
         }
