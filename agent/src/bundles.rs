@@ -30,6 +30,42 @@ impl EngineSlot {
     }
 }
 
+/// Whether the agent has heard, since it started, which bundles the collector holds: an
+/// agent's first sweep waits for that (a bounded time), so that a new agent whose collector
+/// has rules never sweeps without them and calls the host clean.
+pub struct BundleSync(tokio::sync::watch::Sender<[bool; 2]>);
+
+impl Default for BundleSync {
+    fn default() -> Self {
+        BundleSync(tokio::sync::watch::Sender::new([false; 2]))
+    }
+}
+
+impl BundleSync {
+    /// The collector has answered for `kind`: it has nothing newer, or its bundle was applied
+    /// or refused.
+    pub fn settled(&self, kind: &str) {
+        let index = match kind {
+            RULES => 0,
+            IOCS => 1,
+            _ => return,
+        };
+        self.0.send_modify(|settled| settled[index] = true);
+    }
+
+    pub fn is_settled(&self) -> bool {
+        *self.0.borrow() == [true; 2]
+    }
+
+    /// Waits until both kinds are settled or `timeout` passes; whether they were.
+    pub async fn wait(&self, timeout: std::time::Duration) -> bool {
+        let mut settled = self.0.subscribe();
+        tokio::time::timeout(timeout, settled.wait_for(|s| *s == [true; 2]))
+            .await
+            .is_ok()
+    }
+}
+
 /// The bundle of a kind the agent runs with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Active {
@@ -90,7 +126,7 @@ impl Bundles {
             match load_rules(&dir) {
                 Ok(rules) => {
                     tracing::info!(version = %active.version, name = %active.name, rules = rules.len(), "rule bundle loaded");
-                    engine = engine.with_rules(rules);
+                    engine = engine.with_rules(rules, &active.version);
                 }
                 Err(reason) => {
                     tracing::error!(version = %active.version, "rule bundle left out: {reason}")
@@ -101,7 +137,7 @@ impl Bundles {
             match load_iocs(&dir) {
                 Ok(iocs) => {
                     tracing::info!(version = %active.version, name = %active.name, iocs = iocs.len(), "IOC bundle loaded");
-                    engine = engine.with_iocs(iocs);
+                    engine = engine.with_iocs(iocs, &active.version);
                 }
                 Err(reason) => {
                     tracing::error!(version = %active.version, "IOC bundle left out: {reason}")
@@ -144,6 +180,17 @@ impl Bundles {
         slot: &EngineSlot,
         now_ms: i64,
     ) -> v1::BundleStatus {
+        self.apply_and_tell(signed, slot, now_ms).0
+    }
+
+    /// [`Bundles::apply`], and whether the set in use changed (not a refusal, not the bundle
+    /// already active): the agent's "nothing found" then refers to other rules.
+    pub fn apply_and_tell(
+        &self,
+        signed: &v1::SignedBundle,
+        slot: &EngineSlot,
+        now_ms: i64,
+    ) -> (v1::BundleStatus, bool) {
         let refused = |kind: &str, version: &str, name: &str, reason: String| {
             tracing::warn!(kind, version, "bundle refused: {reason}");
             let active = self.active(kind).map(|(a, _)| a);
@@ -166,22 +213,28 @@ impl Bundles {
         let key = match &self.public_key {
             Ok(key) => key,
             Err(reason) => {
-                return refused(
-                    &claimed.kind,
-                    &claimed.version,
-                    &claimed.name,
-                    reason.clone(),
+                return (
+                    refused(
+                        &claimed.kind,
+                        &claimed.version,
+                        &claimed.name,
+                        reason.clone(),
+                    ),
+                    false,
                 );
             }
         };
         let payload = match bundle::verify(signed, key) {
             Ok(payload) => payload,
             Err(err) => {
-                return refused(
-                    &claimed.kind,
-                    &claimed.version,
-                    &claimed.name,
-                    format!("bundle not accepted: {err}"),
+                return (
+                    refused(
+                        &claimed.kind,
+                        &claimed.version,
+                        &claimed.name,
+                        format!("bundle not accepted: {err}"),
+                    ),
+                    false,
                 );
             }
         };
@@ -193,28 +246,31 @@ impl Bundles {
         if let Some((active, _)) = self.active(kind)
             && active.version == version
         {
-            return self.ok_status(kind, active);
+            return (self.ok_status(kind, active), false);
         }
         let dir = self.files_dir(kind, version);
         if let Err(err) = write_files(&dir, &payload.files) {
             let _ = std::fs::remove_dir_all(&dir);
-            return refused(
-                kind,
-                version,
-                name,
-                format!("{}: cannot write the bundle: {err}", dir.display()),
+            return (
+                refused(
+                    kind,
+                    version,
+                    name,
+                    format!("{}: cannot write the bundle: {err}", dir.display()),
+                ),
+                false,
             );
         }
         let current = slot.current();
         let engine = match kind {
-            RULES => load_rules(&dir).map(|rules| current.with_rules(rules)),
-            _ => load_iocs(&dir).map(|iocs| current.with_iocs(iocs)),
+            RULES => load_rules(&dir).map(|rules| current.with_rules(rules, version)),
+            _ => load_iocs(&dir).map(|iocs| current.with_iocs(iocs, version)),
         };
         let engine = match engine {
             Ok(engine) => engine,
             Err(reason) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                return refused(kind, version, name, reason);
+                return (refused(kind, version, name, reason), false);
             }
         };
         let active = Active {
@@ -224,12 +280,12 @@ impl Bundles {
         };
         if let Err(err) = self.set_active(kind, &active) {
             let _ = std::fs::remove_dir_all(&dir);
-            return refused(kind, version, name, err);
+            return (refused(kind, version, name, err), false);
         }
         slot.replace(engine);
         self.remove_others(kind, version);
         tracing::info!(kind, version, name, "bundle applied");
-        self.ok_status(kind, active)
+        (self.ok_status(kind, active), true)
     }
 
     fn ok_status(&self, kind: &str, active: Active) -> v1::BundleStatus {

@@ -43,6 +43,9 @@ pub struct ConfigFile {
     pub inventory_interval_seconds: Option<u64>,
     /// How often the host's connections are reported; default 5 minutes.
     pub connections_interval_seconds: Option<u64>,
+    /// How long the first sweep after a start waits for the collector's rule and IOC
+    /// bundles; default 120 s. 0: do not wait.
+    pub bundle_wait_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,7 @@ impl ConfigFile {
             connections_interval_seconds: flags
                 .connections_interval_seconds
                 .or(self.connections_interval_seconds),
+            bundle_wait_seconds: flags.bundle_wait_seconds.or(self.bundle_wait_seconds),
         }
     }
 }
@@ -121,6 +125,7 @@ pub struct AgentConfig {
     pub max_yara_size: u64,
     pub inventory_interval: Duration,
     pub connections_interval: Duration,
+    pub bundle_wait: Duration,
 }
 
 impl AgentConfig {
@@ -153,6 +158,7 @@ impl AgentConfig {
                 300,
                 "connections_interval_seconds",
             )?,
+            bundle_wait: Duration::from_secs(file.bundle_wait_seconds.unwrap_or(120)),
             collector: file.collector.ok_or(ConfigError::NoCollector)?,
             source_address: file.source_address,
             cert_dir: file.cert_dir.unwrap_or_else(|| default_dir("certs")),

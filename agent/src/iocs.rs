@@ -183,6 +183,16 @@ impl HashIocs {
             .collect()
     }
 
+    /// Every hash loaded, as lower-case hex (the collector keeps a published list's hashes to
+    /// tell whether a later list still holds a finding's).
+    pub fn hex_digests(&self) -> impl Iterator<Item = String> + '_ {
+        self.sha256
+            .keys()
+            .map(hex::encode)
+            .chain(self.sha1.keys().map(hex::encode))
+            .chain(self.md5.keys().map(hex::encode))
+    }
+
     /// Number of hashes loaded, all algorithms together.
     pub fn len(&self) -> usize {
         self.sha256.len() + self.sha1.len() + self.md5.len()

@@ -147,6 +147,7 @@ pub async fn run_agent(
         }
     };
     let engine_slot = engine.clone();
+    let bundle_sync = Arc::new(bundles::BundleSync::default());
     let sweeper = session::Sweeper {
         engine,
         roots,
@@ -154,6 +155,8 @@ pub async fn run_agent(
         cache,
         control: control.clone(),
         last_totals: Some(config.state_dir.join("last-sweep.json")),
+        bundle_sync: Some(bundle_sync.clone()),
+        bundle_wait: config.bundle_wait,
     };
     let (inventory_tx, inventory_rx) = mpsc::channel(1);
     let inventory = tokio::spawn(session::report_inventory(
@@ -191,6 +194,8 @@ pub async fn run_agent(
             bundles,
             engine: engine_slot,
             bodies: body_tx.clone(),
+            sync: bundle_sync,
+            sweeps: control.clone(),
         },
     };
     let result = session::run(connector, params, state, body_rx, commands, shutdown).await;

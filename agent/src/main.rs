@@ -89,6 +89,10 @@ struct RunArgs {
     /// How often the host's connections are reported, in seconds (default 300).
     #[arg(long)]
     connections_interval_seconds: Option<u64>,
+    /// How long the first sweep waits for the collector's rule and IOC bundles, in seconds
+    /// (default 120; 0: do not wait).
+    #[arg(long)]
+    bundle_wait_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,10 +196,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         max_yara_size: None,
         inventory_interval_seconds: args.inventory_interval_seconds,
         connections_interval_seconds: args.connections_interval_seconds,
+        bundle_wait_seconds: args.bundle_wait_seconds,
     };
     let config = AgentConfig::resolve(file.overlay(flags))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(hygiene_agent::run_agent(config, shutdown_signal()))?;
+    let result = runtime.block_on(hygiene_agent::run_agent(config, shutdown_signal()));
+    // A sweep thread stuck in a read (a hung network file system) must not keep the agent
+    // from stopping: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result?;
     Ok(())
 }
 

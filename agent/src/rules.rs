@@ -171,6 +171,25 @@ impl RuleSet {
             .chain(self.by_header.iter().flat_map(|(_, rules)| rules.iter()))
     }
 
+    /// Every rule as `namespace:identifier`, the per-file rules included (compiled now if they
+    /// were not yet): what a finding's rule is looked up by.
+    pub fn rule_keys(&self) -> Vec<String> {
+        let key =
+            |rule: yara_x::Rule<'_, '_>| format!("{}:{}", rule.namespace(), rule.identifier());
+        let mut keys: Vec<String> = self.iter().map(key).collect();
+        if let Some(sets) = self.per_file.as_ref().and_then(PerFileRules::compiled) {
+            keys.extend(
+                sets.general
+                    .iter()
+                    .chain(sets.by_header.iter().flat_map(|(_, r)| r.iter()))
+                    .map(key),
+            );
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// How many rules there are.
     pub fn len(&self) -> usize {
         self.general.iter().len()

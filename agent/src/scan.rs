@@ -252,6 +252,20 @@ impl Default for SweepOptions {
 pub struct Engine {
     rules: Option<Arc<RuleSet>>,
     iocs: Arc<HashIocs>,
+    /// The collector bundle the rules or IOCs came from; `None`: the agent's own files.
+    rules_bundle: Option<String>,
+    iocs_bundle: Option<String>,
+}
+
+/// Which rule and IOC sets an engine judges with, as the collector is told of them: a
+/// sweep's "nothing found" means something only with the sets it ran with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetVersions {
+    /// A bundle's version, `local:HEX` for the agent's own files, empty for none.
+    pub rules: String,
+    pub iocs: String,
+    pub rule_count: u64,
+    pub ioc_count: u64,
 }
 
 impl Engine {
@@ -259,22 +273,49 @@ impl Engine {
         Engine {
             rules: rules.map(Arc::new),
             iocs: Arc::new(iocs),
+            rules_bundle: None,
+            iocs_bundle: None,
         }
     }
 
-    /// This engine's IOCs with other rules (a rule bundle from the collector).
-    pub fn with_rules(&self, rules: RuleSet) -> Engine {
+    /// This engine's IOCs with other rules: those of the collector's rule bundle `bundle`.
+    pub fn with_rules(&self, rules: RuleSet, bundle: &str) -> Engine {
         Engine {
             rules: Some(Arc::new(rules)),
             iocs: self.iocs.clone(),
+            rules_bundle: Some(bundle.to_owned()),
+            iocs_bundle: self.iocs_bundle.clone(),
         }
     }
 
-    /// This engine's rules with other IOCs (an IOC bundle from the collector).
-    pub fn with_iocs(&self, iocs: HashIocs) -> Engine {
+    /// This engine's rules with other IOCs: those of the collector's IOC bundle `bundle`.
+    pub fn with_iocs(&self, iocs: HashIocs, bundle: &str) -> Engine {
         Engine {
             rules: self.rules.clone(),
             iocs: Arc::new(iocs),
+            rules_bundle: self.rules_bundle.clone(),
+            iocs_bundle: Some(bundle.to_owned()),
+        }
+    }
+
+    /// The sets this engine judges with.
+    pub fn set_versions(&self) -> SetVersions {
+        let local = |version: &[u8; 32]| format!("local:{}", hex::encode(&version[..8]));
+        let rules = match (&self.rules_bundle, &self.rules) {
+            (Some(bundle), _) => bundle.clone(),
+            (None, Some(rules)) => local(&rules.version),
+            (None, None) => String::new(),
+        };
+        let iocs = match &self.iocs_bundle {
+            Some(bundle) => bundle.clone(),
+            None if self.iocs.is_empty() => String::new(),
+            None => local(&self.iocs.version),
+        };
+        SetVersions {
+            rules,
+            iocs,
+            rule_count: self.rule_count() as u64,
+            ioc_count: self.ioc_count() as u64,
         }
     }
 
@@ -1387,6 +1428,32 @@ struct Worker<'e> {
     max_yara_size: u64,
 }
 
+/// Opens `path` for reading only if it is still a regular file. The walk saw a regular file,
+/// but something else may have taken its place since: a FIFO opened the usual way blocks
+/// until a writer comes (forever, holding the worker and the sweep), so the open never
+/// blocks, and the opened handle itself must be a regular file.
+fn open_regular(path: &Path) -> Result<std::fs::File, ScanError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path).map_err(|err| ScanError::io(path, err))?;
+    let meta = file.metadata().map_err(|err| ScanError::io(path, err))?;
+    if !meta.is_file() {
+        return Err(ScanError {
+            path: path.to_path_buf(),
+            kind: ScanErrorKind::Changed,
+            message:
+                "no longer a regular file (a FIFO, device or directory took its place); not read"
+                    .into(),
+        });
+    }
+    Ok(file)
+}
+
 impl Worker<'_> {
     /// Reads, hashes (unless the digests are `known`) and YARA-scans one file.
     #[cfg(test)]
@@ -1406,7 +1473,7 @@ impl Worker<'_> {
     ) -> Result<Option<Judged>, ScanError> {
         let rules_version = self.engine.rules.as_ref().map(|r| r.version);
         let io_error = |err: std::io::Error| ScanError::io(path, err);
-        let mut file = std::fs::File::open(path).map_err(io_error)?;
+        let mut file = open_regular(path)?;
         let stamp = FileStamp::of_open(&file).map_err(io_error)?;
         let keep_bytes = self.scanner.is_some() && stamp.size <= self.max_yara_size;
         // Above LARGE_ALLOCATION the bytes get a buffer of their own, within the shared budget.
@@ -2431,6 +2498,32 @@ rule by_extension { condition: big and extension == ".bin" }
         let err = worker.read_and_judge(&path, None).err().unwrap();
         assert_eq!(err.kind, ScanErrorKind::NotFound);
         assert_eq!(err.path, path);
+    }
+
+    /// A regular file replaced by a FIFO between the walk's stat and the worker's open: the
+    /// open does not wait for a writer (which blocked the worker, and the sweep, forever).
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_place_of_a_listed_file_is_not_read_and_does_not_block() {
+        let engine = Engine::new(None, HashIocs::default());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("was-a-file");
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let judged_path = path.clone();
+        std::thread::spawn(move || {
+            let mut worker = bare_worker(&engine);
+            let result = worker.read_and_judge(&judged_path, None).err();
+            let _ = done_tx.send(result);
+        });
+        let err = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO blocked the worker")
+            .expect("a FIFO is not judged");
+        assert_eq!(err.kind, ScanErrorKind::Changed);
+        assert!(err.message.contains("FIFO"), "{}", err.message);
     }
 
     /// A file whose bytes outgrow the size it had when opened (appended to while read) gives no

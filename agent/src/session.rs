@@ -24,7 +24,7 @@ use crate::state::{AgentState, StateError};
 use crate::sweeps::{LedgerState, Origin, SweepControl, SweepRequest};
 
 /// The largest command the agent takes (a rule bundle).
-const MAX_COMMAND_SIZE: usize = 64 * 1024 * 1024;
+const MAX_COMMAND_SIZE: usize = hygiene_proto::MAX_AGENT_COMMAND_SIZE;
 
 /// First reconnect delay; doubled after each failed attempt up to the configured maximum.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
@@ -451,6 +451,10 @@ pub struct BundleApplier {
     pub bundles: Arc<crate::bundles::Bundles>,
     pub engine: Arc<crate::bundles::EngineSlot>,
     pub bodies: mpsc::Sender<Body>,
+    /// Told when the collector has answered for a kind (the first sweep waits for it).
+    pub sync: Arc<crate::bundles::BundleSync>,
+    /// Where the rescan a new bundle sets off is offered.
+    pub sweeps: Arc<SweepControl>,
 }
 
 impl BundleApplier {
@@ -467,11 +471,20 @@ impl BundleApplier {
             let _one = ONE_AT_A_TIME.lock().await;
             let (bundles, engine) = (this.bundles.clone(), this.engine.clone());
             let result = tokio::task::spawn_blocking(move || {
-                bundles.apply(&signed, &engine, unix_ms(SystemTime::now()))
+                bundles.apply_and_tell(&signed, &engine, unix_ms(SystemTime::now()))
             })
             .await;
             match result {
-                Ok(status) => {
+                Ok((status, changed)) => {
+                    this.sync.settled(&status.kind);
+                    if changed {
+                        // Every "nothing found" so far was under the old set: sweep again
+                        // (the cache keeps it gentle: IOCs are matched against the cached
+                        // digests, and only YARA reads files again after new rules).
+                        let request = SweepRequest::after_bundle(&status.kind, &status.version);
+                        tracing::info!(sweep = %request.sweep_id, kind = %status.kind, "new bundle: rescanning the roots");
+                        this.sweeps.offer(request, unix_ms(SystemTime::now()));
+                    }
                     let _ = this.bodies.send(Body::BundleStatus(status)).await;
                 }
                 Err(err) => tracing::error!("applying a bundle crashed: {err}"),
@@ -617,6 +630,10 @@ fn handle_command(command: v1::Command, targets: &CommandTargets) {
             tracing::info!(command = %command.id, "bundle received");
             targets.bundles.apply(order);
         }
+        Some(command::Action::BundleCurrent(current)) => {
+            tracing::debug!(command = %command.id, kind = %current.kind, version = %current.version, "bundle current");
+            targets.bundles.sync.settled(&current.kind);
+        }
         Some(command::Action::RestoreFile(order)) => {
             tracing::info!(command = %command.id, finding = order.finding_id, quarantine = %order.quarantine_id, "restore ordered");
             targets
@@ -657,6 +674,10 @@ pub struct Sweeper {
     pub control: Arc<SweepControl>,
     /// Where the last finished sweep's totals are kept, as the next sweep's estimate.
     pub last_totals: Option<PathBuf>,
+    /// The first sweep waits up to `bundle_wait` for the collector to say which bundles it
+    /// holds (and for them to be applied); `None`: no collector to wait for.
+    pub bundle_sync: Option<Arc<crate::bundles::BundleSync>>,
+    pub bundle_wait: Duration,
 }
 
 /// How many failed paths a sweep summary lists; the counts by kind cover the rest.
@@ -679,9 +700,24 @@ impl Sweeper {
     pub async fn run(self, mut requests: mpsc::Receiver<SweepRequest>, bodies: mpsc::Sender<Body>) {
         let sweeper = Arc::new(self);
         let control = sweeper.control.clone();
+        let mut bundles_awaited = false;
         while let Some(request) = requests.recv().await {
             if control.is_shut_down() {
                 break;
+            }
+            if !bundles_awaited && let Some(sync) = &sweeper.bundle_sync {
+                bundles_awaited = true;
+                if !sync.is_settled() {
+                    tracing::info!(sweep = %request.sweep_id, "waiting up to {:?} for the collector's rule and IOC bundles before the first sweep", sweeper.bundle_wait);
+                    if !sync.wait(sweeper.bundle_wait).await {
+                        let sets = sweeper.engine.current().set_versions();
+                        tracing::warn!(
+                            rules = sets.rule_count,
+                            iocs = sets.ioc_count,
+                            "the collector did not say which bundles it holds in time; sweeping with what the agent has"
+                        );
+                    }
+                }
             }
             let sweep_id = request.sweep_id.clone();
             if control.is_cancelled(&sweep_id) {
@@ -759,6 +795,10 @@ impl Sweeper {
         let started = SystemTime::now();
         // A bundle applied from now on is for the next sweep; this one keeps its rules.
         let engine = self.engine.current();
+        let sets = engine.set_versions();
+        if sets.rule_count == 0 {
+            tracing::warn!(sweep = %request.sweep_id, "sweeping with no YARA rules loaded: the collector will not count this sweep as proof that the host is clean");
+        }
         let options = SweepOptions {
             full: request.full,
             ..self.options.clone()
@@ -813,6 +853,8 @@ impl Sweeper {
                     let batch = v1::FindingBatch {
                         sweep_id: request.sweep_id.clone(),
                         findings: findings.iter().map(finding_to_proto).collect(),
+                        rules_version: sets.rules.clone(),
+                        iocs_version: sets.iocs.clone(),
                     };
                     let _ = bodies.blocking_send(Body::Findings(batch));
                 }
@@ -853,6 +895,10 @@ impl Sweeper {
                 failed,
                 failed_truncated,
                 failure: String::new(),
+                rules_version: sets.rules.clone(),
+                iocs_version: sets.iocs.clone(),
+                rule_count: Some(sets.rule_count),
+                ioc_count: Some(sets.ioc_count),
             };
             let _ = bodies.blocking_send(Body::SweepSummary(summary));
             self.write_last_totals(&stats);
@@ -998,6 +1044,8 @@ mod tests {
                     crate::iocs::HashIocs::default(),
                 ))),
                 bodies: mpsc::channel(1).0,
+                sync: Arc::new(crate::bundles::BundleSync::default()),
+                sweeps: control.clone(),
             },
         };
         let command = v1::Command {
@@ -1089,6 +1137,8 @@ mod tests {
             cache: None,
             control: test_control(),
             last_totals: None,
+            bundle_sync: None,
+            bundle_wait: Duration::ZERO,
         };
         let (tx, mut rx) = mpsc::channel(16);
         sweeper.sweep_into(&request("s", false), &tx, &AtomicBool::new(false));
@@ -1125,6 +1175,8 @@ mod tests {
             cache: None,
             control: test_control(),
             last_totals: Some(state.path().join("last-sweep.json")),
+            bundle_sync: None,
+            bundle_wait: Duration::ZERO,
         };
         let (tx, mut rx) = mpsc::channel(16);
         let stats = sweeper.sweep_into(&request("s1", false), &tx, &AtomicBool::new(false));

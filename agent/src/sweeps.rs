@@ -60,6 +60,19 @@ impl SweepRequest {
         }
     }
 
+    /// The rescan an agent makes after applying a new bundle: kept in the ledger like a fleet
+    /// sweep (so it is resumed after a restart and run once), under the id the collector lists
+    /// it by.
+    pub fn after_bundle(kind: &str, version: &str) -> Self {
+        SweepRequest {
+            sweep_id: hygiene_proto::bundle::rescan_sweep_id(kind, version),
+            full: false,
+            splay_seconds: 0,
+            deadline_ms: 0,
+            origin: Origin::Collector,
+        }
+    }
+
     /// Whether the deadline has passed at `now_ms`.
     pub fn expired(&self, now_ms: i64) -> bool {
         self.deadline_ms != 0 && now_ms >= self.deadline_ms

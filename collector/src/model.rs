@@ -62,6 +62,9 @@ pub struct NewFinding {
     pub namespace: String,
     pub ioc_comment: String,
     pub observed_at_ms: i64,
+    /// The rule and IOC sets that found it (empty from older agents).
+    pub rules_version: String,
+    pub iocs_version: String,
 }
 
 /// The end-of-sweep summary an agent reports.
@@ -81,6 +84,8 @@ pub struct SweepReport {
     pub failures_truncated: bool,
     /// Not empty: the sweep could not be carried out, and why.
     pub failure: String,
+    /// The rule and IOC sets it ran with.
+    pub sets: crate::findings::RuleSets,
 }
 
 /// A path a sweep could not (fully) scan.
@@ -194,8 +199,6 @@ pub struct RemediationOrders {
 
 #[derive(Debug, Clone, Default)]
 pub struct HostFilter {
-    /// Only hosts with open or reopened findings.
-    pub infected_only: bool,
     /// Only hosts with a package of this name installed.
     pub has_package: Option<String>,
     /// Only hosts with this package installed at a version below this one, in the ordering

@@ -13,8 +13,9 @@
 //! - `missing_critical`: critical CVEs of Microsoft's imported documents whose fix the host
 //!   lacks (see [`crate::vuln`]).
 //!
-//! Equal scores are ordered by status (infected, cleaning, awaiting verification, never swept,
-//! stale, clean: a host nobody has looked at before one found clean), then by host id.
+//! Equal scores are ordered by status (infected, suspect, cleaning, awaiting verification, no
+//! rules, never swept, outdated, stale, clean: a host nobody has truly looked at before one
+//! found clean), then by host id.
 
 use std::collections::HashMap;
 
@@ -54,11 +55,14 @@ pub fn score(botnet_matches: u64, open_findings: u64, missing_critical: u64) -> 
 fn status_order(status: HostStatus) -> u8 {
     match status {
         HostStatus::Infected => 0,
-        HostStatus::Cleaning => 1,
-        HostStatus::AwaitingVerification => 2,
-        HostStatus::NeverSwept => 3,
-        HostStatus::Stale => 4,
-        HostStatus::Clean => 5,
+        HostStatus::Suspect => 1,
+        HostStatus::Cleaning => 2,
+        HostStatus::AwaitingVerification => 3,
+        HostStatus::NoRules => 4,
+        HostStatus::NeverSwept => 5,
+        HostStatus::Outdated => 6,
+        HostStatus::Stale => 7,
+        HostStatus::Clean => 8,
     }
 }
 
@@ -210,7 +214,7 @@ mod tests {
         let hosts = vec![
             (host("a-clean", 0), HostStatus::Clean),
             (host("b-malware", 40), HostStatus::Infected),
-            (host("c-botnet", 0), HostStatus::Clean),
+            (host("c-botnet", 0), HostStatus::Suspect),
             (host("d-never", 0), HostStatus::NeverSwept),
             (host("e-both", 1), HostStatus::Infected),
         ];
@@ -258,7 +262,7 @@ mod tests {
         );
         assert_eq!(
             ranked[1].reason,
-            "1 botnet match: egress 192.0.2.44 (list 3); status clean"
+            "1 botnet match: egress 192.0.2.44 (list 3); status suspect"
         );
         assert_eq!(ranked[4].reason, "3 critical CVEs unpatched; status clean");
         // A thousand malware findings never outweigh one botnet match, nor a thousand

@@ -93,6 +93,9 @@ pub struct NewSweep {
     pub splay_seconds: u32,
     pub deadline_ms: i64,
     pub hosts: Vec<String>,
+    /// Set off by a new bundle: each agent starts it once the bundle is applied, so no
+    /// order is sent (an order could overtake the bundle and sweep with the old rules).
+    pub after_bundle: bool,
 }
 
 /// What an agent is to be told when it connects: sweeps to start and sweeps to stop.
@@ -121,6 +124,9 @@ pub struct TargetRecord {
     pub delivered_ms: Option<i64>,
     pub progress: Option<ProgressRecord>,
     pub report: Option<ReportRecord>,
+    /// The host's previous complete sweep's totals (files, bytes): its estimate until it
+    /// says better.
+    pub previous: Option<(u64, u64)>,
 }
 
 /// The host's latest progress report (collector clock).
@@ -195,6 +201,9 @@ pub struct SweepTotals {
     pub bytes_estimate: u64,
     pub findings: u64,
     pub errors: u64,
+    /// Hosts counted in the estimates with their previous sweep's totals or, lacking that,
+    /// the fleet's median, because they have not told theirs yet.
+    pub estimated_hosts: u32,
 }
 
 impl SweepTotals {
@@ -234,15 +243,31 @@ impl SweepRecord {
             hosts: hosts.len() as u32,
             ..SweepTotals::default()
         };
-        for h in &hosts {
+        // A host that has not told its totals yet counts with its previous sweep's, or else
+        // with the median of those known: 457 pending hosts are most of the work, not none.
+        let known = |pick: fn(&HostSweep) -> u64| {
+            let mut known: Vec<u64> = hosts.iter().map(pick).filter(|v| *v > 0).collect();
+            known.sort_unstable();
+            known.get(known.len() / 2).copied().unwrap_or(0)
+        };
+        let median = (known(|h| h.files_estimate), known(|h| h.bytes_estimate));
+        for (h, t) in hosts.iter().zip(&self.targets) {
             totals.by_state[h.state as usize] += 1;
             if h.state == HostSweepState::Done && h.findings > 0 {
                 totals.infected += 1;
             }
             totals.files_done += h.files_done;
             totals.bytes_done += h.bytes_done;
-            totals.files_estimate += h.files_estimate.max(h.files_done);
-            totals.bytes_estimate += h.bytes_estimate.max(h.bytes_done);
+            let (files, bytes) = if h.files_estimate > 0 || h.bytes_estimate > 0 {
+                (h.files_estimate, h.bytes_estimate)
+            } else if h.state.is_open() {
+                totals.estimated_hosts += 1;
+                t.previous.unwrap_or(median)
+            } else {
+                (0, 0)
+            };
+            totals.files_estimate += files.max(h.files_done);
+            totals.bytes_estimate += bytes.max(h.bytes_done);
             totals.findings += h.findings;
             totals.errors += h.errors;
         }
@@ -257,7 +282,9 @@ impl SweepRecord {
             SweepState::Done
         };
         let eta_ms = if open {
-            hosts.iter().filter_map(|h| h.eta_ms).max()
+            let first_start = hosts.iter().filter_map(|h| h.started_ms).min();
+            fleet_finish(&totals, first_start, now_ms)
+                .or_else(|| hosts.iter().filter_map(|h| h.eta_ms).max())
         } else {
             None
         };
@@ -331,6 +358,25 @@ impl SweepRecord {
         }
         view
     }
+}
+
+/// When the whole fleet should finish at the pace it has kept since the first host started:
+/// the work left (bytes, or files where no byte estimate exists) over the work done per
+/// millisecond. `None` until some work is done.
+pub fn fleet_finish(totals: &SweepTotals, first_start_ms: Option<i64>, now_ms: i64) -> Option<i64> {
+    let elapsed = now_ms.checked_sub(first_start_ms?)?;
+    let (done, estimate) = if totals.bytes_estimate > 0 && totals.bytes_done > 0 {
+        (totals.bytes_done, totals.bytes_estimate)
+    } else if totals.files_estimate > 0 && totals.files_done > 0 {
+        (totals.files_done, totals.files_estimate)
+    } else {
+        return None;
+    };
+    if elapsed <= 0 {
+        return None;
+    }
+    let remaining = estimate.saturating_sub(done) as f64 / done as f64 * elapsed as f64;
+    Some(now_ms + remaining.round() as i64)
 }
 
 /// When a running host should finish at the pace it has kept: elapsed time scaled by the bytes
@@ -432,8 +478,18 @@ mod tests {
         assert_eq!(view.hosts[3].error.as_deref(), Some("sweep crashed"));
         // 25 of 100 in 1 s: 3 s to go.
         assert_eq!(view.hosts[1].eta_ms, Some(6_000));
-        assert_eq!(view.eta_ms, Some(6_000));
+        // The pending host counts with the median of the known estimates (100 files, 1,000
+        // bytes), not as nothing: 250 of 2,000 bytes done in the 8 s since the first host
+        // started, so 56 s to go for the fleet.
+        assert_eq!(view.totals.estimated_hosts, 1);
+        assert_eq!(view.totals.bytes_estimate, 2_000);
+        assert_eq!(view.totals.files_estimate, 207);
+        assert_eq!(view.eta_ms, Some(66_000));
         assert_eq!(view.finished_ms, None);
+        // With its previous sweep's totals, those count instead.
+        let mut known = sweep.clone();
+        known.targets[0].previous = Some((50, 3_000));
+        assert_eq!(known.view(10_000).totals.bytes_estimate, 4_000);
 
         // Past the deadline the host never reached expires; a running one keeps running.
         let late = sweep.view(100_000);

@@ -12,6 +12,14 @@ use crate::v1;
 pub const RULES: &str = "rules";
 pub const IOCS: &str = "iocs";
 
+/// The id of the sweep that a new bundle of `kind` sets off on every agent that applies it,
+/// the same on both sides: agents run it once applied (not on an order, which could arrive
+/// before the bundle), and the collector lists it as a fleet sweep like any other.
+pub fn rescan_sweep_id(kind: &str, version: &str) -> String {
+    let short = version.get(..12).unwrap_or(version);
+    format!("rescan-{kind}-{short}")
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BundleError {
     #[error("the signature does not match the rule-signing key")]

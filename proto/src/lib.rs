@@ -11,6 +11,10 @@
 
 pub mod bundle;
 
+/// The largest collector message an agent takes (a rule bundle: signature-base is 7 MB); the
+/// collector refuses to publish a bundle that would not fit.
+pub const MAX_AGENT_COMMAND_SIZE: usize = 64 * 1024 * 1024;
+
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("hygiene.v1");

@@ -471,6 +471,18 @@ impl Site {
         rules: &Path,
         extra: &[&str],
     ) -> anyhow::Result<Agent> {
+        self.start_agent_with_rules(id, files, &[rules], extra)
+    }
+
+    /// [`Site::start_agent`] with any number of rule paths (none: the agent has only what the
+    /// collector sends it).
+    pub fn start_agent_with_rules(
+        &self,
+        id: &str,
+        files: &[(&str, &str)],
+        rules: &[&Path],
+        extra: &[&str],
+    ) -> anyhow::Result<Agent> {
         let base = self.dir.path().join(id);
         let root = base.join("root");
         let certs = base.join("certs");
@@ -487,10 +499,37 @@ impl Site {
             cert_dir: &certs,
             state_dir: &state,
             roots: vec![&root],
-            rules: vec![rules],
+            rules: rules.to_vec(),
             iocs: vec![],
         };
         Agent::start_with(&spec, self.dir.path(), extra)
+    }
+
+    /// The root directory of host `id`'s agent (see [`Site::start_agent`]).
+    pub fn root_of(&self, id: &str) -> PathBuf {
+        self.dir.path().join(id).join("root")
+    }
+
+    /// `hosts show ID` as JSON; null while the collector does not know the host.
+    pub fn host(&self, id: &str) -> serde_json::Value {
+        ctl_json(&self.collector.url(), &self.pki.dir, &["hosts", "show", id])
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The host's status (`hosts show`).
+    pub fn status(&self, id: &str) -> String {
+        self.host(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The host's findings (`findings list --host ID`).
+    pub fn findings(&self, id: &str) -> Vec<serde_json::Value> {
+        self.json(&["findings", "list", "--host", id])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Writes `text` to `name` under the site's directory (creating directories on the way).

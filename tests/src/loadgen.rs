@@ -311,6 +311,10 @@ pub async fn run(
             heartbeat: spec.heartbeat,
             receipts: receipts.clone(),
             connected: connected.clone(),
+            sets: Arc::new(std::sync::Mutex::new([
+                "local:loadgen".to_owned(),
+                String::new(),
+            ])),
         };
         tasks.spawn(agent.run(endpoint));
     }
@@ -342,7 +346,13 @@ struct SimAgent {
     heartbeat: Duration,
     receipts: Arc<Receipts>,
     connected: Arc<std::sync::atomic::AtomicUsize>,
+    /// The rule and IOC bundle versions the simulated agent "runs" (as it reports them in its
+    /// sweep summaries): its own files until a bundle comes.
+    sets: Arc<std::sync::Mutex<[String; 2]>>,
 }
+
+/// Rules a simulated agent claims to have loaded.
+const SIMULATED_RULES: u64 = 100;
 
 impl SimAgent {
     async fn run(self, endpoint: Endpoint) {
@@ -367,7 +377,9 @@ impl SimAgent {
         ever_connected: &mut bool,
     ) -> anyhow::Result<()> {
         let channel = endpoint.connect().await.context("cannot connect")?;
-        let mut client = v1::agent_service_client::AgentServiceClient::new(channel);
+        // The real agent's limit: a simulated host takes the bundles a real one does.
+        let mut client = v1::agent_service_client::AgentServiceClient::new(channel)
+            .max_decoding_message_size(hygiene_proto::MAX_AGENT_COMMAND_SIZE);
         let (tx, rx) = mpsc::unbounded_channel();
         let mut next = |body: Body| {
             *seq += 1;
@@ -435,35 +447,46 @@ impl SimAgent {
         }
     }
 
+    /// A clean host's sweep: progress at once (within the splay), a summary 200 ms later.
+    fn simulate_sweep(&self, sweep_id: String, splay: Duration, out: &mpsc::UnboundedSender<Body>) {
+        let out = out.clone();
+        let sets = self.sets.clone();
+        tokio::spawn(async move {
+            let delay = rand::rng().random_range(Duration::ZERO..=splay);
+            tokio::time::sleep(delay).await;
+            let started = now_ms();
+            let _ = out.send(Body::SweepProgress(v1::SweepProgress {
+                sweep_id: sweep_id.clone(),
+                started_at_ms: started,
+                files_estimate: 1000,
+                bytes_estimate: 10 << 20,
+                ..v1::SweepProgress::default()
+            }));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let [rules_version, iocs_version] = sets.lock().expect("sets lock").clone();
+            let _ = out.send(Body::SweepSummary(v1::SweepSummary {
+                sweep_id,
+                started_at_ms: started,
+                finished_at_ms: now_ms(),
+                files: 1000,
+                bytes: 10 << 20,
+                roots: vec!["/".into()],
+                rule_count: Some(SIMULATED_RULES),
+                ioc_count: Some(u64::from(!iocs_version.is_empty())),
+                rules_version,
+                iocs_version,
+                ..v1::SweepSummary::default()
+            }));
+        });
+    }
+
     /// Answers an order with synthetic results, as a clean host would.
     fn obey(&self, command: v1::Command, out: &mpsc::UnboundedSender<Body>) {
         match command.action {
             Some(command::Action::StartSweep(start)) => {
                 self.receipts.record(&start.sweep_id, self.agents);
-                let out = out.clone();
                 let splay = Duration::from_secs(start.splay_seconds.into());
-                tokio::spawn(async move {
-                    let delay = rand::rng().random_range(Duration::ZERO..=splay);
-                    tokio::time::sleep(delay).await;
-                    let started = now_ms();
-                    let _ = out.send(Body::SweepProgress(v1::SweepProgress {
-                        sweep_id: start.sweep_id.clone(),
-                        started_at_ms: started,
-                        files_estimate: 1000,
-                        bytes_estimate: 10 << 20,
-                        ..v1::SweepProgress::default()
-                    }));
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let _ = out.send(Body::SweepSummary(v1::SweepSummary {
-                        sweep_id: start.sweep_id,
-                        started_at_ms: started,
-                        finished_at_ms: now_ms(),
-                        files: 1000,
-                        bytes: 10 << 20,
-                        roots: vec!["/".into()],
-                        ..v1::SweepSummary::default()
-                    }));
-                });
+                self.simulate_sweep(start.sweep_id, splay, out);
             }
             Some(command::Action::QuarantineFile(q)) => {
                 let _ = out.send(Body::Remediation(v1::RemediationResult {
@@ -499,6 +522,19 @@ impl SimAgent {
                         <v1::BundlePayload as prost::Message>::decode(b.payload.as_slice()).ok()
                     })
                     .unwrap_or_default();
+                let index = usize::from(payload.kind == hygiene_proto::bundle::IOCS);
+                let changed = {
+                    let mut sets = self.sets.lock().expect("sets lock");
+                    let changed = sets[index] != payload.version;
+                    sets[index] = payload.version.clone();
+                    changed
+                };
+                if changed {
+                    // As a real agent does: a new bundle sets off a rescan under its id.
+                    let id =
+                        hygiene_proto::bundle::rescan_sweep_id(&payload.kind, &payload.version);
+                    self.simulate_sweep(id, Duration::ZERO, out);
+                }
                 let _ = out.send(Body::BundleStatus(v1::BundleStatus {
                     kind: payload.kind,
                     version: payload.version.clone(),
@@ -509,7 +545,7 @@ impl SimAgent {
                     active_since_ms: now_ms(),
                 }));
             }
-            Some(command::Action::CancelSweep(_)) | None => {}
+            Some(command::Action::CancelSweep(_) | command::Action::BundleCurrent(_)) | None => {}
         }
     }
 }

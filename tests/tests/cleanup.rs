@@ -309,7 +309,7 @@ fn restore_gives_back_identical_bytes_and_a_changed_or_swapped_file_is_not_moved
     // Restoring what is not quarantined is refused with the reason.
     let again = setup.ctl(&["findings", "restore", &kept_id.to_string()]);
     assert_eq!(again.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("only quarantined"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not in the agent's quarantine"));
 
     // A file changed since the finding is left alone, and the admin is told why.
     std::fs::write(&changed, b"rewritten since").unwrap();

@@ -28,6 +28,34 @@ use hygiene_collector::ctl::{
 use hygiene_proto::v1;
 
 const DEFAULT_COLLECTOR: &str = "https://127.0.0.1:50051";
+/// The terminal's height in lines (24 where it cannot be told).
+fn terminal_rows() -> usize {
+    std::env::var("LINES")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .or_else(|| {
+            let out = std::process::Command::new("stty")
+                .arg("size")
+                .stdin(std::process::Stdio::inherit())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            String::from_utf8(out.stdout)
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(24)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// How often `sweep status --watch` asks again.
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -319,7 +347,7 @@ enum PackagesCommand {
 enum HostsCommand {
     /// One row per host.
     List {
-        /// Only hosts with open findings.
+        /// Only hosts someone must go and clean or check: `infected` and `suspect` ones.
         #[arg(long)]
         infected: bool,
         /// Only hosts with this package installed.
@@ -332,9 +360,16 @@ enum HostsCommand {
         /// Only Windows hosts that lack this update (KB5034441).
         #[arg(long, value_name = "KB")]
         missing_kb: Option<String>,
-        /// Only hosts with this status: never_swept, infected, cleaning,
-        /// awaiting_verification, clean or stale.
-        #[arg(long, value_name = "S")]
+        /// Only hosts with this status. Only `clean` says a host was proven clean:
+        /// infected (open findings); suspect (on a botnet list, and no complete sweep started
+        /// since the match); cleaning (a quarantine asked for, the agent has not answered);
+        /// awaiting_verification (files quarantined, no sweep since has confirmed it);
+        /// no_rules (the last sweep ran with no YARA rules: it proves nothing); outdated (the
+        /// last sweep ran with other rules or IOCs than the current bundles); never_swept (no
+        /// complete sweep yet); stale (not seen for --stale-after-hours); clean (the last
+        /// complete sweep found nothing open, with rules, with the current bundles, after
+        /// every botnet match).
+        #[arg(long, value_name = "S", verbatim_doc_comment)]
         status: Option<String>,
         /// Every host in the order to clean it: botnet list matches first, then open malware
         /// findings, then missing critical Microsoft patches; each row gives its score and why.
@@ -537,7 +572,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect();
                 render(&rows, format, HOST_TABLE_COLUMNS, &mut stdout)
                     .context("cannot write to stdout")?;
-                Ok(exit_for(rows.iter().any(|h| h.open_findings > 0)))
+                Ok(exit_for(rows.iter().any(|h| {
+                    h.open_findings > 0 || h.status == "infected" || h.status == "suspect"
+                })))
             }
             Command::Hosts(HostsCommand::Show { host, format }) => {
                 let response = client
@@ -705,9 +742,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Sweep(SweepCommand::Status { id, watch, format }) => {
-                let redraw = watch
-                    && format == Format::Table
-                    && std::io::IsTerminal::is_terminal(&std::io::stdout());
+                let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+                let redraw = watch && format == Format::Table && terminal;
+                let mut last_line = String::new();
                 loop {
                     let status = SweepStatusView::from(
                         client
@@ -718,15 +755,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                     let last = !watch || !status.is_running();
                     if redraw {
-                        // Home and clear, then the whole view again.
+                        // Home and clear, then one screen: the summary and the hosts not done.
                         write!(stdout, "\x1b[H\x1b[2J").context("cannot write to stdout")?;
-                    }
-                    if redraw || last {
+                        if last {
+                            status.write(format, &mut stdout)
+                        } else {
+                            status.write_screen(terminal_rows(), &mut stdout)
+                        }
+                        .context("cannot write to stdout")?;
+                    } else if watch && format == Format::Table {
+                        // Into a pipe or a file: a line whenever something changed.
+                        let line = status.line();
+                        if line != last_line {
+                            writeln!(stdout, "{} {line}", ctl::format_ms(now_ms()))
+                                .context("cannot write to stdout")?;
+                            last_line = line;
+                        }
+                        if last {
+                            writeln!(stdout).context("cannot write to stdout")?;
+                            status
+                                .write(format, &mut stdout)
+                                .context("cannot write to stdout")?;
+                        }
+                    } else if last {
                         status
                             .write(format, &mut stdout)
                             .context("cannot write to stdout")?;
-                        stdout.flush().context("cannot write to stdout")?;
                     }
+                    stdout.flush().context("cannot write to stdout")?;
                     if last {
                         return Ok(exit_for(status.totals.findings > 0));
                     }

@@ -93,7 +93,8 @@ pub struct HostRow {
     pub open_findings: u64,
     /// Open botnet list matches.
     pub botnet_matches: u64,
-    /// never_swept, infected, cleaning, awaiting_verification, clean or stale.
+    /// never_swept, infected, cleaning, awaiting_verification, suspect, no_rules, outdated,
+    /// clean or stale.
     pub status: String,
 }
 
@@ -354,6 +355,17 @@ impl From<hygiene_proto::v1::PackageEntry> for PackageRow {
 pub struct HostDetailRow {
     pub host_id: String,
     pub hostname: String,
+    /// The host's place in the cleanup, and why.
+    pub status: String,
+    pub status_reason: String,
+    /// The latest sweep carried out whole, when it started, and the rule and IOC sets it
+    /// ran with (`rule_count` unset: the agent did not say).
+    pub last_sweep: Option<String>,
+    pub last_sweep_started: Option<String>,
+    pub rules_version: Option<String>,
+    pub rule_count: Option<u64>,
+    pub iocs_version: Option<String>,
+    pub ioc_count: Option<u64>,
     pub online: bool,
     pub last_seen: String,
     pub peer_address: Option<String>,
@@ -406,9 +418,18 @@ impl From<hygiene_proto::v1::GetHostResponse> for HostDetailRow {
         };
         let windows = i.as_ref().is_some_and(|i| i.family == "windows");
         let ms = |ms: i64| (ms != 0).then(|| format_ms(ms));
+        let count = |n: i64| u64::try_from(n).ok();
         HostDetailRow {
             host_id: h.host_id,
             hostname: h.hostname,
+            status: h.status,
+            status_reason: d.status_reason,
+            last_sweep: non_empty(d.last_sweep_id),
+            last_sweep_started: ms(d.last_sweep_started_ms),
+            rules_version: non_empty(d.rules_version),
+            rule_count: count(d.rule_count),
+            iocs_version: non_empty(d.iocs_version),
+            ioc_count: count(d.ioc_count),
             online: h.online,
             last_seen: format_ms(h.last_seen_ms),
             peer_address: non_empty(h.peer_address),

@@ -82,6 +82,9 @@ pub struct SweepTotalsRow {
     pub findings: u64,
     pub errors: u64,
     pub percent: Option<f64>,
+    /// Hosts counted in the estimates with their previous sweep's totals or the fleet's
+    /// median, not having told theirs yet.
+    pub estimated_hosts: u32,
 }
 
 /// A line of `sweep list`.
@@ -161,6 +164,7 @@ fn totals_row(t: Option<v1::SweepTotals>) -> SweepTotalsRow {
         bytes_estimate: t.bytes_estimate,
         findings: t.findings,
         errors: t.errors,
+        estimated_hosts: t.estimated_hosts,
         percent: percent(t.bytes_done, t.bytes_estimate)
             .or_else(|| percent(t.files_done, t.files_estimate)),
     }
@@ -250,60 +254,144 @@ impl SweepStatusView {
             Format::Json => render_record(self, format, out),
             Format::Csv => render(&self.hosts, format, &[], out),
             Format::Table => {
-                let t = &self.totals;
-                let mut states = vec![];
-                for (count, name) in [
-                    (t.pending, "pending"),
-                    (t.running, "running"),
-                    (t.done, "done"),
-                    (t.failed, "failed"),
-                    (t.expired, "expired"),
-                    (t.cancelled, "cancelled"),
-                ] {
-                    if count > 0 {
-                        states.push(format!("{count} {name}"));
-                    }
-                }
-                writeln!(out, "SWEEP     {} ({})", self.id, self.state)?;
-                writeln!(
-                    out,
-                    "STARTED   {} by {}{}, deadline {}",
-                    self.created,
-                    self.created_by,
-                    if self.full { ", full" } else { "" },
-                    self.deadline
-                )?;
-                if let (Some(at), Some(by)) = (&self.cancelled, &self.cancelled_by) {
-                    writeln!(out, "CANCELLED {at} by {by}")?;
-                }
-                writeln!(out, "HOSTS     {}: {}", t.hosts, states.join(", "))?;
-                writeln!(
-                    out,
-                    "PROGRESS  {}{} files, {}{}{}",
-                    t.files_done,
-                    of(t.files_estimate),
-                    human_bytes(t.bytes_done),
-                    if t.bytes_estimate > 0 {
-                        format!(" of {}", human_bytes(t.bytes_estimate))
-                    } else {
-                        String::new()
-                    },
-                    t.percent.map(|p| format!(" ({p}%)")).unwrap_or_default()
-                )?;
-                writeln!(
-                    out,
-                    "FINDINGS  {} on {} host(s); {} file(s) not scanned",
-                    t.findings, t.infected, t.errors
-                )?;
-                match (&self.finished, &self.eta) {
-                    (Some(finished), _) => writeln!(out, "FINISHED  {finished}")?,
-                    (None, Some(eta)) => writeln!(out, "ETA       {eta}")?,
-                    (None, None) => writeln!(out, "ETA       unknown yet")?,
-                }
+                self.write_summary(out)?;
                 writeln!(out)?;
                 render(&self.hosts, format, SWEEP_HOST_TABLE_COLUMNS, out)
             }
         }
+    }
+
+    /// One screen of `--watch` on a terminal of `rows` lines: the summary, then the hosts not
+    /// done, worst first (failed, expired, then the furthest behind), as many as fit.
+    pub fn write_screen(&self, rows: usize, out: &mut dyn Write) -> std::io::Result<()> {
+        self.write_summary(out)?;
+        writeln!(out)?;
+        let mut open: Vec<&SweepHostRow> =
+            self.hosts.iter().filter(|h| h.state != "done").collect();
+        open.sort_by(|a, b| {
+            worst_first(a)
+                .partial_cmp(&worst_first(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| a.host_id.cmp(&b.host_id))
+        });
+        // The summary's 7 lines, a blank, the header, and a line for "... more".
+        let room = rows.saturating_sub(10).max(1);
+        let shown: Vec<SweepHostRow> = open.iter().take(room).map(|h| (*h).clone()).collect();
+        if !shown.is_empty() {
+            render(&shown, Format::Table, SWEEP_HOST_TABLE_COLUMNS, out)?;
+        }
+        if open.len() > shown.len() {
+            writeln!(
+                out,
+                "... and {} more host(s) not done",
+                open.len() - shown.len()
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The state in one line, for `--watch` into a pipe (printed when it changes).
+    pub fn line(&self) -> String {
+        let t = &self.totals;
+        format!(
+            "{} {}: {}; {}{}{}",
+            self.id,
+            self.state,
+            self.state_counts().join(", "),
+            t.percent.map(|p| format!("{p}% of ")).unwrap_or_default(),
+            if t.bytes_estimate > 0 {
+                human_bytes(t.bytes_estimate)
+            } else {
+                format!("{} files", t.files_done)
+            },
+            match (&self.finished, &self.eta) {
+                (Some(finished), _) => format!("; finished {finished}"),
+                (None, Some(eta)) => format!("; ETA {eta}"),
+                (None, None) => String::new(),
+            }
+        )
+    }
+
+    fn state_counts(&self) -> Vec<String> {
+        let t = &self.totals;
+        [
+            (t.pending, "pending"),
+            (t.running, "running"),
+            (t.done, "done"),
+            (t.failed, "failed"),
+            (t.expired, "expired"),
+            (t.cancelled, "cancelled"),
+        ]
+        .into_iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, name)| format!("{count} {name}"))
+        .collect()
+    }
+
+    fn write_summary(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let t = &self.totals;
+        writeln!(out, "SWEEP     {} ({})", self.id, self.state)?;
+        writeln!(
+            out,
+            "STARTED   {} by {}{}, deadline {}",
+            self.created,
+            self.created_by,
+            if self.full { ", full" } else { "" },
+            self.deadline
+        )?;
+        if let (Some(at), Some(by)) = (&self.cancelled, &self.cancelled_by) {
+            writeln!(out, "CANCELLED {at} by {by}")?;
+        }
+        writeln!(
+            out,
+            "HOSTS     {}: {}",
+            t.hosts,
+            self.state_counts().join(", ")
+        )?;
+        writeln!(
+            out,
+            "PROGRESS  {}{} files, {}{}{}{}",
+            t.files_done,
+            of(t.files_estimate),
+            human_bytes(t.bytes_done),
+            if t.bytes_estimate > 0 {
+                format!(" of {}", human_bytes(t.bytes_estimate))
+            } else {
+                String::new()
+            },
+            t.percent.map(|p| format!(" ({p}%)")).unwrap_or_default(),
+            if t.estimated_hosts > 0 {
+                format!(
+                    "; {} host(s) not reporting yet counted at their last sweep's size",
+                    t.estimated_hosts
+                )
+            } else {
+                String::new()
+            }
+        )?;
+        writeln!(
+            out,
+            "FINDINGS  {} on {} host(s); {} file(s) not scanned",
+            t.findings, t.infected, t.errors
+        )?;
+        match (&self.finished, &self.eta) {
+            (Some(finished), _) => writeln!(out, "FINISHED  {finished}")?,
+            (None, Some(eta)) => writeln!(out, "ETA       {eta}")?,
+            (None, None) => writeln!(out, "ETA       unknown until a host reports progress")?,
+        }
+        Ok(())
+    }
+}
+
+/// Sort key of a host not done: failed and expired first, then running ones from the least
+/// done, then those not started.
+fn worst_first(h: &SweepHostRow) -> (u8, f64) {
+    match h.state.as_str() {
+        "failed" => (0, 0.0),
+        "expired" => (1, 0.0),
+        "running" => (2, h.percent.unwrap_or(0.0)),
+        "pending" => (3, 0.0),
+        _ => (4, 0.0),
     }
 }
 

@@ -31,6 +31,12 @@ impl MatchVia {
         }
     }
 
+    /// Whether the match is on an address the host has (its own or its egress): true for as
+    /// long as it keeps the address, unlike a connection it made.
+    pub fn is_own_address(self) -> bool {
+        matches!(self, MatchVia::HostAddress | MatchVia::EgressAddress)
+    }
+
     pub fn parse(text: &str) -> Option<MatchVia> {
         [
             MatchVia::HostAddress,

@@ -36,6 +36,10 @@ pub struct CheckedFiles {
     pub items: u64,
     /// Rule files left out (`file:line: message`) or IOC lines skipped.
     pub skipped: Vec<String>,
+    /// What the bundle holds: each rule as `namespace:identifier`, or each hash in hex. A
+    /// later sweep's silence about a finding made with other sets proves something only
+    /// when the set it ran with still holds the finding's rule or hash.
+    pub members: Vec<String>,
 }
 
 /// The file name a path stands for in a bundle.
@@ -114,6 +118,7 @@ pub fn check_rules(
         files,
         items: rules.len() as u64,
         skipped: errors,
+        members: rules.rule_keys(),
     })
 }
 
@@ -158,6 +163,7 @@ pub fn check_hashes(files: &[(String, Vec<u8>)]) -> Result<CheckedFiles, BundleI
         files,
         items: iocs.len() as u64,
         skipped,
+        members: iocs.hex_digests().collect(),
     })
 }
 

@@ -76,6 +76,7 @@ impl AdminEndpoint {
         let created_ms = now_ms();
         let bytes: u64 = checked.files.iter().map(|f| f.content.len() as u64).sum();
         let files = checked.files.len() as u64;
+        let members = checked.members;
         // The version `sign` puts in the payload.
         let version = hygiene_proto::bundle::version(&checked.files);
         let signed = hygiene_proto::bundle::sign(
@@ -94,21 +95,25 @@ impl AdminEndpoint {
         })?;
         let stored = self
             .store
-            .save_bundle(&BundleRecord {
-                id: 0,
-                kind: kind.to_owned(),
-                name: name.to_owned(),
-                version,
-                created_ms,
-                created_by: actor,
-                files,
-                items: checked.items,
-                bytes,
-                payload: signed.payload,
-                signature: signed.signature,
-            })
+            .save_bundle(
+                &BundleRecord {
+                    id: 0,
+                    kind: kind.to_owned(),
+                    name: name.to_owned(),
+                    version,
+                    created_ms,
+                    created_by: actor,
+                    files,
+                    items: checked.items,
+                    bytes,
+                    payload: signed.payload,
+                    signature: signed.signature,
+                },
+                &members,
+            )
             .await
             .map_err(internal)?;
+        self.track_rescan(&stored, created_ms).await?;
         // Paced: every agent at once would hold a copy of the bundle each.
         let hosts = self.registry.connected();
         let sent_to = hosts.len() as u64;
@@ -124,6 +129,51 @@ impl AdminEndpoint {
             skipped: checked.skipped,
             sent_to,
         })
+    }
+}
+
+impl AdminEndpoint {
+    /// Lists the rescan that a new bundle sets off on every agent as a fleet sweep of every
+    /// known host, so that `sweep status` follows it. The agents start it themselves once
+    /// the bundle is applied; a bundle published again keeps the sweep it already has.
+    async fn track_rescan(&self, bundle: &BundleRecord, now: i64) -> Result<(), Status> {
+        let id = bundle::rescan_sweep_id(&bundle.kind, &bundle.version);
+        if self.store.sweep(&id).await.map_err(internal)?.is_some() {
+            return Ok(());
+        }
+        let hosts = self.store.all_host_ids().await.map_err(internal)?;
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        let deadline_ms = now + sweep::DEFAULT_DEADLINE_SECONDS as i64 * 1000;
+        let new = NewSweep {
+            id,
+            created_ms: now,
+            created_by: bundle.created_by.clone(),
+            full: false,
+            splay_seconds: 0,
+            deadline_ms,
+            hosts,
+            after_bundle: true,
+        };
+        let audit = NewAuditEntry {
+            at_ms: now,
+            actor: bundle.created_by.clone(),
+            action: "sweep.start".into(),
+            target: new.id.clone(),
+            detail: format!(
+                "{} host(s), rescan after {} bundle {} ({}), deadline {}",
+                new.hosts.len(),
+                bundle.kind,
+                bundle.version,
+                bundle.name,
+                crate::ctl::format_ms(deadline_ms),
+            ),
+        };
+        self.store
+            .create_sweep(&new, &audit)
+            .await
+            .map_err(internal)
     }
 }
 
@@ -152,13 +202,15 @@ async fn status_counts(
     stale_after_ms: i64,
 ) -> Result<Vec<(HostStatus, u32)>, StoreError> {
     let hosts = store.list_hosts(&HostFilter::default()).await?;
+    let current = store.current_bundles().await?;
+    let statuses: Vec<HostStatus> = hosts
+        .iter()
+        .map(|h| h.cleanup.status(now, stale_after_ms, &current))
+        .collect();
     Ok(HostStatus::ALL
         .into_iter()
         .map(|status| {
-            let count = hosts
-                .iter()
-                .filter(|h| h.cleanup.status(now, stale_after_ms) == status)
-                .count() as u32;
+            let count = statuses.iter().filter(|s| **s == status).count() as u32;
             (status, count)
         })
         .collect())
@@ -242,20 +294,21 @@ impl AdminService for AdminEndpoint {
             None => None,
         };
         let filter = HostFilter {
-            infected_only: r.infected_only,
             has_package: given(&r.has_package),
             package_below,
             missing_kb,
         };
         let now = now_ms();
         let hosts = self.store.list_hosts(&filter).await.map_err(internal)?;
+        let current = self.store.current_bundles().await.map_err(internal)?;
         let hosts = hosts
             .into_iter()
             .map(|h| {
-                let host_status = h.cleanup.status(now, self.stale_after_ms);
+                let host_status = h.cleanup.status(now, self.stale_after_ms, &current);
                 (h, host_status)
             })
             .filter(|(_, host_status)| status.is_none_or(|wanted| wanted == *host_status))
+            .filter(|(_, host_status)| !r.infected_only || host_status.needs_cleaning())
             .map(|(h, host_status)| host_entry(h, host_status))
             .collect();
         Ok(Response::new(v1::ListHostsResponse { hosts }))
@@ -295,7 +348,12 @@ impl AdminService for AdminEndpoint {
                 .map(|g| format!("{}: {}", g.source, g.reason))
                 .collect(),
         });
-        let host_status = detail.host.cleanup.status(now_ms(), self.stale_after_ms);
+        let current = self.store.current_bundles().await.map_err(internal)?;
+        let (host_status, status_reason) =
+            detail
+                .host
+                .cleanup
+                .assess(now_ms(), self.stale_after_ms, &current);
         let vuln = self
             .vulns
             .assess_host(host_id)
@@ -308,8 +366,21 @@ impl AdminService for AdminEndpoint {
                     &VulnFilter::default(),
                 ))
             });
+        let last = detail.host.cleanup.last_complete.clone();
+        let sets = last.as_ref().map(|l| l.sets.clone()).unwrap_or_default();
+        let count = |n: Option<u64>| n.map_or(-1, |n| n as i64);
         Ok(Response::new(v1::GetHostResponse {
             vuln,
+            status_reason,
+            last_sweep_id: last
+                .as_ref()
+                .map(|l| l.sweep_id.clone())
+                .unwrap_or_default(),
+            last_sweep_started_ms: last.as_ref().map_or(0, |l| l.started_ms),
+            rules_version: sets.rules_version,
+            iocs_version: sets.iocs_version,
+            rule_count: count(sets.rule_count),
+            ioc_count: count(sets.ioc_count),
             host: Some(host_entry(detail.host, host_status)),
             inventory,
             package_count: detail.package_count,
@@ -578,6 +649,7 @@ impl AdminService for AdminEndpoint {
             splay_seconds: r.splay_seconds.unwrap_or(sweep::DEFAULT_SPLAY_SECONDS),
             deadline_ms,
             hosts,
+            after_bundle: false,
         };
         let audit = NewAuditEntry {
             at_ms: now,
@@ -938,6 +1010,7 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::PriorityHostsResponse>, Status> {
         identity::require(&request, Role::Admin)?;
         let now = now_ms();
+        let current = self.store.current_bundles().await.map_err(internal)?;
         let hosts = self
             .store
             .list_hosts(&HostFilter::default())
@@ -945,7 +1018,7 @@ impl AdminService for AdminEndpoint {
             .map_err(internal)?
             .into_iter()
             .map(|h| {
-                let status = h.cleanup.status(now, self.stale_after_ms);
+                let status = h.cleanup.status(now, self.stale_after_ms, &current);
                 (h, status)
             })
             .collect();
@@ -1300,6 +1373,7 @@ fn sweep_status(view: SweepView, with_hosts: bool) -> v1::SweepStatus {
         bytes_estimate: t.bytes_estimate,
         findings: t.findings,
         errors: t.errors,
+        estimated_hosts: t.estimated_hosts,
     };
     let (cancelled_ms, cancelled_by) = view.cancelled.clone().unwrap_or_default();
     let hosts = if with_hosts {

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::findings::RuleSets;
 use crate::identity::{self, Role};
 use crate::intel::Intel;
 use crate::model::{BundleRecord, BundleReport};
@@ -439,29 +440,38 @@ impl AgentSession {
     }
 
     /// Sends the current bundle of the report's kind when the host runs another one and has
-    /// not refused this one already.
+    /// not refused this one already; otherwise tells the agent there is nothing newer, so that
+    /// an agent waiting for its bundles before its first sweep goes ahead.
     async fn offer_current_bundle(&self, report: &BundleReport) -> Result<(), StoreError> {
         if report.kind.is_empty() {
             return Ok(());
         }
         // The version alone first: most connects find the host current, and a bundle is MBs.
-        let Some(version) = self.store.current_bundle_version(&report.kind).await? else {
-            return Ok(());
+        let version = self.store.current_bundle_version(&report.kind).await?;
+        let offer = match &version {
+            None => false,
+            Some(version) => {
+                *version != report.active_version
+                    && self
+                        .store
+                        .refused_version(&self.host_id, &report.kind)
+                        .await?
+                        != *version
+            }
         };
-        if version == report.active_version
-            || self
-                .store
-                .refused_version(&self.host_id, &report.kind)
-                .await?
-                == version
-        {
+        if offer && let Some(current) = self.store.current_bundle(&report.kind).await? {
+            tracing::info!(host = %self.host_id, kind = %current.kind, version = %current.version, "sending the current bundle");
+            let _ = self.tx.send(Ok(apply_bundle_command(&current))).await;
             return Ok(());
         }
-        let Some(current) = self.store.current_bundle(&report.kind).await? else {
-            return Ok(());
-        };
-        tracing::info!(host = %self.host_id, kind = %current.kind, version = %current.version, "sending the current bundle");
-        let _ = self.tx.send(Ok(apply_bundle_command(&current))).await;
+        let current = command(
+            format!("bundle-current:{}", report.kind),
+            v1::command::Action::BundleCurrent(v1::BundleCurrent {
+                kind: report.kind.clone(),
+                version: version.unwrap_or_default(),
+            }),
+        );
+        let _ = self.tx.send(Ok(current)).await;
         Ok(())
     }
 
@@ -505,10 +515,11 @@ impl AgentSession {
             }
             Some(Body::Heartbeat(_)) => self.store.touch(&self.host_id, now).await,
             Some(Body::Findings(batch)) => {
+                let sets = (batch.rules_version.as_str(), batch.iocs_version.as_str());
                 let findings: Vec<NewFinding> = batch
                     .findings
                     .into_iter()
-                    .filter_map(|f| new_finding(&batch.sweep_id, f, &self.host_id))
+                    .filter_map(|f| new_finding(&batch.sweep_id, sets, f, &self.host_id))
                     .collect();
                 self.store
                     .record_findings(&self.host_id, &findings, now)
@@ -584,6 +595,12 @@ impl AgentSession {
                         .collect(),
                     failures_truncated: summary.failed_truncated,
                     failure: summary.failure,
+                    sets: RuleSets {
+                        rules_version: summary.rules_version,
+                        iocs_version: summary.iocs_version,
+                        rule_count: summary.rule_count,
+                        ioc_count: summary.ioc_count,
+                    },
                 };
                 tracing::info!(host = %self.host_id, sweep = %report.sweep_id, files = report.files, findings = report.findings, "sweep reported");
                 self.store
@@ -661,7 +678,12 @@ impl AgentSession {
 
 /// Converts a reported finding; one with an unknown kind or a malformed hash is logged and
 /// dropped rather than stored half-understood.
-fn new_finding(sweep_id: &str, f: v1::Finding, host_id: &str) -> Option<NewFinding> {
+fn new_finding(
+    sweep_id: &str,
+    (rules_version, iocs_version): (&str, &str),
+    f: v1::Finding,
+    host_id: &str,
+) -> Option<NewFinding> {
     let kind = match v1::FindingKind::try_from(f.kind) {
         Ok(v1::FindingKind::Yara) => FindingKind::Yara,
         Ok(v1::FindingKind::HashIoc) => FindingKind::HashIoc,
@@ -686,6 +708,8 @@ fn new_finding(sweep_id: &str, f: v1::Finding, host_id: &str) -> Option<NewFindi
         namespace: f.namespace,
         ioc_comment: f.ioc_comment,
         observed_at_ms: f.observed_at_ms,
+        rules_version: rules_version.to_owned(),
+        iocs_version: iocs_version.to_owned(),
     })
 }
 
@@ -828,12 +852,13 @@ mod tests {
             rule: "r".into(),
             ..Default::default()
         };
-        let converted = new_finding("s", good.clone(), "h").unwrap();
+        let converted = new_finding("s", ("", ""), good.clone(), "h").unwrap();
         assert_eq!(converted.sha256, "ab".repeat(32));
         assert_eq!(converted.path_raw, None);
         assert!(
             new_finding(
                 "s",
+                ("", ""),
                 v1::Finding {
                     sha256: "xyz".into(),
                     ..good.clone()
@@ -845,6 +870,7 @@ mod tests {
         assert!(
             new_finding(
                 "s",
+                ("", ""),
                 v1::Finding {
                     kind: 0,
                     ..good.clone()
@@ -853,6 +879,6 @@ mod tests {
             )
             .is_none()
         );
-        assert!(new_finding("s", v1::Finding { kind: 99, ..good }, "h").is_none());
+        assert!(new_finding("s", ("", ""), v1::Finding { kind: 99, ..good }, "h").is_none());
     }
 }

@@ -445,9 +445,13 @@ impl Store {
     }
 
     /// Stores a signed bundle; the newest of a kind is the current one.
-    pub async fn save_bundle(&self, bundle: &BundleRecord) -> Result<BundleRecord, StoreError> {
+    pub async fn save_bundle(
+        &self,
+        bundle: &BundleRecord,
+        members: &[String],
+    ) -> Result<BundleRecord, StoreError> {
         match self {
-            Store::Sqlite(s) => s.save_bundle(bundle).await,
+            Store::Sqlite(s) => s.save_bundle(bundle, members).await,
         }
     }
 
@@ -456,6 +460,19 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.current_bundle_version(kind).await,
         }
+    }
+
+    /// The versions of the current rule and IOC bundles, which a clean host's last sweep
+    /// must have run with.
+    pub async fn current_bundles(&self) -> Result<crate::findings::CurrentBundles, StoreError> {
+        Ok(crate::findings::CurrentBundles {
+            rules: self
+                .current_bundle_version(hygiene_proto::bundle::RULES)
+                .await?,
+            iocs: self
+                .current_bundle_version(hygiene_proto::bundle::IOCS)
+                .await?,
+        })
     }
 
     /// The current bundle of `kind` (`rules` or `iocs`).

@@ -12,7 +12,8 @@ use sqlx::sqlite::{
 
 use super::StoreError;
 use crate::findings::{
-    AdminChange, FindingState, HostCleanup, HostStatus, admin_transition, under_roots,
+    AdminChange, BotnetLead, CompleteSweep, FindingState, HostCleanup, HostStatus, RuleSets,
+    admin_transition, sweep_is_complete, under_roots,
 };
 use crate::model::{
     AuditEntry, ConnectionFilter, ConnectionReport, Finding, FindingFilter, FindingKind, Host,
@@ -43,7 +44,12 @@ const HOST_COLUMNS: &str = "h.host_id, h.hostname, h.os_name, h.os_version, h.ke
      (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind = 'botnet_ip') AS botnet_matches, \
      (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantine_requested') AS requested_findings, \
      (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantined') AS quarantined_findings, \
-     EXISTS (SELECT 1 FROM sweep_reports r WHERE r.host_id = h.host_id AND r.failure = '') AS swept";
+     h.complete_sweep_id, h.complete_started_ms, r.rules_version AS c_rules_version, r.iocs_version AS c_iocs_version, \
+     r.rule_count AS c_rule_count, r.ioc_count AS c_ioc_count";
+
+/// The hosts table with its latest complete sweep's report, for [`HOST_COLUMNS`].
+const HOST_FROM: &str = "hosts h LEFT JOIN sweep_reports r \
+     ON r.host_id = h.host_id AND r.sweep_id = h.complete_sweep_id";
 
 const FINDING_COLUMNS: &str = "id, host_id, kind, path, path_raw, sha256, size, rule, namespace, ioc_comment, state, \
      first_seen_ms, last_seen_ms, state_changed_ms, quarantine_id, remediation_error, restore_requested_ms, sweep_id, \
@@ -248,8 +254,9 @@ impl SqliteStore {
             }
             let id: i64 = sqlx::query(
                 "INSERT INTO findings (host_id, kind, path, path_raw, sha256, size, rule, namespace, ioc_comment, \
-                     state, first_seen_ms, last_seen_ms, observed_at_ms, sweep_id, state_changed_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?) RETURNING id",
+                     state, first_seen_ms, last_seen_ms, observed_at_ms, sweep_id, state_changed_ms, \
+                     rules_version, iocs_version) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(host_id)
             .bind(f.kind.as_str())
@@ -265,6 +272,8 @@ impl SqliteStore {
             .bind(f.observed_at_ms)
             .bind(&f.sweep_id)
             .bind(now_ms)
+            .bind(&f.rules_version)
+            .bind(&f.iocs_version)
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
@@ -290,7 +299,8 @@ impl SqliteStore {
     }
 
     /// Stores a sweep's summary and, for a sweep carried out whole, resolves the host's findings
-    /// it no longer found (the sweep's verdict that the cleanup worked).
+    /// it no longer found (the sweep's verdict that the cleanup worked) and makes it the
+    /// host's latest complete sweep, which its status rests on.
     pub async fn record_sweep_report(
         &self,
         host_id: &str,
@@ -298,14 +308,28 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        // The sweep's start on the collector's clock (its first progress report), which the
+        // findings' times are on; the agent's own clock only where no progress arrived.
+        let first: Option<i64> = sqlx::query_scalar(
+            "SELECT first_received_ms FROM sweep_progress WHERE host_id = ? AND sweep_id = ?",
+        )
+        .bind(host_id)
+        .bind(&report.sweep_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let started_ms = first.filter(|ms| *ms > 0).unwrap_or(report.started_at_ms);
+        let sets = &report.sets;
         sqlx::query(
             "INSERT INTO sweep_reports (host_id, sweep_id, started_at_ms, finished_at_ms, files, bytes, findings, \
-                 errors, roots, received_ms, failures, failures_truncated, failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 errors, roots, received_ms, failures, failures_truncated, failure, rules_version, iocs_version, \
+                 rule_count, ioc_count, started_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
                  finished_at_ms = excluded.finished_at_ms, files = excluded.files, bytes = excluded.bytes, \
                  findings = excluded.findings, errors = excluded.errors, roots = excluded.roots, \
                  failures = excluded.failures, failures_truncated = excluded.failures_truncated, \
-                 failure = excluded.failure",
+                 failure = excluded.failure, rules_version = excluded.rules_version, \
+                 iocs_version = excluded.iocs_version, rule_count = excluded.rule_count, \
+                 ioc_count = excluded.ioc_count, started_ms = excluded.started_ms",
         )
         .bind(host_id)
         .bind(&report.sweep_id)
@@ -320,10 +344,27 @@ impl SqliteStore {
         .bind(serde_json::to_string(&report.failures).expect("failures serialize"))
         .bind(report.failures_truncated)
         .bind(&report.failure)
+        .bind(&sets.rules_version)
+        .bind(&sets.iocs_version)
+        .bind(sets.rule_count.map(|n| n as i64))
+        .bind(sets.ioc_count.map(|n| n as i64))
+        .bind(started_ms)
         .execute(&mut *tx)
         .await?;
         if report.failure.is_empty() {
-            verify_findings(&mut tx, host_id, report, now_ms).await?;
+            verify_findings(&mut tx, host_id, report, started_ms, now_ms).await?;
+        }
+        if sweep_is_complete(&report.failure, report.failures_truncated) {
+            sqlx::query(
+                "UPDATE hosts SET complete_sweep_id = ?, complete_started_ms = ? \
+                 WHERE host_id = ? AND (complete_started_ms IS NULL OR complete_started_ms <= ?)",
+            )
+            .bind(&report.sweep_id)
+            .bind(started_ms)
+            .bind(host_id)
+            .bind(started_ms)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -611,7 +652,7 @@ impl SqliteStore {
     /// Everything known about one host; `None` for a host the collector has never seen.
     pub async fn host_detail(&self, host_id: &str) -> Result<Option<HostDetail>, StoreError> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {HOST_COLUMNS} FROM hosts h WHERE h.host_id = ?"
+            "SELECT {HOST_COLUMNS} FROM {HOST_FROM} WHERE h.host_id = ?"
         ))
         .bind(host_id)
         .fetch_optional(&self.pool)
@@ -619,7 +660,12 @@ impl SqliteStore {
         else {
             return Ok(None);
         };
-        let host = host_from_row(&row)?;
+        let mut host = host_from_row(&row)?;
+        host.cleanup.botnet = self
+            .botnet_leads(Some(host_id))
+            .await?
+            .remove(host_id)
+            .unwrap_or_default();
         let inventory = match sqlx::query("SELECT * FROM host_inventory WHERE host_id = ?")
             .bind(host_id)
             .fetch_optional(&self.pool)
@@ -744,9 +790,6 @@ impl SqliteStore {
 
     pub async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError> {
         let mut conditions = Vec::new();
-        if filter.infected_only {
-            conditions.push("EXISTS (SELECT 1 FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind <> 'botnet_ip')");
-        }
         if filter.has_package.is_some() {
             conditions.push(
                 "EXISTS (SELECT 1 FROM packages p WHERE p.host_id = h.host_id AND p.name = ?)",
@@ -761,7 +804,7 @@ impl SqliteStore {
                  AND NOT EXISTS (SELECT 1 FROM hotfixes x WHERE x.host_id = h.host_id AND x.kb = ?)",
             );
         }
-        let mut sql = format!("SELECT {HOST_COLUMNS} FROM hosts h");
+        let mut sql = format!("SELECT {HOST_COLUMNS} FROM {HOST_FROM}");
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
@@ -776,11 +819,48 @@ impl SqliteStore {
         }
         let rows = query.fetch_all(&self.pool).await?;
         let mut hosts: Vec<Host> = rows.iter().map(host_from_row).collect::<Result<_, _>>()?;
+        let mut leads = self.botnet_leads(None).await?;
+        for host in &mut hosts {
+            host.cleanup.botnet = leads.remove(&host.host_id).unwrap_or_default();
+        }
         if let Some((name, below)) = &filter.package_below {
             let below_on = self.hosts_with_package_below(name, below).await?;
             hosts.retain(|h| below_on.contains(&h.host_id));
         }
         Ok(hosts)
+    }
+
+    /// The botnet list matches of one host or of all, by host: open and resolved ones (false
+    /// positives left out), each with when it was found and last seen to hold.
+    async fn botnet_leads(
+        &self,
+        host_id: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, Vec<BotnetLead>>, StoreError> {
+        let mut query = sqlx::QueryBuilder::new(
+            "SELECT host_id, state, namespace, first_seen_ms, state_changed_ms, last_seen_ms \
+             FROM findings WHERE kind = 'botnet_ip' AND state <> 'false_positive'",
+        );
+        if let Some(host_id) = host_id {
+            query.push(" AND host_id = ").push_bind(host_id);
+        }
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let mut leads: std::collections::HashMap<String, Vec<BotnetLead>> = Default::default();
+        for row in rows {
+            let state = state_of(&row)?;
+            let via: String = row.try_get("namespace")?;
+            let first_seen: i64 = row.try_get("first_seen_ms")?;
+            let changed: i64 = row.try_get("state_changed_ms")?;
+            let lead = BotnetLead {
+                open: state.is_open(),
+                own_address: crate::intel::MatchVia::parse(&via)
+                    .is_some_and(crate::intel::MatchVia::is_own_address),
+                // An open match last changed state when it was found or reopened.
+                since_ms: if state.is_open() { changed } else { first_seen },
+                last_seen_ms: row.try_get("last_seen_ms")?,
+            };
+            leads.entry(row.try_get("host_id")?).or_default().push(lead);
+        }
+        Ok(leads)
     }
 
     /// Hosts with package `name` installed at a version below `version`, each compared in the
@@ -845,7 +925,8 @@ impl SqliteStore {
     }
 
     /// Applies an admin's change to a finding, with its history and audit entries, in one
-    /// transaction; a change the lifecycle does not allow is refused with the reason.
+    /// transaction; a change the lifecycle does not allow is refused with the reason. A
+    /// quarantine or restore acts on the file: every finding on it moves with the one named.
     pub async fn change_finding(
         &self,
         id: i64,
@@ -855,14 +936,9 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<Finding, StoreError> {
         let mut tx = self.write().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NoFinding(id))?;
-        let finding = finding_from_row(&row)?;
+        let finding = finding_in(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NoFinding(id))?;
         if finding.kind == FindingKind::BotnetIp
             && matches!(change, AdminChange::Quarantine | AdminChange::Restore)
         {
@@ -871,54 +947,80 @@ impl SqliteStore {
                 finding.path
             )));
         }
-        let to = admin_transition(finding.state, change, note).map_err(StoreError::Refused)?;
+        let to = admin_transition(finding.state, change, note, finding.quarantine_id.is_some())
+            .map_err(StoreError::Refused)?;
         let (action, default_note) = match change {
             AdminChange::Quarantine => ("finding.quarantine", "quarantine requested"),
             AdminChange::Restore => ("finding.restore", "restore requested"),
             AdminChange::Mark(_) => ("finding.mark", ""),
         };
-        if *change == AdminChange::Restore {
-            sqlx::query("UPDATE findings SET restore_requested_ms = ?, remediation_error = NULL WHERE id = ?")
-                .bind(now_ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            sqlx::query(
-                "UPDATE findings SET state = ?, remediation_error = NULL, \
-                     state_changed_ms = CASE WHEN state = ? THEN state_changed_ms ELSE ? END WHERE id = ?",
-            )
-            .bind(to.as_str())
-            .bind(to.as_str())
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
         let note = if note.trim().is_empty() {
             default_note
         } else {
             note.trim()
         };
-        insert_history(&mut tx, id, now_ms, actor, Some(finding.state), to, note).await?;
+        // The findings this change moves: the one named, and for a quarantine or restore every
+        // other finding on its file that the lifecycle lets move the same way.
+        let mut moved = vec![(finding.clone(), to)];
+        if matches!(change, AdminChange::Quarantine | AdminChange::Restore) {
+            for sibling in file_findings(&mut tx, &finding).await? {
+                if sibling.id == finding.id {
+                    continue;
+                }
+                let has_copy = sibling.quarantine_id.is_some();
+                if let Ok(to) = admin_transition(sibling.state, change, note, has_copy) {
+                    moved.push((sibling, to));
+                }
+            }
+        }
+        for (f, to) in &moved {
+            if *change == AdminChange::Restore {
+                sqlx::query(
+                    "UPDATE findings SET restore_requested_ms = ?, remediation_error = NULL WHERE id = ?",
+                )
+                .bind(now_ms)
+                .bind(f.id)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query(
+                    "UPDATE findings SET state = ?, remediation_error = NULL, \
+                         state_changed_ms = CASE WHEN state = ? THEN state_changed_ms ELSE ? END WHERE id = ?",
+                )
+                .bind(to.as_str())
+                .bind(to.as_str())
+                .bind(now_ms)
+                .bind(f.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            insert_history(&mut tx, f.id, now_ms, actor, Some(f.state), *to, note).await?;
+        }
+        let target = if moved.len() > 1 {
+            let ids: Vec<String> = moved.iter().map(|(f, _)| f.id.to_string()).collect();
+            format!(
+                "findings {} on {} ({})",
+                ids.join(","),
+                finding.host_id,
+                finding.path
+            )
+        } else {
+            format!("finding {id} on {}", finding.host_id)
+        };
         insert_audit(
             &mut tx,
             &NewAuditEntry {
                 at_ms: now_ms,
                 actor: actor.to_owned(),
                 action: action.to_owned(),
-                target: format!("finding {id} on {}", finding.host_id),
+                target,
                 detail: format!("{} -> {to}: {note}", finding.state),
             },
         )
         .await?;
-        let row = sqlx::query(&format!(
-            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let changed = finding_from_row(&row)?;
+        let changed = finding_in(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NoFinding(id))?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -959,11 +1061,12 @@ impl SqliteStore {
         Ok(Some((finding, changes)))
     }
 
-    /// Quarantines and restores asked for on `host_id` that its agent has not answered yet.
+    /// Quarantines and restores asked for on `host_id` that its agent has not answered yet,
+    /// one order per file (every finding on a file moves with the answer).
     pub async fn remediation_orders(&self, host_id: &str) -> Result<RemediationOrders, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE host_id = ? AND \
-                 (state = 'quarantine_requested' OR (state = 'quarantined' AND restore_requested_ms IS NOT NULL)) \
+                 (state = 'quarantine_requested' OR (quarantine_id IS NOT NULL AND restore_requested_ms IS NOT NULL)) \
              ORDER BY id"
         ))
         .bind(host_id)
@@ -972,24 +1075,27 @@ impl SqliteStore {
         let mut orders = RemediationOrders::default();
         for row in &rows {
             let finding = finding_from_row(row)?;
-            if finding.state == FindingState::QuarantineRequested {
-                orders.quarantine.push(finding);
+            let list = if finding.state == FindingState::QuarantineRequested {
+                &mut orders.quarantine
             } else {
-                orders.restore.push(finding);
+                &mut orders.restore
+            };
+            if !list.iter().any(|f| crate::findings::same_file(f, &finding)) {
+                list.push(finding);
             }
         }
         Ok(orders)
     }
 
-    /// Applies what an agent reports of a quarantine or restore. Only the host's own findings
-    /// change; a repeated report changes nothing more.
+    /// Applies what an agent reports of a quarantine or restore to every finding on the file.
+    /// Only the host's own findings change; a repeated report changes nothing more.
     pub async fn record_remediation(
         &self,
         host_id: &str,
         report: &RemediationReport,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        use FindingState::*;
+        use crate::findings::RemediationOutcome as Outcome;
         let mut tx = self.write().await?;
         let row = sqlx::query(&format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ? AND host_id = ?"
@@ -1002,81 +1108,85 @@ impl SqliteStore {
             tracing::warn!(host = %host_id, finding = report.finding_id, "remediation report for a finding not of this host; ignored");
             return Ok(());
         };
-        let finding = finding_from_row(&row)?;
-        let (to, note, quarantine_id, error, clear_restore) = match (report.action, report.ok) {
-            (RemediationAction::Quarantine, true) => {
-                if finding.quarantine_id.as_deref() == Some(report.quarantine_id.as_str()) {
-                    return Ok(());
-                }
-                let to = if finding.state == QuarantineRequested {
-                    Quarantined
-                } else {
-                    finding.state
-                };
-                let note = format!(
-                    "moved {} to quarantine entry {}",
-                    report.path, report.quarantine_id
-                );
-                (to, note, Some(report.quarantine_id.clone()), None, false)
-            }
-            (RemediationAction::Quarantine, false) => {
-                if finding.state != QuarantineRequested {
-                    return Ok(());
-                }
-                let note = format!("quarantine refused: {}", report.reason);
-                (
-                    Open,
-                    note,
-                    finding.quarantine_id.clone(),
-                    Some(report.reason.clone()),
-                    false,
-                )
-            }
-            (RemediationAction::Restore, true) => {
-                if finding.state != Quarantined {
-                    return Ok(());
-                }
-                let note = format!("restored to {}", report.path);
-                (Open, note, None, None, true)
-            }
-            (RemediationAction::Restore, false) => {
-                if finding.restore_requested_ms.is_none() {
-                    return Ok(());
-                }
-                let note = format!("restore refused: {}", report.reason);
-                (
-                    finding.state,
-                    note,
-                    finding.quarantine_id.clone(),
-                    Some(report.reason.clone()),
-                    true,
-                )
-            }
+        let reported = finding_from_row(&row)?;
+        let outcome = match (report.action, report.ok) {
+            (RemediationAction::Quarantine, true) => Outcome::Quarantined,
+            (RemediationAction::Quarantine, false) => Outcome::QuarantineRefused,
+            (RemediationAction::Restore, true) => Outcome::Restored,
+            (RemediationAction::Restore, false) => Outcome::RestoreRefused,
         };
-        sqlx::query(
-            "UPDATE findings SET state = ?, quarantine_id = ?, remediation_error = ?, \
-                 restore_requested_ms = CASE WHEN ? THEN NULL ELSE restore_requested_ms END, \
-                 state_changed_ms = CASE WHEN state = ? THEN state_changed_ms ELSE ? END WHERE id = ?",
-        )
-        .bind(to.as_str())
-        .bind(&quarantine_id)
-        .bind(&error)
-        .bind(clear_restore)
-        .bind(to.as_str())
-        .bind(now_ms)
-        .bind(finding.id)
-        .execute(&mut *tx)
-        .await?;
-        insert_history(
-            &mut tx,
-            finding.id,
-            now_ms,
-            AGENT,
-            Some(finding.state),
-            to,
-            &note,
-        )
-        .await?;
+        for finding in file_findings(&mut tx, &reported).await? {
+            // What this finding's row becomes, or nothing when the report does not concern it
+            // (any more): a repeat, or a finding not waiting for this answer.
+            let (quarantine_id, error, clear_restore, note) = match outcome {
+                Outcome::Quarantined => {
+                    if finding.quarantine_id.as_deref() == Some(report.quarantine_id.as_str()) {
+                        continue;
+                    }
+                    let note = format!(
+                        "moved {} to quarantine entry {}",
+                        report.path, report.quarantine_id
+                    );
+                    (Some(report.quarantine_id.clone()), None, false, note)
+                }
+                Outcome::QuarantineRefused => {
+                    if finding.state != FindingState::QuarantineRequested {
+                        continue;
+                    }
+                    let note = format!("quarantine refused: {}", report.reason);
+                    (
+                        finding.quarantine_id.clone(),
+                        Some(report.reason.clone()),
+                        false,
+                        note,
+                    )
+                }
+                Outcome::Restored => {
+                    if finding.quarantine_id.as_deref() != Some(report.quarantine_id.as_str()) {
+                        continue;
+                    }
+                    (None, None, true, format!("restored to {}", report.path))
+                }
+                Outcome::RestoreRefused => {
+                    if finding.restore_requested_ms.is_none() {
+                        continue;
+                    }
+                    let note = format!("restore refused: {}", report.reason);
+                    (
+                        finding.quarantine_id.clone(),
+                        Some(report.reason.clone()),
+                        true,
+                        note,
+                    )
+                }
+            };
+            let to =
+                crate::findings::after_remediation(finding.state, outcome).unwrap_or(finding.state);
+            sqlx::query(
+                "UPDATE findings SET state = ?, quarantine_id = ?, remediation_error = ?, \
+                     restore_requested_ms = CASE WHEN ? THEN NULL ELSE restore_requested_ms END, \
+                     state_changed_ms = CASE WHEN state = ? THEN state_changed_ms ELSE ? END WHERE id = ?",
+            )
+            .bind(to.as_str())
+            .bind(&quarantine_id)
+            .bind(&error)
+            .bind(clear_restore)
+            .bind(to.as_str())
+            .bind(now_ms)
+            .bind(finding.id)
+            .execute(&mut *tx)
+            .await?;
+            insert_history(
+                &mut tx,
+                finding.id,
+                now_ms,
+                AGENT,
+                Some(finding.state),
+                to,
+                &note,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -1160,8 +1270,8 @@ impl SqliteStore {
             return Err(StoreError::UnknownHosts(unknown));
         }
         sqlx::query(
-            "INSERT INTO sweeps (sweep_id, created_ms, created_by, full, splay_seconds, deadline_ms) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sweeps (sweep_id, created_ms, created_by, full, splay_seconds, deadline_ms, origin) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&sweep.id)
         .bind(sweep.created_ms)
@@ -1169,6 +1279,7 @@ impl SqliteStore {
         .bind(sweep.full)
         .bind(i64::from(sweep.splay_seconds))
         .bind(sweep.deadline_ms)
+        .bind(if sweep.after_bundle { "bundle" } else { "admin" })
         .execute(&mut *tx)
         .await?;
         for chunk in sweep.hosts.chunks(ROWS_PER_INSERT) {
@@ -1218,7 +1329,7 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<SweepOrders, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.sweep_id, s.full, s.splay_seconds, s.deadline_ms, s.cancelled_ms, t.delivered_ms \
+            "SELECT s.sweep_id, s.full, s.splay_seconds, s.deadline_ms, s.cancelled_ms, t.delivered_ms, s.origin \
              FROM sweep_targets t JOIN sweeps s ON s.sweep_id = t.sweep_id \
              WHERE t.host_id = ? AND (s.deadline_ms = 0 OR s.deadline_ms > ?) \
                AND NOT EXISTS (SELECT 1 FROM sweep_reports r WHERE r.host_id = t.host_id AND r.sweep_id = t.sweep_id) \
@@ -1233,7 +1344,9 @@ impl SqliteStore {
             let sweep_id: String = row.try_get("sweep_id")?;
             let cancelled: Option<i64> = row.try_get("cancelled_ms")?;
             let delivered: Option<i64> = row.try_get("delivered_ms")?;
+            let after_bundle = row.try_get::<String, _>("origin")? == "bundle";
             match (cancelled, delivered) {
+                (None, _) if after_bundle => {}
                 (None, _) => orders.start.push(SweepOrder {
                     sweep_id,
                     full: row.try_get("full")?,
@@ -1281,10 +1394,13 @@ impl SqliteStore {
             "SELECT t.host_id, t.delivered_ms, h.connected, \
                  p.first_received_ms, p.updated_ms, p.files_done, p.bytes_done, p.files_estimate, \
                  p.bytes_estimate, p.findings AS p_findings, p.errors AS p_errors, \
-                 r.received_ms, r.files, r.bytes, r.findings AS r_findings, r.errors AS r_errors, r.failure \
+                 r.received_ms, r.files, r.bytes, r.findings AS r_findings, r.errors AS r_errors, r.failure, \
+                 prev.files AS prev_files, prev.bytes AS prev_bytes \
              FROM sweep_targets t JOIN hosts h ON h.host_id = t.host_id \
              LEFT JOIN sweep_progress p ON p.host_id = t.host_id AND p.sweep_id = t.sweep_id \
              LEFT JOIN sweep_reports r ON r.host_id = t.host_id AND r.sweep_id = t.sweep_id \
+             LEFT JOIN sweep_reports prev ON prev.host_id = t.host_id \
+                 AND prev.sweep_id = h.complete_sweep_id AND prev.sweep_id <> t.sweep_id \
              WHERE t.sweep_id = ? ORDER BY t.host_id",
         )
         .bind(sweep_id)
@@ -1330,6 +1446,15 @@ impl SqliteStore {
                     delivered_ms: row.try_get("delivered_ms")?,
                     progress,
                     report,
+                    previous: match (
+                        row.try_get::<Option<i64>, _>("prev_files")?,
+                        row.try_get::<Option<i64>, _>("prev_bytes")?,
+                    ) {
+                        (Some(files), Some(bytes)) => {
+                            Some((count(Some(files)), count(Some(bytes))))
+                        }
+                        _ => None,
+                    },
                 })
             })
             .collect()
@@ -1415,6 +1540,37 @@ fn error_total(errors: Option<String>) -> Result<u64, StoreError> {
     Ok(counts.values().sum())
 }
 
+async fn finding_in(tx: &mut Tx<'_>, id: i64) -> Result<Option<Finding>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(finding_from_row).transpose()
+}
+
+/// Every finding on the file `finding` is on (itself included), oldest first.
+async fn file_findings(tx: &mut Tx<'_>, finding: &Finding) -> Result<Vec<Finding>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {FINDING_COLUMNS} FROM findings WHERE host_id = ? AND path = ? AND sha256 = ? \
+         AND kind <> 'botnet_ip' ORDER BY id"
+    ))
+    .bind(&finding.host_id)
+    .bind(&finding.path)
+    .bind(&finding.sha256)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let f = finding_from_row(row)?;
+        if crate::findings::same_file(&f, finding) {
+            found.push(f);
+        }
+    }
+    Ok(found)
+}
+
 pub(super) async fn insert_audit(tx: &mut Tx<'_>, entry: &NewAuditEntry) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_log (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
@@ -1452,7 +1608,7 @@ async fn update_sighting(
 ) -> Result<(), StoreError> {
     let mut sql = String::from(
         "UPDATE findings SET last_seen_ms = max(last_seen_ms, ?), observed_at_ms = max(observed_at_ms, ?), \
-             ioc_comment = ?, sweep_id = ?, gone_ms = NULL",
+             ioc_comment = ?, sweep_id = ?, gone_ms = NULL, rules_version = ?, iocs_version = ?",
     );
     if reopen {
         sql.push_str(", state = 'reopened', quarantine_id = NULL, state_changed_ms = ?");
@@ -1462,7 +1618,9 @@ async fn update_sighting(
         .bind(now_ms)
         .bind(f.observed_at_ms)
         .bind(&f.ioc_comment)
-        .bind(&f.sweep_id);
+        .bind(&f.sweep_id)
+        .bind(&f.rules_version)
+        .bind(&f.iocs_version);
     if reopen {
         query = query.bind(now_ms);
     }
@@ -1503,25 +1661,22 @@ async fn verify_findings(
     tx: &mut Tx<'_>,
     host_id: &str,
     report: &SweepReport,
+    started: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     if report.failures_truncated {
         return Ok(());
     }
-    // The sweep's start on the collector's clock (its first progress report), which the
-    // findings' times are on; the agent's own clock only where no progress arrived.
-    let first: Option<i64> = sqlx::query_scalar(
-        "SELECT first_received_ms FROM sweep_progress WHERE host_id = ? AND sweep_id = ?",
-    )
-    .bind(host_id)
-    .bind(&report.sweep_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let started = first.filter(|ms| *ms > 0).unwrap_or(report.started_at_ms);
     let failed: std::collections::HashSet<&str> =
         report.failures.iter().map(|f| f.path.as_str()).collect();
+    // What the sets the sweep ran with hold, per kind, looked up once when needed.
+    let mut swept_members: std::collections::HashMap<
+        &str,
+        Option<std::collections::HashSet<String>>,
+    > = Default::default();
     let rows = sqlx::query(
-        "SELECT id, state, path, last_seen_ms, state_changed_ms FROM findings \
+        "SELECT id, state, path, last_seen_ms, state_changed_ms, kind, namespace, rule, sha256, \
+             rules_version, iocs_version FROM findings \
          WHERE host_id = ? AND sweep_id <> ? AND gone_ms IS NULL AND kind <> 'botnet_ip' \
            AND state IN ('open', 'reopened', 'quarantine_requested', 'quarantined', 'false_positive')",
     )
@@ -1529,6 +1684,8 @@ async fn verify_findings(
     .bind(&report.sweep_id)
     .fetch_all(&mut **tx)
     .await?;
+    // (id, state, path, sha256, whether the sweep's silence proves it gone).
+    let mut candidates = Vec::new();
     for row in rows {
         let id: i64 = row.try_get("id")?;
         let state = state_of(&row)?;
@@ -1542,6 +1699,75 @@ async fn verify_findings(
         {
             continue;
         }
+        let sha256: String = row.try_get("sha256")?;
+        let hash_ioc = row.try_get::<String, _>("kind")? == FindingKind::HashIoc.as_str();
+        let (found_with, swept_with, bundle_kind) = if hash_ioc {
+            let found: String = row.try_get("iocs_version")?;
+            (
+                found,
+                &report.sets.iocs_version,
+                hygiene_proto::bundle::IOCS,
+            )
+        } else {
+            let found: String = row.try_get("rules_version")?;
+            (
+                found,
+                &report.sets.rules_version,
+                hygiene_proto::bundle::RULES,
+            )
+        };
+        let key = if hash_ioc {
+            sha256.clone()
+        } else {
+            format!(
+                "{}:{}",
+                row.try_get::<String, _>("namespace")?,
+                row.try_get::<String, _>("rule")?
+            )
+        };
+        let members = if found_with.is_empty() || found_with == *swept_with {
+            None
+        } else {
+            if !swept_members.contains_key(bundle_kind) {
+                let members =
+                    super::sqlite_intel::bundle_members(tx, bundle_kind, swept_with).await?;
+                swept_members.insert(bundle_kind, members);
+            }
+            swept_members[bundle_kind].as_ref()
+        };
+        let proven = crate::findings::silence_proves_gone(&crate::findings::SilenceCheck {
+            hash_ioc,
+            key: &key,
+            found_with: &found_with,
+            swept_with,
+            swept_members: members,
+        });
+        candidates.push((id, state, path, sha256, proven));
+    }
+    // A file one finding is proven gone from (those bytes are not at that path any more)
+    // takes every other finding on it along, whatever found them.
+    let gone: std::collections::HashSet<(String, String)> = candidates
+        .iter()
+        .filter(|c| c.4)
+        .map(|c| (c.2.clone(), c.3.clone()))
+        .collect();
+    for (id, state, path, sha256, proven) in candidates {
+        let note = if proven {
+            format!(
+                "sweep {} (finished {}) no longer finds it",
+                report.sweep_id,
+                crate::ctl::format_ms(report.finished_at_ms)
+            )
+        } else if gone.contains(&(path, sha256)) {
+            format!(
+                "sweep {} (finished {}) no longer finds the file with these bytes (its rule is not in the set the sweep ran with, but another finding on the file is gone)",
+                report.sweep_id,
+                crate::ctl::format_ms(report.finished_at_ms)
+            )
+        } else {
+            // The set that looked no longer holds what found it: its silence says nothing.
+            continue;
+        };
         if state == FindingState::FalsePositive {
             sqlx::query("UPDATE findings SET gone_ms = ? WHERE id = ?")
                 .bind(now_ms)
@@ -1558,11 +1784,6 @@ async fn verify_findings(
         .bind(id)
         .execute(&mut **tx)
         .await?;
-        let note = format!(
-            "sweep {} (finished {}) no longer finds it",
-            report.sweep_id,
-            crate::ctl::format_ms(report.finished_at_ms)
-        );
         insert_history(
             tx,
             id,
@@ -1829,7 +2050,31 @@ fn host_from_row(row: &SqliteRow) -> Result<Host, StoreError> {
             open: row.try_get::<i64, _>("open_findings")? as u64,
             quarantine_requested: row.try_get::<i64, _>("requested_findings")? as u64,
             quarantined: row.try_get::<i64, _>("quarantined_findings")? as u64,
-            swept: row.try_get::<bool, _>("swept")?,
+            last_complete: match row.try_get::<Option<String>, _>("complete_sweep_id")? {
+                None => None,
+                Some(sweep_id) => Some(CompleteSweep {
+                    sweep_id,
+                    started_ms: row
+                        .try_get::<Option<i64>, _>("complete_started_ms")?
+                        .unwrap_or(0),
+                    sets: RuleSets {
+                        rules_version: row
+                            .try_get::<Option<String>, _>("c_rules_version")?
+                            .unwrap_or_default(),
+                        iocs_version: row
+                            .try_get::<Option<String>, _>("c_iocs_version")?
+                            .unwrap_or_default(),
+                        rule_count: row
+                            .try_get::<Option<i64>, _>("c_rule_count")?
+                            .map(|n| n.max(0) as u64),
+                        ioc_count: row
+                            .try_get::<Option<i64>, _>("c_ioc_count")?
+                            .map(|n| n.max(0) as u64),
+                    },
+                }),
+            },
+            // Filled in by the caller from the host's botnet matches.
+            botnet: Vec::new(),
             last_seen_ms: row.try_get("last_seen_ms")?,
         },
     })
@@ -1893,6 +2138,8 @@ mod tests {
             namespace: String::new(),
             ioc_comment: "EICAR".into(),
             observed_at_ms: 5,
+            rules_version: String::new(),
+            iocs_version: "local:01".into(),
         }
     }
 
@@ -1924,16 +2171,9 @@ mod tests {
             hosts.iter().map(|h| h.open_findings).collect::<Vec<_>>(),
             vec![2, 0]
         );
-        let infected = store
-            .list_hosts(&HostFilter {
-                infected_only: true,
-                ..HostFilter::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(infected.len(), 1);
-        assert_eq!(infected[0].host_id, "a");
-        assert_eq!(infected[0].ip_addresses, vec!["10.0.0.5".to_owned()]);
+        assert_eq!(hosts[0].host_id, "a");
+        assert_eq!(hosts[0].cleanup.open, 2);
+        assert_eq!(hosts[0].ip_addresses, vec!["10.0.0.5".to_owned()]);
         let only_b = store
             .list_findings(&FindingFilter {
                 host_id: Some("b".into()),
@@ -1992,6 +2232,7 @@ mod tests {
             }],
             failures_truncated: false,
             failure: String::new(),
+            sets: RuleSets::default(),
         };
         store.record_sweep_report("a", &report, 5).await.unwrap();
         report.files = 9;
@@ -2461,6 +2702,12 @@ mod tests {
             failures: Vec::new(),
             failures_truncated: false,
             failure: String::new(),
+            // The sets `finding` was made with.
+            sets: RuleSets {
+                iocs_version: "local:01".into(),
+                rule_count: Some(1),
+                ..RuleSets::default()
+            },
         }
     }
 

@@ -1,6 +1,6 @@
 //! The SQLite backend's botnet lists and `botnet_ip` findings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use sqlx::Row;
@@ -337,14 +337,39 @@ impl SqliteStore {
     }
 }
 
+/// What the newest bundle of `kind` with `version` holds (see `bundles.members`); `None`:
+/// no such bundle (the agent's own files, or none).
+pub(super) async fn bundle_members(
+    tx: &mut Tx<'_>,
+    kind: &str,
+    version: &str,
+) -> Result<Option<HashSet<String>>, StoreError> {
+    let text: Option<String> = sqlx::query_scalar(
+        "SELECT members FROM bundles WHERE kind = ? AND version = ? ORDER BY id DESC LIMIT 1",
+    )
+    .bind(kind)
+    .bind(version)
+    .fetch_optional(&mut **tx)
+    .await?;
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("bundles.members of {kind} {version}: {e}")))
+    })
+    .transpose()
+}
+
 impl SqliteStore {
     /// Stores a signed bundle (the newest of its kind is the current one), with an audit
     /// entry.
-    pub async fn save_bundle(&self, bundle: &BundleRecord) -> Result<BundleRecord, StoreError> {
+    pub async fn save_bundle(
+        &self,
+        bundle: &BundleRecord,
+        members: &[String],
+    ) -> Result<BundleRecord, StoreError> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO bundles (kind, name, version, created_ms, created_by, files, items, bytes, payload, signature) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO bundles (kind, name, version, created_ms, created_by, files, items, bytes, payload, signature, members) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&bundle.kind)
         .bind(&bundle.name)
@@ -356,6 +381,7 @@ impl SqliteStore {
         .bind(bundle.bytes as i64)
         .bind(&bundle.payload)
         .bind(&bundle.signature)
+        .bind(serde_json::to_string(members).expect("strings serialize"))
         .fetch_one(&mut *tx)
         .await?;
         insert_audit(
@@ -685,16 +711,20 @@ async fn last_complete_sweep(
     host_id: &str,
 ) -> Result<Option<(String, i64)>, StoreError> {
     let row = sqlx::query(
-        "SELECT r.sweep_id, COALESCE(NULLIF(p.first_received_ms, 0), r.started_at_ms) AS started \
-         FROM sweep_reports r LEFT JOIN sweep_progress p ON p.host_id = r.host_id AND p.sweep_id = r.sweep_id \
-         WHERE r.host_id = ? AND r.failure = '' AND r.failures_truncated = 0 \
-         ORDER BY started DESC LIMIT 1",
+        "SELECT complete_sweep_id, complete_started_ms FROM hosts \
+         WHERE host_id = ? AND complete_sweep_id IS NOT NULL",
     )
     .bind(host_id)
     .fetch_optional(&mut **tx)
     .await?;
-    row.map(|row| Ok((row.try_get("sweep_id")?, row.try_get("started")?)))
-        .transpose()
+    row.map(|row| {
+        Ok((
+            row.try_get("complete_sweep_id")?,
+            row.try_get::<Option<i64>, _>("complete_started_ms")?
+                .unwrap_or(0),
+        ))
+    })
+    .transpose()
 }
 
 async fn list_by_id(tx: &mut Tx<'_>, id: i64) -> Result<Option<IpList>, StoreError> {
@@ -860,6 +890,7 @@ mod tests {
             failures: Vec::new(),
             failures_truncated: false,
             failure: String::new(),
+            sets: Default::default(),
         };
         store.record_sweep_report("h1", &sweep, 14).await.unwrap();
         let changes = recheck(&store, 15).await;

@@ -1,0 +1,416 @@
+//! Verdicts the admin can trust: each case where `hygienectl` once called a host clean, or
+//! acted on part of a file, reproduced with a real collector and real agents over mTLS.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hygiene_tests::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+const EICAR_RULE: &str =
+    "rule EICAR_String { strings: $a = \"EICAR-STANDARD-ANTIVIRUS-TEST-FILE\" condition: $a }";
+
+fn eicar() -> String {
+    String::from_utf8(EICAR.to_vec()).unwrap()
+}
+
+fn publish(site: &Site, kind: &str, file: &Path, name: &str) {
+    let args: Vec<&str> = match kind {
+        "rules" => vec!["rules", "publish", file.to_str().unwrap(), "--name", name],
+        _ => vec![
+            "intel",
+            "import-hashes",
+            file.to_str().unwrap(),
+            "--name",
+            name,
+        ],
+    };
+    let out = site.ctl(&args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until host `id` has status `want`, and fails if it is ever `never` meanwhile.
+fn wait_status(site: &Site, id: &str, want: &str, never: Option<&str>, agent: &Agent) -> Value {
+    wait_for(WAIT, &format!("{id} {want}"), || {
+        let host = site.host(id);
+        let status = host["status"].as_str().unwrap_or_default();
+        if let Some(never) = never {
+            assert_ne!(
+                status,
+                never,
+                "{id} was called {never}: {host}\n{}",
+                agent.process.stderr()
+            );
+        }
+        (status == want).then_some(host)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\nagent: {}", site.host(id), agent.process.stderr()))
+}
+
+fn states(site: &Site, id: &str) -> Vec<(String, String)> {
+    let mut states: Vec<(String, String)> = site
+        .findings(id)
+        .iter()
+        .filter(|f| f["kind"] != "botnet_ip")
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap_or_default().to_owned(),
+                f["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    states.sort();
+    states
+}
+
+/// Starts a sweep of `host` and waits for it to be done.
+fn sweep(site: &Site, host: &str) -> String {
+    let out = site.json(&["sweep", "start", "--host", host, "--splay", "0"]);
+    let id = out["id"].as_str().unwrap().to_owned();
+    wait_for(WAIT, "the sweep to finish", || {
+        let status = site.json(&["sweep", "status", &id]);
+        (status["state"] != "running").then_some(())
+    })
+    .unwrap();
+    id
+}
+
+/// Defect 1: an agent started with certificates only, while the collector already had a
+/// rule bundle, swept with no rules and its host (holding EICAR) became clean.
+#[test]
+fn a_new_agent_sweeps_with_the_collectors_rules_never_with_none() {
+    let site = Site::start().unwrap();
+    // A first host, only so that the bundle has somewhere to go.
+    let rules = site.write("published/eicar.yar", EICAR_RULE);
+    publish(&site, "rules", &rules, "eicar");
+
+    let agent = site
+        .start_agent_with_rules("fresh", &[("eicar.com", &eicar())], &[], &[])
+        .unwrap();
+    let host = wait_status(&site, "fresh", "infected", Some("clean"), &agent);
+    assert!(host["rule_count"].as_u64().unwrap() >= 1, "{host}");
+    let findings = site.findings("fresh");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["rule"], "EICAR_String");
+    // Its first sweep already had the rules: it waited for them.
+    let log = agent.process.stderr();
+    assert!(
+        !log.contains("sweeping with no YARA rules"),
+        "the agent swept without rules:\n{log}"
+    );
+}
+
+/// Defect 1, the other half: an agent with no rules at all, and none on the collector, is
+/// never clean: its sweeps prove nothing.
+#[test]
+fn a_sweep_with_no_rules_is_reported_as_such() {
+    let site = Site::start().unwrap();
+    let agent = site
+        .start_agent_with_rules("bare", &[("eicar.com", &eicar())], &[], &[])
+        .unwrap();
+    let host = wait_status(&site, "bare", "no_rules", Some("clean"), &agent);
+    assert_eq!(host["rule_count"], 0, "{host}");
+    assert!(
+        host["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no YARA rules"),
+        "{host}"
+    );
+    let progress = site.json(&["progress"]);
+    assert_eq!(progress["verified_clean_share"], 0.0, "{progress}");
+    let listed = site.json(&["hosts", "list", "--status", "no_rules"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}
+
+/// Defect 2: a new rule or IOC bundle never led to a rescan, so "clean" silently referred to
+/// the old rules. Now the host is `outdated` until the agent's rescan, which `sweep status`
+/// follows like any other sweep.
+#[test]
+fn a_new_bundle_makes_every_agent_rescan_and_the_sweep_is_tracked() {
+    let site = Site::start().unwrap();
+    let own_rules = site.write(
+        "own.yar",
+        "rule Nothing_Here { strings: $a = \"HYGIENE-NEVER-PRESENT\" condition: $a }",
+    );
+    let agent = site
+        .start_agent(
+            "ws-1",
+            &[
+                ("tool.bin", "HYGIENE-TEST-NEW-THREAT"),
+                ("other.bin", "just some other bytes"),
+            ],
+            &own_rules,
+            &[],
+        )
+        .unwrap();
+    wait_status(&site, "ws-1", "clean", None, &agent);
+
+    let rules = site.write(
+        "published/threat.yar",
+        "rule New_Threat { strings: $a = \"HYGIENE-TEST-NEW-THREAT\" condition: $a }",
+    );
+    publish(&site, "rules", &rules, "new threat");
+    let host = wait_status(&site, "ws-1", "infected", Some("clean"), &agent);
+    let rescan = host["last_sweep"].as_str().unwrap().to_owned();
+    assert!(rescan.starts_with("rescan-rules-"), "{host}");
+    let status = site.json(&["sweep", "status", &rescan]);
+    assert_eq!(status["hosts"][0]["state"], "done", "{status}");
+    assert_eq!(status["totals"]["infected"], 1, "{status}");
+    assert_eq!(
+        states(&site, "ws-1"),
+        [("New_Threat".to_owned(), "open".to_owned())]
+    );
+
+    // An IOC bundle: matched against the digests the agent has (the file is unchanged).
+    let other_sha = sha256_hex(b"just some other bytes");
+    let list = site.write("published/hashes.txt", &format!("{other_sha};test IOC\n"));
+    publish(&site, "iocs", &list, "test hashes");
+    wait_for(WAIT, "the IOC rescan's finding", || {
+        site.findings("ws-1")
+            .iter()
+            .any(|f| f["kind"] == "hash_ioc" && f["sha256"] == other_sha.as_str())
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let host = site.host("ws-1");
+    assert!(
+        host["last_sweep"]
+            .as_str()
+            .unwrap()
+            .starts_with("rescan-iocs-"),
+        "{host}"
+    );
+    let sweeps = site.json(&["sweep", "list"]);
+    let ids: Vec<&str> = sweeps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().any(|id| id.starts_with("rescan-rules-"))
+            && ids.iter().any(|id| id.starts_with("rescan-iocs-")),
+        "{ids:?}"
+    );
+}
+
+/// The SHA-256 of `bytes` as Debian's sha256sum gives it.
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum runs");
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().next().unwrap().to_owned()
+}
+
+/// Defect 3: a host with a listed address ranked first with status clean, `--infected` left
+/// it out and `progress` counted it verified clean.
+#[test]
+fn a_botnet_listed_host_is_suspect_until_a_sweep_after_the_match() {
+    let site = Site::start().unwrap();
+    let rules = site.write("eicar.yar", EICAR_RULE);
+    let agent = site
+        .start_agent("srv-9", &[("readme.txt", "nothing")], &rules, &[])
+        .unwrap();
+    let host = wait_status(&site, "srv-9", "clean", None, &agent);
+    // The host's own address (as its agent reports it) goes on the list: on loopback every
+    // agent sees every socket, so a listed loopback address would also be a live connection,
+    // which keeps a host suspect for as long as it lasts.
+    let own = host["ip_addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .expect("the host has an IPv4 address besides loopback")
+        .to_owned();
+    let list = site.write(
+        "lists/botnet.txt",
+        &format!("# national CERT list\n{own}\n"),
+    );
+    let out = site.ctl(&[
+        "intel",
+        "import-ips",
+        list.to_str().unwrap(),
+        "--source",
+        "cert",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let host = wait_status(&site, "srv-9", "suspect", None, &agent);
+    assert!(
+        host["status_reason"].as_str().unwrap().contains("botnet"),
+        "{host}"
+    );
+    let infected = site.json(&["hosts", "list", "--infected"]);
+    assert_eq!(infected.as_array().unwrap().len(), 1, "{infected}");
+    assert_eq!(
+        site.ctl(&["hosts", "list", "--infected"]).status.code(),
+        Some(1)
+    );
+    let progress = site.json(&["progress"]);
+    assert_eq!(progress["verified_clean_share"], 0.0, "{progress}");
+    let priority = site.json(&["hosts", "list", "--priority"]);
+    assert_eq!(priority[0]["status"], "suspect", "{priority}");
+
+    // A complete sweep started after the match checks the host; it still ranks first, by
+    // its listed address.
+    sweep(&site, "srv-9");
+    wait_status(&site, "srv-9", "clean", None, &agent);
+    let priority = site.json(&["hosts", "list", "--priority"]);
+    assert_eq!(priority[0]["botnet_matches"], 1, "{priority}");
+}
+
+const WEBSHELL: &str =
+    "<?php /* HYGIENE-SHELL-A HYGIENE-SHELL-B HYGIENE-SHELL-C HYGIENE-SHELL-D */ ?>";
+const FOUR_RULES: &str = r#"
+rule Shell_A { strings: $a = "HYGIENE-SHELL-A" condition: $a }
+rule Shell_B { strings: $a = "HYGIENE-SHELL-B" condition: $a }
+rule Shell_C { strings: $a = "HYGIENE-SHELL-C" condition: $a }
+rule Shell_D { strings: $a = "HYGIENE-SHELL-D" condition: $a }
+"#;
+
+/// Defects 4 and 5: one file with four findings, and quarantine moved one of them; restore
+/// was refused once the quarantine had been verified.
+#[test]
+fn quarantine_and_restore_act_on_the_file_and_restore_works_after_verification() {
+    let site = Site::start().unwrap();
+    let rules = site.write("shells.yar", FOUR_RULES);
+    let agent = site
+        .start_agent("web-01", &[("shell.php", WEBSHELL)], &rules, &[])
+        .unwrap();
+    wait_status(&site, "web-01", "infected", None, &agent);
+    let findings = site.findings("web-01");
+    assert_eq!(findings.len(), 4, "{findings:?}");
+    let first = findings[0]["id"].as_i64().unwrap().to_string();
+
+    let out = site.ctl(&["findings", "quarantine", &first]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for(WAIT, "all four quarantined", || {
+        states(&site, "web-01")
+            .iter()
+            .all(|(_, s)| s == "quarantined")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", states(&site, "web-01")));
+    let shell = site.root_of("web-01").join("shell.php");
+    assert!(!shell.exists(), "the file is still in place");
+    assert_eq!(site.status("web-01"), "awaiting_verification");
+
+    // A sweep verifies: every finding on the file is resolved, the host clean.
+    sweep(&site, "web-01");
+    wait_status(&site, "web-01", "clean", None, &agent);
+    assert!(
+        states(&site, "web-01").iter().all(|(_, s)| s == "resolved"),
+        "{:?}",
+        states(&site, "web-01")
+    );
+
+    // A week later it turns out to be the developers' test file: restore it.
+    let out = site.ctl(&["findings", "restore", &first]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(WAIT, "the file back in place", || {
+        std::fs::read_to_string(&shell).ok()
+    })
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(&shell).unwrap(), WEBSHELL);
+    wait_for(WAIT, "all four open again", || {
+        states(&site, "web-01")
+            .iter()
+            .all(|(_, s)| s == "open")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", states(&site, "web-01")));
+    let history = site.json(&["findings", "history", &findings[3]["id"].to_string()]);
+    let notes: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["note"].as_str().unwrap())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with("restored to")),
+        "{notes:?}"
+    );
+}
+
+/// Defect 10: a rule bundle that dropped a rule resolved that rule's findings while the file
+/// was still on disk. Absence proves something only when the rule was in the set that
+/// looked, or when the file is gone.
+#[test]
+fn a_bundle_that_drops_a_rule_does_not_resolve_its_findings() {
+    let site = Site::start().unwrap();
+    let both = site.write(
+        "v1/pair.yar",
+        "rule Pair_Alpha { strings: $a = \"HYGIENE-ALPHA\" condition: $a }\n\
+         rule Pair_Beta { strings: $a = \"HYGIENE-BETA\" condition: $a }\n",
+    );
+    publish(&site, "rules", &both, "v1");
+    let agent = site
+        .start_agent_with_rules(
+            "ws-2",
+            &[("pair.bin", "HYGIENE-ALPHA HYGIENE-BETA")],
+            &[],
+            &[],
+        )
+        .unwrap();
+    wait_status(&site, "ws-2", "infected", None, &agent);
+    wait_for(WAIT, "both rules' findings", || {
+        (states(&site, "ws-2").len() == 2).then_some(())
+    })
+    .unwrap();
+
+    let alpha_only = site.write(
+        "v2/pair.yar",
+        "rule Pair_Alpha { strings: $a = \"HYGIENE-ALPHA\" condition: $a }\n",
+    );
+    publish(&site, "rules", &alpha_only, "v2");
+    wait_for(WAIT, "the rescan with v2", || {
+        site.host("ws-2")["last_sweep"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("rescan-rules-"))
+            .then_some(())
+    })
+    .unwrap();
+    // The file is still there: Beta's finding stays open.
+    assert_eq!(
+        states(&site, "ws-2"),
+        [
+            ("Pair_Alpha".to_owned(), "open".to_owned()),
+            ("Pair_Beta".to_owned(), "open".to_owned())
+        ]
+    );
+
+    // Once the file is gone, both resolve: Alpha by the set that looked, Beta because the
+    // file that both were on is gone.
+    std::fs::remove_file(site.root_of("ws-2").join("pair.bin")).unwrap();
+    sweep(&site, "ws-2");
+    wait_for(WAIT, "both resolved", || {
+        states(&site, "ws-2")
+            .iter()
+            .all(|(_, s)| s == "resolved")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", states(&site, "ws-2")));
+    wait_status(&site, "ws-2", "clean", None, &agent);
+}
