@@ -299,7 +299,12 @@ impl AdminService for AdminEndpoint {
             missing_kb,
         };
         let now = now_ms();
-        let hosts = self.store.list_hosts(&filter).await.map_err(internal)?;
+        let mut hosts = self.store.list_hosts(&filter).await.map_err(internal)?;
+        if let Some(kb) = &filter.missing_kb {
+            let ids: Vec<String> = hosts.iter().map(|h| h.host_id.clone()).collect();
+            let lacking = self.vulns.lacking_kb(kb, &ids).await.map_err(internal)?;
+            hosts.retain(|h| lacking.contains(&h.host_id));
+        }
         let current = self.store.current_bundles().await.map_err(internal)?;
         let hosts = hosts
             .into_iter()

@@ -45,6 +45,14 @@ impl Build {
             .unwrap_or(u32::MAX)
     }
 
+    /// Whether `other` is a build of the same line: the same major.minor.build
+    /// (10.0.19045.x). Microsoft's documents give, beside an OS's cumulative update, fixed
+    /// builds of other things (Server 2012 R2's January lists "1.001" for an IE update): those
+    /// say nothing of the OS's build.
+    pub fn same_line(&self, other: &Build) -> bool {
+        self.0.len() >= 3 && other.0.len() >= 3 && self.0[..3] == other.0[..3]
+    }
+
     /// `self` is at least `fixed`; missing trailing parts count as 0.
     pub fn reaches(&self, fixed: &Build) -> bool {
         let len = self.0.len().max(fixed.0.len());
@@ -478,8 +486,11 @@ pub fn updates_to_install(
     assessment: &HostAssessment,
     filter: &VulnFilter,
 ) -> Vec<(usize, Arc<str>)> {
+    // Every KB the host needs, whatever the filter: a fix the filter keeps is closed by a later
+    // cumulative update even when the filter leaves that update's own CVEs out.
     let needed: BTreeSet<&str> = assessment
-        .missing_by(filter)
+        .missing
+        .iter()
         .filter_map(|m| kb_number(m.kb()))
         .collect();
     // Per needed KB, the needed KB that replaces it last (itself when none does).
@@ -548,11 +559,70 @@ pub fn kbs_to_install(
     kbs
 }
 
+/// How a product's installed version is compared with fixed builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Versioning {
+    /// Windows: only builds of the same major.minor.build line compare (a later cumulative
+    /// update stays on the line; a fixed build of another line is another thing's version).
+    OsBuild,
+    /// A program: any later version is a fix (Edge 121 fixes what 120.0.2210.121 fixed).
+    Program,
+}
+
+/// Whether `host` lacks update `kb`: the imported documents name it as a fix for the host's
+/// Windows, and the host has neither it, nor one that replaces it, nor a build of the same
+/// line at or past the build it brings. A KB the documents name only for other products (or
+/// for a Windows this host cannot be shown to run) is not this host's to miss. `None`: no
+/// imported document names the KB, so only the host's update list can tell.
+pub fn lacks_kb(catalogue: &Catalogue, host: &HostSoftware, kb: &str) -> Option<bool> {
+    let kb = kb_number(kb)?;
+    let named = catalogue
+        .products
+        .values()
+        .any(|p| p.cves.iter().any(|c| c.remedies.iter().any(|r| r.kb == kb)));
+    if !named {
+        return None;
+    }
+    let Some(os) = host.os.as_ref().filter(|os| os.family == "windows") else {
+        return Some(false);
+    };
+    let Some(entry) = os_product(os)
+        .ok()
+        .and_then(|name| catalogue.product(&name))
+    else {
+        return Some(false);
+    };
+    let remedies: Vec<&Remedy> = entry
+        .cves
+        .iter()
+        .flat_map(|cve| cve.remedies.iter())
+        .filter(|r| r.kb == kb)
+        .collect();
+    if remedies.is_empty() {
+        return Some(false);
+    }
+    let installed: HashSet<&str> = host.hotfixes.iter().filter_map(|k| kb_number(k)).collect();
+    if catalogue.has_kb(kb, &installed) {
+        return Some(false);
+    }
+    let build = Build::parse(&os.build);
+    let reached = remedies.iter().any(|r| {
+        r.build
+            .as_ref()
+            .zip(build.as_ref())
+            .is_some_and(|(fixed, have)| {
+                fixed.0.len() <= have.0.len() && have.same_line(fixed) && have.reaches(fixed)
+            })
+    });
+    Some(!reached)
+}
+
 /// Checks one product's CVEs against the installed `version` (or the host's updates).
 fn check_product(
     catalogue: &Catalogue,
     entry: &ProductEntry,
     version: &str,
+    versioning: Versioning,
     installed_kbs: &HashSet<&str>,
     missing: &mut Vec<MissingFix>,
     not_assessed: &mut Vec<NotAssessed>,
@@ -568,7 +638,10 @@ fn check_product(
             r.build
                 .as_ref()
                 .zip(installed.as_ref())
-                .is_some_and(|(fixed, have)| fixed.0.len() <= have.0.len())
+                .is_some_and(|(fixed, have)| {
+                    fixed.0.len() <= have.0.len()
+                        && (versioning == Versioning::Program || have.same_line(fixed))
+                })
         };
         let by_build = cve
             .remedies
@@ -670,6 +743,7 @@ pub fn assess(catalogue: &Catalogue, host: &HostSoftware) -> HostAssessment {
                             catalogue,
                             entry,
                             &os.build,
+                            Versioning::OsBuild,
                             &installed_kbs,
                             &mut result.missing,
                             &mut result.not_assessed,
@@ -705,6 +779,7 @@ pub fn assess(catalogue: &Catalogue, host: &HostSoftware) -> HostAssessment {
                         catalogue,
                         entry,
                         &version,
+                        Versioning::Program,
                         &installed_kbs,
                         &mut result.missing,
                         &mut result.not_assessed,
@@ -771,6 +846,79 @@ mod tests {
                 .map(|m| cvrf::parse(&shared(m)).unwrap())
                 .collect(),
         )
+    }
+
+    /// Server 2012 R2's January documents give the IE cumulative update's fixed build as
+    /// "1.001" beside the rollup's 6.3.9600.21763: "1.001" is no build of the OS, and a host
+    /// at December's build must still miss January.
+    #[test]
+    fn a_fixed_build_of_another_line_is_never_a_fix_by_build() {
+        let jan = catalogue(&["2024-Jan"]);
+        let december = assess(&jan, &windows("6.3.9600.21715", "server"));
+        assert_eq!(december.os_product, "Windows Server 2012 R2");
+        let ie = december
+            .missing
+            .iter()
+            .find(|m| &*m.cve == "CVE-2024-20652")
+            .expect("CVE-2024-20652 is missing at December's build");
+        assert_eq!(ie.basis, Basis::Build);
+        assert!(
+            ie.fixed_build().starts_with("6.3.9600."),
+            "{}",
+            ie.fixed_build()
+        );
+        let b = |t| Build::parse(t).unwrap();
+        assert!(b("6.3.9600.21715").same_line(&b("6.3.9600.21763")));
+        assert!(!b("6.3.9600.21715").same_line(&b("1.001")));
+        assert!(!b("10.0.19045.3930").same_line(&b("10.0.22631.3007")));
+    }
+
+    /// A filter that leaves February's CVEs out still recommends February's cumulative
+    /// update where it replaces January's (Server 2016: January's KB5034119 is replaced by
+    /// February's KB5034767, whose own CVEs all score below 8.5).
+    #[test]
+    fn a_filtered_view_still_recommends_the_latest_cumulative_update() {
+        let both = catalogue(&["2024-Jan", "2024-Feb"]);
+        let host = assess(&both, &windows("10.0.14393.6529", "server"));
+        assert_eq!(host.os_product, "Windows Server 2016");
+        for filter in [
+            VulnFilter::default(),
+            VulnFilter {
+                min_cvss: Some(8.5),
+                ..VulnFilter::default()
+            },
+        ] {
+            assert_eq!(
+                kbs_to_install(&both, &host, &filter),
+                ["KB5034767"],
+                "{filter:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_kb_is_missing_only_where_it_is_the_hosts_update() {
+        let both = catalogue(&["2024-Jan", "2024-Feb"]);
+        let mut jan_patched = windows("10.0.19045.3930", "client");
+        // Windows 10's February update: missing at January's build.
+        assert_eq!(lacks_kb(&both, &jan_patched, "KB5034763"), Some(true));
+        // Not at February's build, listed or not.
+        let feb = windows("10.0.19045.4046", "client");
+        assert_eq!(lacks_kb(&both, &feb, "KB5034763"), Some(false));
+        // Not where it or a later one is installed.
+        jan_patched.hotfixes = vec!["KB5034763".into()];
+        assert_eq!(lacks_kb(&both, &jan_patched, "KB5034763"), Some(false));
+        // January's is replaced by February's.
+        let mut feb_kb = windows("10.0.19045.3803", "client");
+        feb_kb.hotfixes = vec!["KB5034763".into()];
+        assert_eq!(lacks_kb(&both, &feb_kb, "KB5034122"), Some(false));
+        // Another Windows' update is not this host's to miss.
+        assert_eq!(
+            lacks_kb(&both, &windows("10.0.17763.5329", "server"), "KB5034763"),
+            Some(false)
+        );
+        // A KB no document names: only the update list can tell.
+        assert_eq!(lacks_kb(&both, &feb, "KB1234567"), None);
     }
 
     #[test]

@@ -160,6 +160,24 @@ impl Vulns {
         Ok(hosts.iter().map(|h| assess(&catalogue, h)).collect())
     }
 
+    /// Of `hosts` (Windows hosts whose update list lacks `kb`), those that truly lack it: the
+    /// imported documents, where they name the KB, also say whose update it is and which
+    /// later KB or build brings it (see [`assess::lacks_kb`]).
+    pub async fn lacking_kb(
+        &self,
+        kb: &str,
+        hosts: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let software = self.store.host_software(None).await?;
+        let catalogue = self.catalogue();
+        Ok(software
+            .iter()
+            .filter(|h| hosts.contains(&h.host_id))
+            .filter(|h| assess::lacks_kb(&catalogue, h, kb) != Some(false))
+            .map(|h| h.host_id.clone())
+            .collect())
+    }
+
     /// One host's result; `None` for a host the collector has never seen.
     pub async fn assess_host(&self, host_id: &str) -> Result<Option<HostAssessment>, StoreError> {
         let hosts = self.store.host_software(Some(host_id)).await?;
