@@ -513,4 +513,7 @@ pub struct HostBundleState {
     pub refused_rules: String,
     pub refused_iocs: String,
     pub error: String,
+    /// The version last put on the host's stream, per kind.
+    pub offered_rules: String,
+    pub offered_iocs: String,
 }

@@ -414,3 +414,68 @@ fn a_bundle_that_drops_a_rule_does_not_resolve_its_findings() {
     .unwrap_or_else(|e| panic!("{e}: {:?}", states(&site, "ws-2")));
     wait_status(&site, "ws-2", "clean", None, &agent);
 }
+
+/// Defect 8: after `rules publish`, `rules status` showed `RULES_CURRENT false` with an empty
+/// error for every host. Now each host is queued, sent, applied or refused (with the reason),
+/// with a count per state.
+#[test]
+fn rules_status_shows_where_the_rollout_stands_on_each_host() {
+    let site = Site::start().unwrap();
+    let own_rules = site.write("own.yar", EICAR_RULE);
+    let ok = site.start_agent("ok-1", &[], &own_rules, &[]).unwrap();
+    // An agent issued before bundles existed has no rule-signing key: it refuses them.
+    let old_root = site.root_of("old-2");
+    std::fs::create_dir_all(&old_root).unwrap();
+    let old_certs = site.dir.path().join("old-2").join("certs");
+    site.pki.issue_agent("old-2", &old_certs).unwrap();
+    std::fs::remove_file(old_certs.join("rules-signing.pub")).unwrap();
+    let old = site.start_agent("old-2", &[], &own_rules, &[]).unwrap();
+    // A host that was seen, then went away.
+    let mut off = site.start_agent("off-3", &[], &own_rules, &[]).unwrap();
+    for (id, agent) in [("ok-1", &ok), ("old-2", &old), ("off-3", &off)] {
+        wait_status(&site, id, "clean", None, agent);
+    }
+    off.process.terminate(Duration::from_secs(10)).unwrap();
+    wait_for(WAIT, "off-3 offline", || {
+        (site.host("off-3")["online"] == false).then_some(())
+    })
+    .unwrap();
+
+    let rules = site.write("published/eicar.yar", EICAR_RULE);
+    publish(&site, "rules", &rules, "eicar");
+    let rows = wait_for(WAIT, "ok-1 applied and old-2 refused", || {
+        let rows = site.json(&["rules", "status"]);
+        let state = |id: &str| {
+            rows.as_array()?
+                .iter()
+                .find(|r| r["host_id"] == id)
+                .map(|r| r["rules"].as_str().unwrap_or_default().to_owned())
+        };
+        (state("ok-1")? == "applied" && state("old-2")?.starts_with("refused")).then_some(rows)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", old.process.stderr()));
+    let by_host = |id: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["host_id"] == id)
+            .unwrap()["rules"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(by_host("old-2").contains("rules-signing.pub"), "{rows}");
+    assert_eq!(by_host("off-3"), "queued", "{rows}");
+    let out = site.ctl(&["rules", "status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "some host does not run the bundle"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rules: 1 applied, 1 queued, 1 refused"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("iocs: 3 no_bundle"), "{stderr}");
+}

@@ -30,3 +30,7 @@ ALTER TABLE sweeps ADD COLUMN origin TEXT NOT NULL DEFAULT 'admin';
 -- What each published bundle holds: its rules as `namespace:identifier`, or its hashes in
 -- hex (JSON array), to tell whether a later set still holds a finding's rule or hash.
 ALTER TABLE bundles ADD COLUMN members TEXT NOT NULL DEFAULT '[]';
+
+-- The bundle last put on each host's stream, and when: a rollout's `sent` state.
+ALTER TABLE host_bundles ADD COLUMN offered_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE host_bundles ADD COLUMN offered_ms INTEGER;

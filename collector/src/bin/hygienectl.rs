@@ -967,6 +967,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .into_iter()
                     .map(RulesStatusRow::from)
                     .collect();
+                for line in RulesStatusRow::summary(&rows) {
+                    eprintln!("{line}");
+                }
                 render(&rows, format, RULES_STATUS_TABLE_COLUMNS, &mut stdout)
                     .context("cannot write to stdout")?;
                 Ok(exit_for(

@@ -164,18 +164,57 @@ pub struct RulesStatusRow {
     pub iocs_current: bool,
     /// Why it refused the last bundle.
     pub error: Option<String>,
+    /// Where the current bundle's rollout stands on the host: `no_bundle`, `queued`, `sent`,
+    /// `applied`, or `refused (why)`.
+    pub rules: String,
+    pub iocs: String,
 }
 
 pub const RULES_STATUS_TABLE_COLUMNS: &[&str] = &[
     "host_id",
     "online",
-    "rules_current",
+    "rules",
+    "iocs",
     "rules_version",
     "rules_since",
-    "iocs_current",
     "iocs_version",
-    "error",
 ];
+
+impl RulesStatusRow {
+    /// Per kind, how many hosts are in each rollout state: `rules: 3 applied, 1 refused`.
+    pub fn summary(rows: &[RulesStatusRow]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (kind, pick) in [
+            (
+                "rules",
+                (|r: &RulesStatusRow| &r.rules) as fn(&RulesStatusRow) -> &String,
+            ),
+            ("iocs", |r: &RulesStatusRow| &r.iocs),
+        ] {
+            let mut counts: Vec<(&str, usize)> = Vec::new();
+            for row in rows {
+                let state = pick(row).split(' ').next().unwrap_or_default();
+                match counts.iter_mut().find(|(s, _)| *s == state) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((state, 1)),
+                }
+            }
+            let order = ["applied", "sent", "queued", "refused", "no_bundle"];
+            counts.sort_by_key(|(s, _)| order.iter().position(|o| o == s).unwrap_or(9));
+            let text: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            lines.push(format!("{kind}: {}", text.join(", ")));
+        }
+        lines
+    }
+}
+
+fn state_text(state: String, refused: String) -> String {
+    if refused.is_empty() {
+        state
+    } else {
+        format!("{state} ({refused})")
+    }
+}
 
 impl From<v1::HostBundles> for RulesStatusRow {
     fn from(h: v1::HostBundles) -> Self {
@@ -190,6 +229,8 @@ impl From<v1::HostBundles> for RulesStatusRow {
             iocs_since: since(h.iocs_since_ms),
             iocs_current: h.iocs_current,
             error: non_empty(h.error),
+            rules: state_text(h.rules_state, h.rules_refused),
+            iocs: state_text(h.iocs_state, h.iocs_refused),
         }
     }
 }

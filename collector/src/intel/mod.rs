@@ -4,6 +4,7 @@
 //! - [`iplist`]: reading list files (plain, Loki's C2 list, CSV).
 //! - [`matcher`]: the active lists' networks in a prefix trie.
 //! - [`botnet`]: one host's addresses, egress address and sockets against the lists.
+//! - [`rollout`]: where a rule or IOC bundle's rollout stands on each host.
 //!
 //! [`Intel`] holds the matcher built from the store's active lists and re-checks hosts: all of
 //! them when a list is imported or retired (no scan needed: the store has every host's
@@ -15,6 +16,7 @@ pub mod botnet;
 pub mod bundles;
 pub mod iplist;
 pub mod matcher;
+pub mod rollout;
 
 use std::sync::{Arc, RwLock};
 use std::time::Instant;

@@ -10,6 +10,7 @@ use crate::findings::{AdminChange, FindingState, HostStatus};
 use crate::identity::{self, Role};
 use crate::intel::bundles::{BundleInputError, CheckedFiles, check_hashes, check_rules};
 use crate::intel::iplist::{self, ListFormat};
+use crate::intel::rollout::{HostKindState, RolloutState, rollout_state};
 use crate::intel::{Intel, RecheckSummary};
 use crate::model::BundleRecord;
 use crate::model::{
@@ -990,16 +991,42 @@ impl AdminService for AdminEndpoint {
             .await
             .map_err(internal)?
             .into_iter()
-            .map(|h| v1::HostBundles {
-                rules_current: current(&rules, &h.rules),
-                iocs_current: current(&iocs, &h.iocs),
-                host_id: h.host_id,
-                online: h.online,
-                rules_version: h.rules.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
-                rules_since_ms: h.rules.as_ref().map_or(0, |r| r.1),
-                iocs_version: h.iocs.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
-                iocs_since_ms: h.iocs.as_ref().map_or(0, |r| r.1),
-                error: h.error,
+            .map(|h| {
+                let state = |bundle: &Option<BundleRecord>,
+                             running: &Option<(String, i64)>,
+                             refused: &str,
+                             offered: &str| {
+                    rollout_state(
+                        bundle.as_ref().map(|b| b.version.as_str()),
+                        &HostKindState {
+                            running: running.as_ref().map_or("", |r| r.0.as_str()),
+                            refused,
+                            reason: &h.error,
+                            offered,
+                        },
+                    )
+                };
+                let rules_state = state(&rules, &h.rules, &h.refused_rules, &h.offered_rules);
+                let iocs_state = state(&iocs, &h.iocs, &h.refused_iocs, &h.offered_iocs);
+                let reason = |s: &RolloutState| match s {
+                    RolloutState::Refused(reason) => reason.clone(),
+                    _ => String::new(),
+                };
+                v1::HostBundles {
+                    rules_refused: reason(&rules_state),
+                    iocs_refused: reason(&iocs_state),
+                    rules_state: rules_state.as_str().to_owned(),
+                    iocs_state: iocs_state.as_str().to_owned(),
+                    rules_current: current(&rules, &h.rules),
+                    iocs_current: current(&iocs, &h.iocs),
+                    host_id: h.host_id,
+                    online: h.online,
+                    rules_version: h.rules.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
+                    rules_since_ms: h.rules.as_ref().map_or(0, |r| r.1),
+                    iocs_version: h.iocs.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
+                    iocs_since_ms: h.iocs.as_ref().map_or(0, |r| r.1),
+                    error: h.error,
+                }
             })
             .collect();
         Ok(Response::new(v1::RulesStatusResponse {

@@ -103,43 +103,63 @@ pub const ROLLOUT_AT_ONCE: usize = 16;
 /// How long a rollout waits for an agent's answer before it moves on.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(60);
 
-/// Sends `bundle` to `hosts`, [`ROLLOUT_AT_ONCE`] at a time: the next ones get it when the
-/// previous have answered (applied or refused), gone offline, or had a minute. Agents that
-/// connect later get it on connect.
+/// Sends `bundle` to `hosts`, at most [`ROLLOUT_AT_ONCE`] waiting for an answer at a time:
+/// the next host gets it as soon as one of those has answered (applied or refused), gone
+/// offline or had a minute, so a host that never answers holds up one place, not the rollout.
+/// Agents that connect later get it on connect.
 pub async fn roll_out(store: Store, registry: Registry, bundle: BundleRecord, hosts: Vec<String>) {
     let message = apply_bundle_command(&bundle);
-    let (mut sent, mut answered) = (0usize, 0usize);
-    for batch in hosts.chunks(ROLLOUT_AT_ONCE) {
-        let mut waiting: Vec<&String> = batch
-            .iter()
-            .filter(|host| registry.send(host, message.clone()))
-            .collect();
-        sent += waiting.len();
-        let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
-        while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            // Only the batch's hosts are looked up: a 10,000-host fleet is asked about 16
-            // hosts per tick, not about every host.
-            let connected = registry.connected();
-            let mut still = Vec::with_capacity(waiting.len());
-            for host in waiting {
-                match store
-                    .answered_bundle(host, &bundle.kind, &bundle.version)
-                    .await
-                {
-                    Ok(true) => answered += 1,
-                    Ok(false) if connected.contains(host) => still.push(host),
-                    Ok(false) => {}
-                    Err(err) => {
-                        tracing::error!("rollout of {} {}: {err}", bundle.kind, bundle.version);
-                        still.push(host);
-                    }
+    let (mut sent, mut answered, mut silent) = (0usize, 0usize, 0usize);
+    let mut queue = hosts.iter();
+    let mut waiting: Vec<(&String, tokio::time::Instant)> = Vec::new();
+    loop {
+        while waiting.len() < ROLLOUT_AT_ONCE {
+            let Some(host) = queue.next() else { break };
+            if !registry.send(host, message.clone()) {
+                continue;
+            }
+            sent += 1;
+            waiting.push((host, tokio::time::Instant::now() + ROLLOUT_WAIT));
+            if let Err(err) = store
+                .record_bundle_offer(host, &bundle.kind, &bundle.version, now_ms())
+                .await
+            {
+                tracing::error!(host = %host, "rollout of {} {}: {err}", bundle.kind, bundle.version);
+            }
+        }
+        if waiting.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Only the waiting hosts are looked up: a 10,000-host fleet is asked about 16 hosts
+        // per tick, not about every host.
+        let connected = registry.connected();
+        let now = tokio::time::Instant::now();
+        let mut still = Vec::with_capacity(waiting.len());
+        for (host, deadline) in waiting {
+            match store
+                .answered_bundle(host, &bundle.kind, &bundle.version)
+                .await
+            {
+                Ok(true) => answered += 1,
+                Ok(false) if !connected.contains(host) => {}
+                Ok(false) if now >= deadline => {
+                    silent += 1;
+                    tracing::warn!(
+                        host = %host, kind = %bundle.kind, version = %bundle.version,
+                        "no answer to the bundle within {ROLLOUT_WAIT:?}: the agent is busy, or its stream could not take the bundle; the rollout goes on without it"
+                    );
+                }
+                Ok(false) => still.push((host, deadline)),
+                Err(err) => {
+                    tracing::error!("rollout of {} {}: {err}", bundle.kind, bundle.version);
+                    still.push((host, deadline));
                 }
             }
-            waiting = still;
         }
+        waiting = still;
     }
-    tracing::info!(kind = %bundle.kind, version = %bundle.version, sent, answered, "rollout finished");
+    tracing::info!(kind = %bundle.kind, version = %bundle.version, sent, answered, silent, "rollout finished");
 }
 
 /// The command that starts a sweep on an agent.
@@ -461,7 +481,16 @@ impl AgentSession {
         };
         if offer && let Some(current) = self.store.current_bundle(&report.kind).await? {
             tracing::info!(host = %self.host_id, kind = %current.kind, version = %current.version, "sending the current bundle");
-            let _ = self.tx.send(Ok(apply_bundle_command(&current))).await;
+            if self
+                .tx
+                .send(Ok(apply_bundle_command(&current)))
+                .await
+                .is_ok()
+            {
+                self.store
+                    .record_bundle_offer(&self.host_id, &current.kind, &current.version, now_ms())
+                    .await?;
+            }
             return Ok(());
         }
         let current = command(

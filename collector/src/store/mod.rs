@@ -482,6 +482,19 @@ impl Store {
         }
     }
 
+    /// Notes that bundle `version` of `kind` was put on the host's stream.
+    pub async fn record_bundle_offer(
+        &self,
+        host_id: &str,
+        kind: &str,
+        version: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_bundle_offer(host_id, kind, version, now_ms).await,
+        }
+    }
+
     /// What a host's agent said of a bundle kind.
     pub async fn record_bundle_report(
         &self,

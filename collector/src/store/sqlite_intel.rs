@@ -487,9 +487,36 @@ impl SqliteStore {
     }
 
     /// Every host with what it runs, as its agent last said.
+    /// Notes that bundle `version` of `kind` was put on the host's stream.
+    pub async fn record_bundle_offer(
+        &self,
+        host_id: &str,
+        kind: &str,
+        version: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO host_bundles (host_id, kind, version, since_ms, updated_ms, offered_version, offered_ms) \
+             VALUES (?, ?, '', 0, ?, ?, ?) \
+             ON CONFLICT (host_id, kind) DO UPDATE SET offered_version = excluded.offered_version, \
+                 offered_ms = excluded.offered_ms",
+        )
+        .bind(host_id)
+        .bind(kind)
+        .bind(now_ms)
+        .bind(version)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn host_bundles(&self) -> Result<Vec<HostBundleState>, StoreError> {
         let rows = sqlx::query(
-            "SELECT h.host_id, h.connected, b.kind, b.version, b.since_ms, b.refused_version, b.error \
+            "SELECT h.host_id, h.connected, b.kind, b.version, b.since_ms, b.refused_version, b.error, \
+                 b.offered_version \
              FROM hosts h LEFT JOIN host_bundles b ON b.host_id = h.host_id ORDER BY h.host_id",
         )
         .fetch_all(&self.pool)
@@ -511,14 +538,19 @@ impl SqliteStore {
             let since: i64 = row.try_get("since_ms")?;
             let refused: String = row.try_get("refused_version")?;
             let error: String = row.try_get("error")?;
+            let offered: String = row.try_get("offered_version")?;
+            // A row made by an offer alone (no report yet) says nothing of what the host runs.
+            let running = (since != 0 || !version.is_empty()).then_some((version, since));
             match kind.as_str() {
                 "rules" => {
-                    host.rules = Some((version, since));
+                    host.rules = running;
                     host.refused_rules = refused;
+                    host.offered_rules = offered;
                 }
                 "iocs" => {
-                    host.iocs = Some((version, since));
+                    host.iocs = running;
                     host.refused_iocs = refused;
+                    host.offered_iocs = offered;
                 }
                 _ => {}
             }
