@@ -708,7 +708,7 @@ impl Sweeper {
             if !bundles_awaited && let Some(sync) = &sweeper.bundle_sync {
                 bundles_awaited = true;
                 if !sync.is_settled() {
-                    tracing::info!(sweep = %request.sweep_id, "waiting up to {:?} for the collector's rule and IOC bundles before the first sweep", sweeper.bundle_wait);
+                    tracing::debug!(sweep = %request.sweep_id, "waiting up to {:?} for the collector's rule and IOC bundles before the first sweep", sweeper.bundle_wait);
                     if !sync.wait(sweeper.bundle_wait).await {
                         let sets = sweeper.engine.current().set_versions();
                         tracing::warn!(

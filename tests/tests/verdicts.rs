@@ -479,3 +479,148 @@ fn rules_status_shows_where_the_rollout_stands_on_each_host() {
     );
     assert!(stderr.contains("iocs: 3 no_bundle"), "{stderr}");
 }
+
+/// Defect 6: with most hosts pending, `sweep status` showed the sweep nearly done (only hosts
+/// that reported counted), the ETA was "unknown yet", and a piped `--watch` printed nothing
+/// until the end.
+#[test]
+fn sweep_status_counts_hosts_that_have_not_reported_and_watch_streams_into_a_pipe() {
+    let site = Site::start().unwrap();
+    let agents = 40;
+    let loadgen = Loadgen::start(
+        &site.collector.url(),
+        &site.pki,
+        agents,
+        None,
+        site.dir.path(),
+    )
+    .unwrap();
+    wait_for(WAIT, "every simulated agent online", || {
+        let hosts = site.json(&["hosts", "list"]);
+        let online = hosts
+            .as_array()?
+            .iter()
+            .filter(|h| h["online"] == true)
+            .count();
+        (online == agents as usize).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", loadgen.process.stderr()));
+    // A first sweep gives every host its totals (10 MiB each).
+    let first = site.json(&["sweep", "start", "--all", "--splay", "0"]);
+    let first = first["id"].as_str().unwrap().to_owned();
+    wait_for(WAIT, "the first sweep done", || {
+        (site.json(&["sweep", "status", &first])["state"] == "done").then_some(())
+    })
+    .unwrap();
+
+    // The second spreads its hosts over 12 s: most are pending for a while.
+    let second = site.json(&["sweep", "start", "--all", "--splay", "12"]);
+    let second = second["id"].as_str().unwrap().to_owned();
+    let watch = std::process::Command::new(bin("hygienectl"))
+        .args(["--collector", &site.collector.url(), "--pki"])
+        .arg(&site.pki.dir)
+        .args(["sweep", "status", &second, "--watch"])
+        .env_remove("HYGIENECTL_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for(WAIT, "some hosts done, most pending", || {
+        let status = site.json(&["sweep", "status", &second]);
+        let done = status["totals"]["done"].as_u64()?;
+        (done >= 1 && status["totals"]["pending"].as_u64()? >= agents as u64 / 2).then_some(status)
+    })
+    .unwrap();
+    let totals = &status["totals"];
+    // Every host counts: those not reporting yet with their previous sweep's 10 MiB.
+    assert_eq!(
+        totals["bytes_estimate"].as_u64().unwrap(),
+        agents as u64 * (10 << 20),
+        "{totals}"
+    );
+    assert!(totals["estimated_hosts"].as_u64().unwrap() > 0, "{totals}");
+    let done_share = totals["done"].as_f64().unwrap() / agents as f64 * 100.0;
+    let percent = totals["percent"].as_f64().unwrap();
+    assert!(
+        (percent - done_share).abs() < 10.0,
+        "{percent}% shown with {done_share}% of hosts done: {totals}"
+    );
+    assert!(
+        status["eta"].is_string(),
+        "an ETA from the pace so far: {status}"
+    );
+
+    // Piped, --watch printed a line per change while the sweep ran, then the final view.
+    let output = watch.wait_with_output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.contains(&second))
+        .collect();
+    assert!(lines.len() >= 3, "one line per change:\n{text}");
+    assert!(
+        lines[0].contains("running") && lines[0].contains("pending"),
+        "{text}"
+    );
+    assert!(lines.last().unwrap().contains("done"), "{text}");
+    assert!(text.contains("HOSTS     40: 40 done"), "{text}");
+}
+
+/// Defect 9: a regular file replaced by a FIFO between the walk's stat and the worker's open
+/// blocked the worker forever: the sweep stayed running, later sweeps pending, and SIGTERM no
+/// longer stopped the agent. Here one path flips between a file and a FIFO the whole time
+/// several sweeps run; each sweep must end, and the agent must stop on SIGTERM.
+#[cfg(unix)]
+#[test]
+fn a_fifo_swapped_in_mid_sweep_never_stalls_the_agent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let site = Site::start().unwrap();
+    let rules = site.write("eicar.yar", EICAR_RULE);
+    let files: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("f{i:03}.txt"), format!("file {i}")))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect();
+    let mut agent = site
+        .start_agent("flip-1", &files, &rules, &["--threads", "1"])
+        .unwrap();
+    wait_status(&site, "flip-1", "clean", None, &agent);
+
+    let flipping = site.root_of("flip-1").join("flip");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (path, stop) = (flipping.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::write(&path, "a regular file");
+                std::thread::sleep(Duration::from_micros(300));
+                let _ = std::fs::remove_file(&path);
+                // SAFETY: a valid NUL-terminated path.
+                unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        })
+    };
+    for _ in 0..6 {
+        // Full sweeps read every file, so the worker opens the flipping path each time.
+        let out = site.json(&[
+            "sweep", "start", "--host", "flip-1", "--splay", "0", "--full",
+        ]);
+        let id = out["id"].as_str().unwrap().to_owned();
+        wait_for(Duration::from_secs(60), "the sweep to end", || {
+            (site.json(&["sweep", "status", &id])["state"] == "done").then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    }
+    let started = std::time::Instant::now();
+    agent.process.terminate(Duration::from_secs(15)).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().unwrap();
+}
