@@ -47,6 +47,18 @@ pub struct CtlConfig {
     pub pki: Option<PathBuf>,
 }
 
+/// Where `hygienectl` looks for its config when given none: `$XDG_CONFIG_HOME/hygiene/
+/// hygienectl.toml`, else `~/.config/hygiene/hygienectl.toml`; `None` when that file does not
+/// exist.
+pub fn default_ctl_config() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    let path = base.join("hygiene").join("hygienectl.toml");
+    path.is_file().then_some(path)
+}
+
 /// Reads a TOML config file of type `T`.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -210,16 +210,22 @@ pub fn issue_agent(dir: &Path, host_id: &str, out: &Path, force: bool) -> Result
 
 /// Issues an additional admin certificate `NAME.pem`/`NAME.key` into `out`; the name is what
 /// the collector records as the acting admin.
+/// Issues an admin certificate for `admin_name` into `out`, laid out as `hygienectl --pki`
+/// reads it: `ca.pem`, `admin.pem`, `admin.key` (the name is in the certificate).
 pub fn issue_admin(dir: &Path, admin_name: &str, out: &Path) -> Result<(), PkiError> {
     validate_host_id(admin_name)?;
     let issuer = load_issuer(dir)?;
     create_dir(out)?;
-    let key_path = out.join(format!("{admin_name}.key"));
+    let key_path = out.join(PkiFiles::ADMIN_KEY);
     if key_path.exists() {
         return Err(PkiError::Exists { path: key_path });
     }
     let (cert, key) = client_cert(&issuer, admin_name, ADMIN_OU)?;
-    write_public(&out.join(format!("{admin_name}.pem")), &cert)?;
+    write_public(
+        &out.join(PkiFiles::CA_CERT),
+        &read(&dir.join(PkiFiles::CA_CERT))?,
+    )?;
+    write_public(&out.join(PkiFiles::ADMIN_CERT), &cert)?;
     write_private(&key_path, &key)?;
     Ok(())
 }

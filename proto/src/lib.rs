@@ -21,17 +21,22 @@ pub mod v1 {
 }
 
 /// Displays an error followed by its sources (`outer: inner: root cause`). Transport errors
-/// hide the useful part ("connection refused", "certificate unknown") in the chain.
+/// hide the useful part ("connection refused", "certificate unknown") in the chain; a source
+/// whose text is already said (several layers repeat their inner error) is said once.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut said = self.0.to_string();
         let mut source = self.0.source();
         while let Some(inner) = source {
-            write!(f, ": {inner}")?;
+            let text = inner.to_string();
+            if !said.contains(&text) {
+                said.push_str(": ");
+                said.push_str(&text);
+            }
             source = inner.source();
         }
-        Ok(())
+        f.write_str(&said)
     }
 }

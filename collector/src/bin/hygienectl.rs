@@ -132,9 +132,10 @@ fn parse_day(text: &str) -> Result<i64, String> {
 enum SweepCommand {
     /// Start a sweep; prints its id. Online agents get it at once, offline ones when they
     /// reconnect before the deadline.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["all", "hosts"])))]
     Start {
         /// Every host the collector knows.
-        #[arg(long, conflicts_with = "hosts", required_unless_present = "hosts")]
+        #[arg(long)]
         all: bool,
         /// These hosts (repeatable, or several after one --host).
         #[arg(long = "host", value_name = "ID", num_args = 1..)]
@@ -497,8 +498,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let file: CtlConfig = match &cli.config {
-        Some(path) => config::read(path)?,
+    let file: CtlConfig = match cli.config.clone().or_else(config::default_ctl_config) {
+        Some(path) => config::read(&path)?,
         None => CtlConfig::default(),
     };
     let collector = cli

@@ -15,10 +15,11 @@ use crate::pki::PkiFiles;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    #[error("{path}: cannot read admin certificate material: {source}")]
+    /// The cause is said once: in the message, not again as a source.
+    #[error("{path}: cannot read admin certificate material: {detail}")]
     Certs {
         path: PathBuf,
-        source: std::io::Error,
+        detail: std::io::Error,
     },
     #[error("collector {url}: {detail}")]
     Connect { url: String, detail: String },
@@ -52,7 +53,7 @@ pub async fn connect(
 ) -> Result<AdminClient, CtlError> {
     let read = |name: &str| {
         let path = pki_dir.join(name);
-        std::fs::read(&path).map_err(|source| CtlError::Certs { path, source })
+        std::fs::read(&path).map_err(|detail| CtlError::Certs { path, detail })
     };
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read(PkiFiles::CA_CERT)?))
