@@ -10,6 +10,7 @@
 //! - [`intel`]: botnet IP lists, and rule and IOC bundles for the agents.
 //! - [`vuln`]: Microsoft's monthly security update documents and the updates each host lacks.
 
+pub mod allowlist;
 pub mod config;
 pub mod ctl;
 pub mod findings;

@@ -153,6 +153,8 @@ pub struct ReportRecord {
     pub errors: u64,
     /// Not empty: the sweep failed on the host, and why.
     pub failure: String,
+    /// Of its findings, those judged false positives (last seen by this sweep).
+    pub false_positives: u64,
 }
 
 /// A sweep as stored.
@@ -348,7 +350,8 @@ impl SweepRecord {
             view.bytes_done = report.bytes;
             view.files_estimate = report.files;
             view.bytes_estimate = report.bytes;
-            view.findings = report.findings;
+            // A false positive is not a finding the admin has to act on.
+            view.findings = report.findings.saturating_sub(report.false_positives);
             view.errors = report.errors;
             view.finished_ms = Some(report.received_ms);
             view.error = Some(report.failure.clone()).filter(|f| !f.is_empty());
@@ -486,6 +489,11 @@ mod tests {
         assert_eq!(view.totals.files_estimate, 207);
         assert_eq!(view.eta_ms, Some(66_000));
         assert_eq!(view.finished_ms, None);
+        // Findings judged false positives are not counted, nor is a host with only those.
+        let mut judged = sweep.clone();
+        judged.targets[2].report.as_mut().unwrap().false_positives = 2;
+        let view = judged.view(10_000);
+        assert_eq!((view.totals.findings, view.totals.infected), (0, 0));
         // With its previous sweep's totals, those count instead.
         let mut known = sweep.clone();
         known.targets[0].previous = Some((50, 3_000));

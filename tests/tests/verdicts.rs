@@ -624,3 +624,126 @@ fn a_fifo_swapped_in_mid_sweep_never_stalls_the_agent() {
     stop.store(true, Ordering::Relaxed);
     flipper.join().unwrap();
 }
+
+/// The fleet-wide allowlist: matching findings become false positives with the entry named,
+/// now and in later reports, until the entry is removed; `findings list --by-file` shows a
+/// file's findings together.
+#[test]
+fn the_allowlist_makes_matching_findings_false_positives_now_and_later() {
+    let site = Site::start().unwrap();
+    let rules = site.write("shells.yar", FOUR_RULES);
+    let agent = site
+        .start_agent(
+            "web-02",
+            &[
+                ("shell.php", WEBSHELL),
+                ("vendor.bin", "HYGIENE-SHELL-A vendor's own diagnostics"),
+            ],
+            &rules,
+            &[],
+        )
+        .unwrap();
+    wait_for(WAIT, "five findings", || {
+        (site.findings("web-02").len() == 5).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let files = site.json(&["findings", "list", "--host", "web-02", "--by-file"]);
+    let files = files.as_array().unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let shell = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("shell.php"))
+        .unwrap();
+    assert_eq!(shell["findings"], 4);
+    assert_eq!(shell["rules"].as_array().unwrap().len(), 4);
+
+    let vendor_sha = sha256_hex(b"HYGIENE-SHELL-A vendor's own diagnostics");
+    let added = site.ctl(&[
+        "allow",
+        "add",
+        "--sha256",
+        &vendor_sha,
+        "--note",
+        "vendor diagnostics, ticket 7",
+        "--format",
+        "json",
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    let entry: Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert!(
+        String::from_utf8_lossy(&added.stderr).contains("1 finding(s) now false positives"),
+        "{added:?}"
+    );
+    let vendor: Vec<Value> = site
+        .findings("web-02")
+        .into_iter()
+        .filter(|f| f["sha256"] == vendor_sha.as_str())
+        .collect();
+    assert_eq!(vendor.len(), 1);
+    assert_eq!(vendor[0]["state"], "false_positive");
+    let history = site.json(&["findings", "history", &vendor[0]["id"].to_string()]);
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["note"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("allowlisted by entry {}", entry["id"])),
+        "{history}"
+    );
+    // Later: a copy elsewhere is a false positive from the moment it is found.
+    let root = site.root_of("web-02");
+    std::fs::write(
+        root.join("copy.bin"),
+        "HYGIENE-SHELL-A vendor's own diagnostics",
+    )
+    .unwrap();
+    sweep(&site, "web-02");
+    let copy = site
+        .findings("web-02")
+        .into_iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("copy.bin"))
+        .expect("the copy's finding");
+    assert_eq!(copy["state"], "false_positive", "{copy}");
+    // The shell is untouched; the host is still infected by it.
+    assert_eq!(site.status("web-02"), "infected");
+
+    let list = site.json(&["allow", "list"]);
+    assert_eq!(list[0]["active"], true, "{list}");
+    let id = entry["id"].to_string();
+    assert!(site.ctl(&["allow", "remove", &id]).status.success());
+    assert_eq!(site.json(&["allow", "list"])[0]["active"], false);
+    assert_eq!(site.ctl(&["allow", "remove", &id]).status.code(), Some(2));
+    // Removed: the next copy is a finding like any other.
+    std::fs::write(
+        root.join("again.bin"),
+        "HYGIENE-SHELL-A vendor's own diagnostics",
+    )
+    .unwrap();
+    sweep(&site, "web-02");
+    let again = site
+        .findings("web-02")
+        .into_iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("again.bin"))
+        .expect("the new copy's finding");
+    assert_eq!(again["state"], "open", "{again}");
+
+    // Bad entries are refused with the reason; every change is audited.
+    let bad = site.ctl(&["allow", "add", "--sha256", "abc", "--note", "x"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("SHA-256"));
+    let unknown = site.ctl(&[
+        "allow", "add", "--path", "/tmp/**", "--note", "x", "--host", "nope",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let audit = site.json(&["audit", "list"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"allow.add") && actions.contains(&"allow.remove"),
+        "{actions:?}"
+    );
+}

@@ -34,3 +34,17 @@ ALTER TABLE bundles ADD COLUMN members TEXT NOT NULL DEFAULT '[]';
 -- The bundle last put on each host's stream, and when: a rollout's `sent` state.
 ALTER TABLE host_bundles ADD COLUMN offered_version TEXT NOT NULL DEFAULT '';
 ALTER TABLE host_bundles ADD COLUMN offered_ms INTEGER;
+
+-- The fleet-wide allowlist (src/allowlist.rs): files judged harmless by content, rule or path.
+CREATE TABLE allowlist (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind         TEXT NOT NULL,          -- sha256 | rule | path
+    value        TEXT NOT NULL,
+    host_id      TEXT,                   -- NULL: every host
+    note         TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    created_by   TEXT NOT NULL,
+    expires_ms   INTEGER,
+    removed_ms   INTEGER,
+    removed_by   TEXT
+);

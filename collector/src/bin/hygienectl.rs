@@ -9,8 +9,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hygiene_collector::config::{self, CtlConfig};
 use hygiene_collector::ctl::intel::{
-    BundleRow, IP_LIST_TABLE_COLUMNS, IpListRow, PRIORITY_TABLE_COLUMNS, PriorityRow,
-    RULES_STATUS_TABLE_COLUMNS, RulesStatusRow, describe_recheck, rule_sources,
+    ALLOW_TABLE_COLUMNS, AllowRow, BundleRow, IP_LIST_TABLE_COLUMNS, IpListRow,
+    PRIORITY_TABLE_COLUMNS, PriorityRow, RULES_STATUS_TABLE_COLUMNS, RulesStatusRow,
+    describe_recheck, rule_sources,
 };
 use hygiene_collector::ctl::output::{Format, render, render_record};
 use hygiene_collector::ctl::sweep::{
@@ -21,9 +22,9 @@ use hygiene_collector::ctl::vuln::{
     VULN_ENTRY_TABLE_COLUMNS, VULN_HOST_TABLE_COLUMNS, VulnEntryRow, VulnHostRow,
 };
 use hygiene_collector::ctl::{
-    self, CONNECTION_TABLE_COLUMNS, ConnectionRow, FINDING_HISTORY_TABLE_COLUMNS,
-    FINDING_TABLE_COLUMNS, FindingChangeRow, FindingRow, HOST_TABLE_COLUMNS, HostDetailRow,
-    HostRow, PACKAGE_TABLE_COLUMNS, PackageRow, ProgressView,
+    self, CONNECTION_TABLE_COLUMNS, ConnectionRow, FILE_TABLE_COLUMNS,
+    FINDING_HISTORY_TABLE_COLUMNS, FINDING_TABLE_COLUMNS, FileRow, FindingChangeRow, FindingRow,
+    HOST_TABLE_COLUMNS, HostDetailRow, HostRow, PACKAGE_TABLE_COLUMNS, PackageRow, ProgressView,
 };
 use hygiene_proto::v1;
 
@@ -77,6 +78,10 @@ struct Cli {
     /// Directory with ca.pem, admin.pem, admin.key [default: pki].
     #[arg(long, global = true, env = "HYGIENE_PKI")]
     pki: Option<PathBuf>,
+    /// Tables show every cell whole (by default they fit 120 columns, long hashes and paths
+    /// shortened in the middle).
+    #[arg(long, global = true)]
+    wide: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,6 +115,9 @@ enum Command {
     /// Missing Microsoft security updates, host by host, from Microsoft's monthly documents.
     #[command(subcommand)]
     Vuln(VulnCommand),
+    /// The fleet-wide allowlist: files judged harmless, by content, rule or path.
+    #[command(subcommand)]
+    Allow(AllowCommand),
     /// The cleanup's progress: hosts per status, the share verified clean, day by day.
     Progress {
         /// First day of the timeline (YYYY-MM-DD) [default: 30 days ago].
@@ -126,6 +134,42 @@ fn parse_day(text: &str) -> Result<i64, String> {
     let date = time::Date::parse(text.trim(), &format)
         .map_err(|e| format!("{text:?}: {e} (expected YYYY-MM-DD)"))?;
     Ok(date.midnight().assume_utc().unix_timestamp() * 1000)
+}
+
+#[derive(Subcommand)]
+enum AllowCommand {
+    /// Judge files harmless: every finding the entry matches becomes a false positive, with
+    /// the entry named in its history, now and in every later report; audited.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["sha256", "rule", "path"])))]
+    Add {
+        /// Files with this content.
+        #[arg(long, value_name = "H")]
+        sha256: Option<String>,
+        /// Matches of this YARA rule (IDENTIFIER, or NAMESPACE:IDENTIFIER).
+        #[arg(long, value_name = "R")]
+        rule: Option<String>,
+        /// Files whose path matches this glob (`*` within a directory, `**` across them).
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+        /// Why (required).
+        #[arg(long)]
+        note: String,
+        /// Only this host's findings [default: every host].
+        #[arg(long, value_name = "ID")]
+        host: Option<String>,
+        /// The entry lapses after this long (90d, 12h) [default: never].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every entry, with whether it is in force.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Take an entry out of force (its findings stay false positives until marked open).
+    Remove { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -418,6 +462,10 @@ enum FindingsCommand {
         /// Only findings of this kind: yara, hash_ioc or botnet_ip.
         #[arg(long, value_name = "K")]
         kind: Option<String>,
+        /// One row per file (host, path, SHA-256) with its findings' ids, states and rules:
+        /// quarantine and restore act on the file.
+        #[arg(long)]
+        by_file: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -498,6 +546,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    hygiene_collector::ctl::output::set_wide(cli.wide);
     let file: CtlConfig = match cli.config.clone().or_else(config::default_ctl_config) {
         Some(path) => config::read(&path)?,
         None => CtlConfig::default(),
@@ -614,6 +663,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rule,
                 sha256,
                 kind,
+                by_file,
                 format,
             }) => {
                 let response = client
@@ -632,8 +682,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .into_iter()
                     .map(FindingRow::from)
                     .collect();
-                render(&rows, format, FINDING_TABLE_COLUMNS, &mut stdout)
-                    .context("cannot write to stdout")?;
+                if by_file {
+                    let files = FileRow::group(&rows);
+                    render(&files, format, FILE_TABLE_COLUMNS, &mut stdout)
+                } else {
+                    render(&rows, format, FINDING_TABLE_COLUMNS, &mut stdout)
+                }
+                .context("cannot write to stdout")?;
                 Ok(exit_for(
                     rows.iter()
                         .any(|f| f.state == "open" || f.state == "reopened"),
@@ -888,6 +943,64 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect();
                 render(&rows, format, IP_LIST_TABLE_COLUMNS, &mut stdout)
                     .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Allow(AllowCommand::Add {
+                sha256,
+                rule,
+                path,
+                note,
+                host,
+                expires,
+                format,
+            }) => {
+                let (kind, value) = match (sha256, rule, path) {
+                    (Some(h), _, _) => ("sha256", h),
+                    (_, Some(r), _) => ("rule", r),
+                    (_, _, Some(p)) => ("path", p),
+                    _ => unreachable!("clap requires one of --sha256, --rule, --path"),
+                };
+                let response = client
+                    .add_allow(v1::AddAllowRequest {
+                        kind: kind.to_owned(),
+                        value,
+                        host_id: host.unwrap_or_default(),
+                        note,
+                        expires_seconds: expires.unwrap_or(0),
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                let row = AllowRow::from(response.entry.unwrap_or_default());
+                eprintln!(
+                    "allowlist entry {}: {} finding(s) now false positives",
+                    row.id,
+                    response.findings.len()
+                );
+                render_record(&row, format, &mut stdout).context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Allow(AllowCommand::List { format }) => {
+                let response = client
+                    .list_allow(v1::ListAllowRequest {})
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                let rows: Vec<AllowRow> = response
+                    .into_inner()
+                    .entries
+                    .into_iter()
+                    .map(AllowRow::from)
+                    .collect();
+                render(&rows, format, ALLOW_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Allow(AllowCommand::Remove { id }) => {
+                client
+                    .remove_allow(v1::RemoveAllowRequest { id })
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                eprintln!("allowlist entry {id} removed");
                 Ok(ExitCode::SUCCESS)
             }
             Command::Intel(IntelCommand::Remove { id }) => {

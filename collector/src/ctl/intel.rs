@@ -279,3 +279,52 @@ fn collect(
     }
     Ok(())
 }
+
+/// A line of `allow list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AllowRow {
+    pub id: i64,
+    /// In force now (not removed, not expired).
+    pub active: bool,
+    /// sha256, rule or path.
+    pub kind: String,
+    pub value: String,
+    /// `null`: every host.
+    pub host_id: Option<String>,
+    pub note: String,
+    pub created: String,
+    pub created_by: String,
+    pub expires: Option<String>,
+    pub removed: Option<String>,
+    pub removed_by: Option<String>,
+}
+
+pub const ALLOW_TABLE_COLUMNS: &[&str] = &[
+    "id",
+    "active",
+    "kind",
+    "value",
+    "host_id",
+    "note",
+    "created_by",
+    "expires",
+];
+
+impl From<v1::AllowEntry> for AllowRow {
+    fn from(e: v1::AllowEntry) -> Self {
+        let when = |ms: i64| (ms != 0).then(|| format_ms(ms));
+        AllowRow {
+            id: e.id,
+            active: e.active,
+            kind: e.kind,
+            value: e.value,
+            host_id: non_empty(e.host_id),
+            note: e.note,
+            created: format_ms(e.created_ms),
+            created_by: e.created_by,
+            expires: when(e.expires_ms),
+            removed: when(e.removed_ms),
+            removed_by: non_empty(e.removed_by),
+        }
+    }
+}

@@ -165,6 +165,71 @@ pub struct FindingRow {
     pub evidence: Option<String>,
 }
 
+/// A file with findings (`findings list --by-file`): every finding on one host's path with one
+/// content, which a quarantine or restore moves together.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileRow {
+    pub host_id: String,
+    pub path: String,
+    pub sha256: String,
+    pub findings: usize,
+    /// The findings' ids, states and rules (or IOC comments), in id order.
+    pub ids: Vec<i64>,
+    pub states: Vec<String>,
+    pub rules: Vec<String>,
+    pub last_seen: String,
+}
+
+pub const FILE_TABLE_COLUMNS: &[&str] = &[
+    "host_id", "path", "sha256", "findings", "ids", "states", "rules",
+];
+
+impl FileRow {
+    /// `rows` grouped by file, in the order files first appear; botnet matches (not files)
+    /// are left out.
+    pub fn group(rows: &[FindingRow]) -> Vec<FileRow> {
+        let mut files: Vec<FileRow> = Vec::new();
+        for f in rows.iter().filter(|f| f.kind != "botnet_ip") {
+            let at = files
+                .iter()
+                .position(|g| g.host_id == f.host_id && g.path == f.path && g.sha256 == f.sha256);
+            let file = match at {
+                Some(i) => &mut files[i],
+                None => {
+                    files.push(FileRow {
+                        host_id: f.host_id.clone(),
+                        path: f.path.clone(),
+                        sha256: f.sha256.clone(),
+                        findings: 0,
+                        ids: Vec::new(),
+                        states: Vec::new(),
+                        rules: Vec::new(),
+                        last_seen: f.last_seen.clone(),
+                    });
+                    files.last_mut().expect("pushed")
+                }
+            };
+            file.findings += 1;
+            file.ids.push(f.id);
+            if !file.states.contains(&f.state) {
+                file.states.push(f.state.clone());
+            }
+            let rule = f
+                .rule
+                .clone()
+                .or_else(|| f.ioc_comment.clone().map(|c| format!("IOC {c}")))
+                .unwrap_or_default();
+            if !rule.is_empty() && !file.rules.contains(&rule) {
+                file.rules.push(rule);
+            }
+            if f.last_seen > file.last_seen {
+                file.last_seen = f.last_seen.clone();
+            }
+        }
+        files
+    }
+}
+
 pub const FINDING_TABLE_COLUMNS: &[&str] = &[
     "id",
     "host_id",

@@ -1,7 +1,21 @@
 //! Listings as `table`, `json` or `csv`. Rows are serde structs; JSON keeps their types, table
-//! and CSV flatten lists into space-separated cells.
+//! and CSV flatten lists into comma-separated cells. A table fits [`TABLE_WIDTH`] columns
+//! (long cells shortened in the middle) unless `--wide` ([`set_wide`]).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The width a table is made to fit, a wide terminal's.
+pub const TABLE_WIDTH: usize = 120;
+/// No column is shortened below this.
+const MIN_COLUMN: usize = 12;
+
+static WIDE: AtomicBool = AtomicBool::new(false);
+
+/// `--wide`: tables show every cell whole, however wide they get.
+pub fn set_wide(wide: bool) {
+    WIDE.store(wide, Ordering::Relaxed);
+}
 
 use serde::Serialize;
 use serde_json::Value;
@@ -45,7 +59,7 @@ pub fn render<T: Serialize>(
                 .iter()
                 .map(|v| columns.iter().map(|c| cell(&v[c.as_str()])).collect())
                 .collect();
-            let widths: Vec<usize> = columns
+            let mut widths: Vec<usize> = columns
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
@@ -57,11 +71,14 @@ pub fn render<T: Serialize>(
                         .unwrap_or(0)
                 })
                 .collect();
+            if !WIDE.load(Ordering::Relaxed) {
+                fit(&mut widths, TABLE_WIDTH);
+            }
             let line = |fields: &[String]| {
                 let padded: Vec<String> = fields
                     .iter()
                     .zip(&widths)
-                    .map(|(f, w)| format!("{f:<w$}", w = *w))
+                    .map(|(f, w)| format!("{:<w$}", shorten(f, *w), w = *w))
                     .collect();
                 padded.join("  ").trim_end().to_owned()
             };
@@ -76,6 +93,35 @@ pub fn render<T: Serialize>(
             Ok(())
         }
     }
+}
+
+/// Narrows the widest columns, one character at a time, until the row fits `width` (two
+/// spaces between columns) or every column is down to [`MIN_COLUMN`].
+fn fit(widths: &mut [usize], width: usize) {
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    while total(widths) > width {
+        let Some(widest) = (0..widths.len()).max_by_key(|i| widths[*i]) else {
+            return;
+        };
+        if widths[widest] <= MIN_COLUMN {
+            return;
+        }
+        widths[widest] -= 1;
+    }
+}
+
+/// `text` in at most `width` characters: whole if it fits, else its start and end around an
+/// ellipsis (a hash or a path is told apart by both ends).
+fn shorten(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width || width < 3 {
+        return text.to_owned();
+    }
+    let head = (width - 1) / 2;
+    let tail = width - 1 - head;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{start}…{end}")
 }
 
 /// Writes one record (`hosts show`): JSON as an object, CSV as a header and one line, a table
@@ -122,7 +168,7 @@ fn cell(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(" "),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     }
 }
@@ -174,7 +220,7 @@ mod tests {
     fn csv_quotes_and_flattens() {
         assert_eq!(
             rendered(Format::Csv, &["id"]),
-            "id,name,ips,note\n1,web-01,10.0.0.1 fe80::1,\n22,db,,\"a, \"\"b\"\"\"\n"
+            "id,name,ips,note\n1,web-01,\"10.0.0.1, fe80::1\",\n22,db,,\"a, \"\"b\"\"\"\n"
         );
     }
 
@@ -185,7 +231,7 @@ mod tests {
         render_record(record, Format::Table, &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "ID    1\nNAME  web-01\nIPS   10.0.0.1 fe80::1\nNOTE\n"
+            "ID    1\nNAME  web-01\nIPS   10.0.0.1, fe80::1\nNOTE\n"
         );
         let mut out = Vec::new();
         render_record(record, Format::Json, &mut out).unwrap();
@@ -195,8 +241,39 @@ mod tests {
         render_record(record, Format::Csv, &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "id,name,ips,note\n1,web-01,10.0.0.1 fe80::1,\n"
+            "id,name,ips,note\n1,web-01,\"10.0.0.1, fe80::1\",\n"
         );
+    }
+
+    #[test]
+    fn a_table_fits_the_terminal_unless_wide() {
+        #[derive(Serialize)]
+        struct Finding {
+            path: String,
+            sha256: String,
+        }
+        let row = Finding {
+            path: format!("/srv/www/{}/shell.php", "deep/".repeat(20)),
+            sha256: "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f".into(),
+        };
+        let mut out = Vec::new();
+        render(std::slice::from_ref(&row), Format::Table, &[], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in text.lines() {
+            assert!(line.chars().count() <= TABLE_WIDTH, "{line}");
+        }
+        // Both ends stay: the file name and the hash's first and last digits.
+        assert!(
+            text.contains("shell.php") && text.contains("/srv/www/"),
+            "{text}"
+        );
+        assert!(
+            text.contains("275a021b") && text.contains("651fd0f"),
+            "{text}"
+        );
+        assert!(text.contains('…'));
+        assert_eq!(shorten("abcdefghij", 5), "ab…ij");
+        assert_eq!(shorten("abc", 5), "abc");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::agent::{Registry, cancel_sweep_command, now_ms, start_sweep_command};
 use super::agent::{quarantine_command, restore_command};
+use crate::allowlist::{AllowEntry, AllowMatch};
 use crate::findings::{AdminChange, FindingState, HostStatus};
 use crate::identity::{self, Role};
 use crate::intel::bundles::{BundleInputError, CheckedFiles, check_hashes, check_rules};
@@ -175,6 +176,23 @@ impl AdminEndpoint {
             .create_sweep(&new, &audit)
             .await
             .map_err(internal)
+    }
+}
+
+fn allow_entry(e: &AllowEntry, now: i64) -> v1::AllowEntry {
+    let (removed_ms, removed_by) = e.removed.clone().unwrap_or_default();
+    v1::AllowEntry {
+        id: e.id,
+        kind: e.matcher.kind().to_owned(),
+        value: e.matcher.value().to_owned(),
+        host_id: e.host_id.clone().unwrap_or_default(),
+        note: e.note.clone(),
+        created_ms: e.created_ms,
+        created_by: e.created_by.clone(),
+        expires_ms: e.expires_ms.unwrap_or(0),
+        removed_ms,
+        removed_by,
+        active: e.active(now),
     }
 }
 
@@ -464,7 +482,7 @@ impl AdminService for AdminEndpoint {
             None => None,
         };
         let filter = FindingFilter {
-            host_id: given(&r.host_id),
+            host_id: Some(r.host_id.trim().to_owned()).filter(|h| !h.is_empty()),
             state,
             rule: given(&r.rule),
             sha256: given(&r.sha256),
@@ -930,6 +948,85 @@ impl AdminService for AdminEndpoint {
             list: Some(ip_list_entry(list)),
             recheck: Some(recheck_entry(recheck)),
         }))
+    }
+
+    async fn add_allow(
+        &self,
+        request: Request<v1::AddAllowRequest>,
+    ) -> Result<Response<v1::AddAllowResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let matcher = AllowMatch::parse(&r.kind, &r.value).map_err(Status::invalid_argument)?;
+        if r.note.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "an allowlist entry needs a note saying why (--note)",
+            ));
+        }
+        let now = now_ms();
+        let expires_ms = match r.expires_seconds {
+            0 => None,
+            seconds => Some(
+                i64::try_from(seconds)
+                    .ok()
+                    .and_then(|s| s.checked_mul(1000))
+                    .and_then(|ms| ms.checked_add(now))
+                    .ok_or_else(|| Status::invalid_argument("the expiry is too far away"))?,
+            ),
+        };
+        let entry = AllowEntry {
+            id: 0,
+            matcher,
+            host_id: Some(r.host_id.trim().to_owned()).filter(|h| !h.is_empty()),
+            note: r.note.trim().to_owned(),
+            created_ms: now,
+            created_by: admin.name,
+            expires_ms,
+            removed: None,
+        };
+        let (entry, findings) =
+            self.store
+                .add_allow(&entry, now)
+                .await
+                .map_err(|err| match err {
+                    StoreError::UnknownHosts(_) => Status::not_found(err.to_string()),
+                    err => internal(err),
+                })?;
+        tracing::info!(entry = entry.id, matcher = %entry.matcher, findings = findings.len(), "allowlist entry added");
+        Ok(Response::new(v1::AddAllowResponse {
+            entry: Some(allow_entry(&entry, now)),
+            findings,
+        }))
+    }
+
+    async fn list_allow(
+        &self,
+        request: Request<v1::ListAllowRequest>,
+    ) -> Result<Response<v1::ListAllowResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let now = now_ms();
+        let entries = self.store.allow_entries().await.map_err(internal)?;
+        Ok(Response::new(v1::ListAllowResponse {
+            entries: entries.iter().map(|e| allow_entry(e, now)).collect(),
+        }))
+    }
+
+    async fn remove_allow(
+        &self,
+        request: Request<v1::RemoveAllowRequest>,
+    ) -> Result<Response<v1::RemoveAllowResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let id = request.get_ref().id;
+        if !self
+            .store
+            .remove_allow(id, &admin.name, now_ms())
+            .await
+            .map_err(internal)?
+        {
+            return Err(Status::not_found(format!(
+                "no allowlist entry {id} in force"
+            )));
+        }
+        Ok(Response::new(v1::RemoveAllowResponse {}))
     }
 
     async fn publish_rules(

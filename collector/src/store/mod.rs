@@ -8,6 +8,7 @@
 //! behind the same methods.
 
 mod sqlite;
+mod sqlite_allow;
 mod sqlite_intel;
 mod sqlite_vuln;
 
@@ -459,6 +460,36 @@ impl Store {
     pub async fn current_bundle_version(&self, kind: &str) -> Result<Option<String>, StoreError> {
         match self {
             Store::Sqlite(s) => s.current_bundle_version(kind).await,
+        }
+    }
+
+    /// Adds an allowlist entry; the findings it makes false positives now.
+    pub async fn add_allow(
+        &self,
+        entry: &crate::allowlist::AllowEntry,
+        now_ms: i64,
+    ) -> Result<(crate::allowlist::AllowEntry, Vec<i64>), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.add_allow(entry, now_ms).await,
+        }
+    }
+
+    /// Every allowlist entry, the removed and expired ones too.
+    pub async fn allow_entries(&self) -> Result<Vec<crate::allowlist::AllowEntry>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.allow_entries().await,
+        }
+    }
+
+    /// Takes an allowlist entry out of force; `false`: none such in force.
+    pub async fn remove_allow(
+        &self,
+        id: i64,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.remove_allow(id, actor, now_ms).await,
         }
     }
 

@@ -175,7 +175,24 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        let allowlist = super::sqlite_allow::active_entries(&mut tx, now_ms).await?;
         for f in findings {
+            // An allowlisted file is a false positive from the moment it is found (again).
+            let allowed = crate::allowlist::allowed_by(
+                &allowlist,
+                &crate::allowlist::FileFinding {
+                    host_id,
+                    path: &f.path,
+                    sha256: &f.sha256,
+                    namespace: &f.namespace,
+                    rule: &f.rule,
+                },
+                now_ms,
+            );
+            let (back_as, back_note) = match allowed {
+                Some(entry) => (FindingState::FalsePositive, Some(entry.history_note())),
+                None => (FindingState::Reopened, None),
+            };
             let same = sqlx::query(
                 "SELECT id, state, gone_ms FROM findings WHERE host_id = ? AND kind = ? AND path = ? \
                  AND sha256 = ? AND namespace = ? AND rule = ?",
@@ -194,19 +211,13 @@ impl SqliteStore {
                 let gone: Option<i64> = row.try_get("gone_ms")?;
                 let reopen = state == FindingState::Resolved
                     || (state == FindingState::FalsePositive && gone.is_some());
-                update_sighting(&mut tx, id, f, now_ms, reopen).await?;
-                if reopen {
-                    let note = format!("seen again by sweep {}", f.sweep_id);
-                    insert_history(
-                        &mut tx,
-                        id,
-                        now_ms,
-                        COLLECTOR,
-                        Some(state),
-                        FindingState::Reopened,
-                        &note,
-                    )
-                    .await?;
+                update_sighting(&mut tx, id, f, now_ms, reopen.then_some(back_as)).await?;
+                if reopen && state != back_as {
+                    let note = back_note
+                        .clone()
+                        .unwrap_or_else(|| format!("seen again by sweep {}", f.sweep_id));
+                    insert_history(&mut tx, id, now_ms, COLLECTOR, Some(state), back_as, &note)
+                        .await?;
                 }
                 continue;
             }
@@ -235,28 +246,21 @@ impl SqliteStore {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                update_sighting(&mut tx, id, f, now_ms, true).await?;
-                let note = format!(
-                    "seen again by sweep {} at {} (was {old_path})",
-                    f.sweep_id, f.path
-                );
-                insert_history(
-                    &mut tx,
-                    id,
-                    now_ms,
-                    COLLECTOR,
-                    Some(state),
-                    FindingState::Reopened,
-                    &note,
-                )
-                .await?;
+                update_sighting(&mut tx, id, f, now_ms, Some(back_as)).await?;
+                let note = back_note.clone().unwrap_or_else(|| {
+                    format!(
+                        "seen again by sweep {} at {} (was {old_path})",
+                        f.sweep_id, f.path
+                    )
+                });
+                insert_history(&mut tx, id, now_ms, COLLECTOR, Some(state), back_as, &note).await?;
                 continue;
             }
             let id: i64 = sqlx::query(
                 "INSERT INTO findings (host_id, kind, path, path_raw, sha256, size, rule, namespace, ioc_comment, \
                      state, first_seen_ms, last_seen_ms, observed_at_ms, sweep_id, state_changed_ms, \
                      rules_version, iocs_version) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(host_id)
             .bind(f.kind.as_str())
@@ -267,6 +271,12 @@ impl SqliteStore {
             .bind(&f.rule)
             .bind(&f.namespace)
             .bind(&f.ioc_comment)
+            .bind(if allowed.is_some() {
+                FindingState::FalsePositive
+            } else {
+                FindingState::Open
+            }
+            .as_str())
             .bind(now_ms)
             .bind(now_ms)
             .bind(f.observed_at_ms)
@@ -277,17 +287,14 @@ impl SqliteStore {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-            let note = format!("found by sweep {}", f.sweep_id);
-            insert_history(
-                &mut tx,
-                id,
-                now_ms,
-                COLLECTOR,
-                None,
-                FindingState::Open,
-                &note,
-            )
-            .await?;
+            let (state, note) = match &back_note {
+                Some(note) => (
+                    FindingState::FalsePositive,
+                    format!("found by sweep {}; {note}", f.sweep_id),
+                ),
+                None => (FindingState::Open, format!("found by sweep {}", f.sweep_id)),
+            };
+            insert_history(&mut tx, id, now_ms, COLLECTOR, None, state, &note).await?;
         }
         sqlx::query("UPDATE hosts SET last_seen_ms = max(last_seen_ms, ?) WHERE host_id = ?")
             .bind(now_ms)
@@ -1395,7 +1402,9 @@ impl SqliteStore {
                  p.first_received_ms, p.updated_ms, p.files_done, p.bytes_done, p.files_estimate, \
                  p.bytes_estimate, p.findings AS p_findings, p.errors AS p_errors, \
                  r.received_ms, r.files, r.bytes, r.findings AS r_findings, r.errors AS r_errors, r.failure, \
-                 prev.files AS prev_files, prev.bytes AS prev_bytes \
+                 prev.files AS prev_files, prev.bytes AS prev_bytes, \
+                 (SELECT COUNT(*) FROM findings f WHERE f.host_id = t.host_id AND f.sweep_id = t.sweep_id \
+                     AND f.state = 'false_positive') AS false_positives \
              FROM sweep_targets t JOIN hosts h ON h.host_id = t.host_id \
              LEFT JOIN sweep_progress p ON p.host_id = t.host_id AND p.sweep_id = t.sweep_id \
              LEFT JOIN sweep_reports r ON r.host_id = t.host_id AND r.sweep_id = t.sweep_id \
@@ -1438,6 +1447,7 @@ impl SqliteStore {
                         findings: count(row.try_get("r_findings")?),
                         errors: error_total(row.try_get("r_errors")?)?,
                         failure: row.try_get("failure")?,
+                        false_positives: count(row.try_get("false_positives")?),
                     }),
                 };
                 Ok(TargetRecord {
@@ -1604,14 +1614,14 @@ async fn update_sighting(
     id: i64,
     f: &NewFinding,
     now_ms: i64,
-    reopen: bool,
+    reopen_as: Option<FindingState>,
 ) -> Result<(), StoreError> {
     let mut sql = String::from(
         "UPDATE findings SET last_seen_ms = max(last_seen_ms, ?), observed_at_ms = max(observed_at_ms, ?), \
              ioc_comment = ?, sweep_id = ?, gone_ms = NULL, rules_version = ?, iocs_version = ?",
     );
-    if reopen {
-        sql.push_str(", state = 'reopened', quarantine_id = NULL, state_changed_ms = ?");
+    if reopen_as.is_some() {
+        sql.push_str(", state = ?, quarantine_id = NULL, state_changed_ms = ?");
     }
     sql.push_str(" WHERE id = ?");
     let mut query = sqlx::query(&sql)
@@ -1621,8 +1631,8 @@ async fn update_sighting(
         .bind(&f.sweep_id)
         .bind(&f.rules_version)
         .bind(&f.iocs_version);
-    if reopen {
-        query = query.bind(now_ms);
+    if let Some(state) = reopen_as {
+        query = query.bind(state.as_str()).bind(now_ms);
     }
     query.bind(id).execute(&mut **tx).await?;
     Ok(())
