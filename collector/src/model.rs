@@ -131,6 +131,8 @@ pub struct Host {
     pub botnet_matches: u64,
     /// What the host's cleanup status is derived from.
     pub cleanup: crate::findings::HostCleanup,
+    /// With a package filter: the filtered package's installed versions (`3.0.11-1 amd64`).
+    pub package_versions: Vec<String>,
 }
 
 /// A stored finding.

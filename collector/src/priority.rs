@@ -181,6 +181,7 @@ mod tests {
             open_findings,
             botnet_matches: 0,
             cleanup: HostCleanup::default(),
+            package_versions: Vec::new(),
         }
     }
 

@@ -167,7 +167,12 @@ fn botnet_lists_rank_hosts_and_rerank_without_a_scan() {
     assert!(stderr.contains("cert-2026-11.txt:3: skipped"), "{stderr}");
     assert!(stderr.contains("cert-2026-11.txt:6: skipped"), "{stderr}");
     assert!(
-        stderr.contains("2 entries, 2 bad lines skipped, 1 domains"),
+        stderr.contains("2 entries, 2 bad lines skipped"),
+        "{stderr}"
+    );
+    // The domain is counted and named, and said not to be used.
+    assert!(
+        stderr.contains("1 domain name(s) left out, e.g. c2.example.org: botnet matching compares IP addresses only"),
         "{stderr}"
     );
     // ws-b ranks first, on its egress address. (The agents share this machine's socket

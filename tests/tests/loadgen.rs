@@ -77,6 +77,49 @@ fn simulated_agents_connect_report_inventories_and_answer_a_sweep() {
     )
     .unwrap();
     assert_eq!(missing.as_array().unwrap().len(), 1);
+    // The Windows host's updates and programs, listed; a package filter shows the version.
+    let json = |args: &[&str]| ctl_json(&collector.url(), &pki.dir, args).unwrap();
+    let updates = json(&["updates", "list", "--host", "win-01"]);
+    assert_eq!(updates[0]["kb"], "KB5034441", "{updates}");
+    let programs = json(&["programs", "list", "--host", "win-01"]);
+    assert_eq!(programs[0]["name"], "7-Zip", "{programs}");
+    assert_eq!(programs[0]["version"], "23.01");
+    let unknown = ctl(
+        &collector.url(),
+        &pki.dir,
+        &["updates", "list", "--host", "nope"],
+    )
+    .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    let openssl = wait_for(WAIT, "lin-02's packages", || {
+        let rows = ctl_json(
+            &collector.url(),
+            &pki.dir,
+            &["hosts", "list", "--has-package", "openssl"],
+        )
+        .ok()?;
+        (rows.as_array()?.len() == 1).then_some(rows)
+    })
+    .unwrap();
+    assert_eq!(openssl[0]["host_id"], "lin-02");
+    assert_eq!(
+        openssl[0]["package_versions"][0], "3.0.11-1 amd64",
+        "{openssl}"
+    );
+    let below = json(&["hosts", "list", "--package-below", "openssl=3.0.13-1"]);
+    assert_eq!(below[0]["package_versions"][0], "3.0.11-1 amd64", "{below}");
+    let table = ctl(
+        &collector.url(),
+        &pki.dir,
+        &["hosts", "list", "--has-package", "openssl"],
+    )
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("3.0.11-1 amd64"),
+        "{table:?}"
+    );
+    let first = json(&["hosts", "list", "--priority", "--limit", "2"]);
+    assert_eq!(first.as_array().unwrap().len(), 2);
 
     // A sweep reaches all of them, and they answer it.
     let out = ctl(

@@ -24,7 +24,8 @@ use hygiene_collector::ctl::vuln::{
 use hygiene_collector::ctl::{
     self, CONNECTION_TABLE_COLUMNS, ConnectionRow, FILE_TABLE_COLUMNS,
     FINDING_HISTORY_TABLE_COLUMNS, FINDING_TABLE_COLUMNS, FileRow, FindingChangeRow, FindingRow,
-    HOST_TABLE_COLUMNS, HostDetailRow, HostRow, PACKAGE_TABLE_COLUMNS, PackageRow, ProgressView,
+    HOST_PACKAGE_TABLE_COLUMNS, HOST_TABLE_COLUMNS, HostDetailRow, HostRow, PACKAGE_TABLE_COLUMNS,
+    PackageRow, ProgramRow, ProgressView, UpdateRow,
 };
 use hygiene_proto::v1;
 
@@ -55,6 +56,16 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Keeps the first `limit` rows, saying on stderr how many were left out.
+fn limit_rows<T>(rows: &mut Vec<T>, limit: Option<usize>) {
+    if let Some(limit) = limit
+        && rows.len() > limit
+    {
+        eprintln!("first {limit} of {} shown (--limit)", rows.len());
+        rows.truncate(limit);
+    }
 }
 
 /// How often `sweep status --watch` asks again.
@@ -97,6 +108,12 @@ enum Command {
     /// Packages installed on hosts, from their agents' inventories.
     #[command(subcommand)]
     Packages(PackagesCommand),
+    /// Windows updates installed on a host, from its agent's inventory.
+    #[command(subcommand)]
+    Updates(UpdatesCommand),
+    /// Programs installed on a Windows host, from its agent's inventory.
+    #[command(subcommand)]
+    Programs(ProgramsCommand),
     /// Hosts' network sockets, from their agents' latest reports.
     #[command(subcommand)]
     Connections(ConnectionsCommand),
@@ -389,6 +406,28 @@ enum PackagesCommand {
 }
 
 #[derive(Subcommand)]
+enum UpdatesCommand {
+    /// One row per update installed on a Windows host (KB, title, when).
+    List {
+        #[arg(long)]
+        host: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProgramsCommand {
+    /// One row per program installed on a Windows host (name, version, publisher).
+    List {
+        #[arg(long)]
+        host: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
 enum HostsCommand {
     /// One row per host.
     List {
@@ -420,6 +459,9 @@ enum HostsCommand {
         /// findings, then missing critical Microsoft patches; each row gives its score and why.
         #[arg(long, conflicts_with_all = ["infected", "has_package", "package_below", "missing_kb", "status"])]
         priority: bool,
+        /// Only the first N rows (the first N to clean, with --priority).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -574,6 +616,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Hosts(HostsCommand::List {
                 priority: true,
+                limit,
                 format,
                 ..
             }) => {
@@ -581,17 +624,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .priority_hosts(v1::PriorityHostsRequest {})
                     .await
                     .map_err(ctl::CtlError::from)?;
-                let rows: Vec<PriorityRow> = response
+                let mut rows: Vec<PriorityRow> = response
                     .into_inner()
                     .hosts
                     .into_iter()
                     .map(PriorityRow::from)
                     .collect();
+                let findings = rows.iter().any(|h| {
+                    h.botnet_matches > 0 || h.open_findings > 0 || h.missing_critical > 0
+                });
+                limit_rows(&mut rows, limit);
                 render(&rows, format, PRIORITY_TABLE_COLUMNS, &mut stdout)
                     .context("cannot write to stdout")?;
-                Ok(exit_for(rows.iter().any(|h| {
-                    h.botnet_matches > 0 || h.open_findings > 0 || h.missing_critical > 0
-                })))
+                Ok(exit_for(findings))
             }
             Command::Hosts(HostsCommand::List {
                 infected,
@@ -600,8 +645,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 missing_kb,
                 status,
                 priority: false,
+                limit,
                 format,
             }) => {
+                let by_package = has_package.is_some() || package_below.is_some();
                 let (below_name, below_version) = package_below.unwrap_or_default();
                 let response = client
                     .list_hosts(v1::ListHostsRequest {
@@ -614,17 +661,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     })
                     .await
                     .map_err(ctl::CtlError::from)?;
-                let rows: Vec<HostRow> = response
+                let mut rows: Vec<HostRow> = response
                     .into_inner()
                     .hosts
                     .into_iter()
                     .map(HostRow::from)
                     .collect();
-                render(&rows, format, HOST_TABLE_COLUMNS, &mut stdout)
-                    .context("cannot write to stdout")?;
-                Ok(exit_for(rows.iter().any(|h| {
+                let findings = rows.iter().any(|h| {
                     h.open_findings > 0 || h.status == "infected" || h.status == "suspect"
-                })))
+                });
+                limit_rows(&mut rows, limit);
+                let columns = if by_package {
+                    HOST_PACKAGE_TABLE_COLUMNS
+                } else {
+                    HOST_TABLE_COLUMNS
+                };
+                render(&rows, format, columns, &mut stdout).context("cannot write to stdout")?;
+                Ok(exit_for(findings))
             }
             Command::Hosts(HostsCommand::Show { host, format }) => {
                 let response = client
@@ -920,9 +973,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 let row = IpListRow::from(response.list.unwrap_or_default());
                 eprintln!(
-                    "list {} ({} v{}): {} entries, {} bad lines skipped, {} domains not matched",
-                    row.id, row.source, row.version, row.entries, row.bad_lines, row.domains
+                    "list {} ({} v{}): {} entries, {} bad lines skipped",
+                    row.id, row.source, row.version, row.entries, row.bad_lines
                 );
+                if row.domains > 0 {
+                    eprintln!(
+                        "{} domain name(s) left out, e.g. {}: botnet matching compares IP addresses only",
+                        row.domains,
+                        response.domain_examples.join(", ")
+                    );
+                }
                 if let Some(recheck) = &response.recheck {
                     eprintln!("{}", describe_recheck(recheck));
                 }
@@ -1091,6 +1151,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ))
             }
             Command::Vuln(command) => vuln(&mut client, command, &mut stdout).await,
+            Command::Updates(UpdatesCommand::List { host, format }) => {
+                let response = client
+                    .list_updates(v1::ListPackagesRequest { host_id: host })
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                let rows: Vec<UpdateRow> = response
+                    .into_inner()
+                    .updates
+                    .into_iter()
+                    .map(UpdateRow::from)
+                    .collect();
+                render(&rows, format, &["kb", "installed_on", "title"], &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Programs(ProgramsCommand::List { host, format }) => {
+                let response = client
+                    .list_programs(v1::ListPackagesRequest { host_id: host })
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                let rows: Vec<ProgramRow> = response
+                    .into_inner()
+                    .programs
+                    .into_iter()
+                    .map(ProgramRow::from)
+                    .collect();
+                render(&rows, format, &["name", "version", "publisher"], &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Packages(PackagesCommand::List { host, format }) => {
                 let response = client
                     .list_packages(v1::ListPackagesRequest { host_id: host })

@@ -97,7 +97,21 @@ pub struct HostRow {
     /// never_swept, infected, cleaning, awaiting_verification, suspect, no_rules, outdated,
     /// clean or stale.
     pub status: String,
+    /// With `--has-package` or `--package-below`: the package's installed versions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub package_versions: Vec<String>,
 }
+
+/// `hosts list --has-package/--package-below`: the version each host has.
+pub const HOST_PACKAGE_TABLE_COLUMNS: &[&str] = &[
+    "host_id",
+    "hostname",
+    "os",
+    "package_versions",
+    "last_seen",
+    "online",
+    "status",
+];
 
 pub const HOST_TABLE_COLUMNS: &[&str] = &[
     "host_id",
@@ -133,6 +147,7 @@ impl From<hygiene_proto::v1::HostEntry> for HostRow {
             open_findings: h.open_findings,
             botnet_matches: h.botnet_matches,
             status: h.status,
+            package_versions: h.package_versions,
         }
     }
 }
@@ -383,6 +398,42 @@ impl ProgressView {
                 serde_json::Value::Object(row)
             })
             .collect()
+    }
+}
+
+/// A line of `hygienectl updates list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpdateRow {
+    pub kb: String,
+    pub title: String,
+    pub installed_on: Option<String>,
+}
+
+impl From<hygiene_proto::v1::UpdateEntry> for UpdateRow {
+    fn from(u: hygiene_proto::v1::UpdateEntry) -> Self {
+        UpdateRow {
+            kb: u.kb,
+            title: u.title,
+            installed_on: non_empty(u.installed_on),
+        }
+    }
+}
+
+/// A line of `hygienectl programs list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgramRow {
+    pub name: String,
+    pub version: String,
+    pub publisher: String,
+}
+
+impl From<hygiene_proto::v1::ProgramEntry> for ProgramRow {
+    fn from(p: hygiene_proto::v1::ProgramEntry) -> Self {
+        ProgramRow {
+            name: p.name,
+            version: p.version,
+            publisher: p.publisher,
+        }
     }
 }
 

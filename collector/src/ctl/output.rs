@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The width a table is made to fit, a wide terminal's.
 pub const TABLE_WIDTH: usize = 120;
-/// No column is shortened below this.
-const MIN_COLUMN: usize = 12;
+/// No column is shortened below this (a timestamp stays whole)...
+const MIN_COLUMN: usize = 20;
+/// ...but a column of hashes is, to this: its first and last hex digits tell it apart.
+const MIN_HASH_COLUMN: usize = 13;
 
 static WIDE: AtomicBool = AtomicBool::new(false);
 
@@ -72,7 +74,17 @@ pub fn render<T: Serialize>(
                 })
                 .collect();
             if !WIDE.load(Ordering::Relaxed) {
-                fit(&mut widths, TABLE_WIDTH);
+                let minimums: Vec<usize> = (0..columns.len())
+                    .map(|i| {
+                        let hashes = cells.iter().all(|row| {
+                            row[i].is_empty()
+                                || (row[i].len() >= 32
+                                    && row[i].bytes().all(|b| b.is_ascii_hexdigit()))
+                        });
+                        if hashes { MIN_HASH_COLUMN } else { MIN_COLUMN }
+                    })
+                    .collect();
+                fit(&mut widths, &minimums, TABLE_WIDTH);
             }
             let line = |fields: &[String]| {
                 let padded: Vec<String> = fields
@@ -95,18 +107,22 @@ pub fn render<T: Serialize>(
     }
 }
 
-/// Narrows the widest columns, one character at a time, until the row fits `width` (two
-/// spaces between columns) or every column is down to [`MIN_COLUMN`].
-fn fit(widths: &mut [usize], width: usize) {
+/// Narrows columns one character at a time until the row fits `width` (two spaces between
+/// columns): hash columns first, down to their minimum (a hash's ends tell it apart as well as
+/// the whole), then the widest column that may still narrow, each down to its minimum.
+fn fit(widths: &mut [usize], minimums: &[usize], width: usize) {
     let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
-    while total(widths) > width {
-        let Some(widest) = (0..widths.len()).max_by_key(|i| widths[*i]) else {
-            return;
-        };
-        if widths[widest] <= MIN_COLUMN {
-            return;
+    for hashes_only in [true, false] {
+        while total(widths) > width {
+            let Some(widest) = (0..widths.len())
+                .filter(|i| widths[*i] > minimums[*i])
+                .filter(|i| !hashes_only || minimums[*i] == MIN_HASH_COLUMN)
+                .max_by_key(|i| widths[*i])
+            else {
+                break;
+            };
+            widths[widest] -= 1;
         }
-        widths[widest] -= 1;
     }
 }
 
@@ -267,10 +283,7 @@ mod tests {
             text.contains("shell.php") && text.contains("/srv/www/"),
             "{text}"
         );
-        assert!(
-            text.contains("275a021b") && text.contains("651fd0f"),
-            "{text}"
-        );
+        assert!(text.contains("275a02…51fd0f"), "{text}");
         assert!(text.contains('…'));
         assert_eq!(shorten("abcdefghij", 5), "ab…ij");
         assert_eq!(shorten("abc", 5), "abc");

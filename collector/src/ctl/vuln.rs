@@ -197,12 +197,14 @@ impl From<v1::NotAssessedProduct> for VulnEntryRow {
 pub struct KbNeedRow {
     pub order: u32,
     pub kb: String,
+    /// Hosts that need it.
     pub hosts: u64,
-    pub cves: u64,
-    /// Host × CVE pairs closed.
-    pub critical: u64,
-    pub important: u64,
-    pub exploited: u64,
+    /// Distinct CVEs it closes on those hosts.
+    pub distinct_cves: u64,
+    /// Host × CVE pairs it closes, per severity (a CVE missing on ten hosts counts ten).
+    pub critical_host_cves: u64,
+    pub important_host_cves: u64,
+    pub exploited_host_cves: u64,
     pub max_cvss: Option<f64>,
     pub products: Vec<String>,
 }
@@ -211,10 +213,10 @@ pub const KB_NEED_TABLE_COLUMNS: &[&str] = &[
     "order",
     "kb",
     "hosts",
-    "cves",
-    "critical",
-    "important",
-    "exploited",
+    "distinct_cves",
+    "critical_host_cves",
+    "important_host_cves",
+    "exploited_host_cves",
     "max_cvss",
     "products",
 ];
@@ -225,10 +227,10 @@ impl KbNeedRow {
             order,
             kb: n.kb,
             hosts: n.hosts,
-            cves: n.cves,
-            critical: n.critical,
-            important: n.important,
-            exploited: n.exploited,
+            distinct_cves: n.cves,
+            critical_host_cves: n.critical,
+            important_host_cves: n.important,
+            exploited_host_cves: n.exploited,
             max_cvss: score(n.max_cvss),
             products: n.products,
         }

@@ -63,7 +63,12 @@ pub struct ParsedList {
     pub bad_lines: Vec<BadLine>,
     /// Domain names (Loki's C2 lists mix them in); counted, not matched against addresses.
     pub domains: u64,
+    /// The first few of them, to name in the import's report.
+    pub domain_examples: Vec<String>,
 }
+
+/// How many domain names an import names as examples.
+const DOMAIN_EXAMPLES: usize = 5;
 
 /// Why a list cannot be read at all.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -149,7 +154,12 @@ fn parse_plain(text: &str) -> ParsedList {
                 note,
                 line,
             }),
-            Err(_) if is_domain(value) => parsed.domains += 1,
+            Err(_) if is_domain(value) => {
+                parsed.domains += 1;
+                if parsed.domain_examples.len() < DOMAIN_EXAMPLES {
+                    parsed.domain_examples.push(value.to_owned());
+                }
+            }
             Err(reason) => parsed.bad_lines.push(BadLine {
                 line,
                 text: raw.to_owned(),

@@ -135,6 +135,17 @@ impl AdminEndpoint {
 }
 
 impl AdminEndpoint {
+    /// `host_id` if the collector knows the host; a not-found status naming it otherwise.
+    async fn known_host(&self, host_id: &str) -> Result<String, Status> {
+        if host_id.is_empty() {
+            return Err(Status::invalid_argument("a host id is required"));
+        }
+        match self.store.host_detail(host_id).await.map_err(internal)? {
+            Some(_) => Ok(host_id.to_owned()),
+            None => Err(Status::not_found(format!("no host {host_id:?}"))),
+        }
+    }
+
     /// Lists the rescan that a new bundle sets off on every agent as a fleet sweep of every
     /// known host, so that `sweep status` follows it. The agents start it themselves once
     /// the bundle is applied; a bundle published again keeps the sweep it already has.
@@ -861,6 +872,48 @@ impl AdminService for AdminEndpoint {
         Ok(Response::new(v1::ListPackagesResponse { packages }))
     }
 
+    async fn list_updates(
+        &self,
+        request: Request<v1::ListPackagesRequest>,
+    ) -> Result<Response<v1::ListUpdatesResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let host_id = self.known_host(&request.get_ref().host_id).await?;
+        let updates = self
+            .store
+            .list_hotfixes(&host_id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|h| v1::UpdateEntry {
+                kb: h.kb,
+                title: h.title,
+                installed_on: h.installed_on.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(v1::ListUpdatesResponse { updates }))
+    }
+
+    async fn list_programs(
+        &self,
+        request: Request<v1::ListPackagesRequest>,
+    ) -> Result<Response<v1::ListProgramsResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let host_id = self.known_host(&request.get_ref().host_id).await?;
+        let programs = self
+            .store
+            .list_programs(&host_id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|p| v1::ProgramEntry {
+                name: p.name,
+                version: p.version,
+                publisher: p.publisher,
+            })
+            .collect();
+        Ok(Response::new(v1::ListProgramsResponse { programs }))
+    }
+
     async fn import_ip_list(
         &self,
         request: Request<v1::ImportIpListRequest>,
@@ -907,6 +960,7 @@ impl AdminService for AdminEndpoint {
         tracing::info!(list = stored.id, source = %stored.source, version = stored.version, entries = stored.entries, "botnet list imported");
         let recheck = self.intel.reload_and_recheck().await.map_err(internal)?;
         Ok(Response::new(v1::ImportIpListResponse {
+            domain_examples: parsed.domain_examples.clone(),
             list: Some(ip_list_entry(stored)),
             bad_lines: parsed
                 .bad_lines
@@ -1452,6 +1506,7 @@ fn host_entry(h: Host, status: HostStatus) -> v1::HostEntry {
         open_findings: h.open_findings,
         status: status.as_str().to_owned(),
         botnet_matches: h.botnet_matches,
+        package_versions: h.package_versions,
     }
 }
 

@@ -834,6 +834,31 @@ impl SqliteStore {
             let below_on = self.hosts_with_package_below(name, below).await?;
             hosts.retain(|h| below_on.contains(&h.host_id));
         }
+        // Which version each listed host has of the package asked about.
+        if let Some(name) = filter
+            .has_package
+            .as_ref()
+            .or(filter.package_below.as_ref().map(|(name, _)| name))
+        {
+            let rows = sqlx::query(
+                "SELECT host_id, version, arch FROM packages WHERE name = ? ORDER BY host_id, arch",
+            )
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut versions: std::collections::HashMap<String, Vec<String>> = Default::default();
+            for row in rows {
+                let version: String = row.try_get("version")?;
+                let arch: String = row.try_get("arch")?;
+                versions
+                    .entry(row.try_get("host_id")?)
+                    .or_default()
+                    .push(format!("{version} {arch}").trim_end().to_owned());
+            }
+            for host in &mut hosts {
+                host.package_versions = versions.remove(&host.host_id).unwrap_or_default();
+            }
+        }
         Ok(hosts)
     }
 
@@ -2087,6 +2112,7 @@ fn host_from_row(row: &SqliteRow) -> Result<Host, StoreError> {
             botnet: Vec::new(),
             last_seen_ms: row.try_get("last_seen_ms")?,
         },
+        package_versions: Vec::new(),
     })
 }
 
