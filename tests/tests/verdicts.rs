@@ -157,9 +157,20 @@ fn a_new_bundle_makes_every_agent_rescan_and_the_sweep_is_tracked() {
         "rule New_Threat { strings: $a = \"HYGIENE-TEST-NEW-THREAT\" condition: $a }",
     );
     publish(&site, "rules", &rules, "new threat");
-    let host = wait_status(&site, "ws-1", "infected", Some("clean"), &agent);
+    // Never clean meanwhile: outdated until the rescan, then infected by what it found (its
+    // findings arrive before its summary).
+    wait_status(&site, "ws-1", "infected", Some("clean"), &agent);
+    let host = wait_for(WAIT, "the rescan's summary", || {
+        let host = site.host("ws-1");
+        assert_ne!(host["status"], "clean", "{host}");
+        host["last_sweep"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("rescan-rules-"))
+            .then_some(host)
+    })
+    .unwrap();
+    assert_eq!(host["status"], "infected", "{host}");
     let rescan = host["last_sweep"].as_str().unwrap().to_owned();
-    assert!(rescan.starts_with("rescan-rules-"), "{host}");
     let status = site.json(&["sweep", "status", &rescan]);
     assert_eq!(status["hosts"][0]["state"], "done", "{status}");
     assert_eq!(status["totals"]["infected"], 1, "{status}");
@@ -524,6 +535,22 @@ fn sweep_status_counts_hosts_that_have_not_reported_and_watch_streams_into_a_pip
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // The same on a terminal of 24 lines (util-linux `script` gives it one): one screen,
+    // redrawn in place, the hosts not done listed worst first as far as they fit.
+    let command = format!(
+        "{} --collector {} --pki {} sweep status {second} --watch",
+        bin("hygienectl").display(),
+        site.collector.url(),
+        site.pki.dir.display()
+    );
+    let on_terminal = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("LINES", "24")
+        .env_remove("HYGIENECTL_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let status = wait_for(WAIT, "some hosts done, most pending", || {
         let status = site.json(&["sweep", "status", &second]);
         let done = status["totals"]["done"].as_u64()?;
@@ -564,6 +591,16 @@ fn sweep_status_counts_hosts_that_have_not_reported_and_watch_streams_into_a_pip
     );
     assert!(lines.last().unwrap().contains("done"), "{text}");
     assert!(text.contains("HOSTS     40: 40 done"), "{text}");
+    let screen =
+        String::from_utf8_lossy(&on_terminal.wait_with_output().unwrap().stdout).into_owned();
+    let frames: Vec<&str> = screen.split("\x1b[H\x1b[2J").skip(1).collect();
+    assert!(frames.len() >= 2, "redrawn in place:\n{screen}");
+    let first = frames[0];
+    assert!(first.lines().count() <= 24, "one screen:\n{first}");
+    assert!(
+        first.contains("pending") && first.contains("more host(s) not done"),
+        "{first}"
+    );
 }
 
 /// Defect 9: a regular file replaced by a FIFO between the walk's stat and the worker's open

@@ -183,6 +183,9 @@ fn hosts_miss_exactly_the_cves_microsofts_documents_give_for_their_builds() {
         "",
     ));
     inventories.push(inventory("win-nobuild", "", "client", "22H2", ""));
+    // Server 2012 R2 at December's rollup: January lists "1.001" beside its rollup's build for
+    // an IE update, which is no build of the OS (issue 20, defect 7).
+    inventories.push(inventory("s2012r2-dec", "6.3.9600.21715", "server", "", ""));
     inventories.push(
         r#"{"host_id": "deb-01", "os": {"family": "linux", "id": "debian", "version_id": "12"}}"#
             .to_owned(),
@@ -254,8 +257,19 @@ fn hosts_miss_exactly_the_cves_microsofts_documents_give_for_their_builds() {
         .filter(|h| h.id.ends_with("-before"))
         .map(|h| h.id)
         .collect();
-    want.extend(["w11-24h2", "win-nobuild", "w10-apps"]);
+    want.extend(["w11-24h2", "win-nobuild", "w10-apps", "s2012r2-dec"]);
     assert_eq!(listed, want);
+    let ie = site.json(&["vuln", "host", "s2012r2-dec"]);
+    let ie = ie
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["cve"] == "CVE-2024-20652")
+        .unwrap_or_else(|| panic!("CVE-2024-20652 missing at December's build: {ie}"));
+    assert!(
+        ie["fixed_build"].as_str().unwrap().starts_with("6.3.9600."),
+        "{ie}"
+    );
     let criticals: Vec<u64> = rows
         .iter()
         .map(|r| r["critical"].as_u64().unwrap())
@@ -463,6 +477,15 @@ fn hosts_miss_exactly_the_cves_microsofts_documents_give_for_their_builds() {
         .map(String::from)
         .collect();
     assert_eq!(lacking, win10);
+    // A view filtered by score still names the latest cumulative update.
+    let filtered = site.json(&["vuln", "hosts", "--min-cvss", "8.5"]);
+    let s2016 = filtered
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host_id"] == "s2016-before")
+        .unwrap();
+    assert_eq!(s2016["kbs"], serde_json::json!(["KB5034767"]), "{s2016}");
     // A KB no imported document names: the update lists alone decide, as before.
     let unknown = site.json(&["hosts", "list", "--missing-kb", "KB1234567"]);
     assert!(unknown.as_array().unwrap().len() > win10.len(), "{unknown}");

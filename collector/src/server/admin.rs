@@ -95,6 +95,14 @@ impl AdminEndpoint {
             bundle::BundleError::FileName(_) => Status::invalid_argument(e.to_string()),
             e => Status::internal(format!("cannot sign the bundle: {e}")),
         })?;
+        // What every agent can take in one message, with room for the command around it.
+        let limit = hygiene_proto::MAX_AGENT_COMMAND_SIZE - 64 * 1024;
+        if signed.payload.len() > limit {
+            return Err(Status::invalid_argument(format!(
+                "the bundle is {} bytes, more than the {limit} an agent takes in one message: publish fewer files",
+                signed.payload.len()
+            )));
+        }
         let stored = self
             .store
             .save_bundle(
