@@ -865,13 +865,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let last = !watch || !status.is_running();
                     if redraw {
                         // Home and clear, then one screen: the summary and the hosts not done.
+                        // The last frame too: the full host list is `sweep status` without --watch.
                         write!(stdout, "\x1b[H\x1b[2J").context("cannot write to stdout")?;
-                        if last {
-                            status.write(format, &mut stdout)
-                        } else {
-                            status.write_screen(terminal_rows(), &mut stdout)
-                        }
-                        .context("cannot write to stdout")?;
+                        status
+                            .write_screen(terminal_rows(), &mut stdout)
+                            .context("cannot write to stdout")?;
                     } else if watch && format == Format::Table {
                         // Into a pipe or a file: a line whenever something changed.
                         let line = status.line();

@@ -264,7 +264,10 @@ impl SweepStatusView {
     /// One screen of `--watch` on a terminal of `rows` lines: the summary, then the hosts not
     /// done, worst first (failed, expired, then the furthest behind), as many as fit.
     pub fn write_screen(&self, rows: usize, out: &mut dyn Write) -> std::io::Result<()> {
-        self.write_summary(out)?;
+        let mut summary = Vec::new();
+        self.write_summary(&mut summary)?;
+        let summary_lines = summary.iter().filter(|b| **b == b'\n').count();
+        out.write_all(&summary)?;
         writeln!(out)?;
         let mut open: Vec<&SweepHostRow> =
             self.hosts.iter().filter(|h| h.state != "done").collect();
@@ -274,10 +277,13 @@ impl SweepStatusView {
                 .unwrap_or(std::cmp::Ordering::Equal)
                 .then_with(|| a.host_id.cmp(&b.host_id))
         });
-        // The summary's 7 lines, a blank, the header, and a line for "... more".
-        let room = rows.saturating_sub(10).max(1);
+        // Below the summary: a blank, the header, the line for "... more", and the line the
+        // cursor rests on.
+        let room = rows.saturating_sub(summary_lines + 4).max(1);
         let shown: Vec<SweepHostRow> = open.iter().take(room).map(|h| (*h).clone()).collect();
-        if !shown.is_empty() {
+        if shown.is_empty() {
+            writeln!(out, "Every host is done.")?;
+        } else {
             render(&shown, Format::Table, SWEEP_HOST_TABLE_COLUMNS, out)?;
         }
         if open.len() > shown.len() {
@@ -350,7 +356,7 @@ impl SweepStatusView {
         )?;
         writeln!(
             out,
-            "PROGRESS  {}{} files, {}{}{}{}",
+            "PROGRESS  {}{} files, {}{}{}",
             t.files_done,
             of(t.files_estimate),
             human_bytes(t.bytes_done),
@@ -360,15 +366,14 @@ impl SweepStatusView {
                 String::new()
             },
             t.percent.map(|p| format!(" ({p}%)")).unwrap_or_default(),
-            if t.estimated_hosts > 0 {
-                format!(
-                    "; {} host(s) not reporting yet counted at their last sweep's size",
-                    t.estimated_hosts
-                )
-            } else {
-                String::new()
-            }
         )?;
+        if t.estimated_hosts > 0 {
+            writeln!(
+                out,
+                "ESTIMATE  {} host(s) not reporting yet count at their last sweep's size",
+                t.estimated_hosts
+            )?;
+        }
         writeln!(
             out,
             "FINDINGS  {} on {} host(s); {} file(s) not scanned",
