@@ -59,7 +59,12 @@ pub fn render<T: Serialize>(
             let columns = columns_of(&values, table_columns);
             let cells: Vec<Vec<String>> = values
                 .iter()
-                .map(|v| columns.iter().map(|c| cell(&v[c.as_str()])).collect())
+                .map(|v| {
+                    columns
+                        .iter()
+                        .map(|c| escape_controls(&cell(&v[c.as_str()])))
+                        .collect()
+                })
                 .collect();
             let mut widths: Vec<usize> = columns
                 .iter()
@@ -160,12 +165,41 @@ pub fn render_record<T: Serialize>(
             };
             let width = map.keys().map(|k| k.len()).max().unwrap_or(0);
             for (key, field) in map {
-                let line = format!("{:<width$}  {}", key.to_uppercase(), cell(field));
+                let line = format!(
+                    "{:<width$}  {}",
+                    key.to_uppercase(),
+                    escape_controls(&cell(field))
+                );
                 writeln!(out, "{}", line.trim_end())?;
             }
             Ok(())
         }
     }
+}
+
+/// `text` safe to put on a terminal: control characters (a newline that would forge a row,
+/// an escape sequence that would clear the screen) and the Unicode marks that reorder text
+/// shown as escapes (`\n`, `\x1b`, `\u{202e}`). Agents report file names, and a file name
+/// can hold anything; JSON and CSV keep the exact value.
+pub fn escape_controls(text: &str) -> String {
+    let reorders = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(|c| c.is_control() || reorders(c)) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() || reorders(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The columns to show: `wanted` if given, else every field of the first row. Column names are
@@ -287,6 +321,45 @@ mod tests {
         assert!(text.contains('…'));
         assert_eq!(shorten("abcdefghij", 5), "ab…ij");
         assert_eq!(shorten("abc", 5), "abc");
+    }
+
+    #[test]
+    fn hostile_text_cannot_forge_rows_or_reach_the_terminal() {
+        #[derive(Serialize)]
+        struct Finding {
+            id: u32,
+            path: &'static str,
+        }
+        let rows = [Finding {
+            id: 1,
+            path: "invoice.pdf\n7  web-01  resolved\u{1b}[2J\u{202e}fdp.exe",
+        }];
+        let mut out = Vec::new();
+        render(&rows, Format::Table, &[], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(r"invoice.pdf\n7  web-01  resolved\x1b[2J\u{202e}fdp.exe"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        render_record(&rows[0], Format::Table, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
+        // CSV quotes the exact value; JSON keeps it.
+        let mut out = Vec::new();
+        render(&rows, Format::Csv, &[], &mut out).unwrap();
+        let mut reader = csv::Reader::from_reader(out.as_slice());
+        let record = reader.records().next().unwrap().unwrap();
+        assert_eq!(&record[1], rows[0].path);
+        let mut out = Vec::new();
+        render(&rows, Format::Json, &[], &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value[0]["path"], rows[0].path);
+        assert_eq!(escape_controls(r"C:\Users\bob"), r"C:\Users\bob");
     }
 
     #[test]

@@ -1,0 +1,67 @@
+//! Text an agent reports (file names above all, which a user on the host chooses) never
+//! forges `hygienectl` output: control characters are escaped in tables, quoted in CSV, and
+//! kept exact in JSON.
+
+use std::time::Duration;
+
+use hygiene_tests::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[cfg(unix)]
+#[test]
+fn hostile_file_names_cannot_forge_rows_or_reach_the_terminal() {
+    let site = Site::start().unwrap();
+    let rules = site.write(
+        "eicar.yar",
+        "rule EICAR_String { strings: $a = \"EICAR-STANDARD-ANTIVIRUS-TEST-FILE\" condition: $a }",
+    );
+    let eicar = String::from_utf8(EICAR.to_vec()).unwrap();
+    let forged = "invoice.pdf\n7  web-01  resolved  yara  Clean_File";
+    let clearing = "report\u{1b}[2J\u{1b}[H.doc";
+    let agent = site
+        .start_agent("ws-9", &[(forged, &eicar), (clearing, &eicar)], &rules, &[])
+        .unwrap();
+    let json = wait_for(WAIT, "both findings", || {
+        let findings = site.findings("ws-9");
+        (findings.len() == 2).then_some(findings)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    // JSON keeps the exact names.
+    let paths: Vec<&str> = json.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert!(paths.iter().any(|p| p.ends_with(forged)), "{paths:?}");
+    assert!(paths.iter().any(|p| p.ends_with(clearing)), "{paths:?}");
+
+    for args in [
+        vec!["findings", "list", "--wide"],
+        vec!["findings", "list"],
+        vec!["findings", "list", "--by-file"],
+    ] {
+        let out = site.ctl(&args);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            3,
+            "{args:?}: one header, two rows:\n{text}"
+        );
+        assert!(
+            !text.contains('\u{1b}'),
+            "{args:?}: a raw escape reached the terminal"
+        );
+    }
+    let wide = String::from_utf8(site.ctl(&["findings", "list", "--wide"]).stdout).unwrap();
+    assert!(wide.contains(r"invoice.pdf\n7  web-01"), "{wide}");
+    assert!(wide.contains(r"report\x1b[2J\x1b[H.doc"), "{wide}");
+
+    // CSV quotes the value whole: a reader gets the exact name back.
+    let csv_out = site.ctl(&["findings", "list", "--format", "csv"]).stdout;
+    let mut reader = csv::Reader::from_reader(csv_out.as_slice());
+    let headers = reader.headers().unwrap().clone();
+    let path_at = headers.iter().position(|h| h == "path").unwrap();
+    let paths: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[path_at].to_owned())
+        .collect();
+    assert_eq!(paths.len(), 2);
+    assert!(paths.iter().any(|p| p.ends_with(forged)), "{paths:?}");
+}
