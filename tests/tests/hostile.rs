@@ -65,3 +65,68 @@ fn hostile_file_names_cannot_forge_rows_or_reach_the_terminal() {
     assert_eq!(paths.len(), 2);
     assert!(paths.iter().any(|p| p.ends_with(forged)), "{paths:?}");
 }
+
+/// Out of file descriptors (more connections than the open-file limit allows), the collector
+/// said nothing and stopped answering. Now it logs why, keeps accepting once connections
+/// close, and answers hygienectl again.
+#[cfg(unix)]
+#[test]
+fn a_collector_out_of_file_descriptors_says_so_and_recovers() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki")).unwrap();
+    let log = dir.path().join("collector.log");
+    // A hard limit of 64 open files, which the collector cannot raise.
+    let mut collector = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec {} serve --listen 127.0.0.1:0 --db sqlite://{} --pki {} 2>{}",
+            bin("hygiene-collector").display(),
+            dir.path().join("c.db").display(),
+            pki.dir.display(),
+            log.display()
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(collector.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let url = format!("https://{addr}");
+    assert!(
+        ctl(&url, &pki.dir, &["hosts", "list"])
+            .unwrap()
+            .status
+            .success()
+    );
+
+    // Far more connections than 64 descriptors: the rest wait in the listen queue.
+    let hogs: Vec<std::net::TcpStream> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    wait_for(WAIT, "the collector to log failing accepts", || {
+        std::fs::read_to_string(&log)
+            .ok()?
+            .contains("cannot accept connections")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    drop(hogs);
+    // Once they are gone, it answers again.
+    wait_for(WAIT, "hygienectl answered again", || {
+        ctl(&url, &pki.dir, &["hosts", "list"])
+            .ok()
+            .filter(|o| o.status.success())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    let _ = collector.kill();
+    let _ = collector.wait();
+}

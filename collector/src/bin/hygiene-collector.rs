@@ -155,6 +155,16 @@ fn serve(
             None
         }
     };
+    // Every agent holds a connection: the usual soft limit of 1,024 open files stops a
+    // collector at about a thousand agents.
+    match hygiene_collector::server::raise_open_file_limit() {
+        Some(Ok((before, after))) if after > before => {
+            tracing::info!("open-file limit raised from {before} to {after}")
+        }
+        Some(Ok((_, after))) => tracing::info!("open-file limit {after}"),
+        Some(Err(err)) => tracing::warn!("cannot raise the open-file limit: {err}"),
+        None => {}
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let store = Store::open(&db).await?;

@@ -2,6 +2,7 @@
 //! admin service. [`serve`] takes an already-bound listener and a shutdown future, so tests
 //! bind `127.0.0.1:0` and read the real port.
 
+mod accept;
 mod admin;
 mod agent;
 
@@ -14,6 +15,7 @@ use hygiene_proto::v1::{
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+pub use accept::raise_open_file_limit;
 pub use agent::{ROLLOUT_AT_ONCE, Registry, connection_report, inventory_report};
 
 use crate::intel::Intel;
@@ -135,10 +137,7 @@ pub async fn serve_with(
         .add_service(AgentServiceServer::new(agents))
         // A botnet list of 100,000 entries is a few MiB; the default limit is 4 MiB.
         .add_service(AdminServiceServer::new(admins).max_decoding_message_size(ADMIN_MESSAGE_LIMIT))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            signal,
-        );
+        .serve_with_incoming_shutdown(accept::incoming(listener), signal);
     tokio::select! {
         result = server => result.map_err(ServerError::Transport),
         _ = async {
