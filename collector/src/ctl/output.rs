@@ -86,7 +86,13 @@ pub fn render<T: Serialize>(
                                 || (row[i].len() >= 32
                                     && row[i].bytes().all(|b| b.is_ascii_hexdigit()))
                         });
-                        if hashes { MIN_HASH_COLUMN } else { MIN_COLUMN }
+                        // A column name stays whole: a table too wide is better than one
+                        // whose columns cannot be told apart.
+                        if hashes {
+                            MIN_HASH_COLUMN
+                        } else {
+                            MIN_COLUMN.max(columns[i].len())
+                        }
                     })
                     .collect();
                 fit(&mut widths, &minimums, TABLE_WIDTH);
