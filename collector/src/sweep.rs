@@ -367,29 +367,33 @@ impl SweepRecord {
 /// the work left (bytes, or files where no byte estimate exists) over the work done per
 /// millisecond. `None` until some work is done.
 pub fn fleet_finish(totals: &SweepTotals, first_start_ms: Option<i64>, now_ms: i64) -> Option<i64> {
-    let elapsed = now_ms.checked_sub(first_start_ms?)?;
-    let (done, estimate) = if totals.bytes_estimate > 0 && totals.bytes_done > 0 {
-        (totals.bytes_done, totals.bytes_estimate)
-    } else if totals.files_estimate > 0 && totals.files_done > 0 {
-        (totals.files_done, totals.files_estimate)
-    } else {
-        return None;
-    };
-    if elapsed <= 0 {
-        return None;
-    }
-    let remaining = estimate.saturating_sub(done) as f64 / done as f64 * elapsed as f64;
-    Some(now_ms + remaining.round() as i64)
+    finish_at(
+        (totals.bytes_done, totals.bytes_estimate),
+        (totals.files_done, totals.files_estimate),
+        first_start_ms?,
+        now_ms,
+    )
 }
 
 /// When a running host should finish at the pace it has kept: elapsed time scaled by the bytes
 /// still to read (files where no byte estimate exists). `None` until there is a pace to go by.
 pub fn estimate_finish(p: &ProgressRecord) -> Option<i64> {
-    let elapsed = p.updated_ms.checked_sub(p.first_received_ms)?;
-    let (done, estimate) = if p.bytes_estimate > 0 && p.bytes_done > 0 {
-        (p.bytes_done, p.bytes_estimate)
-    } else if p.files_estimate > 0 && p.files_done > 0 {
-        (p.files_done, p.files_estimate)
+    finish_at(
+        (p.bytes_done, p.bytes_estimate),
+        (p.files_done, p.files_estimate),
+        p.first_received_ms,
+        p.updated_ms,
+    )
+}
+
+/// The time `at_ms` plus what is left of `(done, estimate)` bytes (or files, where no byte
+/// estimate exists) at the pace kept since `started_ms`.
+fn finish_at(bytes: (u64, u64), files: (u64, u64), started_ms: i64, at_ms: i64) -> Option<i64> {
+    let elapsed = at_ms.checked_sub(started_ms)?;
+    let (done, estimate) = if bytes.1 > 0 && bytes.0 > 0 {
+        bytes
+    } else if files.1 > 0 && files.0 > 0 {
+        files
     } else {
         return None;
     };
@@ -397,7 +401,7 @@ pub fn estimate_finish(p: &ProgressRecord) -> Option<i64> {
         return None;
     }
     let remaining = estimate.saturating_sub(done) as f64 / done as f64 * elapsed as f64;
-    Some(p.updated_ms + remaining.round() as i64)
+    Some(at_ms + remaining.round() as i64)
 }
 
 /// A new sweep id: the creation time to the second and 32 random bits, so that ids sort by age

@@ -58,6 +58,18 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Prints `items` as rows of `R` on stdout; exit code 0 (a listing with nothing to judge).
+fn print_rows<T, R: From<T> + serde::Serialize>(
+    items: Vec<T>,
+    format: Format,
+    columns: &[&str],
+) -> anyhow::Result<ExitCode> {
+    let rows: Vec<R> = items.into_iter().map(R::from).collect();
+    render(&rows, format, columns, &mut std::io::stdout().lock())
+        .context("cannot write to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Keeps the first `limit` rows, saying on stderr how many were left out.
 fn limit_rows<T>(rows: &mut Vec<T>, limit: Option<usize>) {
     if let Some(limit) = limit
@@ -1154,45 +1166,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .list_updates(v1::ListPackagesRequest { host_id: host })
                     .await
                     .map_err(ctl::CtlError::from)?;
-                let rows: Vec<UpdateRow> = response
-                    .into_inner()
-                    .updates
-                    .into_iter()
-                    .map(UpdateRow::from)
-                    .collect();
-                render(&rows, format, &["kb", "installed_on", "title"], &mut stdout)
-                    .context("cannot write to stdout")?;
-                Ok(ExitCode::SUCCESS)
+                let columns = &["kb", "installed_on", "title"];
+                print_rows::<_, UpdateRow>(response.into_inner().updates, format, columns)
             }
             Command::Programs(ProgramsCommand::List { host, format }) => {
                 let response = client
                     .list_programs(v1::ListPackagesRequest { host_id: host })
                     .await
                     .map_err(ctl::CtlError::from)?;
-                let rows: Vec<ProgramRow> = response
-                    .into_inner()
-                    .programs
-                    .into_iter()
-                    .map(ProgramRow::from)
-                    .collect();
-                render(&rows, format, &["name", "version", "publisher"], &mut stdout)
-                    .context("cannot write to stdout")?;
-                Ok(ExitCode::SUCCESS)
+                let columns = &["name", "version", "publisher"];
+                print_rows::<_, ProgramRow>(response.into_inner().programs, format, columns)
             }
             Command::Packages(PackagesCommand::List { host, format }) => {
                 let response = client
                     .list_packages(v1::ListPackagesRequest { host_id: host })
                     .await
                     .map_err(ctl::CtlError::from)?;
-                let rows: Vec<PackageRow> = response
-                    .into_inner()
-                    .packages
-                    .into_iter()
-                    .map(PackageRow::from)
-                    .collect();
-                render(&rows, format, PACKAGE_TABLE_COLUMNS, &mut stdout)
-                    .context("cannot write to stdout")?;
-                Ok(ExitCode::SUCCESS)
+                let columns = PACKAGE_TABLE_COLUMNS;
+                print_rows::<_, PackageRow>(response.into_inner().packages, format, columns)
             }
         }
     })
