@@ -453,18 +453,23 @@ enum HostsCommand {
         /// ordering, as the host's package manager orders them).
         #[arg(long, value_name = "NAME=VERSION", value_parser = parse_package_below)]
         package_below: Option<(String, String)>,
-        /// Only Windows hosts that lack this update (KB5034441).
+        /// Only Windows hosts that lack this update (KB5034441): where the imported Microsoft
+        /// documents name it, only hosts whose Windows it is for and that have neither it, a
+        /// later one that replaces it, nor a build past it.
         #[arg(long, value_name = "KB")]
         missing_kb: Option<String>,
-        /// Only hosts with this status. Only `clean` says a host was proven clean:
-        /// infected (open findings); suspect (on a botnet list, and no complete sweep started
-        /// since the match); cleaning (a quarantine asked for, the agent has not answered);
-        /// awaiting_verification (files quarantined, no sweep since has confirmed it);
-        /// no_rules (the last sweep ran with no YARA rules: it proves nothing); outdated (the
-        /// last sweep ran with other rules or IOCs than the current bundles); never_swept (no
-        /// complete sweep yet); stale (not seen for --stale-after-hours); clean (the last
-        /// complete sweep found nothing open, with rules, with the current bundles, after
-        /// every botnet match).
+        /// Only hosts with this status (only `clean` says a host was proven clean):
+        ///   infected               open findings
+        ///   suspect                on a botnet list; no complete sweep started since the match
+        ///   cleaning               a quarantine asked for; the agent has not answered yet
+        ///   awaiting_verification  files quarantined; no sweep since has confirmed they are gone
+        ///   no_rules               the last sweep ran with no YARA rules: it proves nothing
+        ///   outdated               the last sweep ran with other rules or IOCs than the current
+        ///                          bundles (the agent rescans once it has them)
+        ///   never_swept            no complete sweep yet
+        ///   stale                  not seen for --stale-after-hours (the collector's setting)
+        ///   clean                  the last complete sweep found nothing open, ran with rules
+        ///                          and the current bundles, and started after every botnet match
         #[arg(long, value_name = "S", verbatim_doc_comment)]
         status: Option<String>,
         /// Every host in the order to clean it: botnet list matches first, then open malware
