@@ -66,25 +66,23 @@ fn hostile_file_names_cannot_forge_rows_or_reach_the_terminal() {
     assert!(paths.iter().any(|p| p.ends_with(forged)), "{paths:?}");
 }
 
-/// Out of file descriptors (more connections than the open-file limit allows), the collector
-/// said nothing and stopped answering. Now it logs why, keeps accepting once connections
-/// close, and answers hygienectl again.
+/// Starts `hygiene-collector serve` with an open-file limit of `limit` (soft and hard, so
+/// that it cannot raise it) and its stderr in `log`: the process, its address and its URL.
 #[cfg(unix)]
-#[test]
-fn a_collector_out_of_file_descriptors_says_so_and_recovers() {
+fn collector_limited(
+    dir: &std::path::Path,
+    pki: &Pki,
+    limit: u32,
+    log: &std::path::Path,
+) -> (KillOnDrop, String, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::init(&dir.path().join("pki")).unwrap();
-    let log = dir.path().join("collector.log");
-    // A hard limit of 64 open files, which the collector cannot raise.
     let mut collector = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "ulimit -n 64 && exec {} serve --listen 127.0.0.1:0 --db sqlite://{} --pki {} 2>{}",
+            "ulimit -n {limit} && exec {} serve --listen 127.0.0.1:0 --db sqlite://{} --pki {} 2>{}",
             bin("hygiene-collector").display(),
-            dir.path().join("c.db").display(),
+            dir.join("c.db").display(),
             pki.dir.display(),
             log.display()
         ))
@@ -98,9 +96,70 @@ fn a_collector_out_of_file_descriptors_says_so_and_recovers() {
     let addr = line
         .trim()
         .strip_prefix("listening on ")
-        .unwrap()
+        .unwrap_or_else(|| panic!("collector did not start: {line:?}"))
         .to_owned();
     let url = format!("https://{addr}");
+    (KillOnDrop(collector), addr, url)
+}
+
+/// A child process killed when the test ends, failed or not.
+#[cfg(unix)]
+struct KillOnDrop(std::process::Child);
+
+#[cfg(unix)]
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// More agents than the collector has descriptors for: the admin service must still answer.
+/// Agents above the budget (the limit less a reserve of 128) are turned away after the
+/// handshake, and retry later.
+#[cfg(unix)]
+#[test]
+fn the_admin_service_answers_when_agents_would_take_every_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki")).unwrap();
+    let log = dir.path().join("collector.log");
+    let (_collector, _, url) = collector_limited(dir.path(), &pki, 200, &log);
+    let loadgen = Loadgen::start(&url, &pki, 250, None, dir.path()).unwrap();
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Time for the agents to take whatever they can (a thousand connect in about 2 s).
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    // Several calls in a row, while 250 agents keep trying.
+    for _ in 0..5 {
+        let out = ctl(&url, &pki.dir, &["hosts", "list", "--format", "json"]).unwrap();
+        assert!(out.status.success(), "{out:?}\n{}", logged());
+        let hosts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let online = hosts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["online"] == true)
+            .count();
+        assert!(online <= 200 - 128, "{online} agents online");
+    }
+    assert!(
+        logged().contains("agents turned away"),
+        "{}\n{}",
+        logged(),
+        loadgen.process.stderr()
+    );
+}
+
+/// Out of file descriptors (more connections than the open-file limit allows), the collector
+/// said nothing and stopped answering. Now it logs why, keeps accepting once connections
+/// close, and answers hygienectl again.
+#[cfg(unix)]
+#[test]
+fn a_collector_out_of_file_descriptors_says_so_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki")).unwrap();
+    let log = dir.path().join("collector.log");
+    // A hard limit of 64 open files, which the collector cannot raise.
+    let (_collector, addr, url) = collector_limited(dir.path(), &pki, 64, &log);
     assert!(
         ctl(&url, &pki.dir, &["hosts", "list"])
             .unwrap()
@@ -127,6 +186,4 @@ fn a_collector_out_of_file_descriptors_says_so_and_recovers() {
             .filter(|o| o.status.success())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
-    let _ = collector.kill();
-    let _ = collector.wait();
 }

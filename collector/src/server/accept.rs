@@ -1,11 +1,130 @@
 //! Accepting connections when the process runs out of file descriptors: the collector keeps
 //! accepting once some are free again, says so (at most every few seconds), and raises its
-//! own open-file limit as far as it may at start.
+//! own open-file limit as far as it may at start. Every connection is counted while it lives,
+//! so that agents are turned away before they take the descriptors the admin service needs.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Descriptors kept from agents for everything else: admin calls, the store, logs.
+pub const RESERVE: usize = 128;
+
+/// Connections open now, and how many agents may hold one.
+#[derive(Debug, Clone)]
+pub struct ConnectionBudget {
+    open: Arc<AtomicUsize>,
+    agents: usize,
+}
+
+impl ConnectionBudget {
+    /// Agents may hold all but [`RESERVE`] of the process's open-file limit (`None`: no
+    /// limit known).
+    pub fn new(open_file_limit: Option<u64>) -> Self {
+        let agents = open_file_limit
+            .map_or(usize::MAX, |limit| {
+                usize::try_from(limit).unwrap_or(usize::MAX)
+            })
+            .saturating_sub(RESERVE)
+            .max(1);
+        ConnectionBudget {
+            open: Arc::new(AtomicUsize::new(0)),
+            agents,
+        }
+    }
+
+    /// Whether another agent stream would eat into the reserve: this connection is counted
+    /// already, so more than the budget is too many.
+    pub fn agents_over(&self) -> bool {
+        self.open.load(Ordering::Relaxed) > self.agents
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn agents(&self) -> usize {
+        self.agents
+    }
+}
+
+/// A connection, counted in its budget while it lives.
+pub struct Counted {
+    stream: TcpStream,
+    open: Arc<AtomicUsize>,
+}
+
+impl Counted {
+    fn new(stream: TcpStream, budget: &ConnectionBudget) -> Self {
+        budget.open.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            stream,
+            open: budget.open.clone(),
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Connected for Counted {
+    // The TCP stream's own, so that TLS and the peer's certificates read as before.
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
 
 /// How often a failing accept is logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -15,10 +134,12 @@ const RETRY_AFTER: Duration = Duration::from_millis(100);
 
 /// The listener's connections as a stream that never ends on an accept error: the error is
 /// logged (rate-limited, with how many there were) and accepting goes on. The stream ends
-/// when its receiver is dropped (the server stopped).
+/// when its receiver is dropped (the server stopped). Each connection counts in `budget`
+/// while it lives.
 pub fn incoming(
     listener: TcpListener,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TcpStream>> {
+    budget: ConnectionBudget,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Counted>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut failures = FailureLog::new(LOG_EVERY);
@@ -29,7 +150,7 @@ pub fn incoming(
             };
             match accepted {
                 Ok((stream, _)) => {
-                    if tx.send(Ok(stream)).await.is_err() {
+                    if tx.send(Ok(Counted::new(stream, &budget))).await.is_err() {
                         return;
                     }
                 }
@@ -80,6 +201,29 @@ impl FailureLog {
     }
 }
 
+/// The process's soft limit on open files; `None` where there is none to read (not Unix).
+pub fn open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit fills the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+            || limit.rlim_cur == libc::RLIM_INFINITY
+        {
+            return None;
+        }
+        #[allow(clippy::unnecessary_cast)]
+        Some(limit.rlim_cur as u64)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 /// Raises the soft limit on open files to the hard limit (each agent holds a connection);
 /// the limits before and after. Unix only; elsewhere `None`.
 pub fn raise_open_file_limit() -> Option<std::io::Result<(u64, u64)>> {
@@ -113,6 +257,18 @@ pub fn raise_open_file_limit() -> Option<std::io::Result<(u64, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agents_may_hold_all_but_the_reserve() {
+        let budget = ConnectionBudget::new(Some(200));
+        assert_eq!(budget.agents(), 200 - RESERVE);
+        budget.open.store(200 - RESERVE, Ordering::Relaxed);
+        assert!(!budget.agents_over());
+        budget.open.store(201 - RESERVE, Ordering::Relaxed);
+        assert!(budget.agents_over());
+        assert_eq!(ConnectionBudget::new(None).agents(), usize::MAX - RESERVE);
+        assert_eq!(ConnectionBudget::new(Some(10)).agents(), 1);
+    }
 
     #[test]
     fn failures_are_logged_at_once_then_at_most_every_interval_with_their_count() {

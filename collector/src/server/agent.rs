@@ -236,6 +236,10 @@ pub struct AgentEndpoint {
     registry: Registry,
     intel: Intel,
     stop: watch::Receiver<bool>,
+    /// Connections open and how many agents may hold one; `None`: no limit.
+    budget: Option<super::accept::ConnectionBudget>,
+    /// When turning agents away was last logged.
+    refused_logged: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl AgentEndpoint {
@@ -250,7 +254,16 @@ impl AgentEndpoint {
             registry,
             intel,
             stop,
+            budget: None,
+            refused_logged: Arc::default(),
         }
+    }
+
+    /// Turns agents away while their streams would eat into the descriptors kept for the
+    /// admin service.
+    pub fn with_budget(mut self, budget: super::accept::ConnectionBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 }
 
@@ -264,6 +277,19 @@ impl AgentService for AgentEndpoint {
     ) -> Result<Response<Self::SessionStream>, Status> {
         // The host id comes from the certificate, never from the messages.
         let peer = identity::require(&request, Role::Agent)?;
+        if let Some(budget) = self.budget.as_ref().filter(|b| b.agents_over()) {
+            let mut last = self.refused_logged.lock().expect("log lock");
+            if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                *last = Some(std::time::Instant::now());
+                tracing::warn!(
+                    host = %peer.name, open = budget.open(), agents = budget.agents(),
+                    "agents turned away: their connections would take the descriptors kept for admins (raise the open-file limit, LimitNOFILE)"
+                );
+            }
+            return Err(Status::resource_exhausted(
+                "the collector is at its connection limit; try again later",
+            ));
+        }
         let peer_address = request.remote_addr().map(|a| a.to_string());
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);

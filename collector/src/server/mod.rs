@@ -108,7 +108,14 @@ pub async fn serve_with(
     let registry = Registry::default();
     let intel = Intel::load(store.clone()).await?;
     let vulns = crate::vuln::Vulns::load(store.clone()).await?;
-    let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), intel.clone(), stop_rx);
+    let budget = accept::ConnectionBudget::new(accept::open_file_limit());
+    tracing::info!(
+        agents = budget.agents(),
+        reserve = accept::RESERVE,
+        "connections: agents may hold all but the reserve of the open-file limit"
+    );
+    let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), intel.clone(), stop_rx)
+        .with_budget(budget.clone());
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
     let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, vulns, stale_after_ms)
         .with_signing_key(options.rules_signing_key.clone());
@@ -137,7 +144,7 @@ pub async fn serve_with(
         .add_service(AgentServiceServer::new(agents))
         // A botnet list of 100,000 entries is a few MiB; the default limit is 4 MiB.
         .add_service(AdminServiceServer::new(admins).max_decoding_message_size(ADMIN_MESSAGE_LIMIT))
-        .serve_with_incoming_shutdown(accept::incoming(listener), signal);
+        .serve_with_incoming_shutdown(accept::incoming(listener, budget), signal);
     tokio::select! {
         result = server => result.map_err(ServerError::Transport),
         _ = async {
