@@ -172,20 +172,10 @@ impl Bundles {
             .collect()
     }
 
-    /// Checks, writes, loads and swaps in `signed`; the answer for the collector. Blocking
-    /// (rules compile for seconds).
+    /// Checks, writes, loads and swaps in `signed`: the answer for the collector, and whether
+    /// the set in use changed (not a refusal, not the bundle already active): the agent's
+    /// "nothing found" then refers to other rules. Blocking (rules compile for seconds).
     pub fn apply(
-        &self,
-        signed: &v1::SignedBundle,
-        slot: &EngineSlot,
-        now_ms: i64,
-    ) -> v1::BundleStatus {
-        self.apply_and_tell(signed, slot, now_ms).0
-    }
-
-    /// [`Bundles::apply`], and whether the set in use changed (not a refusal, not the bundle
-    /// already active): the agent's "nothing found" then refers to other rules.
-    pub fn apply_and_tell(
         &self,
         signed: &v1::SignedBundle,
         slot: &EngineSlot,
@@ -420,7 +410,7 @@ mod tests {
         let good = rules_bundle(&s.key, EICAR_RULE);
         // What a sweep under way holds (it takes the engine when it starts).
         let in_flight = s.slot.current();
-        let status = s.bundles.apply(&good, &s.slot, 10);
+        let status = s.bundles.apply(&good, &s.slot, 10).0;
         assert!(status.ok, "{}", status.reason);
         let first = s.slot.current();
         assert_eq!(first.rule_count(), 1);
@@ -435,14 +425,14 @@ mod tests {
         let mut tampered = rules_bundle(&s.key, "rule other { condition: true }");
         let at = tampered.payload.len() / 2;
         tampered.payload[at] ^= 0x20;
-        let refused = s.bundles.apply(&tampered, &s.slot, 11);
+        let refused = s.bundles.apply(&tampered, &s.slot, 11).0;
         assert!(!refused.ok);
         assert!(refused.reason.contains("signature"), "{}", refused.reason);
         assert!(Arc::ptr_eq(&first, &s.slot.current()));
 
         // Signed but not compiling here: refused with the file and line, files removed.
         let broken = rules_bundle(&s.key, "rule broken { condition: nonsense( }");
-        let refused = s.bundles.apply(&broken, &s.slot, 12);
+        let refused = s.bundles.apply(&broken, &s.slot, 12).0;
         assert!(!refused.ok);
         assert!(refused.reason.contains("test.yar:1"), "{}", refused.reason);
         assert_eq!(refused.active_version, status.version);
@@ -450,7 +440,7 @@ mod tests {
         assert!(!s.bundles.files_dir(RULES, &refused.version).exists());
 
         // The same bundle again changes nothing; a restart loads the active one.
-        let again = s.bundles.apply(&good, &s.slot, 13);
+        let again = s.bundles.apply(&good, &s.slot, 13).0;
         assert!(again.ok && again.active_since_ms == 10);
         let restarted = s.bundles.load_into(Engine::new(None, HashIocs::default()));
         assert_eq!(restarted.rule_count(), 1);
@@ -462,7 +452,7 @@ mod tests {
         let bundles = Bundles::open(&dir.path().join("state"), &dir.path().join("certs"));
         let (key, _) = bundle::generate_key().unwrap();
         let slot = EngineSlot::new(Engine::new(None, HashIocs::default()));
-        let status = bundles.apply(&rules_bundle(&key, EICAR_RULE), &slot, 1);
+        let status = bundles.apply(&rules_bundle(&key, EICAR_RULE), &slot, 1).0;
         assert!(!status.ok);
         assert!(
             status.reason.contains("rules-signing.pub"),

@@ -471,7 +471,7 @@ impl BundleApplier {
             let _one = ONE_AT_A_TIME.lock().await;
             let (bundles, engine) = (this.bundles.clone(), this.engine.clone());
             let result = tokio::task::spawn_blocking(move || {
-                bundles.apply_and_tell(&signed, &engine, unix_ms(SystemTime::now()))
+                bundles.apply(&signed, &engine, unix_ms(SystemTime::now()))
             })
             .await;
             match result {

@@ -9,25 +9,22 @@ use hygiene_tests::*;
 fn an_issued_admin_directory_and_the_xdg_config_work_as_they_are() {
     let site = Site::start().unwrap();
     let out = site.dir.path().join("alice");
-    let issued = Command::new(bin("hygiene-collector"))
-        .args(["pki", "issue-admin", "--dir"])
-        .arg(&site.pki.dir)
-        .args(["--name", "alice", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let issue_alice = || {
+        Command::new(bin("hygiene-collector"))
+            .args(["pki", "issue-admin", "--dir"])
+            .arg(&site.pki.dir)
+            .args(["--name", "alice", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let issued = issue_alice();
     assert!(issued.status.success(), "{issued:?}");
     for file in ["ca.pem", "admin.pem", "admin.key"] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     // Issuing again over it is refused, naming the file.
-    let again = Command::new(bin("hygiene-collector"))
-        .args(["pki", "issue-admin", "--dir"])
-        .arg(&site.pki.dir)
-        .args(["--name", "alice", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let again = issue_alice();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("admin.key"));
 
