@@ -46,6 +46,10 @@ pub struct ConfigFile {
     /// How long the first sweep after a start waits for the collector's rule and IOC
     /// bundles; default 120 s. 0: do not wait.
     pub bundle_wait_seconds: Option<u64>,
+    /// The bound of the on-disk spool of messages the collector has not acknowledged, in MiB;
+    /// default 256. When full, progress reports, socket lists and inventories are dropped
+    /// (and the collector told); findings and summaries never: the sweep waits.
+    pub spool_max_mib: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +106,7 @@ impl ConfigFile {
                 .connections_interval_seconds
                 .or(self.connections_interval_seconds),
             bundle_wait_seconds: flags.bundle_wait_seconds.or(self.bundle_wait_seconds),
+            spool_max_mib: flags.spool_max_mib.or(self.spool_max_mib),
         }
     }
 }
@@ -126,6 +131,8 @@ pub struct AgentConfig {
     pub inventory_interval: Duration,
     pub connections_interval: Duration,
     pub bundle_wait: Duration,
+    /// Bytes.
+    pub spool_limit: u64,
 }
 
 impl AgentConfig {
@@ -159,6 +166,15 @@ impl AgentConfig {
                 "connections_interval_seconds",
             )?,
             bundle_wait: Duration::from_secs(file.bundle_wait_seconds.unwrap_or(120)),
+            spool_limit: match file.spool_max_mib {
+                Some(0) => {
+                    return Err(ConfigError::Zero {
+                        what: "spool_max_mib",
+                    });
+                }
+                Some(mib) => mib.saturating_mul(1024 * 1024),
+                None => crate::spool::DEFAULT_LIMIT,
+            },
             collector: file.collector.ok_or(ConfigError::NoCollector)?,
             source_address: file.source_address,
             cert_dir: file.cert_dir.unwrap_or_else(|| default_dir("certs")),

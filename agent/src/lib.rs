@@ -9,8 +9,9 @@
 //! - [`scan`]: the walk-read-hash-match engine.
 //! - [`facts`]: host facts for the Hello message.
 //! - [`state`]: persistent agent state (redb).
-//! - [`session`]: the stream to the collector: hello, heartbeats, outbox, acks, reconnects,
-//!   commands, and the sweeper that feeds it.
+//! - [`spool`]: the outbox on disk: every message until the collector acknowledges it.
+//! - [`session`]: the stream to the collector: hello, heartbeats, acks, reconnects, commands,
+//!   and the sweeper that feeds the spool.
 
 pub mod bundles;
 pub mod cache;
@@ -25,6 +26,7 @@ pub mod quarantine;
 pub mod rules;
 pub mod scan;
 pub mod session;
+pub mod spool;
 pub mod state;
 pub mod sweeps;
 
@@ -101,6 +103,7 @@ pub async fn run_agent(
     let engine = Arc::new(bundles::EngineSlot::new(engine));
     let connector = Connector::new(&config.collector, &config.cert_dir, config.source_address)?;
     let state = state::AgentState::open(&config.state_dir)?;
+    let ledger = state.sweep_ledger();
 
     // The walker compares excluded paths with the paths it produces, so both are made absolute.
     let roots = config
@@ -118,13 +121,13 @@ pub async fn run_agent(
     };
     options.excludes.push(absolute(&config.state_dir)?);
 
-    let (body_tx, body_rx) = mpsc::channel(256);
+    let spool = spool::Spool::open(state, config.spool_limit)?;
     let (sweep_tx, sweep_rx) = mpsc::channel(64);
-    let control = Arc::new(SweepControl::new(Some(state.sweep_ledger()), sweep_tx));
+    let control = Arc::new(SweepControl::new(Some(ledger.clone()), sweep_tx));
     // A fleet sweep that was under way when the agent stopped is resumed; it stands in for the
     // start-up sweep, which would only walk the same roots again.
     let now = session::unix_ms(SystemTime::now());
-    let resumed = match state.sweep_ledger().unfinished(now) {
+    let resumed = match ledger.unfinished(now) {
         Ok(resumed) => resumed,
         Err(err) => {
             tracing::warn!("{err}; no interrupted sweep is resumed");
@@ -160,15 +163,15 @@ pub async fn run_agent(
     };
     let (inventory_tx, inventory_rx) = mpsc::channel(1);
     let inventory = tokio::spawn(session::report_inventory(
-        body_tx.clone(),
+        spool.clone(),
         config.inventory_interval,
         inventory_rx,
     ));
     let connections = tokio::spawn(session::report_connections(
-        body_tx.clone(),
+        spool.clone(),
         config.connections_interval,
     ));
-    let sweeper = tokio::spawn(sweeper.run(sweep_rx, body_tx.clone()));
+    let sweeper = tokio::spawn(sweeper.run(sweep_rx, spool.clone()));
 
     let params = SessionParams {
         facts: facts::collect(),
@@ -188,18 +191,20 @@ pub async fn run_agent(
         inventory: inventory_tx,
         remediation: session::Remediation {
             quarantine,
-            bodies: body_tx.clone(),
+            bodies: spool.clone(),
         },
         bundles: session::BundleApplier {
             bundles,
             engine: engine_slot,
-            bodies: body_tx.clone(),
+            bodies: spool.clone(),
             sync: bundle_sync,
             sweeps: control.clone(),
         },
     };
-    let result = session::run(connector, params, state, body_rx, commands, shutdown).await;
-    // Let a sweep in progress notice and return its thread promptly.
+    let result = session::run(connector, params, spool.clone(), commands, shutdown).await;
+    // Let a sweep in progress (or waiting for room in the spool) notice and return its
+    // thread promptly.
+    spool.close();
     control.shutdown();
     sweeper.abort();
     inventory.abort();

@@ -93,6 +93,11 @@ struct RunArgs {
     /// (default 120; 0: do not wait).
     #[arg(long)]
     bundle_wait_seconds: Option<u64>,
+    /// Bound of the on-disk spool of unacknowledged messages, in MiB (default 256). When
+    /// full, progress reports go first, then socket lists and inventories; findings and
+    /// summaries are never dropped (the sweep waits), and the collector is told.
+    #[arg(long)]
+    spool_max_mib: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -197,6 +202,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         inventory_interval_seconds: args.inventory_interval_seconds,
         connections_interval_seconds: args.connections_interval_seconds,
         bundle_wait_seconds: args.bundle_wait_seconds,
+        spool_max_mib: args.spool_max_mib,
     };
     let config = AgentConfig::resolve(file.overlay(flags))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

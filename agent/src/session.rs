@@ -1,11 +1,10 @@
-//! The agent's side of the stream: connect over mTLS, say hello, send heartbeats and results,
-//! keep every unacknowledged message and resend it after a reconnect, obey commands.
+//! The agent's side of the stream: connect over mTLS, say hello, send heartbeats and what the
+//! [`Spool`] holds, resend it after a reconnect or a restart, obey commands.
 //!
-//! Delivery is at-least-once: a message leaves the outbox only when the collector acknowledges
+//! Delivery is at-least-once: a message leaves the spool only when the collector acknowledges
 //! its sequence number, which it does after committing it. The collector's handling of every
 //! message is idempotent, so a resend after a lost acknowledgement does no harm.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,17 +13,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hygiene_proto::v1::{self, agent_message::Body, collector_message, command};
 use rand::Rng;
 use tokio::sync::mpsc;
+
+use crate::spool::Spool;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::cache::Cache;
 use crate::facts::HostFacts;
 use crate::quarantine::Quarantine;
 use crate::scan::{Finding, FindingKind, SweepEvent, SweepOptions, SweepStats};
-use crate::state::{AgentState, StateError};
+use crate::state::StateError;
 use crate::sweeps::{LedgerState, Origin, SweepControl, SweepRequest};
 
 /// The largest command the agent takes (a rule bundle).
 const MAX_COMMAND_SIZE: usize = hygiene_proto::MAX_AGENT_COMMAND_SIZE;
+
+/// How many spooled messages may be on the wire unacknowledged: enough to keep the collector
+/// busy, few enough that a large spool is not read into memory at once.
+const IN_FLIGHT: usize = 256;
 
 /// First reconnect delay; doubled after each failed attempt up to the configured maximum.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
@@ -116,23 +121,21 @@ pub struct SessionParams {
 }
 
 /// Runs the agent's connection until `shutdown` resolves: connects, reconnects with backoff and
-/// jitter, and relays what `bodies` delivers. `commands` receives the collector's commands.
+/// jitter, and delivers what `spool` holds. `commands` receives the collector's commands.
 pub async fn run(
     connector: Connector,
     params: SessionParams,
-    mut state: AgentState,
-    mut bodies: mpsc::Receiver<Body>,
+    spool: Arc<Spool>,
     commands: CommandTargets,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SessionError> {
     tokio::pin!(shutdown);
-    let mut outbox = Outbox::default();
     let mut backoff = RECONNECT_MIN;
     loop {
         let started = Instant::now();
         let result = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            result = serve_connection(&connector, &params, &mut state, &mut outbox, &mut bodies, &commands) => result,
+            result = serve_connection(&connector, &params, &spool, &commands) => result,
         };
         match result {
             Err(LinkError::State(err)) => return Err(err.into()),
@@ -143,7 +146,7 @@ pub async fn run(
             backoff = RECONNECT_MIN;
         }
         let delay = jittered(backoff);
-        tracing::info!(unacked = outbox.len(), "reconnecting in {delay:?}");
+        tracing::info!(unacked = spool.len().0, "reconnecting in {delay:?}");
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
             _ = tokio::time::sleep(delay) => {}
@@ -157,7 +160,7 @@ pub async fn run(
 /// and when the collector asks (`requests`), otherwise as a delta when little changed. Ends
 /// when the stream side is gone.
 pub async fn report_inventory(
-    bodies: mpsc::Sender<Body>,
+    bodies: Arc<Spool>,
     interval: Duration,
     mut requests: mpsc::Receiver<()>,
 ) {
@@ -248,7 +251,7 @@ fn program_to_proto(p: &crate::inventory::Program) -> v1::Program {
 
 /// Collects the host's sockets at start and then every `interval`, and queues them for the
 /// collector. Ends when the stream side is gone.
-pub async fn report_connections(bodies: mpsc::Sender<Body>, interval: Duration) {
+pub async fn report_connections(bodies: Arc<Spool>, interval: Duration) {
     loop {
         let Ok((connections, partial)) =
             tokio::task::spawn_blocking(crate::inventory::collect_connections).await
@@ -346,82 +349,69 @@ fn jittered(delay: Duration) -> Duration {
     half + rand::rng().random_range(Duration::ZERO..=half)
 }
 
-/// Messages sent but not yet acknowledged, in sequence order.
-#[derive(Default)]
-struct Outbox {
-    messages: BTreeMap<u64, v1::AgentMessage>,
-}
-
-impl Outbox {
-    fn len(&self) -> usize {
-        self.messages.len()
-    }
-}
-
 async fn serve_connection(
     connector: &Connector,
     params: &SessionParams,
-    state: &mut AgentState,
-    outbox: &mut Outbox,
-    bodies: &mut mpsc::Receiver<Body>,
+    spool: &Spool,
     commands: &CommandTargets,
 ) -> Result<(), LinkError> {
     let mut client = connector.connect().await?;
-    // Unbounded: the outbox already bounds what can be queued, and a bounded channel could
-    // deadlock against the collector's acknowledgements while the outbox is being replayed.
+    // Unbounded: what is in flight is bounded by IN_FLIGHT, and a bounded channel could
+    // deadlock against the collector's acknowledgements.
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let hello = v1::AgentMessage {
-        seq: state.next_seq()?,
+        seq: spool.next_seq()?,
         body: Some(Body::Hello(hello(params))),
     };
     let _ = out_tx.send(hello);
-    // What the agent runs with, so that the collector sends newer bundles. Not kept for
-    // resending: the next connection says it again.
+    // What the agent runs with, so that the collector sends newer bundles. Not spooled: the
+    // next connection says it again.
     for status in commands.bundles.bundles.statuses() {
         let _ = out_tx.send(v1::AgentMessage {
-            seq: state.next_seq()?,
+            seq: spool.next_seq()?,
             body: Some(Body::BundleStatus(status)),
         });
-    }
-    for message in outbox.messages.values() {
-        let _ = out_tx.send(message.clone());
     }
     let response = client
         .session(tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx))
         .await
         .map_err(LinkError::Refused)?;
-    tracing::info!(collector = %connector.endpoint.uri(), resent = outbox.len(), "connected");
+    tracing::info!(collector = %connector.endpoint.uri(), unacked = spool.len().0, "connected");
     let mut inbound = response.into_inner();
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + params.heartbeat,
         params.heartbeat,
     );
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The last spooled message sent on this connection: everything after it is yet to go.
+    let mut sent_through = 0;
     loop {
+        // Send what the spool holds beyond what is on the wire, up to the window.
+        let in_flight = spool.count_through(sent_through);
+        if in_flight < IN_FLIGHT {
+            for message in spool.read_after(sent_through, IN_FLIGHT - in_flight)? {
+                sent_through = message.seq;
+                if out_tx.send(message).is_err() {
+                    return Err(LinkError::Closed);
+                }
+            }
+        }
         tokio::select! {
             message = inbound.message() => {
                 let message = message.map_err(LinkError::Broken)?.ok_or(LinkError::Closed)?;
                 match message.body {
                     Some(collector_message::Body::Ack(ack)) => {
-                        outbox.messages.remove(&ack.seq);
+                        spool.ack(ack.seq)?;
                     }
                     Some(collector_message::Body::Command(command)) => handle_command(command, commands),
                     None => tracing::warn!("empty message from collector ignored"),
                 }
             }
-            body = bodies.recv() => {
-                // The sweeper holds a sender for the agent's whole life; None means shutdown.
-                let Some(body) = body else { return Ok(()) };
-                let message = v1::AgentMessage { seq: state.next_seq()?, body: Some(body) };
-                outbox.messages.insert(message.seq, message.clone());
-                if out_tx.send(message).is_err() {
-                    return Err(LinkError::Closed);
-                }
-            }
+            _ = spool.added() => {}
             _ = heartbeat.tick() => {
-                // Heartbeats are not kept for resending: a stale one carries no information.
+                // Heartbeats are not spooled: a stale one carries no information.
                 let message = v1::AgentMessage {
-                    seq: state.next_seq()?,
+                    seq: spool.next_seq()?,
                     body: Some(Body::Heartbeat(v1::Heartbeat { sent_at_ms: unix_ms(SystemTime::now()) })),
                 };
                 if out_tx.send(message).is_err() {
@@ -450,7 +440,7 @@ pub struct CommandTargets {
 pub struct BundleApplier {
     pub bundles: Arc<crate::bundles::Bundles>,
     pub engine: Arc<crate::bundles::EngineSlot>,
-    pub bodies: mpsc::Sender<Body>,
+    pub bodies: Arc<Spool>,
     /// Told when the collector has answered for a kind (the first sweep waits for it).
     pub sync: Arc<crate::bundles::BundleSync>,
     /// Where the rescan a new bundle sets off is offered.
@@ -497,7 +487,7 @@ impl BundleApplier {
 #[derive(Clone)]
 pub struct Remediation {
     pub quarantine: Result<Arc<Quarantine>, String>,
-    pub bodies: mpsc::Sender<Body>,
+    pub bodies: Arc<Spool>,
 }
 
 impl Remediation {
@@ -697,7 +687,7 @@ struct LastTotals {
 impl Sweeper {
     /// Runs sweeps one after another as requests arrive, streaming progress, findings and a
     /// summary into `bodies`. Ends when `requests` closes or the agent shuts down.
-    pub async fn run(self, mut requests: mpsc::Receiver<SweepRequest>, bodies: mpsc::Sender<Body>) {
+    pub async fn run(self, mut requests: mpsc::Receiver<SweepRequest>, bodies: Arc<Spool>) {
         let sweeper = Arc::new(self);
         let control = sweeper.control.clone();
         let mut bundles_awaited = false;
@@ -786,12 +776,7 @@ impl Sweeper {
             .collect()
     }
 
-    fn sweep_into(
-        &self,
-        request: &SweepRequest,
-        bodies: &mpsc::Sender<Body>,
-        halt: &AtomicBool,
-    ) -> SweepStats {
+    fn sweep_into(&self, request: &SweepRequest, bodies: &Spool, halt: &AtomicBool) -> SweepStats {
         let started = SystemTime::now();
         // A bundle applied from now on is for the next sweep; this one keeps its rules.
         let engine = self.engine.current();
@@ -1022,8 +1007,26 @@ mod tests {
         assert!(raw_path_bytes(Path::new("/tmp/good")).is_empty());
     }
 
+    /// A spool in a temporary state directory (kept alive by the first value).
+    fn test_spool() -> (tempfile::TempDir, Arc<Spool>) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::AgentState::open(dir.path()).unwrap();
+        let spool = Spool::open(state, crate::spool::DEFAULT_LIMIT).unwrap();
+        (dir, spool)
+    }
+
+    /// Everything spooled so far, in order, acknowledged.
+    fn take_all(spool: &Spool) -> Vec<Body> {
+        let messages = spool.read_after(0, usize::MAX).unwrap();
+        for message in &messages {
+            spool.ack(message.seq).unwrap();
+        }
+        messages.into_iter().filter_map(|m| m.body).collect()
+    }
+
     #[test]
     fn commands_reach_the_sweeper_and_the_inventory_reporter() {
+        let (_state, spool) = test_spool();
         let (sweeps, mut sweep_rx) = mpsc::channel(4);
         let (inventory, mut inventory_rx) = mpsc::channel(1);
         let control = Arc::new(SweepControl::new(None, sweeps));
@@ -1032,7 +1035,7 @@ mod tests {
             inventory,
             remediation: Remediation {
                 quarantine: Err("no quarantine in this test".into()),
-                bodies: mpsc::channel(1).0,
+                bodies: spool.clone(),
             },
             bundles: BundleApplier {
                 bundles: Arc::new(crate::bundles::Bundles::open(
@@ -1043,7 +1046,7 @@ mod tests {
                     None,
                     crate::iocs::HashIocs::default(),
                 ))),
-                bodies: mpsc::channel(1).0,
+                bodies: spool,
                 sync: Arc::new(crate::bundles::BundleSync::default()),
                 sweeps: control.clone(),
             },
@@ -1140,9 +1143,10 @@ mod tests {
             bundle_sync: None,
             bundle_wait: Duration::ZERO,
         };
-        let (tx, mut rx) = mpsc::channel(16);
-        sweeper.sweep_into(&request("s", false), &tx, &AtomicBool::new(false));
-        let summary = std::iter::from_fn(|| rx.try_recv().ok())
+        let (_state, spool) = test_spool();
+        sweeper.sweep_into(&request("s", false), &spool, &AtomicBool::new(false));
+        let summary = take_all(&spool)
+            .into_iter()
             .find_map(|body| match body {
                 Body::SweepSummary(summary) => Some(summary),
                 _ => None,
@@ -1178,26 +1182,28 @@ mod tests {
             bundle_sync: None,
             bundle_wait: Duration::ZERO,
         };
-        let (tx, mut rx) = mpsc::channel(16);
-        let stats = sweeper.sweep_into(&request("s1", false), &tx, &AtomicBool::new(false));
+        let (_state, spool) = test_spool();
+        let stats = sweeper.sweep_into(&request("s1", false), &spool, &AtomicBool::new(false));
         assert_eq!(stats.findings, 1);
+        let mut rx = take_all(&spool).into_iter();
         // Progress first (nothing done, no estimate yet), then findings, then the summary.
-        let Some(Body::SweepProgress(progress)) = rx.try_recv().ok() else {
+        let Some(Body::SweepProgress(progress)) = rx.next() else {
             panic!("expected progress first")
         };
         assert_eq!((progress.files_done, progress.files_estimate), (0, 0));
-        let Some(Body::Findings(batch)) = rx.try_recv().ok() else {
+        let Some(Body::Findings(batch)) = rx.next() else {
             panic!("expected findings")
         };
         assert_eq!(batch.sweep_id, "s1");
         assert_eq!(batch.findings[0].rule, "hit");
-        let Some(Body::SweepSummary(summary)) = rx.try_recv().ok() else {
+        let Some(Body::SweepSummary(summary)) = rx.next() else {
             panic!("expected summary")
         };
         assert_eq!((summary.files, summary.findings), (2, 1));
         // The next sweep of the same roots starts with this one's totals as its estimate.
-        sweeper.sweep_into(&request("s2", true), &tx, &AtomicBool::new(false));
-        let Some(Body::SweepProgress(progress)) = rx.try_recv().ok() else {
+        sweeper.sweep_into(&request("s2", true), &spool, &AtomicBool::new(false));
+        let mut rx = take_all(&spool).into_iter();
+        let Some(Body::SweepProgress(progress)) = rx.next() else {
             panic!("expected progress first")
         };
         assert_eq!(

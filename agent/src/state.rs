@@ -64,6 +64,11 @@ impl AgentState {
         crate::sweeps::SweepLedger::new(self.db.clone(), self.path.clone())
     }
 
+    /// The database and its path, for the spool that shares the file.
+    pub fn database(&self) -> (Arc<Database>, PathBuf) {
+        (self.db.clone(), self.path.clone())
+    }
+
     /// The next sequence number; never returns the same number twice for this state file.
     pub fn next_seq(&mut self) -> Result<u64, StateError> {
         if self.next_seq > self.reserved_until {

@@ -369,6 +369,19 @@ pub struct HostDetail {
     /// When the host's latest socket list was collected, and why it was partial.
     pub connections_collected_ms: Option<i64>,
     pub connections_partial: Option<String>,
+    /// What the agent's full spool dropped, as it last said.
+    pub spool_dropped: SpoolDropped,
+}
+
+/// Messages an agent dropped because its spool of unacknowledged messages was full: running
+/// totals since the agent's spool was created. Findings and summaries are never among them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolDropped {
+    pub progress: u64,
+    pub connections: u64,
+    pub inventories: u64,
+    /// When the agent last dropped a message; `None`: never.
+    pub last_dropped_ms: Option<i64>,
 }
 
 /// A host's latest inventory facts.

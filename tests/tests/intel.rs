@@ -28,6 +28,8 @@ impl IntelSite for Site {
             file.to_str().unwrap(),
             "--source",
             source,
+            // The agents here live on loopback: a lab's list names loopback addresses.
+            "--allow-reserved",
         ];
         args.extend(extra);
         let output = self.ctl(&args);
@@ -317,12 +319,8 @@ fn each_simulated_host_is_judged_by_its_own_sockets() {
     // Garbage is refused whole, with the reason, and imports nothing.
     let empty = setup.write("empty.txt", "# nothing\nnot an address\n");
     assert!(setup.import_refused(&empty).contains("nothing imported"));
-    let no_ip = setup.write("no-ip.csv", "address,family\n203.0.113.66,x\n");
-    assert!(
-        setup
-            .import_refused(&no_ip)
-            .contains("no column named \"ip\"")
-    );
+    let no_ip = setup.write("no-ip.csv", "host,family\n203.0.113.66,x\n");
+    assert!(setup.import_refused(&no_ip).contains("no address column"));
     let missing = setup.dir.path().join("missing.txt");
     assert!(
         setup
@@ -356,4 +354,104 @@ fn each_simulated_host_is_judged_by_its_own_sockets() {
     let output = setup.import(&next, "loki", &["--replace"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("1 resolved"));
     assert_eq!(setup.botnet_findings("sim-listed")[0]["state"], "resolved");
+}
+
+/// `intel import-ips` as an admin runs it on a publisher's file: no lab flags.
+fn import_as_shipped(site: &Site, name: &str, extra: &[&str]) -> std::process::Output {
+    let path = shared().join("corpus/intel/blocklists").join(name);
+    let mut args = vec![
+        "intel",
+        "import-ips",
+        path.to_str().unwrap(),
+        "--source",
+        name,
+    ];
+    args.extend(extra);
+    site.ctl(&args)
+}
+
+/// Issue 21, defects 5 and 9: publishers' lists import with the counts they state, special
+/// ranges are skipped and named, the whole Internet is refused.
+#[test]
+fn publishers_lists_import_as_shipped_and_bogons_never_match() {
+    let site = Site::start().unwrap();
+    for (name, entries) in [
+        ("feodo_ipblocklist.csv", 28),
+        ("feodo_ipblocklist_recommended.txt", 244),
+        ("spamhaus_drop_v4.json", 1406),
+        ("ipsum_level3.txt", 0),
+        ("spamhaus_drop.txt", 0),
+        ("spamhaus_edrop_2024-10_merged_empty.txt", 0),
+    ] {
+        let out = import_as_shipped(&site, name, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains(" entries, 0 bad lines skipped"),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("warning"), "{name}: {stderr}");
+        if entries > 0 {
+            assert!(
+                stderr.contains(&format!(": {entries} entries, 0 bad lines")),
+                "{name}: {stderr}"
+            );
+        }
+    }
+    let empty = String::from_utf8_lossy(
+        &import_as_shipped(
+            &site,
+            "spamhaus_edrop_2024-10_merged_empty.txt",
+            &["--replace"],
+        )
+        .stderr,
+    )
+    .into_owned();
+    assert!(empty.contains("the list holds no entries"), "{empty}");
+
+    // FireHOL level1 carries the private ranges: skipped, each named, none matches a LAN host.
+    let out = import_as_shipped(&site, "firehol_level1.netset", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped: 10.0.0.0/8 is private (--allow-reserved"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("skipped: 224.0.0.0/3 covers 224.0.0.0/4 (multicast)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("special-purpose range(s) skipped"),
+        "{stderr}"
+    );
+
+    // The whole Internet is refused, naming the lines, unless asked for.
+    let broad = site.write("broad.txt", "198.51.99.1\n0.0.0.0/0\n::/0\n");
+    let args = [
+        "intel",
+        "import-ips",
+        broad.to_str().unwrap(),
+        "--source",
+        "x",
+    ];
+    let out = site.ctl(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2 0.0.0.0/0, line 3 ::/0"), "{stderr}");
+    assert!(stderr.contains("--allow-broad"), "{stderr}");
+
+    // An agent on loopback is never a match for what FireHOL and the rest hold.
+    let rules = site.write("rules/none.yar", "rule none { condition: false }");
+    let agent = site.start_agent("lan-01", &[], &rules, &[]).unwrap();
+    wait_for(Duration::from_secs(90), "lan-01 swept", || {
+        site.host("lan-01")["last_sweep"].as_str().map(drop)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", agent.process.stderr()));
+    let botnet: Vec<Value> = site
+        .findings("lan-01")
+        .into_iter()
+        .filter(|f| f["kind"] == "botnet_ip")
+        .collect();
+    assert!(botnet.is_empty(), "{botnet:?}");
 }

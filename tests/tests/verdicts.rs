@@ -262,6 +262,8 @@ fn a_botnet_listed_host_is_suspect_until_a_sweep_after_the_match() {
         list.to_str().unwrap(),
         "--source",
         "cert",
+        // The test machine's own address is a private one.
+        "--allow-reserved",
     ]);
     assert!(out.status.success(), "{out:?}");
     let host = wait_status(&site, "srv-9", "suspect", None, &agent);

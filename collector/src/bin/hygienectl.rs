@@ -260,6 +260,15 @@ enum IntelCommand {
         /// Retire the source's earlier lists (a monthly list that replaces the last one).
         #[arg(long)]
         replace: bool,
+        /// Take ranges broader than /8 (IPv4) or /32 (IPv6); without it such a line refuses
+        /// the list, since it would make every host a match.
+        #[arg(long)]
+        allow_broad: bool,
+        /// Take private, loopback, link-local, multicast and other special-purpose ranges (an
+        /// agency's own list of internal hosts; a lab). Without it they are skipped, each
+        /// named with the range it falls in.
+        #[arg(long)]
+        allow_reserved: bool,
     },
     /// Every list, active and retired.
     Lists {
@@ -366,6 +375,8 @@ enum ListFormatArg {
     Auto,
     Plain,
     Csv,
+    /// One JSON object per line with a `cidr` or `ip` field (Spamhaus DROP's JSON form).
+    Ndjson,
 }
 
 #[derive(Subcommand)]
@@ -960,6 +971,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 source,
                 list_format,
                 replace,
+                allow_broad,
+                allow_reserved,
             }) => {
                 let content = std::fs::read(&file)
                     .with_context(|| format!("{}: cannot read the list", file.display()))?;
@@ -974,10 +987,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         format: format!("{list_format:?}").to_lowercase(),
                         content,
                         replace,
+                        allow_broad,
+                        allow_reserved,
                     })
                     .await
                     .map_err(ctl::CtlError::from)?
                     .into_inner();
+                const NAMED: usize = 50;
+                for skipped in response.reserved.iter().take(NAMED) {
+                    eprintln!(
+                        "{file_name}:{}: skipped: {} (--allow-reserved takes it)",
+                        skipped.line, skipped.reason
+                    );
+                }
+                if response.reserved.len() > NAMED {
+                    eprintln!(
+                        "{file_name}: {} more special-purpose ranges skipped",
+                        response.reserved.len() - NAMED
+                    );
+                }
                 for bad in &response.bad_lines {
                     eprintln!(
                         "{file_name}:{}: skipped: {} ({})",
@@ -991,6 +1019,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "list {} ({} v{}): {} entries, {} bad lines skipped",
                     row.id, row.source, row.version, row.entries, row.bad_lines
                 );
+                let read = row.entries + response.reserved.len() as u64;
+                match response.stated_entries {
+                    Some(stated) if stated != read => eprintln!(
+                        "warning: the publisher states {stated} entries; {read} were read (a download cut short?)"
+                    ),
+                    _ => {}
+                }
+                if row.entries == 0 {
+                    eprintln!(
+                        "the list holds no entries: the source now lists nothing{}",
+                        if replace { "; its earlier lists are retired" } else { "" }
+                    );
+                }
+                if !response.reserved.is_empty() {
+                    eprintln!(
+                        "{} special-purpose range(s) skipped (private, loopback, link-local, multicast, reserved): they would match ordinary hosts",
+                        response.reserved.len()
+                    );
+                }
                 if row.domains > 0 {
                     eprintln!(
                         "{} domain name(s) left out, e.g. {}: botnet matching compares IP addresses only",

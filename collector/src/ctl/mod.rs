@@ -524,6 +524,11 @@ pub struct HostDetailRow {
     pub missing_important: u64,
     /// The updates to install.
     pub kbs_to_install: Vec<String>,
+    /// Reports the agent dropped while its spool was full (never findings or summaries).
+    pub spool_dropped_progress: u64,
+    pub spool_dropped_connections: u64,
+    pub spool_dropped_inventories: u64,
+    pub spool_dropped_last: Option<String>,
 }
 
 impl From<hygiene_proto::v1::GetHostResponse> for HostDetailRow {
@@ -588,6 +593,10 @@ impl From<hygiene_proto::v1::GetHostResponse> for HostDetailRow {
             missing_critical: d.vuln.as_ref().map_or(0, |v| v.critical),
             missing_important: d.vuln.as_ref().map_or(0, |v| v.important),
             kbs_to_install: d.vuln.map(|v| v.kbs).unwrap_or_default(),
+            spool_dropped_progress: d.spool_dropped_progress,
+            spool_dropped_connections: d.spool_dropped_connections,
+            spool_dropped_inventories: d.spool_dropped_inventories,
+            spool_dropped_last: ms(d.spool_dropped_ms),
         }
     }
 }

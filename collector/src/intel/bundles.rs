@@ -136,7 +136,7 @@ pub fn check_hashes(files: &[(String, Vec<u8>)]) -> Result<CheckedFiles, BundleI
     let mut skipped = Vec::new();
     for (path, content) in files {
         if looks_like_json(content) {
-            let (lines, left_out) = stix_to_loki(path, content)?;
+            let (lines, left_out) = json_to_loki(path, content)?;
             skipped.extend(left_out);
             let name = format!("{}.txt", base_name(path).trim_end_matches(".json"));
             converted.push((name, lines.into_bytes()));
@@ -174,21 +174,118 @@ fn looks_like_json(content: &[u8]) -> bool {
         .is_some_and(|b| *b == b'{')
 }
 
-/// The hashes of a STIX 2.1 bundle's indicators as Loki lines (`HASH;NAME`), and what was left
-/// out (indicators without a file hash pattern).
-fn stix_to_loki(path: &str, content: &[u8]) -> Result<(String, Vec<String>), BundleInputError> {
+/// A JSON hash list as Loki lines (`HASH;NAME`) and what was left out: a STIX 2.1 bundle or a
+/// MISP event (as MISP's REST API wraps it, `{"response": [{"Event": ...}]}`, or bare).
+fn json_to_loki(path: &str, content: &[u8]) -> Result<(String, Vec<String>), BundleInputError> {
     let invalid = |reason: String| BundleInputError::Invalid {
         path: path.to_owned(),
         reason,
     };
-    let bundle: serde_json::Value =
+    let document: serde_json::Value =
         serde_json::from_slice(content).map_err(|e| invalid(format!("not JSON: {e}")))?;
-    if bundle["type"] != "bundle" {
-        return Err(invalid(format!(
-            "a JSON file must be a STIX 2.1 bundle (\"type\": \"bundle\"), not {}",
-            bundle["type"]
-        )));
+    if document["type"] == "bundle" {
+        return stix_to_loki(path, &document);
     }
+    let events: Vec<&serde_json::Value> = match (&document["Event"], &document["response"]) {
+        (event @ serde_json::Value::Object(_), _) => vec![event],
+        (_, serde_json::Value::Array(response)) => response
+            .iter()
+            .map(|item| &item["Event"])
+            .filter(|event| event.is_object())
+            .collect(),
+        _ => Vec::new(),
+    };
+    if events.is_empty() {
+        return Err(invalid(
+            "a JSON file must be a STIX 2.1 bundle (\"type\": \"bundle\") or a MISP event ({\"Event\": ...} or {\"response\": [{\"Event\": ...}]})".into(),
+        ));
+    }
+    let mut lines = format!("# from MISP export {path}\n");
+    let mut skipped = Vec::new();
+    for event in events {
+        misp_event_to_loki(path, event, &mut lines, &mut skipped);
+    }
+    Ok((lines, skipped))
+}
+
+/// One MISP event's file hashes (`md5`, `sha1`, `sha256` and `filename|HASH` attributes, on
+/// the event and in its objects) as Loki lines named after the event and the attribute's or
+/// object's comment. Attributes not meant for detection (`to_ids` false) or deleted are left
+/// out and said.
+fn misp_event_to_loki(
+    path: &str,
+    event: &serde_json::Value,
+    lines: &mut String,
+    skipped: &mut Vec<String>,
+) {
+    let info = event["info"].as_str().unwrap_or("MISP event");
+    let no_attributes = Vec::new();
+    let attributes = |holder: &serde_json::Value| {
+        holder["Attribute"]
+            .as_array()
+            .unwrap_or(&no_attributes)
+            .clone()
+    };
+    let mut groups = vec![(attributes(event), String::new())];
+    for object in event["Object"].as_array().unwrap_or(&no_attributes) {
+        let comment = object["comment"].as_str().unwrap_or_default().to_owned();
+        groups.push((attributes(object), comment));
+    }
+    for (group, object_comment) in groups {
+        // The file name an object gives its hashes, when it does.
+        let file_name = group
+            .iter()
+            .find(|a| a["type"] == "filename")
+            .and_then(|a| a["value"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        for attribute in &group {
+            let kind = attribute["type"].as_str().unwrap_or_default();
+            let value = attribute["value"].as_str().unwrap_or_default();
+            let (name, hash) = match kind.split_once('|') {
+                Some(("filename", algorithm)) => match value.split_once('|') {
+                    Some((name, hash)) => (name.to_owned(), (algorithm, hash)),
+                    None => continue,
+                },
+                _ => (file_name.clone(), (kind, value)),
+            };
+            if !matches!(hash.0, "md5" | "sha1" | "sha256") {
+                continue;
+            }
+            let id = attribute["uuid"].as_str().unwrap_or("?");
+            if attribute["deleted"] == true {
+                continue;
+            }
+            if attribute["to_ids"] == false {
+                skipped.push(format!(
+                    "{path}: attribute {id} ({} {}): not flagged for detection (to_ids false)",
+                    hash.0, hash.1
+                ));
+                continue;
+            }
+            let comment = attribute["comment"].as_str().unwrap_or_default();
+            let label = [info, name.as_str(), comment, object_comment.as_str()]
+                .iter()
+                .filter(|part| !part.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" / ")
+                .replace(['\n', '\r', ';'], " ");
+            lines.push_str(&format!("{};{label}\n", hash.1.trim()));
+        }
+    }
+}
+
+/// The hashes of a STIX 2.1 bundle's indicators as Loki lines (`HASH;NAME`), and what was left
+/// out (indicators without a file hash pattern).
+fn stix_to_loki(
+    path: &str,
+    bundle: &serde_json::Value,
+) -> Result<(String, Vec<String>), BundleInputError> {
+    let invalid = |reason: String| BundleInputError::Invalid {
+        path: path.to_owned(),
+        reason,
+    };
     let objects = bundle["objects"]
         .as_array()
         .ok_or_else(|| invalid("the bundle has no \"objects\" array".into()))?;
@@ -285,6 +382,52 @@ mod tests {
             check_rules(&twice, false),
             Err(BundleInputError::DuplicateName(_))
         ));
+    }
+
+    fn corpus(name: &str) -> (String, Vec<u8>) {
+        let path = format!(
+            "{}/../../shared/corpus/intel/hash-iocs/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let content = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        (name.to_owned(), content)
+    }
+
+    #[test]
+    fn cert_exports_import_with_every_hash_they_hold() {
+        // MISP REST exports (CRLF), hashes on the event and in file objects; three of
+        // MoustachedBouncer's are not flagged for detection and are named as left out.
+        let ramsay = check_hashes(&[corpus("eset_misp-ramsay.json")]).unwrap();
+        assert_eq!(ramsay.items, 51, "{:?}", ramsay.skipped);
+        assert!(ramsay.skipped.is_empty(), "{:?}", ramsay.skipped);
+        let bouncer = check_hashes(&[corpus("eset_misp-moustachedbouncer.event.json")]).unwrap();
+        assert_eq!(bouncer.items, 84);
+        assert_eq!(bouncer.skipped.len(), 3, "{:?}", bouncer.skipped);
+        assert!(
+            bouncer.skipped[0].contains("to_ids false"),
+            "{:?}",
+            bouncer.skipped
+        );
+        let text = String::from_utf8_lossy(&bouncer.files[0].content).into_owned();
+        assert!(text.contains("MoustachedBouncer"), "{text}");
+        // A bare event reads the same.
+        let (_, content) = corpus("eset_misp-ramsay.json");
+        let document: serde_json::Value = serde_json::from_slice(&content).unwrap();
+        let bare = serde_json::json!({ "Event": document["response"][0]["Event"] });
+        let bare = check_hashes(&[("ramsay.json".into(), bare.to_string().into_bytes())]).unwrap();
+        assert_eq!(bare.items, 51);
+        // STIX patterns written `[file:hashes.sha256='...']`: its four file hashes (the bare
+        // list beside it holds three of them); domain and app indicators are named as left out.
+        let stix = check_hashes(&[corpus("amnesty_novispy.stix2")]).unwrap();
+        let listed = check_hashes(&[corpus("amnesty_novispy_sha256.txt")]).unwrap();
+        assert_eq!(stix.items, 4, "{:?}", stix.skipped);
+        assert_eq!(stix.skipped.len(), 14, "{:?}", stix.skipped);
+        assert!(listed.members.iter().all(|m| stix.members.contains(m)));
+        let lazarus = check_hashes(&[corpus("eset_nukesped_lazarus_samples.sha256")]).unwrap();
+        assert_eq!(lazarus.items, 555);
+        // Any other JSON is refused, saying what is read.
+        let err = check_hashes(&[("x.json".into(), b"{\"a\": 1}".to_vec())]).unwrap_err();
+        assert!(err.to_string().contains("MISP event"), "{err}");
     }
 
     #[test]

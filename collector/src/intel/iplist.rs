@@ -1,9 +1,16 @@
-//! Botnet IP lists as CERTs send them: plain text (one address or CIDR range per line, `#`
-//! comments), Loki's `c2-iocs.txt` (the same, with domains mixed in and `# campaign` comment
-//! lines naming what follows), and CSV with a column named `ip`.
+//! Botnet IP lists as CERTs and publishers ship them:
+//! - plain text: one address or CIDR range per line, `#` or `;` comments, anything after the
+//!   address (`; SBL123`, IPsum's `<TAB>count`) kept as its note; Loki's `c2-iocs.txt` (domains
+//!   mixed in, `# campaign` comment lines naming what follows), Spamhaus DROP/EDROP, FireHOL
+//!   netsets, abuse.ch's "recommended" lists;
+//! - CSV with an address column (`ip`, or abuse.ch Feodo's quoted `dst_ip`, ...);
+//! - NDJSON, one object per line with a `cidr` or `ip` field (Spamhaus DROP's JSON form, whose
+//!   last line is metadata).
 //!
 //! A line that is not an address, a range or (in text lists) a domain is reported with its
-//! number and skipped; everything else in the file is kept.
+//! number and skipped; everything else in the file is kept. What the publisher says the file
+//! holds (`# END 28 entries`, FireHOL's `# Entries : N subnets`, the NDJSON metadata's
+//! `records`) is read as [`ParsedList::stated`] so that a cut-short download shows.
 
 use std::net::IpAddr;
 
@@ -12,12 +19,25 @@ use ipnet::IpNet;
 /// How a list file is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListFormat {
-    /// CSV when the name ends in `.csv` or the first line that is not a comment is a header
-    /// with a column named `ip`; plain text otherwise.
+    /// NDJSON when the first line that is not a comment is a JSON object; CSV when the name
+    /// ends in `.csv` or that line is a header with an address column; plain text otherwise.
     Auto,
     Plain,
     Csv,
+    Ndjson,
 }
+
+/// CSV header names of the address column, in the order they are looked for.
+const ADDRESS_COLUMNS: &[&str] = &[
+    "ip",
+    "dst_ip",
+    "ip_address",
+    "ipaddress",
+    "ip_addr",
+    "src_ip",
+    "cidr",
+    "address",
+];
 
 impl ListFormat {
     pub fn parse(text: &str) -> Option<ListFormat> {
@@ -25,6 +45,7 @@ impl ListFormat {
             "" | "auto" => Some(ListFormat::Auto),
             "plain" => Some(ListFormat::Plain),
             "csv" => Some(ListFormat::Csv),
+            "ndjson" | "jsonl" => Some(ListFormat::Ndjson),
             _ => None,
         }
     }
@@ -34,6 +55,7 @@ impl ListFormat {
             ListFormat::Auto => "auto",
             ListFormat::Plain => "plain",
             ListFormat::Csv => "csv",
+            ListFormat::Ndjson => "ndjson",
         }
     }
 }
@@ -65,6 +87,10 @@ pub struct ParsedList {
     pub domains: u64,
     /// The first few of them, to name in the import's report.
     pub domain_examples: Vec<String>,
+    /// Entries skipped for lying in (or covering) a special-purpose range: see [`screen`].
+    pub reserved: Vec<BadLine>,
+    /// How many entries the publisher says the file holds, when it says.
+    pub stated: Option<u64>,
 }
 
 /// How many domain names an import names as examples.
@@ -75,7 +101,9 @@ const DOMAIN_EXAMPLES: usize = 5;
 pub enum ListError {
     #[error("{file}: not UTF-8 text (byte {offset})")]
     NotText { file: String, offset: usize },
-    #[error("{file}: CSV has no column named \"ip\" (header: {header})")]
+    #[error(
+        "{file}: CSV has no address column (ip, dst_ip, ip_address, cidr, ...; header: {header})"
+    )]
     NoIpColumn { file: String, header: String },
     #[error("{file}: line {line}: {reason}")]
     Csv {
@@ -96,31 +124,60 @@ pub fn parse(
         offset: e.valid_up_to(),
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with(['#', ';']));
     let format = match format {
-        ListFormat::Auto if looks_like_csv(file, text) => ListFormat::Csv,
+        ListFormat::Auto if first.is_some_and(|l| l.starts_with('{')) => ListFormat::Ndjson,
+        ListFormat::Auto if looks_like_csv(file, first) => ListFormat::Csv,
         ListFormat::Auto => ListFormat::Plain,
         other => other,
     };
-    let parsed = match format {
+    let mut parsed = match format {
         ListFormat::Csv => parse_csv(file, text)?,
+        ListFormat::Ndjson => parse_ndjson(text),
         _ => parse_plain(text),
     };
+    if parsed.stated.is_none() {
+        parsed.stated = stated_in_comments(text);
+    }
     Ok((parsed, format))
 }
 
-fn looks_like_csv(file: &str, text: &str) -> bool {
+fn looks_like_csv(file: &str, first: Option<&str>) -> bool {
     if file.to_ascii_lowercase().ends_with(".csv") {
         return true;
     }
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .is_some_and(|first| {
-            first.contains(',')
-                && first
-                    .split(',')
-                    .any(|c| c.trim().trim_matches('"').eq_ignore_ascii_case("ip"))
-        })
+    first.is_some_and(|first| {
+        first.contains(',') && first.split(',').any(|c| address_column(c).is_some())
+    })
+}
+
+/// The rank of a header name among [`ADDRESS_COLUMNS`].
+fn address_column(header: &str) -> Option<usize> {
+    let header = header.trim().trim_matches('"');
+    ADDRESS_COLUMNS
+        .iter()
+        .position(|name| header.eq_ignore_ascii_case(name))
+}
+
+/// The entry count a publisher states in a comment: abuse.ch's `# END 28 entries` trailer or
+/// FireHOL's `# Entries : 6612 subnets, ...` header.
+fn stated_in_comments(text: &str) -> Option<u64> {
+    text.lines().rev().chain(text.lines()).find_map(|line| {
+        let comment = line.trim().strip_prefix('#')?.trim();
+        let count = |rest: &str| {
+            rest.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        if let Some(rest) = comment.strip_prefix("END ") {
+            return count(rest).filter(|_| rest.contains("entries"));
+        }
+        let rest = comment.strip_prefix("Entries")?.trim_start();
+        count(rest.strip_prefix(':')?)
+    })
 }
 
 fn parse_plain(text: &str) -> ParsedList {
@@ -138,11 +195,24 @@ fn parse_plain(text: &str) -> ParsedList {
             campaign = comment.trim().to_owned();
             continue;
         }
-        // `203.0.113.7  # seen 2026-11-02` and `203.0.113.7;comment`.
+        // Spamhaus writes its comments with `;`.
+        if trimmed.starts_with(';') {
+            continue;
+        }
+        // `203.0.113.7  # seen 2026-11-02`, `1.10.16.0/20 ; SBL256894` and IPsum's
+        // `77.90.185.20<TAB>10`: the address, then its note.
         let (value, note) = match trimmed.find(['#', ';']) {
             Some(at) => (trimmed[..at].trim(), trimmed[at + 1..].trim()),
             None => (trimmed, ""),
         };
+        let (value, rest) = value.split_once(char::is_whitespace).unwrap_or((value, ""));
+        let note = [rest.trim(), note]
+            .iter()
+            .filter(|n| !n.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; ");
+        let note = note.as_str();
         let note = match (campaign.is_empty(), note.is_empty()) {
             (_, false) => note.to_owned(),
             (false, true) => campaign.clone(),
@@ -171,6 +241,15 @@ fn parse_plain(text: &str) -> ParsedList {
 }
 
 fn parse_csv(file: &str, text: &str) -> Result<ParsedList, ListError> {
+    // The csv crate reads a `#` comment on a last line without its newline (abuse.ch's
+    // `# END 28 entries` trailer) as an empty record.
+    let owned;
+    let text = if text.ends_with('\n') {
+        text
+    } else {
+        owned = format!("{text}\n");
+        &owned
+    };
     // `#` comment lines before the header (and anywhere after) are allowed.
     let mut reader = csv::ReaderBuilder::new()
         .comment(Some(b'#'))
@@ -183,7 +262,13 @@ fn parse_csv(file: &str, text: &str) -> Result<ParsedList, ListError> {
         reason: e.to_string(),
     };
     let header = reader.headers().map_err(csv_error)?.clone();
-    let Some(ip_column) = header.iter().position(|h| h.eq_ignore_ascii_case("ip")) else {
+    let ip_column = header
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Some((address_column(h)?, i)))
+        .min()
+        .map(|(_, i)| i);
+    let Some(ip_column) = ip_column else {
         return Err(ListError::NoIpColumn {
             file: file.to_owned(),
             header: header.iter().collect::<Vec<_>>().join(","),
@@ -228,6 +313,66 @@ fn parse_csv(file: &str, text: &str) -> Result<ParsedList, ListError> {
     Ok(parsed)
 }
 
+/// One JSON object per line with the address in `cidr` or `ip`; its other fields become the
+/// note. A `{"type": "metadata", "records": N}` line (Spamhaus) states the count.
+fn parse_ndjson(text: &str) -> ParsedList {
+    let mut parsed = ParsedList::default();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index as u64 + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
+            continue;
+        }
+        let bad = |reason: String| BadLine {
+            line,
+            text: raw.to_owned(),
+            reason,
+        };
+        let object = match serde_json::from_str::<serde_json::Value>(trimmed) {
+            Ok(serde_json::Value::Object(object)) => object,
+            Ok(_) => {
+                parsed.bad_lines.push(bad("not a JSON object".into()));
+                continue;
+            }
+            Err(e) => {
+                parsed.bad_lines.push(bad(format!("not JSON: {e}")));
+                continue;
+            }
+        };
+        if object.get("type").and_then(|t| t.as_str()) == Some("metadata") {
+            parsed.stated = object.get("records").and_then(|r| r.as_u64());
+            continue;
+        }
+        let Some(value) = ["cidr", "ip"]
+            .iter()
+            .find_map(|key| object.get(*key).and_then(|v| v.as_str()))
+        else {
+            parsed
+                .bad_lines
+                .push(bad("no \"cidr\" or \"ip\" field".into()));
+            continue;
+        };
+        let note = object
+            .iter()
+            .filter(|(k, _)| !["cidr", "ip"].contains(&k.as_str()))
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        match parse_network(value) {
+            Ok(network) => parsed.entries.push(ListEntry {
+                network,
+                note,
+                line,
+            }),
+            Err(reason) => parsed.bad_lines.push(bad(reason)),
+        }
+    }
+    parsed
+}
+
 /// An address (a network of one) or a CIDR range; host bits of a range are cleared
 /// (`10.1.2.3/24` is `10.1.2.0/24`), the way routers read it.
 pub fn parse_network(value: &str) -> Result<IpNet, String> {
@@ -255,6 +400,146 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
+}
+
+/// Special-purpose ranges (IANA's IPv4 and IPv6 special-purpose registries, RFC 6890 and
+/// successors): every agency's LAN, loopback and multicast traffic lives here, so an entry in
+/// them would make ordinary hosts botnet matches. Publishers' "bogon" aggregates (FireHOL's
+/// level1 carries 10.0.0.0/8) are the usual source.
+const SPECIAL_RANGES: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "unspecified (\"this network\")"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "shared address space (carrier NAT)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "reserved (former 6to4 relay anycast)"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved (and broadcast)"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("100::/64", "discard-only"),
+    ("2001:db8::/32", "documentation"),
+    ("fc00::/7", "unique local (private)"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+];
+
+/// Whether every address of `network` is in some special-purpose range (FireHOL's
+/// 224.0.0.0/3 is multicast and reserved together).
+fn wholly_special(network: &IpNet) -> bool {
+    let ranges = SPECIAL_RANGES
+        .iter()
+        .map(|(range, _)| range.parse::<IpNet>().expect("a valid range in the table"));
+    let mut overlapping = false;
+    for range in ranges {
+        if range.contains(network) {
+            return true;
+        }
+        overlapping |= network.contains(&range);
+    }
+    // Only a network that holds a special range can be covered by several: split it in two.
+    overlapping
+        && network
+            .subnets(network.prefix_len() + 1)
+            .is_ok_and(|mut halves| halves.all(|half| wholly_special(&half)))
+}
+
+/// The special-purpose range `network` lies in or overlaps, with what it is.
+pub fn special_range(network: &IpNet) -> Option<(IpNet, &'static str)> {
+    SPECIAL_RANGES.iter().find_map(|(range, what)| {
+        let range: IpNet = range.parse().expect("a valid range in the table");
+        (range.contains(network) || network.contains(&range)).then_some((range, *what))
+    })
+}
+
+/// Prefixes shorter than these cover a sixteenth of the Internet's addresses or more: no
+/// botnet list means them, and one such line makes every host a match.
+pub const BROADEST_V4: u8 = 8;
+pub const BROADEST_V6: u8 = 32;
+
+pub fn too_broad(network: &IpNet) -> bool {
+    match network {
+        IpNet::V4(n) => n.prefix_len() < BROADEST_V4,
+        IpNet::V6(n) => n.prefix_len() < BROADEST_V6,
+    }
+}
+
+/// What an import lets through besides ordinary public addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Screen {
+    /// Keep prefixes shorter than /8 (IPv4) or /32 (IPv6).
+    pub allow_broad: bool,
+    /// Keep private, loopback, link-local, multicast and other special-purpose ranges (an
+    /// agency's own list of its internal hosts; a lab).
+    pub allow_reserved: bool,
+}
+
+/// Entries refused for covering too much of the Internet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{file}: {} range(s) broader than /{BROADEST_V4} (IPv4) or /{BROADEST_V6} (IPv6), which would make every host a match: {}; nothing imported (--allow-broad imports them)",
+    lines.len(),
+    lines.iter().take(10).map(|l| format!("line {} {}", l.line, l.text.trim())).collect::<Vec<_>>().join(", ")
+)]
+pub struct TooBroad {
+    pub file: String,
+    pub lines: Vec<BadLine>,
+}
+
+/// Applies `screen` to a parsed list: entries in special-purpose ranges move to
+/// `parsed.reserved` (skipped, with the range they fall in); a range too broad refuses the
+/// whole list unless allowed. A range wholly inside a special one (FireHOL's 224.0.0.0/3) is
+/// skipped, not refused.
+pub fn screen(file: &str, mut parsed: ParsedList, screen: Screen) -> Result<ParsedList, TooBroad> {
+    let mut kept = Vec::with_capacity(parsed.entries.len());
+    let mut broad = Vec::new();
+    for entry in std::mem::take(&mut parsed.entries) {
+        let special = (!screen.allow_reserved)
+            .then(|| special_range(&entry.network))
+            .flatten();
+        let inside_special = special.is_some() && wholly_special(&entry.network);
+        let skip = |parsed: &mut ParsedList, (range, what): (IpNet, &str)| {
+            parsed.reserved.push(BadLine {
+                line: entry.line,
+                text: entry.network.to_string(),
+                reason: if range == entry.network {
+                    format!("{range} is {what}")
+                } else if range.contains(&entry.network) {
+                    format!("{} is {what} ({range})", entry.network)
+                } else {
+                    format!("{} covers {range} ({what})", entry.network)
+                },
+            })
+        };
+        if let Some(special) = special.filter(|_| inside_special) {
+            skip(&mut parsed, special);
+        } else if !screen.allow_broad && too_broad(&entry.network) {
+            broad.push(BadLine {
+                line: entry.line,
+                text: entry.network.to_string(),
+                reason: "too broad".into(),
+            });
+        } else if let Some(special) = special {
+            skip(&mut parsed, special);
+        } else {
+            kept.push(entry);
+        }
+    }
+    if !broad.is_empty() {
+        return Err(TooBroad {
+            file: file.to_owned(),
+            lines: broad,
+        });
+    }
+    parsed.entries = kept;
+    Ok(parsed)
 }
 
 fn is_domain(value: &str) -> bool {
@@ -323,8 +608,194 @@ mod tests {
         assert_eq!(list.bad_lines.len(), 1);
         assert_eq!(list.bad_lines[0].line, 4);
 
-        let err = parse("x.csv", b"address,note\n1.2.3.4,x\n", ListFormat::Auto).unwrap_err();
+        let err = parse("x.csv", b"host,note\n1.2.3.4,x\n", ListFormat::Auto).unwrap_err();
         assert!(matches!(err, ListError::NoIpColumn { .. }), "{err}");
+    }
+
+    fn screened(text: &str, policy: Screen) -> Result<ParsedList, TooBroad> {
+        let (list, _) = parse("l.txt", text.as_bytes(), ListFormat::Plain).unwrap();
+        screen("l.txt", list, policy)
+    }
+
+    #[test]
+    fn the_whole_internet_is_refused_unless_allowed() {
+        let err = screened("203.0.114.1\n0.0.0.0/0\n::/0\n", Screen::default()).unwrap_err();
+        let lines: Vec<u64> = err.lines.iter().map(|l| l.line).collect();
+        assert_eq!(lines, [2, 3]);
+        assert!(err.to_string().contains("line 2 0.0.0.0/0"), "{err}");
+        assert!(err.to_string().contains("--allow-broad"), "{err}");
+        // /8 and /32 are the broadest taken; /7 and /31 are not.
+        assert!(screened("11.0.0.0/8\n2600::/32\n", Screen::default()).is_ok());
+        assert!(screened("12.0.0.0/7\n", Screen::default()).is_err());
+        assert!(screened("2600::/31\n", Screen::default()).is_err());
+        let both = Screen {
+            allow_broad: true,
+            allow_reserved: true,
+        };
+        assert_eq!(
+            screened("0.0.0.0/0\n::/0\n", both).unwrap().entries.len(),
+            2
+        );
+        // Allowed broad, the special ranges it covers still keep it out.
+        let broad = Screen {
+            allow_broad: true,
+            ..Screen::default()
+        };
+        let list = screened("0.0.0.0/0\n", broad).unwrap();
+        assert!(list.entries.is_empty());
+        assert_eq!(list.reserved.len(), 1);
+    }
+
+    #[test]
+    fn special_purpose_ranges_are_skipped_and_named() {
+        let text = "10.0.0.0/8\n127.0.0.1\n169.254.1.1\nfe80::1\n224.0.0.0/3\n::\n\
+                    192.168.0.0/16\n172.0.0.0/8\n8.8.8.8\n2a00:1450::1\n";
+        let list = screened(text, Screen::default()).unwrap();
+        let kept: Vec<String> = list.entries.iter().map(|e| e.network.to_string()).collect();
+        assert_eq!(kept, ["8.8.8.8/32", "2a00:1450::1/128"]);
+        let skipped: Vec<u64> = list.reserved.iter().map(|l| l.line).collect();
+        assert_eq!(skipped, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(
+            list.reserved[0].reason.contains("private"),
+            "{:?}",
+            list.reserved[0]
+        );
+        assert!(list.reserved[1].reason.contains("loopback"));
+        assert!(list.reserved[3].reason.contains("link-local"));
+        assert!(list.reserved[4].reason.contains("multicast"));
+        // 172.0.0.0/8 covers the private 172.16.0.0/12.
+        assert!(
+            list.reserved[7].reason.contains("172.16.0.0/12"),
+            "{:?}",
+            list.reserved[7]
+        );
+        // A lab takes them all, save the /3 that is also too broad.
+        let lab = Screen {
+            allow_reserved: true,
+            ..Screen::default()
+        };
+        let err = screened(text, lab).unwrap_err();
+        assert_eq!(err.lines[0].text, "224.0.0.0/3");
+        let lab = Screen {
+            allow_reserved: true,
+            allow_broad: true,
+        };
+        assert_eq!(screened(text, lab).unwrap().entries.len(), 10);
+    }
+
+    #[test]
+    fn fireholds_level1_keeps_only_public_ranges() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpus/intel/blocklists/firehol_level1.netset"
+        );
+        let bytes = std::fs::read(path).expect("../shared holds FireHOL's level1 list");
+        let (list, _) = parse("firehol_level1.netset", &bytes, ListFormat::Auto).unwrap();
+        let total = list.entries.len();
+        let list = screen("firehol_level1.netset", list, Screen::default()).unwrap();
+        assert!(
+            list.reserved.iter().any(|l| l.text == "10.0.0.0/8"),
+            "{:?}",
+            list.reserved
+        );
+        assert!(list.reserved.iter().any(|l| l.text == "192.168.0.0/16"));
+        assert_eq!(list.entries.len() + list.reserved.len(), total);
+        for host in ["10.1.2.3", "192.168.1.10", "127.0.0.1", "172.16.5.4"] {
+            let ip: IpAddr = host.parse().unwrap();
+            assert!(
+                !list.entries.iter().any(|e| e.network.contains(&ip)),
+                "{host} would match"
+            );
+        }
+    }
+
+    fn corpus(name: &str) -> (ParsedList, ListFormat) {
+        let path = format!(
+            "{}/../../shared/corpus/intel/blocklists/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        parse(name, &bytes, ListFormat::Auto).unwrap()
+    }
+
+    /// Lines that are neither blank nor comments.
+    fn data_lines(name: &str) -> usize {
+        let path = format!(
+            "{}/../../shared/corpus/intel/blocklists/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with(['#', ';']))
+            .count()
+    }
+
+    #[test]
+    fn publishers_lists_read_with_the_counts_they_state() {
+        // (file, format, entries): the count each publisher states, or its data lines.
+        let cases = [
+            ("feodo_ipblocklist.csv", ListFormat::Csv, Some(28)),
+            (
+                "feodo_ipblocklist_recommended.txt",
+                ListFormat::Plain,
+                Some(244),
+            ),
+            ("spamhaus_drop_v4.json", ListFormat::Ndjson, Some(1406)),
+            ("firehol_level1.netset", ListFormat::Plain, Some(6612)),
+            ("ipsum.txt", ListFormat::Plain, None),
+            ("ipsum_level3.txt", ListFormat::Plain, None),
+            ("spamhaus_drop.txt", ListFormat::Plain, None),
+            ("spamhaus_dropv6.txt", ListFormat::Plain, None),
+            ("spamhaus_edrop_2023-12.txt", ListFormat::Plain, None),
+            (
+                "spamhaus_edrop_2024-10_merged_empty.txt",
+                ListFormat::Plain,
+                None,
+            ),
+            ("et_compromised-ips.txt", ListFormat::Plain, None),
+        ];
+        for (name, want_format, stated) in cases {
+            let (list, format) = corpus(name);
+            assert_eq!(format, want_format, "{name}");
+            assert!(
+                list.bad_lines.is_empty(),
+                "{name}: {:?}",
+                &list.bad_lines[..1]
+            );
+            assert_eq!(list.stated, stated, "{name}");
+            let want = stated.map_or_else(|| data_lines(name), |n| n as usize);
+            assert_eq!(list.entries.len(), want, "{name}");
+        }
+        let (feodo, _) = corpus("feodo_ipblocklist.csv");
+        assert!(
+            feodo.entries[0].note.contains("malware=Pikabot"),
+            "{:?}",
+            feodo.entries[0]
+        );
+        let (drop, _) = corpus("spamhaus_drop.txt");
+        assert_eq!(drop.entries[0].note, "SBL256894");
+        let (ipsum, _) = corpus("ipsum.txt");
+        assert_eq!(ipsum.entries[0].network, net("77.90.185.20/32"));
+        assert_eq!(ipsum.entries[0].note, "10");
+        let (json, _) = corpus("spamhaus_drop_v4.json");
+        assert_eq!(json.entries[0].network, net("1.10.16.0/20"));
+        assert!(
+            json.entries[0].note.contains("sblid=SBL256894"),
+            "{}",
+            json.entries[0].note
+        );
+    }
+
+    #[test]
+    fn ndjson_lines_that_are_not_entries_are_named() {
+        let text = "{\"cidr\":\"1.10.16.0/20\"}\n[1]\n{\"x\":1}\n{\"ip\":\"bogus\"}\n{broken\n";
+        let (list, format) = parse("l.json", text.as_bytes(), ListFormat::Auto).unwrap();
+        assert_eq!(format, ListFormat::Ndjson);
+        assert_eq!(list.entries.len(), 1);
+        let lines: Vec<u64> = list.bad_lines.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5]);
     }
 
     #[test]

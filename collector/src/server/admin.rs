@@ -433,6 +433,10 @@ impl AdminService for AdminEndpoint {
             connection_count: detail.connection_count,
             connections_collected_ms: detail.connections_collected_ms.unwrap_or(0),
             connections_partial: detail.connections_partial.unwrap_or_default(),
+            spool_dropped_progress: detail.spool_dropped.progress,
+            spool_dropped_connections: detail.spool_dropped.connections,
+            spool_dropped_inventories: detail.spool_dropped.inventories,
+            spool_dropped_ms: detail.spool_dropped.last_dropped_ms.unwrap_or(0),
         }))
     }
 
@@ -942,11 +946,22 @@ impl AdminService for AdminEndpoint {
         })?;
         let (parsed, format) = iplist::parse(&r.file_name, &r.content, format)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if parsed.entries.is_empty() {
+        let screen = iplist::Screen {
+            allow_broad: r.allow_broad,
+            allow_reserved: r.allow_reserved,
+        };
+        let parsed = iplist::screen(&r.file_name, parsed, screen)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // A list that holds nothing but comments is the publisher's word that the source has
+        // no entries now (Spamhaus EDROP since its merge into DROP); a list whose every line
+        // was skipped is more likely the wrong file.
+        let skipped = parsed.bad_lines.len() + parsed.reserved.len() + parsed.domains as usize;
+        if parsed.entries.is_empty() && skipped > 0 {
             return Err(Status::invalid_argument(format!(
-                "{}: no IP address or range in it ({} bad lines, {} domains); nothing imported",
+                "{}: no IP address or range in it ({} bad lines, {} special-purpose ranges skipped, {} domains); nothing imported",
                 r.file_name,
                 parsed.bad_lines.len(),
+                parsed.reserved.len(),
                 parsed.domains
             )));
         }
@@ -967,18 +982,17 @@ impl AdminService for AdminEndpoint {
             .map_err(internal)?;
         tracing::info!(list = stored.id, source = %stored.source, version = stored.version, entries = stored.entries, "botnet list imported");
         let recheck = self.intel.reload_and_recheck().await.map_err(internal)?;
+        let bad_line = |b: iplist::BadLine| v1::BadLine {
+            line: b.line,
+            text: b.text,
+            reason: b.reason,
+        };
         Ok(Response::new(v1::ImportIpListResponse {
+            stated_entries: parsed.stated,
             domain_examples: parsed.domain_examples.clone(),
+            reserved: parsed.reserved.into_iter().map(bad_line).collect(),
             list: Some(ip_list_entry(stored)),
-            bad_lines: parsed
-                .bad_lines
-                .into_iter()
-                .map(|b| v1::BadLine {
-                    line: b.line,
-                    text: b.text,
-                    reason: b.reason,
-                })
-                .collect(),
+            bad_lines: parsed.bad_lines.into_iter().map(bad_line).collect(),
             recheck: Some(recheck_entry(recheck)),
         }))
     }

@@ -569,6 +569,26 @@ impl AgentSession {
                     .map(drop)
             }
             Some(Body::Heartbeat(_)) => self.store.touch(&self.host_id, now).await,
+            Some(Body::SpoolDropped(dropped)) => {
+                tracing::warn!(
+                    host = %self.host_id,
+                    progress = dropped.progress,
+                    connections = dropped.connections,
+                    inventories = dropped.inventories,
+                    limit_bytes = dropped.limit_bytes,
+                    "the agent's spool was full while the collector was out of reach: it dropped reports (totals since it started spooling; findings and summaries are never dropped)"
+                );
+                let dropped = crate::model::SpoolDropped {
+                    progress: dropped.progress,
+                    connections: dropped.connections,
+                    inventories: dropped.inventories,
+                    last_dropped_ms: (dropped.last_dropped_at_ms > 0)
+                        .then_some(dropped.last_dropped_at_ms),
+                };
+                self.store
+                    .record_spool_dropped(&self.host_id, &dropped)
+                    .await
+            }
             Some(Body::Findings(batch)) => {
                 let sets = (batch.rules_version.as_str(), batch.iocs_version.as_str());
                 let findings: Vec<NewFinding> = batch

@@ -25,7 +25,7 @@ use crate::model::{
     NewFinding, PackageChange, Program, StoredPackage, SweepProgress, SweepReport,
 };
 use crate::model::{BotnetChanges, BundleRecord, BundleReport, HostBundleState, IpList, NewIpList};
-use crate::model::{FindingChange, RemediationOrders, RemediationReport};
+use crate::model::{FindingChange, RemediationOrders, RemediationReport, SpoolDropped};
 use crate::sweep::{NewSweep, SweepOrders, SweepRecord};
 use crate::vuln::{Advisory, HostSoftware, StoredAdvisory};
 
@@ -107,6 +107,17 @@ impl Store {
     pub async fn touch(&self, host_id: &str, now_ms: i64) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.touch(host_id, now_ms).await,
+        }
+    }
+
+    /// Records what the host's agent said its full spool dropped (running totals).
+    pub async fn record_spool_dropped(
+        &self,
+        host_id: &str,
+        dropped: &SpoolDropped,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_spool_dropped(host_id, dropped).await,
         }
     }
 

@@ -21,7 +21,9 @@ use crate::model::{
     NetConnection, NewAuditEntry, NewFinding, OsFacts, PackageChange, Program, StoredInventory,
     StoredPackage, SweepProgress, SweepReport,
 };
-use crate::model::{FindingChange, RemediationAction, RemediationOrders, RemediationReport};
+use crate::model::{
+    FindingChange, RemediationAction, RemediationOrders, RemediationReport, SpoolDropped,
+};
 use crate::sweep::{
     NewSweep, ProgressRecord, ReportRecord, SweepOrder, SweepOrders, SweepRecord, TargetRecord,
 };
@@ -162,6 +164,30 @@ impl SqliteStore {
             .bind(host_id)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Records what the host's agent said its full spool dropped. The counts are running
+    /// totals: a resent or older report never lowers them.
+    pub async fn record_spool_dropped(
+        &self,
+        host_id: &str,
+        dropped: &SpoolDropped,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE hosts SET spool_dropped_progress = max(spool_dropped_progress, ?), \
+                 spool_dropped_connections = max(spool_dropped_connections, ?), \
+                 spool_dropped_inventories = max(spool_dropped_inventories, ?), \
+                 spool_dropped_ms = max(coalesce(spool_dropped_ms, 0), ?) \
+             WHERE host_id = ?",
+        )
+        .bind(dropped.progress as i64)
+        .bind(dropped.connections as i64)
+        .bind(dropped.inventories as i64)
+        .bind(dropped.last_dropped_ms.unwrap_or(0))
+        .bind(host_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -735,6 +761,19 @@ impl SqliteStore {
             ),
             None => (0, None, None),
         };
+        let spool = sqlx::query(
+            "SELECT spool_dropped_progress, spool_dropped_connections, spool_dropped_inventories, \
+                 spool_dropped_ms FROM hosts WHERE host_id = ?",
+        )
+        .bind(host_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let spool_dropped = SpoolDropped {
+            progress: spool.try_get::<i64, _>(0)? as u64,
+            connections: spool.try_get::<i64, _>(1)? as u64,
+            inventories: spool.try_get::<i64, _>(2)? as u64,
+            last_dropped_ms: spool.try_get(3)?,
+        };
         Ok(Some(HostDetail {
             host,
             inventory,
@@ -745,6 +784,7 @@ impl SqliteStore {
             connection_count,
             connections_collected_ms,
             connections_partial,
+            spool_dropped,
         }))
     }
 
@@ -2184,6 +2224,31 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("sub/c.db").display());
         let store = SqliteStore::open(&url).await.unwrap();
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn spool_drops_are_running_totals_that_never_go_down() {
+        let (_dir, store) = store().await;
+        store.record_hello(&hello("a"), 10).await.unwrap();
+        let detail = store.host_detail("a").await.unwrap().unwrap();
+        assert_eq!(detail.spool_dropped, SpoolDropped::default());
+        let later = SpoolDropped {
+            progress: 7,
+            connections: 2,
+            inventories: 1,
+            last_dropped_ms: Some(500),
+        };
+        store.record_spool_dropped("a", &later).await.unwrap();
+        // An older notice, resent after a lost acknowledgement, lowers nothing.
+        let older = SpoolDropped {
+            progress: 3,
+            connections: 2,
+            inventories: 0,
+            last_dropped_ms: Some(400),
+        };
+        store.record_spool_dropped("a", &older).await.unwrap();
+        let detail = store.host_detail("a").await.unwrap().unwrap();
+        assert_eq!(detail.spool_dropped, later);
     }
 
     #[tokio::test]
