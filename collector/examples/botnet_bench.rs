@@ -214,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
         replace: false,
         actor: "bench".into(),
     };
-    store.import_ip_list(&list, &parsed.entries, 2).await?;
+    store.import_ip_list(&list, &parsed, 2).await?;
     let stored = started.elapsed();
     let summary = intel.reload_and_recheck().await?;
     let total = started.elapsed();

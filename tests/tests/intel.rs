@@ -89,7 +89,7 @@ fn start_agent(setup: &Site, id: &str, source: &str, rules: &Path, infected: boo
 
 #[test]
 fn botnet_lists_rank_hosts_and_rerank_without_a_scan() {
-    let setup = Site::start().unwrap();
+    let mut setup = Site::start().unwrap();
     // The "C2": a listener on 127.0.0.77 and a socket to it, held open by this test. Every
     // agent here shares the machine's socket table, so each one reports it.
     let c2 = TcpListener::bind("127.0.0.77:0").unwrap();
@@ -282,6 +282,22 @@ fn botnet_lists_rank_hosts_and_rerank_without_a_scan() {
     let refused = setup.ctl(&["findings", "quarantine", &c2_match["id"].to_string()]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a file"));
+
+    // A restarted collector loads the lists in the background and re-checks every host: the
+    // matches stay open (an empty matcher meanwhile would have resolved them all).
+    setup.restart_collector().unwrap();
+    wait_for(WAIT, "the lists loaded after the restart", || {
+        setup
+            .collector
+            .process
+            .stderr()
+            .contains("botnet lists loaded")
+            .then_some(())
+    })
+    .unwrap();
+    let a = setup.botnet_findings("ws-a");
+    let c2_match = a.iter().find(|f| f["path"] == "127.0.0.77").unwrap();
+    assert_eq!(c2_match["state"], "open", "{c2_match}");
 }
 
 #[test]

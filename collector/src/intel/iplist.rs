@@ -60,14 +60,47 @@ impl ListFormat {
     }
 }
 
-/// One network on a list: an address is a network of one (`/32`, `/128`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One network on a list: an address is a network of one (`/32`, `/128`). Small (a list can
+/// hold millions): its note is an index into the list's [`Notes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListEntry {
     pub network: IpNet,
-    /// The campaign comment above it (text lists) or its other columns (CSV).
-    pub note: String,
+    /// The campaign comment above it (text lists), what follows the address, or its other
+    /// columns (CSV, NDJSON): see [`ParsedList::note`].
+    pub note: u32,
     /// 1-based line in the file.
-    pub line: u64,
+    pub line: u32,
+}
+
+/// A list's notes, each held once (IPsum's millions of lines carry ten distinct counts).
+#[derive(Debug, Clone, Default)]
+pub struct Notes {
+    texts: Vec<Box<str>>,
+    index: std::collections::HashMap<Box<str>, u32>,
+}
+
+impl PartialEq for Notes {
+    fn eq(&self, other: &Notes) -> bool {
+        self.texts == other.texts
+    }
+}
+
+impl Eq for Notes {}
+
+impl Notes {
+    pub fn intern(&mut self, note: &str) -> u32 {
+        if let Some(&id) = self.index.get(note) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.push(note.into());
+        self.index.insert(note.into(), id);
+        id
+    }
+
+    pub fn get(&self, id: u32) -> &str {
+        self.texts.get(id as usize).map_or("", |t| t)
+    }
 }
 
 /// A line that was skipped, and why.
@@ -91,6 +124,23 @@ pub struct ParsedList {
     pub reserved: Vec<BadLine>,
     /// How many entries the publisher says the file holds, when it says.
     pub stated: Option<u64>,
+    pub notes: Notes,
+}
+
+impl ParsedList {
+    /// The note of `entry`.
+    pub fn note(&self, entry: &ListEntry) -> &str {
+        self.notes.get(entry.note)
+    }
+
+    fn push(&mut self, network: IpNet, note: &str, line: u64) {
+        let note = self.notes.intern(note);
+        self.entries.push(ListEntry {
+            network,
+            note,
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+        });
+    }
 }
 
 /// How many domain names an import names as examples.
@@ -219,11 +269,7 @@ fn parse_plain(text: &str) -> ParsedList {
             (true, true) => String::new(),
         };
         match parse_network(value) {
-            Ok(network) => parsed.entries.push(ListEntry {
-                network,
-                note,
-                line,
-            }),
+            Ok(network) => parsed.push(network, &note, line),
             Err(_) if is_domain(value) => {
                 parsed.domains += 1;
                 if parsed.domain_examples.len() < DOMAIN_EXAMPLES {
@@ -298,11 +344,7 @@ fn parse_csv(file: &str, text: &str) -> Result<ParsedList, ListError> {
             .collect::<Vec<_>>()
             .join("; ");
         match parse_network(value) {
-            Ok(network) => parsed.entries.push(ListEntry {
-                network,
-                note,
-                line,
-            }),
+            Ok(network) => parsed.push(network, &note, line),
             Err(reason) => parsed.bad_lines.push(BadLine {
                 line,
                 text: record.iter().collect::<Vec<_>>().join(","),
@@ -362,11 +404,7 @@ fn parse_ndjson(text: &str) -> ParsedList {
             .collect::<Vec<_>>()
             .join("; ");
         match parse_network(value) {
-            Ok(network) => parsed.entries.push(ListEntry {
-                network,
-                note,
-                line,
-            }),
+            Ok(network) => parsed.push(network, &note, line),
             Err(reason) => parsed.bad_lines.push(bad(reason)),
         }
     }
@@ -507,7 +545,7 @@ pub fn screen(file: &str, mut parsed: ParsedList, screen: Screen) -> Result<Pars
         let inside_special = special.is_some() && wholly_special(&entry.network);
         let skip = |parsed: &mut ParsedList, (range, what): (IpNet, &str)| {
             parsed.reserved.push(BadLine {
-                line: entry.line,
+                line: entry.line.into(),
                 text: entry.network.to_string(),
                 reason: if range == entry.network {
                     format!("{range} is {what}")
@@ -522,7 +560,7 @@ pub fn screen(file: &str, mut parsed: ParsedList, screen: Screen) -> Result<Pars
             skip(&mut parsed, special);
         } else if !screen.allow_broad && too_broad(&entry.network) {
             broad.push(BadLine {
-                line: entry.line,
+                line: entry.line.into(),
                 text: entry.network.to_string(),
                 reason: "too broad".into(),
             });
@@ -589,8 +627,8 @@ mod tests {
                 net("192.0.2.1/32"),
             ]
         );
-        assert_eq!(list.entries[0].note, "CERT botnet list 2026-11");
-        assert_eq!(list.entries[1].note, "Mirai C2");
+        assert_eq!(list.note(&list.entries[0]), "CERT botnet list 2026-11");
+        assert_eq!(list.note(&list.entries[1]), "Mirai C2");
         assert_eq!(list.entries[1].line, 3);
         let bad: Vec<_> = list.bad_lines.iter().map(|b| b.line).collect();
         assert_eq!(bad, [8, 9, 10]);
@@ -603,7 +641,10 @@ mod tests {
         let (list, format) = parse("cert.txt", text.as_bytes(), ListFormat::Auto).unwrap();
         assert_eq!(format, ListFormat::Csv);
         assert_eq!(list.entries.len(), 2);
-        assert_eq!(list.entries[0].note, "first_seen=2026-11-01; family=mirai");
+        assert_eq!(
+            list.note(&list.entries[0]),
+            "first_seen=2026-11-01; family=mirai"
+        );
         assert_eq!(list.entries[1].network, net("198.51.100.0/25"));
         assert_eq!(list.bad_lines.len(), 1);
         assert_eq!(list.bad_lines[0].line, 4);
@@ -770,21 +811,21 @@ mod tests {
         }
         let (feodo, _) = corpus("feodo_ipblocklist.csv");
         assert!(
-            feodo.entries[0].note.contains("malware=Pikabot"),
+            feodo.note(&feodo.entries[0]).contains("malware=Pikabot"),
             "{:?}",
             feodo.entries[0]
         );
         let (drop, _) = corpus("spamhaus_drop.txt");
-        assert_eq!(drop.entries[0].note, "SBL256894");
+        assert_eq!(drop.note(&drop.entries[0]), "SBL256894");
         let (ipsum, _) = corpus("ipsum.txt");
         assert_eq!(ipsum.entries[0].network, net("77.90.185.20/32"));
-        assert_eq!(ipsum.entries[0].note, "10");
+        assert_eq!(ipsum.note(&ipsum.entries[0]), "10");
         let (json, _) = corpus("spamhaus_drop_v4.json");
         assert_eq!(json.entries[0].network, net("1.10.16.0/20"));
         assert!(
-            json.entries[0].note.contains("sblid=SBL256894"),
+            json.note(&json.entries[0]).contains("sblid=SBL256894"),
             "{}",
-            json.entries[0].note
+            json.note(&json.entries[0])
         );
     }
 
@@ -836,6 +877,10 @@ mod tests {
             .iter()
             .find(|e| e.network == net("58.64.143.244/32"))
             .unwrap();
-        assert!(snowman.note.contains("Snowman"), "{}", snowman.note);
+        assert!(
+            list.note(snowman).contains("Snowman"),
+            "{}",
+            list.note(snowman)
+        );
     }
 }

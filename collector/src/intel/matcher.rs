@@ -1,10 +1,13 @@
-//! Which active list entries cover an address: every listed network, kept in a prefix trie per
-//! address family, so that a lookup costs the depth of the trie, not the length of the lists.
+//! Which active list entries cover an address. A CERT's list can hold millions of addresses,
+//! so the networks are kept compactly: per address family and prefix length, a sorted array of
+//! network starts (4 bytes an IPv4 entry, 16 an IPv6 one) with a list index and an interned
+//! note beside each. CIDR blocks never partly overlap, so the entries holding an address are
+//! found with one binary search per prefix length present: the address masked to that length.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use prefix_trie::PrefixMap;
+use ipnet::IpNet;
 
 use super::iplist::canonical;
 
@@ -18,49 +21,190 @@ pub struct ActiveEntry {
     pub note: String,
 }
 
+/// The networks of one prefix length of one family, sorted by start (then list).
+#[derive(Default)]
+struct Block<T> {
+    prefix: u8,
+    starts: Vec<T>,
+    lists: Vec<u32>,
+    notes: Vec<u32>,
+}
+
 /// Every network of every active list.
 #[derive(Default)]
 pub struct IpMatcher {
-    entries: Vec<ActiveEntry>,
-    v4: PrefixMap<Ipv4Net, Vec<u32>>,
-    v6: PrefixMap<Ipv6Net, Vec<u32>>,
+    /// (list id, label) by list index.
+    lists: Vec<(i64, String)>,
+    /// Interned notes; index 0 is the empty note.
+    notes: Vec<Box<str>>,
+    /// Longest prefix first, so that lookups find the most specific network first.
+    v4: Vec<Block<u32>>,
+    v6: Vec<Block<u128>>,
+    len: usize,
+}
+
+/// Builds an [`IpMatcher`] one entry at a time (entries are streamed from the store, never
+/// held as [`ActiveEntry`] values).
+#[derive(Default)]
+pub struct MatcherBuilder {
+    lists: Vec<(i64, String)>,
+    list_index: HashMap<i64, u32>,
+    notes: Vec<Box<str>>,
+    note_index: HashMap<Box<str>, u32>,
+    v4: Vec<(u8, u32, u32, u32)>,
+    v6: Vec<(u8, u128, u32, u32)>,
+}
+
+impl MatcherBuilder {
+    pub fn add(&mut self, list_id: i64, list_label: &str, network: IpNet, note: &str) {
+        let list = match self.list_index.get(&list_id) {
+            Some(&index) => index,
+            None => {
+                let index = self.lists.len() as u32;
+                self.lists.push((list_id, list_label.to_owned()));
+                self.list_index.insert(list_id, index);
+                index
+            }
+        };
+        if self.notes.is_empty() {
+            self.notes.push("".into());
+            self.note_index.insert("".into(), 0);
+        }
+        let note = match self.note_index.get(note) {
+            Some(&index) => index,
+            None => {
+                let index = self.notes.len() as u32;
+                self.notes.push(note.into());
+                self.note_index.insert(note.into(), index);
+                index
+            }
+        };
+        match network.trunc() {
+            IpNet::V4(net) => {
+                self.v4
+                    .push((net.prefix_len(), u32::from(net.network()), list, note))
+            }
+            IpNet::V6(net) => {
+                self.v6
+                    .push((net.prefix_len(), u128::from(net.network()), list, note))
+            }
+        }
+    }
+
+    pub fn build(mut self) -> IpMatcher {
+        let len = self.v4.len() + self.v6.len();
+        let mut notes = std::mem::take(&mut self.notes);
+        if notes.is_empty() {
+            notes.push("".into());
+        }
+        IpMatcher {
+            lists: self.lists,
+            notes,
+            v4: blocks(self.v4),
+            v6: blocks(self.v6),
+            len,
+        }
+    }
+}
+
+/// Groups entries by prefix length, longest first, each sorted by start and then by list,
+/// newest (highest id order of arrival) last.
+fn blocks<T: Ord + Copy + Default>(mut entries: Vec<(u8, T, u32, u32)>) -> Vec<Block<T>> {
+    entries.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut blocks: Vec<Block<T>> = Vec::new();
+    for (prefix, start, list, note) in entries {
+        if blocks.last().is_none_or(|b| b.prefix != prefix) {
+            blocks.push(Block {
+                prefix,
+                ..Block::default()
+            });
+        }
+        let block = blocks.last_mut().expect("pushed above");
+        block.starts.push(start);
+        block.lists.push(list);
+        block.notes.push(note);
+    }
+    for block in &mut blocks {
+        block.starts.shrink_to_fit();
+        block.lists.shrink_to_fit();
+        block.notes.shrink_to_fit();
+    }
+    blocks
+}
+
+/// The indexes in `block` whose network holds the address `masked` to its prefix.
+fn holding<T: Ord + Copy>(block: &Block<T>, masked: T) -> std::ops::Range<usize> {
+    let first = block.starts.partition_point(|s| *s < masked);
+    let end = first + block.starts[first..].partition_point(|s| *s == masked);
+    first..end
+}
+
+fn mask_v4(ip: u32, prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        ip & (u32::MAX << (32 - u32::from(prefix)))
+    }
+}
+
+fn mask_v6(ip: u128, prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        ip & (u128::MAX << (128 - u32::from(prefix)))
+    }
 }
 
 impl IpMatcher {
     pub fn new(entries: Vec<ActiveEntry>) -> IpMatcher {
-        let mut v4: PrefixMap<Ipv4Net, Vec<u32>> = PrefixMap::new();
-        let mut v6: PrefixMap<Ipv6Net, Vec<u32>> = PrefixMap::new();
-        for (index, entry) in entries.iter().enumerate() {
-            let index = u32::try_from(index).expect("fewer than 4 billion list entries");
-            match entry.network.trunc() {
-                IpNet::V4(net) => v4.entry(net).or_default().push(index),
-                IpNet::V6(net) => v6.entry(net).or_default().push(index),
-            }
+        let mut builder = MatcherBuilder::default();
+        for e in &entries {
+            builder.add(e.list_id, &e.list_label, e.network, &e.note);
         }
-        IpMatcher { entries, v4, v6 }
+        builder.build()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
+    }
+
+    fn entry(&self, network: IpNet, list: u32, note: u32) -> ActiveEntry {
+        let (list_id, label) = &self.lists[list as usize];
+        ActiveEntry {
+            list_id: *list_id,
+            list_label: label.clone(),
+            network,
+            note: self.notes[note as usize].to_string(),
+        }
     }
 
     /// The entries whose network holds `ip`, the most specific network first (and, for the
     /// same network, the newest list first). IPv4-mapped IPv6 addresses are looked up as IPv4.
-    pub fn lookup(&self, ip: IpAddr) -> Vec<&ActiveEntry> {
-        let mut found: Vec<&ActiveEntry> = Vec::new();
+    pub fn lookup(&self, ip: IpAddr) -> Vec<ActiveEntry> {
+        let mut found: Vec<ActiveEntry> = Vec::new();
         match canonical(ip) {
             IpAddr::V4(v4) => {
-                for (_, indexes) in self.v4.cover(&Ipv4Net::from(v4)) {
-                    found.extend(indexes.iter().map(|&i| &self.entries[i as usize]));
+                for block in &self.v4 {
+                    let masked = mask_v4(u32::from(v4), block.prefix);
+                    let network = ipnet::Ipv4Net::new(masked.into(), block.prefix)
+                        .expect("a prefix of at most 32");
+                    for i in holding(block, masked) {
+                        found.push(self.entry(network.into(), block.lists[i], block.notes[i]));
+                    }
                 }
             }
             IpAddr::V6(v6) => {
-                for (_, indexes) in self.v6.cover(&Ipv6Net::from(v6)) {
-                    found.extend(indexes.iter().map(|&i| &self.entries[i as usize]));
+                for block in &self.v6 {
+                    let masked = mask_v6(u128::from(v6), block.prefix);
+                    let network = ipnet::Ipv6Net::new(masked.into(), block.prefix)
+                        .expect("a prefix of at most 128");
+                    for i in holding(block, masked) {
+                        found.push(self.entry(network.into(), block.lists[i], block.notes[i]));
+                    }
                 }
             }
         }
@@ -76,8 +220,14 @@ impl IpMatcher {
     /// Whether any active entry holds `ip`.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match canonical(ip) {
-            IpAddr::V4(v4) => self.v4.cover(&Ipv4Net::from(v4)).next().is_some(),
-            IpAddr::V6(v6) => self.v6.cover(&Ipv6Net::from(v6)).next().is_some(),
+            IpAddr::V4(v4) => self
+                .v4
+                .iter()
+                .any(|b| !holding(b, mask_v4(u32::from(v4), b.prefix)).is_empty()),
+            IpAddr::V6(v6) => self
+                .v6
+                .iter()
+                .any(|b| !holding(b, mask_v6(u128::from(v6), b.prefix)).is_empty()),
         }
     }
 }
@@ -85,6 +235,7 @@ impl IpMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipnet::Ipv4Net;
 
     fn entry(list_id: i64, net: &str) -> ActiveEntry {
         ActiveEntry {
@@ -155,10 +306,13 @@ mod tests {
             let ip = IpAddr::V4(std::net::Ipv4Addr::from(
                 0x0a00_0000 | (next() & 0x000f_ffff),
             ));
-            let mut want: Vec<&ActiveEntry> =
-                entries.iter().filter(|e| e.network.contains(&ip)).collect();
+            let mut want: Vec<ActiveEntry> = entries
+                .iter()
+                .filter(|e| e.network.contains(&ip))
+                .cloned()
+                .collect();
             let mut got = matcher.lookup(ip);
-            let key = |e: &&ActiveEntry| (e.network, e.list_id);
+            let key = |e: &ActiveEntry| (e.network, e.list_id);
             want.sort_by_key(key);
             got.sort_by_key(key);
             assert_eq!(got, want, "{ip}");

@@ -2,7 +2,7 @@
 //! each host.
 //!
 //! - [`iplist`]: reading list files (plain, Loki's C2 list, CSV).
-//! - [`matcher`]: the active lists' networks in a prefix trie.
+//! - [`matcher`]: the active lists' networks, compact and sorted per prefix length.
 //! - [`botnet`]: one host's addresses, egress address and sockets against the lists.
 //! - [`rollout`]: where a rule or IOC bundle's rollout stands on each host.
 //!
@@ -50,12 +50,63 @@ pub struct Intel {
 impl Intel {
     /// Builds the matcher from the store's active lists.
     pub async fn load(store: Store) -> Result<Intel, StoreError> {
-        let entries = store.active_ip_entries().await?;
+        let matcher = store.active_ip_matcher().await?;
         Ok(Intel {
             store,
-            matcher: Arc::new(RwLock::new(Arc::new(IpMatcher::new(entries)))),
+            matcher: Arc::new(RwLock::new(Arc::new(matcher))),
             recheck: Arc::default(),
         })
+    }
+
+    /// Starts with no lists and builds the matcher in the background (millions of entries
+    /// take seconds), so that the collector serves at once. Until it is built, no host is
+    /// re-checked and an import waits: an empty matcher would resolve every botnet match.
+    /// Once built, every host is re-checked, to catch up with what agents reported meanwhile.
+    pub fn load_in_background(store: Store) -> Intel {
+        let intel = Intel {
+            store,
+            matcher: Arc::default(),
+            recheck: Arc::default(),
+        };
+        let one = intel
+            .recheck
+            .clone()
+            .try_lock_owned()
+            .expect("a new lock is free");
+        let this = intel.clone();
+        tokio::spawn(async move {
+            let _one = one;
+            let started = Instant::now();
+            let matcher = match this.store.active_ip_matcher().await {
+                Ok(matcher) => matcher,
+                Err(err) => {
+                    tracing::error!(
+                        "cannot load the botnet lists: {err}; no host is checked against them until a list is imported"
+                    );
+                    return;
+                }
+            };
+            let entries = matcher.len();
+            *this.matcher.write().expect("matcher lock") = Arc::new(matcher);
+            tracing::info!(
+                entries,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "botnet lists loaded"
+            );
+            if entries > 0 {
+                match this.recheck_locked(None).await {
+                    Ok(summary) => tracing::info!(
+                        hosts = summary.hosts,
+                        matched = summary.matched_hosts,
+                        "hosts re-checked against the botnet lists"
+                    ),
+                    Err(err) => {
+                        tracing::error!("cannot re-check the hosts against the botnet lists: {err}")
+                    }
+                }
+            }
+        });
+        intel
     }
 
     pub fn matcher(&self) -> Arc<IpMatcher> {
@@ -65,8 +116,8 @@ impl Intel {
     /// Rebuilds the matcher after the lists changed and re-checks every host.
     pub async fn reload_and_recheck(&self) -> Result<RecheckSummary, StoreError> {
         let _one = self.recheck.lock().await;
-        let entries = self.store.active_ip_entries().await?;
-        *self.matcher.write().expect("matcher lock") = Arc::new(IpMatcher::new(entries));
+        let matcher = self.store.active_ip_matcher().await?;
+        *self.matcher.write().expect("matcher lock") = Arc::new(matcher);
         self.recheck_locked(None).await
     }
 

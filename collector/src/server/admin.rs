@@ -977,7 +977,7 @@ impl AdminService for AdminEndpoint {
         };
         let stored = self
             .store
-            .import_ip_list(&list, &parsed.entries, now_ms())
+            .import_ip_list(&list, &parsed, now_ms())
             .await
             .map_err(internal)?;
         tracing::info!(list = stored.id, source = %stored.source, version = stored.version, entries = stored.entries, "botnet list imported");

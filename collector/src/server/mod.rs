@@ -106,7 +106,7 @@ pub async fn serve_with(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut grace = stop_rx.clone();
     let registry = Registry::default();
-    let intel = Intel::load(store.clone()).await?;
+    let intel = Intel::load_in_background(store.clone());
     let vulns = crate::vuln::Vulns::load(store.clone()).await?;
     let budget = accept::ConnectionBudget::new(accept::open_file_limit());
     tracing::info!(

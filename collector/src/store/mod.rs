@@ -17,8 +17,8 @@ use std::path::PathBuf;
 pub use sqlite::SqliteStore;
 
 use crate::findings::{AdminChange, HostStatus};
-use crate::intel::iplist::ListEntry;
-use crate::intel::{ActiveEntry, BotnetMatch, HostNetFacts};
+use crate::intel::iplist::ParsedList;
+use crate::intel::{BotnetMatch, HostNetFacts};
 use crate::model::{
     AuditEntry, ConnectionFilter, ConnectionReport, Finding, FindingFilter, Host, HostConnection,
     HostDetail, HostFilter, HostHello, Hotfix, InstalledPackage, InventoryReport, NewAuditEntry,
@@ -397,11 +397,11 @@ impl Store {
     pub async fn import_ip_list(
         &self,
         list: &NewIpList,
-        entries: &[ListEntry],
+        parsed: &ParsedList,
         now_ms: i64,
     ) -> Result<IpList, StoreError> {
         match self {
-            Store::Sqlite(s) => s.import_ip_list(list, entries, now_ms).await,
+            Store::Sqlite(s) => s.import_ip_list(list, parsed, now_ms).await,
         }
     }
 
@@ -424,10 +424,10 @@ impl Store {
         }
     }
 
-    /// The entries of every active botnet IP list.
-    pub async fn active_ip_entries(&self) -> Result<Vec<ActiveEntry>, StoreError> {
+    /// The matcher of every active list's entries, built as the rows stream in.
+    pub async fn active_ip_matcher(&self) -> Result<crate::intel::IpMatcher, StoreError> {
         match self {
-            Store::Sqlite(s) => s.active_ip_entries().await,
+            Store::Sqlite(s) => s.active_ip_matcher().await,
         }
     }
 

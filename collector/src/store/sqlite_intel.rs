@@ -7,12 +7,11 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::StoreError;
-use super::sqlite::{
-    COLLECTOR, ROWS_PER_INSERT, SqliteStore, Tx, insert_audit, insert_history, parse_state,
-};
+use super::sqlite::{COLLECTOR, SqliteStore, Tx, insert_audit, insert_history, parse_state};
 use crate::findings::FindingState;
-use crate::intel::iplist::ListEntry;
-use crate::intel::{ActiveEntry, BotnetMatch, HostNetFacts, MatchVia};
+use crate::intel::iplist::{self, ParsedList};
+use crate::intel::matcher::MatcherBuilder;
+use crate::intel::{BotnetMatch, HostNetFacts, IpMatcher, MatchVia};
 use crate::model::{
     BotnetChanges, BundleRecord, BundleReport, HostBundleState, IpList, NetConnection,
     NewAuditEntry, NewIpList,
@@ -27,9 +26,10 @@ impl SqliteStore {
     pub async fn import_ip_list(
         &self,
         list: &NewIpList,
-        entries: &[ListEntry],
+        parsed: &ParsedList,
         now_ms: i64,
     ) -> Result<IpList, StoreError> {
+        let entries = &parsed.entries;
         let mut tx = self.write().await?;
         let version: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM ip_lists WHERE source = ?",
@@ -53,18 +53,11 @@ impl SqliteStore {
         .bind(list.domains as i64)
         .fetch_one(&mut *tx)
         .await?;
-        for chunk in entries.chunks(ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO ip_list_entries (list_id, network, note, line) ",
-            );
-            insert.push_values(chunk, |mut row, e| {
-                row.push_bind(id)
-                    .push_bind(e.network.to_string())
-                    .push_bind(&e.note)
-                    .push_bind(e.line as i64);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
+        sqlx::query("INSERT INTO ip_list_data (list_id, entries) VALUES (?, ?)")
+            .bind(id)
+            .bind(encode_entries(parsed))
+            .execute(&mut *tx)
+            .await?;
         let mut detail = format!(
             "{} v{version} from {}: {} entries, {} bad lines, {} domains skipped",
             list.source,
@@ -154,29 +147,34 @@ impl SqliteStore {
         rows.iter().map(list_from_row).collect()
     }
 
-    /// The entries of every active list.
-    pub async fn active_ip_entries(&self) -> Result<Vec<ActiveEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT e.list_id, l.source, l.version, e.network, e.note FROM ip_list_entries e \
-             JOIN ip_lists l ON l.id = e.list_id WHERE l.retired_ms IS NULL ORDER BY e.list_id",
+    /// The matcher of every active list's entries, built from each list's blob (a list can
+    /// hold millions of entries: they are never all held as rows or `ActiveEntry` values).
+    pub async fn active_ip_matcher(&self) -> Result<IpMatcher, StoreError> {
+        let lists: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT id, source, version FROM ip_lists WHERE retired_ms IS NULL ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let network: String = row.try_get("network")?;
-                let source: String = row.try_get("source")?;
-                let version: i64 = row.try_get("version")?;
-                Ok(ActiveEntry {
-                    list_id: row.try_get("list_id")?,
-                    list_label: format!("{source} v{version}"),
-                    network: network.parse().map_err(|_| {
-                        StoreError::Corrupt(format!("ip_list_entries.network {network:?}"))
-                    })?,
-                    note: row.try_get("note")?,
-                })
-            })
-            .collect()
+        let mut builder = MatcherBuilder::default();
+        for (id, source, version) in lists {
+            let label = format!("{source} v{version}");
+            let data: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT entries FROM ip_list_data WHERE list_id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let data = data.unwrap_or_default();
+            let text = std::str::from_utf8(&data)
+                .map_err(|e| StoreError::Corrupt(format!("ip list {id}: entries: {e}")))?;
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let (network, note) = line.split_once('\t').unwrap_or((line, ""));
+                let network = iplist::parse_network(network).map_err(|e| {
+                    StoreError::Corrupt(format!("ip list {id}: entry {line:?}: {e}"))
+                })?;
+                builder.add(id, &label, network, note);
+            }
+        }
+        Ok(builder.build())
     }
 
     /// Each host's addresses, egress address and latest sockets (one host, or all), keeping
@@ -785,11 +783,35 @@ fn list_from_row(row: &SqliteRow) -> Result<IpList, StoreError> {
     })
 }
 
+/// A list's entries as stored: `NETWORK` or `NETWORK<TAB>NOTE` lines, an address bare.
+fn encode_entries(parsed: &ParsedList) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(parsed.entries.len() * 16);
+    for entry in &parsed.entries {
+        let network = entry.network;
+        if network.prefix_len() == network.max_prefix_len() {
+            let _ = write!(text, "{}", network.addr());
+        } else {
+            let _ = write!(text, "{network}");
+        }
+        let note = parsed.note(entry);
+        if !note.is_empty() {
+            text.push('\t');
+            text.extend(
+                note.chars()
+                    .map(|c| if c == '\t' || c == '\n' { ' ' } else { c }),
+            );
+        }
+        text.push('\n');
+    }
+    text.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::intel::iplist::{ListFormat, parse};
-    use crate::intel::{IpMatcher, match_host};
+    use crate::intel::match_host;
     use crate::model::{ConnectionReport, FindingFilter, FindingKind, HostHello, SweepReport};
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -847,15 +869,12 @@ mod tests {
             replace: false,
             actor: "admin".into(),
         };
-        store
-            .import_ip_list(&list, &parsed.entries, 2)
-            .await
-            .unwrap()
+        store.import_ip_list(&list, &parsed, 2).await.unwrap()
     }
 
     /// The matcher from the store's active lists, applied to every host.
     async fn recheck(store: &SqliteStore, now: i64) -> BotnetChanges {
-        let matcher = IpMatcher::new(store.active_ip_entries().await.unwrap());
+        let matcher = store.active_ip_matcher().await.unwrap();
         let results: Vec<_> = store
             .host_net_facts(None, &|_| true)
             .await
