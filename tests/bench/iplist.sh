@@ -41,7 +41,7 @@ size_mb=$(( $(stat -c %s "$work/list.txt") / 1000000 ))
 
 start_collector() {
   "$bin/hygiene-collector" serve --listen 127.0.0.1:0 --db "sqlite://$work/collector.db" --pki "$work/pki" \
-    > "$work/collector.out" 2>> "$work/collector.log" &
+    > "$work/collector.out" 2> "$work/collector.log" &
   pid=$!
   for _ in $(seq 200); do grep -q '^listening on ' "$work/collector.out" && break; sleep 0.05; done
   addr=$(sed -n 's/^listening on //p' "$work/collector.out")
@@ -74,7 +74,7 @@ t4=$(now)
 start_collector
 "${ctl[@]}" intel lists --format json > /dev/null
 t5=$(now)
-for _ in $(seq 1200); do grep -q 'botnet lists loaded' "$work/collector.log" && break; sleep 0.05; done
+for _ in $(seq 1200); do grep -q 'hosts re-checked against the botnet lists' "$work/collector.log" && break; sleep 0.05; done
 t6=$(now)
 loaded_rss=$(mib VmRSS)
 
@@ -82,4 +82,5 @@ echo "large botnet list: $addresses addresses, $size_mb MB ($(grep -o '[0-9]* en
 echo "  import (hygienectl, parse, store, load, re-check): $(ms "$t0" "$t1") ms"
 echo "  peer: sort -u of the same file: $(ms "$t2" "$t3") ms; ratio $(awk -v a="$(ms "$t0" "$t1")" -v b="$(ms "$t2" "$t3")" 'BEGIN { printf "%.1f", a / b }')x"
 echo "  collector memory: $base_rss MiB at start, peak $peak MiB, $settled MiB after the import"
-echo "  restarted: admin service answered after $(ms "$t4" "$t5") ms; lists loaded in the background after $(ms "$t4" "$t6") ms ($loaded_rss MiB)"
+echo "  restarted: admin service answered after $(ms "$t4" "$t5") ms; lists loaded (and hosts re-checked) in the background after $(ms "$t4" "$t6") ms ($loaded_rss MiB)"
+grep -o 'botnet lists loaded.*' "$work/collector.log" | sed 's/^/  collector: /' 

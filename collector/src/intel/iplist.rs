@@ -204,6 +204,10 @@ fn looks_like_csv(file: &str, first: Option<&str>) -> bool {
     })
 }
 
+fn memchr_count(bytes: &[u8], byte: u8) -> usize {
+    bytes.iter().filter(|b| **b == byte).count()
+}
+
 /// The rank of a header name among [`ADDRESS_COLUMNS`].
 fn address_column(header: &str) -> Option<usize> {
     let header = header.trim().trim_matches('"');
@@ -232,6 +236,10 @@ fn stated_in_comments(text: &str) -> Option<u64> {
 
 fn parse_plain(text: &str) -> ParsedList {
     let mut parsed = ParsedList::default();
+    // One entry a line at most: sized once, not doubled (and copied) as millions come in.
+    parsed
+        .entries
+        .reserve_exact(memchr_count(text.as_bytes(), b'\n') + 1);
     // Loki's lists name the campaign in the comment line above its addresses.
     let mut campaign = String::new();
     for (index, raw) in text.lines().enumerate() {
@@ -469,18 +477,23 @@ const SPECIAL_RANGES: &[(&str, &str)] = &[
     ("ff00::/8", "multicast"),
 ];
 
+/// [`SPECIAL_RANGES`] parsed once (every entry of a list of millions is tested against them).
+static SPECIAL: std::sync::LazyLock<Vec<(IpNet, &'static str)>> = std::sync::LazyLock::new(|| {
+    SPECIAL_RANGES
+        .iter()
+        .map(|(range, what)| (range.parse().expect("a valid range in the table"), *what))
+        .collect()
+});
+
 /// Whether every address of `network` is in some special-purpose range (FireHOL's
 /// 224.0.0.0/3 is multicast and reserved together).
 fn wholly_special(network: &IpNet) -> bool {
-    let ranges = SPECIAL_RANGES
-        .iter()
-        .map(|(range, _)| range.parse::<IpNet>().expect("a valid range in the table"));
     let mut overlapping = false;
-    for range in ranges {
+    for (range, _) in SPECIAL.iter() {
         if range.contains(network) {
             return true;
         }
-        overlapping |= network.contains(&range);
+        overlapping |= network.contains(range);
     }
     // Only a network that holds a special range can be covered by several: split it in two.
     overlapping
@@ -491,10 +504,10 @@ fn wholly_special(network: &IpNet) -> bool {
 
 /// The special-purpose range `network` lies in or overlaps, with what it is.
 pub fn special_range(network: &IpNet) -> Option<(IpNet, &'static str)> {
-    SPECIAL_RANGES.iter().find_map(|(range, what)| {
-        let range: IpNet = range.parse().expect("a valid range in the table");
-        (range.contains(network) || network.contains(&range)).then_some((range, *what))
-    })
+    SPECIAL
+        .iter()
+        .find(|(range, _)| range.contains(network) || network.contains(range))
+        .copied()
 }
 
 /// Prefixes shorter than these cover a sixteenth of the Internet's addresses or more: no
@@ -536,15 +549,16 @@ pub struct TooBroad {
 /// whole list unless allowed. A range wholly inside a special one (FireHOL's 224.0.0.0/3) is
 /// skipped, not refused.
 pub fn screen(file: &str, mut parsed: ParsedList, screen: Screen) -> Result<ParsedList, TooBroad> {
-    let mut kept = Vec::with_capacity(parsed.entries.len());
     let mut broad = Vec::new();
-    for entry in std::mem::take(&mut parsed.entries) {
+    let mut reserved = Vec::new();
+    // In place: a list of millions is not copied.
+    parsed.entries.retain(|entry| {
         let special = (!screen.allow_reserved)
             .then(|| special_range(&entry.network))
             .flatten();
         let inside_special = special.is_some() && wholly_special(&entry.network);
-        let skip = |parsed: &mut ParsedList, (range, what): (IpNet, &str)| {
-            parsed.reserved.push(BadLine {
+        let mut skip = |(range, what): (IpNet, &str)| {
+            reserved.push(BadLine {
                 line: entry.line.into(),
                 text: entry.network.to_string(),
                 reason: if range == entry.network {
@@ -554,29 +568,31 @@ pub fn screen(file: &str, mut parsed: ParsedList, screen: Screen) -> Result<Pars
                 } else {
                     format!("{} covers {range} ({what})", entry.network)
                 },
-            })
+            });
+            false
         };
         if let Some(special) = special.filter(|_| inside_special) {
-            skip(&mut parsed, special);
+            skip(special)
         } else if !screen.allow_broad && too_broad(&entry.network) {
             broad.push(BadLine {
                 line: entry.line.into(),
                 text: entry.network.to_string(),
                 reason: "too broad".into(),
             });
+            false
         } else if let Some(special) = special {
-            skip(&mut parsed, special);
+            skip(special)
         } else {
-            kept.push(entry);
+            true
         }
-    }
+    });
     if !broad.is_empty() {
         return Err(TooBroad {
             file: file.to_owned(),
             lines: broad,
         });
     }
-    parsed.entries = kept;
+    parsed.reserved.extend(reserved);
     Ok(parsed)
 }
 

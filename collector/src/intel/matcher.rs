@@ -56,6 +56,12 @@ pub struct MatcherBuilder {
 }
 
 impl MatcherBuilder {
+    /// Room for `entries` more (IPv4 assumed, as lists mostly are): a list of millions is not
+    /// grown by doubling.
+    pub fn reserve(&mut self, entries: usize) {
+        self.v4.reserve_exact(entries);
+    }
+
     pub fn add(&mut self, list_id: i64, list_label: &str, network: IpNet, note: &str) {
         let list = match self.list_index.get(&list_id) {
             Some(&index) => index,

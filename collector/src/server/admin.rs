@@ -931,7 +931,10 @@ impl AdminService for AdminEndpoint {
         request: Request<v1::ImportIpListRequest>,
     ) -> Result<Response<v1::ImportIpListResponse>, Status> {
         let admin = identity::require(&request, Role::Admin)?;
-        let r = request.into_inner();
+        let mut r = request.into_inner();
+        // A list can be 50 MB: it is let go once read, before the store and the matcher
+        // take their share.
+        let content = std::mem::take(&mut r.content);
         let source = r.source.trim();
         if source.is_empty() {
             return Err(Status::invalid_argument(
@@ -944,8 +947,10 @@ impl AdminService for AdminEndpoint {
                 r.format
             ))
         })?;
-        let (parsed, format) = iplist::parse(&r.file_name, &r.content, format)
+        let (parsed, format) = iplist::parse(&r.file_name, &content, format)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let sha256 = crate::intel::sha256_hex(&content);
+        drop(content);
         let screen = iplist::Screen {
             allow_broad: r.allow_broad,
             allow_reserved: r.allow_reserved,
@@ -969,7 +974,7 @@ impl AdminService for AdminEndpoint {
             source: source.to_owned(),
             file_name: r.file_name.clone(),
             format: format.as_str().to_owned(),
-            sha256: crate::intel::sha256_hex(&r.content),
+            sha256,
             bad_lines: parsed.bad_lines.len() as u64,
             domains: parsed.domains,
             replace: r.replace,
@@ -981,6 +986,8 @@ impl AdminService for AdminEndpoint {
             .await
             .map_err(internal)?;
         tracing::info!(list = stored.id, source = %stored.source, version = stored.version, entries = stored.entries, "botnet list imported");
+        let mut parsed = parsed;
+        parsed.entries = Vec::new();
         let recheck = self.intel.reload_and_recheck().await.map_err(internal)?;
         let bad_line = |b: iplist::BadLine| v1::BadLine {
             line: b.line,

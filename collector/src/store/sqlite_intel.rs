@@ -150,13 +150,14 @@ impl SqliteStore {
     /// The matcher of every active list's entries, built from each list's blob (a list can
     /// hold millions of entries: they are never all held as rows or `ActiveEntry` values).
     pub async fn active_ip_matcher(&self) -> Result<IpMatcher, StoreError> {
-        let lists: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT id, source, version FROM ip_lists WHERE retired_ms IS NULL ORDER BY id",
+        let lists: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT id, source, version, entries FROM ip_lists WHERE retired_ms IS NULL ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
         let mut builder = MatcherBuilder::default();
-        for (id, source, version) in lists {
+        builder.reserve(lists.iter().map(|l| l.3.max(0) as usize).sum());
+        for (id, source, version, _) in lists {
             let label = format!("{source} v{version}");
             let data: Option<Vec<u8>> =
                 sqlx::query_scalar("SELECT entries FROM ip_list_data WHERE list_id = ?")
