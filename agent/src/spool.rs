@@ -23,10 +23,17 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::state::{AgentState, StateError};
 
-/// seq → [class byte][encoded AgentMessage].
+/// seq → [marker byte][encoded AgentMessage]: the class, or [`NOTICE`].
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("spool");
 /// The drop totals since the spool was created.
 const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("spool_dropped");
+
+/// The marker of the drop notice: a [`Class::Kept`] message, told apart at start without
+/// decoding every spooled message.
+const NOTICE: u8 = 4;
+
+/// The totals' keys, by [`Class`] (progress, connections, inventories), then bytes.
+const TOTAL_KEYS: [&str; 4] = ["progress", "connections", "inventories", "bytes"];
 
 /// 256 MiB: days of an offline host's reports, and little next to a disk.
 pub const DEFAULT_LIMIT: u64 = 256 * 1024 * 1024;
@@ -57,15 +64,6 @@ impl Class {
             1 => Class::Connections,
             2 => Class::Inventory,
             _ => Class::Kept,
-        }
-    }
-
-    fn total_key(self) -> Option<&'static str> {
-        match self {
-            Class::Progress => Some("progress"),
-            Class::Connections => Some("connections"),
-            Class::Inventory => Some("inventories"),
-            Class::Kept => None,
         }
     }
 }
@@ -172,7 +170,7 @@ impl Spool {
                         let value = value.value();
                         let class = Class::from_byte(value.first().copied().unwrap_or(u8::MAX));
                         let len = value.len() as u64;
-                        if class == Class::Kept && is_notice(value) {
+                        if value.first() == Some(&NOTICE) {
                             notice = Some(seq.value());
                         }
                         index.insert(seq.value(), Entry { class, len });
@@ -272,7 +270,7 @@ impl Spool {
         }
         message.seq = inner.state.next_seq()?;
         let seq = message.seq;
-        let value = encode(class, &message);
+        let value = encode(class as u8, &message);
         let incoming = Entry {
             class,
             len: value.len() as u64,
@@ -311,37 +309,27 @@ impl Spool {
         let notice_value;
         {
             let mut totals = txn.open_table(TOTALS).map_err(|e| self.fail(&e))?;
-            let read = |key: &str| -> Result<u64, StateError> {
-                Ok(totals
+            let mut counts = [0u64; 4];
+            for (count, key) in counts.iter_mut().zip(TOTAL_KEYS) {
+                *count = totals
                     .get(key)
                     .map_err(|e| self.fail(&e))?
-                    .map(|v| v.value())
-                    .unwrap_or(0))
-            };
-            let mut counts = [
-                ("progress", read("progress")?),
-                ("connections", read("connections")?),
-                ("inventories", read("inventories")?),
-                ("bytes", read("bytes")?),
-            ];
-            for entry in &dropped {
-                if let Some(key) = entry.class.total_key() {
-                    for (name, count) in counts.iter_mut() {
-                        if *name == key {
-                            *count += 1;
-                        }
-                    }
-                }
-                counts[3].1 += entry.len;
+                    .map_or(0, |v| v.value());
             }
-            for (name, count) in counts {
-                totals.insert(name, count).map_err(|e| self.fail(&e))?;
+            for entry in &dropped {
+                if entry.class != Class::Kept {
+                    counts[entry.class as usize] += 1;
+                }
+                counts[3] += entry.len;
+            }
+            for (count, key) in counts.iter().zip(TOTAL_KEYS) {
+                totals.insert(key, count).map_err(|e| self.fail(&e))?;
             }
             let notice = v1::SpoolDropped {
-                progress: counts[0].1,
-                connections: counts[1].1,
-                inventories: counts[2].1,
-                bytes: counts[3].1,
+                progress: counts[Class::Progress as usize],
+                connections: counts[Class::Connections as usize],
+                inventories: counts[Class::Inventory as usize],
+                bytes: counts[3],
                 last_dropped_at_ms: now,
                 limit_bytes: self.limit,
             };
@@ -354,7 +342,7 @@ impl Spool {
                 dropped.len()
             );
             notice_value = encode(
-                Class::Kept,
+                NOTICE,
                 &v1::AgentMessage {
                     seq: notice_seq,
                     body: Some(Body::SpoolDropped(notice)),
@@ -487,23 +475,13 @@ impl Spool {
     }
 }
 
-fn encode(class: Class, message: &v1::AgentMessage) -> Vec<u8> {
+fn encode(marker: u8, message: &v1::AgentMessage) -> Vec<u8> {
     let mut value = Vec::with_capacity(1 + message.encoded_len());
-    value.push(class as u8);
+    value.push(marker);
     message
         .encode(&mut value)
         .expect("a Vec grows to hold any message");
     value
-}
-
-fn is_notice(value: &[u8]) -> bool {
-    matches!(
-        v1::AgentMessage::decode(value.get(1..).unwrap_or_default()),
-        Ok(v1::AgentMessage {
-            body: Some(Body::SpoolDropped(_)),
-            ..
-        })
-    )
 }
 
 #[cfg(test)]
@@ -640,7 +618,7 @@ mod tests {
     fn a_full_spool_drops_progress_and_tells_the_collector_with_running_totals() {
         let dir = tempfile::tempdir().unwrap();
         let one = encode(
-            Class::Kept,
+            Class::Kept as u8,
             &v1::AgentMessage {
                 seq: 1,
                 body: Some(finding(1)),
