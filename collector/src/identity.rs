@@ -6,6 +6,7 @@
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::pki::{ADMIN_OU, AGENT_OU};
+use crate::refusals::{Presented, Refusal, RefusalKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -58,25 +59,48 @@ pub fn identify<C: AsRef<[u8]>>(chain: &[C]) -> Result<PeerIdentity, IdentityErr
     })
 }
 
-/// The identity of a tonic request's peer, or `Unauthenticated`.
+/// The identity of a tonic request's peer, or `Unauthenticated`; a certificate without a
+/// Hygiene identity is recorded as a refusal.
 pub fn of_request<T>(request: &tonic::Request<T>) -> Result<PeerIdentity, tonic::Status> {
     let certs = request
         .peer_certs()
         .ok_or_else(|| tonic::Status::unauthenticated(IdentityError::NoCertificate.to_string()))?;
-    identify(&certs).map_err(|err| tonic::Status::unauthenticated(err.to_string()))
+    identify(&certs).map_err(|err| {
+        refuse(request, RefusalKind::NoIdentity, &certs, err.to_string());
+        tonic::Status::unauthenticated(err.to_string())
+    })
 }
 
-/// The identity of the peer if it has `role`, or `PermissionDenied` naming what it is.
+/// The identity of the peer if it has `role`, or `PermissionDenied` naming what it is (and
+/// recorded as a refusal).
 pub fn require<T>(request: &tonic::Request<T>, role: Role) -> Result<PeerIdentity, tonic::Status> {
     let identity = of_request(request)?;
     if identity.role == role {
         Ok(identity)
     } else {
-        Err(tonic::Status::permission_denied(format!(
+        let message = format!(
             "certificate of {:?} {:?} is not allowed here; this service needs a {:?} certificate",
             identity.role, identity.name, role
-        )))
+        );
+        if let Some(certs) = request.peer_certs() {
+            refuse(request, RefusalKind::WrongRole, &certs, message.clone());
+        }
+        Err(tonic::Status::permission_denied(message))
     }
+}
+
+fn refuse<T>(
+    request: &tonic::Request<T>,
+    kind: RefusalKind,
+    certs: &[rustls::pki_types::CertificateDer<'static>],
+    reason: String,
+) {
+    crate::refusals::record(Refusal {
+        kind,
+        peer: request.remote_addr(),
+        presented: certs.first().map(|leaf| Presented::of_der(leaf)),
+        reason,
+    });
 }
 
 #[cfg(test)]

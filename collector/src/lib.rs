@@ -19,6 +19,7 @@ pub mod intel;
 pub mod model;
 pub mod pki;
 pub mod priority;
+pub mod refusals;
 pub mod server;
 pub mod store;
 pub mod sweep;

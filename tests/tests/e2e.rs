@@ -370,6 +370,72 @@ fn foreign_and_missing_certificates_are_refused() {
         Ok(())
     });
     assert!(result.is_err(), "a client without a certificate was served");
+
+    // Every refusal is counted for the admin, with what the peer presented, and logged.
+    let intruder_serial = serial_of(&certs.join("agent.pem"));
+    let refused = wait_for(WAIT, "the refusals to be counted", || {
+        let rows = ctl_json(&collector.url(), &pki.dir, &["refused", "list"]).ok()?;
+        let rows = rows.as_array()?.clone();
+        let has = |kind: &str, serial: Option<&str>| {
+            rows.iter().any(|r| {
+                r["kind"] == kind
+                    && r["peer"] == "127.0.0.1"
+                    && serial.is_none_or(|s| r["serial"] == s)
+            })
+        };
+        // hygienectl with the foreign CA refuses the collector's certificate itself, before
+        // presenting its own: a failed handshake.
+        (has("certificate", Some(&intruder_serial))
+            && has("handshake", None)
+            && has("no_certificate", None))
+        .then_some(rows)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", collector.process.stderr()));
+    let intruder = refused
+        .iter()
+        .find(|r| r["serial"] == intruder_serial.as_str())
+        .unwrap();
+    assert!(
+        intruder["subject"]
+            .as_str()
+            .unwrap()
+            .contains("CN=intruder"),
+        "{intruder}"
+    );
+    assert!(intruder["count"].as_u64().unwrap() >= 2, "{intruder}");
+    assert!(
+        intruder["reason"] == "not issued by this collector's CA",
+        "{intruder}"
+    );
+    let log = collector.process.stderr();
+    assert!(
+        log.contains("refused a connection") && log.contains(&intruder_serial),
+        "{log}"
+    );
+    // The totals go to stderr, the rows to stdout.
+    let output = ctl(&collector.url(), &pki.dir, &["refused", "list"]).unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let totals = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        totals.contains("refused since") && totals.contains("no_certificate "),
+        "{totals}"
+    );
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("CN=intruder") && table.contains("no_certificate"),
+        "{table}"
+    );
+}
+
+/// The serial number of the certificate in a PEM file, in lower-case hex.
+fn serial_of(pem: &Path) -> String {
+    let pem = std::fs::read(pem).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    cert.raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]
@@ -427,6 +493,26 @@ fn roles_are_enforced_by_certificate() {
     assert!(log.contains("not allowed"), "{log}");
     let hosts = ctl_json(&collector.url(), &pki.dir, &["hosts", "list"]).unwrap();
     assert_eq!(hosts, Value::Array(vec![]));
+
+    // Both are counted as wrong-role refusals, each with its certificate.
+    let refused = ctl_json(&collector.url(), &pki.dir, &["refused", "list"]).unwrap();
+    let wrong_role: Vec<&Value> = refused
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "wrong_role")
+        .collect();
+    for (pem, name) in [
+        (agent_certs.join("agent.pem"), "web-02"),
+        (pki.dir.join("admin.pem"), "admin"),
+    ] {
+        let serial = serial_of(&pem);
+        let row = wrong_role
+            .iter()
+            .find(|r| r["serial"] == serial.as_str())
+            .unwrap_or_else(|| panic!("no wrong_role row for {name} ({serial}): {refused}"));
+        assert!(row["subject"].as_str().unwrap().contains(name), "{row}");
+    }
 }
 
 #[cfg(unix)]

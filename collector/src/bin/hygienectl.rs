@@ -147,6 +147,10 @@ enum Command {
     /// The fleet-wide allowlist: files judged harmless, by content, rule or path.
     #[command(subcommand)]
     Allow(AllowCommand),
+    /// Connections the collector refused: foreign, expired or missing certificates, failed
+    /// handshakes, certificates of the wrong role.
+    #[command(subcommand)]
+    Refused(RefusedCommand),
     /// The cleanup's progress: hosts per status, the share verified clean, day by day.
     Progress {
         /// First day of the timeline (YYYY-MM-DD) [default: 30 days ago].
@@ -377,6 +381,16 @@ enum ListFormatArg {
     Csv,
     /// One JSON object per line with a `cidr` or `ip` field (Spamhaus DROP's JSON form).
     Ndjson,
+}
+
+#[derive(Subcommand)]
+enum RefusedCommand {
+    /// One row per kind, address and certificate, the most recent first; the totals since the
+    /// collector started go to stderr.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -949,6 +963,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "sweep {id} cancelled; {} host(s) had not finished",
                     response.hosts
                 );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Refused(RefusedCommand::List { format }) => {
+                let response = client
+                    .list_refusals(v1::ListRefusalsRequest {})
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                eprintln!("{}", ctl::refusal_totals(&response));
+                let rows: Vec<ctl::RefusalRow> = response
+                    .groups
+                    .into_iter()
+                    .map(ctl::RefusalRow::from)
+                    .collect();
+                render(&rows, format, ctl::REFUSAL_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Audit(AuditCommand::List { format }) => {

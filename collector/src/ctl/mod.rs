@@ -646,6 +646,55 @@ impl From<hygiene_proto::v1::ConnectionEntry> for ConnectionRow {
     }
 }
 
+/// A row of `hygienectl refused list`: refusals of one kind from one address with one
+/// certificate.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RefusalRow {
+    pub last: String,
+    pub kind: String,
+    pub count: u64,
+    pub peer: Option<String>,
+    pub subject: Option<String>,
+    pub serial: Option<String>,
+    pub reason: String,
+    pub first: String,
+}
+
+pub const REFUSAL_TABLE_COLUMNS: &[&str] = &[
+    "last", "kind", "count", "peer", "subject", "serial", "reason",
+];
+
+impl From<hygiene_proto::v1::RefusalGroup> for RefusalRow {
+    fn from(g: hygiene_proto::v1::RefusalGroup) -> Self {
+        RefusalRow {
+            last: format_ms(g.last_ms),
+            kind: g.kind,
+            count: g.count,
+            peer: non_empty(g.peer),
+            subject: non_empty(g.subject),
+            serial: non_empty(g.serial),
+            reason: g.reason,
+            first: format_ms(g.first_ms),
+        }
+    }
+}
+
+/// The totals line of `hygienectl refused list`, for stderr: `12 refused since ...: ...`.
+pub fn refusal_totals(response: &hygiene_proto::v1::ListRefusalsResponse) -> String {
+    let all: u64 = response.totals.iter().map(|t| t.count).sum();
+    let kinds: Vec<String> = response
+        .totals
+        .iter()
+        .filter(|t| t.count > 0)
+        .map(|t| format!("{} {}", t.kind, t.count))
+        .collect();
+    let mut line = format!("{all} refused since {}", format_ms(response.since_ms));
+    if !kinds.is_empty() {
+        line.push_str(&format!(" ({})", kinds.join(", ")));
+    }
+    line
+}
+
 pub(crate) fn non_empty(s: String) -> Option<String> {
     if s.is_empty() { None } else { Some(s) }
 }

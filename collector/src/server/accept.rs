@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use super::tls::ServerTls;
 
 /// Descriptors kept from agents for everything else: admin calls, the store, logs.
 pub const RESERVE: usize = 128;
@@ -132,14 +135,16 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// EMFILE, which only a closing connection cures).
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 
-/// The listener's connections as a stream that never ends on an accept error: the error is
-/// logged (rate-limited, with how many there were) and accepting goes on. The stream ends
-/// when its receiver is dropped (the server stopped). Each connection counts in `budget`
-/// while it lives.
+/// The listener's connections, TLS done, as a stream that never ends on an accept error: the
+/// error is logged (rate-limited, with how many there were) and accepting goes on. Each
+/// handshake runs on a task of its own, so a slow client holds up no other; a refused one is
+/// recorded by [`ServerTls::accept`] and not passed on. The stream ends when its receiver is
+/// dropped (the server stopped). Each connection counts in `budget` while it lives.
 pub fn incoming(
     listener: TcpListener,
+    tls: ServerTls,
     budget: ConnectionBudget,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Counted>> {
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<Counted>>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut failures = FailureLog::new(LOG_EVERY);
@@ -149,10 +154,15 @@ pub fn incoming(
                 _ = tx.closed() => return,
             };
             match accepted {
-                Ok((stream, _)) => {
-                    if tx.send(Ok(Counted::new(stream, &budget))).await.is_err() {
-                        return;
-                    }
+                Ok((stream, peer)) => {
+                    let counted = Counted::new(stream, &budget);
+                    let (tls, tx) = (tls.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        if let Some(stream) = tls.accept(counted, Some(peer)).await {
+                            // The server stopped if this fails; the connection just closes.
+                            let _ = tx.send(Ok(stream)).await;
+                        }
+                    });
                 }
                 Err(err) => {
                     if let Some(count) = failures.note(Instant::now()) {

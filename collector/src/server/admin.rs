@@ -1112,6 +1112,42 @@ impl AdminService for AdminEndpoint {
         Ok(Response::new(v1::RemoveAllowResponse {}))
     }
 
+    async fn list_refusals(
+        &self,
+        request: Request<v1::ListRefusalsRequest>,
+    ) -> Result<Response<v1::ListRefusalsResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let report = crate::refusals::refusals().report();
+        Ok(Response::new(v1::ListRefusalsResponse {
+            since_ms: report.since_ms,
+            totals: report
+                .totals
+                .into_iter()
+                .map(|(kind, count)| v1::RefusalTotal {
+                    kind: kind.as_str().into(),
+                    count,
+                })
+                .collect(),
+            groups: report
+                .groups
+                .into_iter()
+                .map(|g| {
+                    let presented = g.presented.unwrap_or_default();
+                    v1::RefusalGroup {
+                        kind: g.kind.as_str().into(),
+                        peer: g.peer.map(|ip| ip.to_string()).unwrap_or_default(),
+                        subject: presented.subject,
+                        serial: presented.serial,
+                        reason: g.reason,
+                        count: g.count,
+                        first_ms: g.first_ms,
+                        last_ms: g.last_ms,
+                    }
+                })
+                .collect(),
+        }))
+    }
+
     async fn publish_rules(
         &self,
         request: Request<v1::PublishRulesRequest>,

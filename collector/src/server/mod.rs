@@ -5,21 +5,22 @@
 mod accept;
 mod admin;
 mod agent;
+mod tls;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hygiene_proto::v1::{
     admin_service_server::AdminServiceServer, agent_service_server::AgentServiceServer,
 };
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 pub use accept::raise_open_file_limit;
-pub use agent::{ROLLOUT_AT_ONCE, Registry, connection_report, inventory_report};
+pub use agent::{ROLLOUT_AT_ONCE, Registry, connection_report, inventory_report, now_ms};
+pub use tls::{HANDSHAKE_TIMEOUT, ServerTls, tls_from_pki};
 
 use crate::intel::Intel;
-use crate::pki::PkiFiles;
 use crate::store::Store;
 
 /// The largest admin request (a list or rule bundle being imported).
@@ -35,28 +36,12 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("TLS configuration: {0}")]
-    TlsConfig(tonic::transport::Error),
+    #[error("{path}: {reason}")]
+    TlsInvalid { path: PathBuf, reason: String },
     #[error("server failed: {0}")]
     Transport(tonic::transport::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-}
-
-/// The server's TLS settings from a PKI directory: its certificate and key, and the CA that
-/// every client certificate must chain to. Clients without a certificate are refused.
-pub fn tls_from_pki(dir: &Path) -> Result<ServerTlsConfig, ServerError> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read(&path).map_err(|source| ServerError::Tls { path, source })
-    };
-    Ok(ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            read(PkiFiles::SERVER_CERT)?,
-            read(PkiFiles::SERVER_KEY)?,
-        ))
-        .client_ca_root(Certificate::from_pem(read(PkiFiles::CA_CERT)?))
-        .timeout(Duration::from_secs(10)))
 }
 
 /// How long a host may stay silent before its status is `stale`, unless configured.
@@ -87,7 +72,7 @@ impl Default for ServeOptions {
 /// stream and returns once in-flight calls finished (or after a short grace period).
 pub async fn serve(
     listener: TcpListener,
-    tls: ServerTlsConfig,
+    tls: ServerTls,
     store: Store,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
@@ -97,7 +82,7 @@ pub async fn serve(
 /// [`serve`] with options.
 pub async fn serve_with(
     listener: TcpListener,
-    tls: ServerTlsConfig,
+    tls: ServerTls,
     store: Store,
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()>,
@@ -137,14 +122,12 @@ pub async fn serve_with(
         let _ = stop_tx.send(true);
     };
     let server = Server::builder()
-        .tls_config(tls)
-        .map_err(ServerError::TlsConfig)?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(AgentServiceServer::new(agents))
         // A botnet list of 100,000 entries is a few MiB; the default limit is 4 MiB.
         .add_service(AdminServiceServer::new(admins).max_decoding_message_size(ADMIN_MESSAGE_LIMIT))
-        .serve_with_incoming_shutdown(accept::incoming(listener, budget), signal);
+        .serve_with_incoming_shutdown(accept::incoming(listener, tls, budget), signal);
     tokio::select! {
         result = server => result.map_err(ServerError::Transport),
         _ = async {
