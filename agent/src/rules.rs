@@ -14,7 +14,35 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
+pub mod cost;
 pub mod split;
+
+/// YARA-X warnings that say a rule will be slow to scan with. Not `potentially_slow_loop`:
+/// it fires on loops over a file's size that sound rules use (signature-base has one), and a
+/// slow loop shows in [`cost`]'s timing anyway.
+pub const SLOW_WARNINGS: [&str; 1] = ["slow_pattern"];
+
+/// A warning of the compiler's that a rule will be slow (see [`SLOW_WARNINGS`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SlowWarning {
+    pub path: PathBuf,
+    pub line: usize,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for SlowWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {} ({})",
+            self.path.display(),
+            self.line,
+            self.message,
+            self.code
+        )
+    }
+}
 
 /// The share of all rules (1/N) that must require the same header before they get a rule set
 /// of their own. Such a set costs one more pass over each file with that header and saves a
@@ -59,6 +87,8 @@ pub struct RuleSet {
     pub per_file: Option<PerFileRules>,
     /// Rule files left out because they do not compile, each with its file and line.
     pub broken: Vec<RulesError>,
+    /// The compiler's warnings that a rule will be slow, in file and line order.
+    pub slow_warnings: Vec<SlowWarning>,
     /// SHA-256 over the namespaces and contents that went in: verdicts cached under another
     /// version are stale.
     pub version: [u8; 32],
@@ -276,6 +306,7 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         general,
         by_header,
         per_file,
+        slow_warnings,
     } = compiled;
     tracing::debug!(
         general = general.iter().len(),
@@ -291,6 +322,7 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         per_file,
         files: sources.into_iter().map(|(file, _, _)| file).collect(),
         broken,
+        slow_warnings,
         version: version.finalize().into(),
     })
 }
@@ -302,6 +334,7 @@ struct Compiled {
     by_header: Vec<(split::Header, yara_x::Rules)>,
     /// The per-file rules, uncompiled; `None` when no rule reads an external variable.
     per_file: Option<PerFileRules>,
+    slow_warnings: Vec<SlowWarning>,
 }
 
 /// Compiles each file into its namespace, its header-bound rules into the rule set of their
@@ -344,6 +377,7 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
     // Each broken file with its first error, from whichever set found it.
     let broken = std::sync::Mutex::new(std::collections::BTreeMap::<usize, RulesError>::new());
     let all_added = std::sync::Barrier::new(sets.len());
+    let slow_warnings = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let compile_set = |parts: Parts| {
         let mut arrival = Arrival(Some(&all_added));
         let add = |compiler: &mut yara_x::Compiler, i: usize, code: &[u8]| {
@@ -387,6 +421,10 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
                 }
             }
         }
+        slow_warnings
+            .lock()
+            .expect("slow warnings lock")
+            .extend(slow_warnings_of(&compiler, sources));
         compact(compiler.build())
     };
     let mut built = std::thread::scope(|scope| {
@@ -439,6 +477,11 @@ fn compile(sources: &[(PathBuf, String, Vec<u8>)]) -> (Compiled, Vec<RulesError>
         general,
         by_header,
         per_file,
+        slow_warnings: slow_warnings
+            .into_inner()
+            .expect("slow warnings lock")
+            .into_iter()
+            .collect(),
     };
     (compiled, broken.into_values().collect())
 }
@@ -623,6 +666,32 @@ fn add_part(
         .add_source(source)
         .map(|_| ())
         .map_err(|err| compile_error(file, code, &err))
+}
+
+/// The compiler's [`SLOW_WARNINGS`], each with its file (the source's origin, see
+/// [`add_part`]) and line.
+fn slow_warnings_of(
+    compiler: &yara_x::Compiler,
+    sources: &[(PathBuf, String, Vec<u8>)],
+) -> Vec<SlowWarning> {
+    compiler
+        .warnings()
+        .iter()
+        .filter(|w| SLOW_WARNINGS.contains(&w.code()))
+        .filter_map(|w| {
+            let label = w.labels().next()?;
+            let (path, _, source) = sources
+                .iter()
+                .find(|(path, _, _)| Some(path.display().to_string().as_str()) == label.origin())?;
+            let offset = label.span().start().min(source.len());
+            Some(SlowWarning {
+                path: path.clone(),
+                line: source[..offset].iter().filter(|&&b| b == b'\n').count() + 1,
+                code: w.code().to_owned(),
+                message: format!("{}: {}", w.title(), label.text()),
+            })
+        })
+        .collect()
 }
 
 fn compile_error(file: &Path, source: &[u8], err: &yara_x::errors::CompileError) -> RulesError {

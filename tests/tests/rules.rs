@@ -149,6 +149,20 @@ fn rules_and_iocs_reach_every_agent_verified() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("broken.yar:3"), "{stderr}");
     assert!(stderr.contains("--skip-broken"), "{stderr}");
+    // A rule that would cost every agent its timeout on some files is refused, named...
+    let slow_dir = setup.write(
+        "slow/slow.yar",
+        "rule Slow { strings: $a = /x[a-z]*y[a-z]*z[a-z]*q/ condition: $a }",
+    );
+    let slow_dir = slow_dir.parent().unwrap().to_str().unwrap().to_owned();
+    let refused = setup.publish(&[&v1, &slow_dir, "--name", "v1", "--skip-broken"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("slow.yar: ") && stderr.contains("--allow-slow"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("new.yar"), "{stderr}");
     // ... and accepted without it with --skip-broken; every agent swaps it in, no restart.
     let accepted = setup.publish(&[&v1, "--name", "v1", "--skip-broken"]);
     assert!(accepted.status.success(), "{accepted:?}");

@@ -308,6 +308,10 @@ enum RulesCommand {
         /// Leave files that do not compile out (listed on stderr).
         #[arg(long)]
         skip_broken: bool,
+        /// Publish rules that would slow every agent down (slow patterns, or far slower than
+        /// the rest over a built-in sample) instead of refusing the bundle.
+        #[arg(long)]
+        allow_slow: bool,
     },
     /// Per host: the rule and IOC bundles it runs, since when, and whether they are the
     /// current ones. Exit code 1 while some host does not run them.
@@ -593,6 +597,9 @@ enum FindingsCommand {
 fn published(response: v1::PublishResponse, stdout: &mut dyn Write) -> anyhow::Result<ExitCode> {
     for skipped in &response.skipped {
         eprintln!("left out: {skipped}");
+    }
+    for slow in &response.slow {
+        eprintln!("published although slow: {slow}");
     }
     let row = BundleRow::from(response.bundle.unwrap_or_default());
     eprintln!(
@@ -1172,6 +1179,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 paths,
                 name,
                 skip_broken,
+                allow_slow,
             }) => {
                 let files = rule_sources(&paths).context("cannot read the rules")?;
                 eprintln!("compiling {} rule files on the collector...", files.len());
@@ -1180,6 +1188,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         name,
                         files,
                         skip_broken,
+                        allow_slow,
                     })
                     .await
                     .map_err(ctl::CtlError::from)?

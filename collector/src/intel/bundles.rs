@@ -27,6 +27,8 @@ pub enum BundleInputError {
     Broken { count: usize, errors: Vec<String> },
     #[error("nothing left to publish: {0}")]
     Nothing(String),
+    #[error("these rules would cost every agent far more scan time than the rest (publish with --allow-slow to send them anyway):\n{}", .lines.join("\n"))]
+    Slow { lines: Vec<String> },
 }
 
 /// Files checked for a bundle: what goes in, how many rules or hashes, what was left out.
@@ -40,6 +42,9 @@ pub struct CheckedFiles {
     /// later sweep's silence about a finding made with other sets proves something only
     /// when the set it ran with still holds the finding's rule or hash.
     pub members: Vec<String>,
+    /// Slow rules published all the same (`--allow-slow`), as [`BundleInputError::Slow`]
+    /// names them.
+    pub slow: Vec<String>,
 }
 
 /// The file name a path stands for in a bundle.
@@ -71,10 +76,13 @@ fn named(files: &[(String, Vec<u8>)]) -> Result<Vec<v1::BundleFile>, BundleInput
 }
 
 /// Compiles `files` (path, content) as an agent will. Files that do not compile refuse the
-/// whole bundle, unless `skip_broken`, which leaves them out and lists them.
+/// whole bundle, unless `skip_broken`, which leaves them out and lists them. Rules the
+/// compiler calls slow, or that scan the built-in sample far slower than the rest (see
+/// [`hygiene_agent::rules::cost`]), refuse it too, unless `allow_slow`.
 pub fn check_rules(
     files: &[(String, Vec<u8>)],
     skip_broken: bool,
+    allow_slow: bool,
 ) -> Result<CheckedFiles, BundleInputError> {
     let mut files = named(files)?;
     for file in &files {
@@ -114,12 +122,45 @@ pub fn check_rules(
     if files.is_empty() {
         return Err(BundleInputError::Nothing("no rule file compiles".into()));
     }
+    let slow = slow_rules(&rules, dir.path())?;
+    if !slow.is_empty() && !allow_slow {
+        return Err(BundleInputError::Slow { lines: slow });
+    }
     Ok(CheckedFiles {
         files,
         items: rules.len() as u64,
         skipped: errors,
         members: rules.rule_keys(),
+        slow,
     })
+}
+
+/// The rules that would slow every agent down, one line each: the compiler's slow-pattern
+/// warnings, and the files that scan the built-in sample far slower than the rest.
+fn slow_rules(
+    rules: &hygiene_agent::rules::RuleSet,
+    dir: &Path,
+) -> Result<Vec<String>, BundleInputError> {
+    let mut lines: Vec<String> = rules
+        .slow_warnings
+        .iter()
+        .map(|w| strip_dir(&w.to_string(), dir))
+        .collect();
+    let cost =
+        hygiene_agent::rules::cost::measure(rules).map_err(|e| BundleInputError::Invalid {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    tracing::debug!(took = ?cost.set, "rule set timed over the built-in sample");
+    for file in cost.slow {
+        lines.push(format!(
+            "{}: {} ms over the built-in sample, the median file {} ms",
+            strip_dir(&file.path.display().to_string(), dir),
+            file.took.as_millis(),
+            file.median.as_millis().max(1)
+        ));
+    }
+    Ok(lines)
 }
 
 fn strip_dir(text: &str, dir: &Path) -> String {
@@ -164,6 +205,7 @@ pub fn check_hashes(files: &[(String, Vec<u8>)]) -> Result<CheckedFiles, BundleI
         items: iocs.len() as u64,
         skipped,
         members: iocs.hex_digests().collect(),
+        slow: Vec::new(),
     })
 }
 
@@ -355,6 +397,47 @@ mod tests {
     const MD5: &str = "44d88612fea8a8f36de82e1278abb02f";
 
     #[test]
+    fn slow_rules_refuse_the_bundle_unless_allowed() {
+        let sound = (
+            "/etc/rules/sound.yar".to_owned(),
+            br#"rule sound { strings: $a = "evil-thing" condition: $a }"#.to_vec(),
+        );
+        // YARA-X warns about the first; the second shows only when timed.
+        let warned = (
+            "/etc/rules/warned.yar".to_owned(),
+            b"rule warned {\n strings: $a = /(a+)+$/\n condition: $a }".to_vec(),
+        );
+        let unwarned = (
+            "/etc/rules/unwarned.yar".to_owned(),
+            br#"rule unwarned { strings: $a = /a.*b.*c.*d/ condition: $a }"#.to_vec(),
+        );
+        for (slow, expected) in [
+            (&warned, "warned.yar:2: slow pattern"),
+            (&unwarned, "unwarned.yar: "),
+        ] {
+            let files = vec![sound.clone(), slow.clone()];
+            let text = check_rules(&files, false, false).unwrap_err().to_string();
+            assert!(
+                text.contains(expected) && text.contains("--allow-slow"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("sound.yar") && !text.contains("/tmp"),
+                "{text}"
+            );
+            let checked = check_rules(&files, false, true).unwrap();
+            assert_eq!(checked.files.len(), 2);
+            assert!(
+                checked.slow.iter().any(|line| line.contains(expected)),
+                "{:?}",
+                checked.slow
+            );
+        }
+        let checked = check_rules(&[sound], false, false).unwrap();
+        assert!(checked.slow.is_empty());
+    }
+
+    #[test]
     fn broken_rules_refuse_the_bundle_unless_skipped() {
         let files = vec![
             (
@@ -366,20 +449,20 @@ mod tests {
                 b"rule bad {\n condition: nonsense(\n}".to_vec(),
             ),
         ];
-        let err = check_rules(&files, false).unwrap_err();
+        let err = check_rules(&files, false, false).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("bad.yar:"), "{text}");
         assert!(!text.contains("/tmp"), "{text}");
-        let checked = check_rules(&files, true).unwrap();
+        let checked = check_rules(&files, true, false).unwrap();
         let names: Vec<&str> = checked.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["good.yar"]);
         assert_eq!(checked.items, 1);
         assert_eq!(checked.skipped.len(), 1);
-        assert!(check_rules(&files[1..], true).is_err());
+        assert!(check_rules(&files[1..], true, false).is_err());
 
         let twice = vec![files[0].clone(), ("/other/good.yar".into(), b"x".to_vec())];
         assert!(matches!(
-            check_rules(&twice, false),
+            check_rules(&twice, false, false),
             Err(BundleInputError::DuplicateName(_))
         ));
     }

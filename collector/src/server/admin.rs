@@ -138,6 +138,7 @@ impl AdminEndpoint {
             bundle: Some(bundle_entry(&stored)),
             skipped: checked.skipped,
             sent_to,
+            slow: checked.slow,
         })
     }
 }
@@ -1156,12 +1157,13 @@ impl AdminService for AdminEndpoint {
         let r = request.into_inner();
         let name = required_name(&r.name)?;
         let files = source_files(r.files);
-        let skip_broken = r.skip_broken;
+        let (skip_broken, allow_slow) = (r.skip_broken, r.allow_slow);
         // Compiling signature-base takes seconds of CPU.
-        let checked = tokio::task::spawn_blocking(move || check_rules(&files, skip_broken))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(input_error)?;
+        let checked =
+            tokio::task::spawn_blocking(move || check_rules(&files, skip_broken, allow_slow))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(input_error)?;
         let response = self
             .publish(bundle::RULES, &name, admin.name, checked)
             .await?;
