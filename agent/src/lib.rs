@@ -16,6 +16,8 @@
 pub mod bundles;
 pub mod cache;
 pub mod config;
+#[cfg(unix)]
+pub mod deep;
 pub mod externals;
 pub mod facts;
 pub mod gentle;

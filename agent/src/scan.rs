@@ -671,6 +671,12 @@ impl Engine {
                 let alive = match entry {
                     Err(err) => {
                         let path = walk_error_path(&err).unwrap_or_default();
+                        #[cfg(unix)]
+                        if err.io_error().is_some_and(crate::deep::is_too_long) {
+                            return walk_on(
+                                self.list_deep(&path, options, stop, &mut jobs, &mut batch),
+                            );
+                        }
                         let kind = err
                             .io_error()
                             .map_or(ScanErrorKind::Io, ScanErrorKind::of_io);
@@ -714,6 +720,43 @@ impl Engine {
                 walk_on(alive)
             })
         });
+    }
+}
+
+impl Engine {
+    /// Lists a directory whose path is too long for the walker's calls (see [`crate::deep`])
+    /// as the walker would: its files become jobs, its errors events, excludes apply. False
+    /// when whoever receives the output is gone.
+    #[cfg(unix)]
+    fn list_deep(
+        &self,
+        dir: &Path,
+        options: &SweepOptions,
+        stop: &AtomicBool,
+        jobs: &mut JobBatch,
+        batch: &mut EventBatch,
+    ) -> bool {
+        let skip = |path: &Path| {
+            options.excludes.iter().any(|ex| path == ex.as_path())
+                || options
+                    .exclude_globs
+                    .as_ref()
+                    .is_some_and(|g| g.is_match(path))
+        };
+        let mut alive = true;
+        crate::deep::walk(dir, options.one_file_system, &skip, &mut |entry| {
+            alive = match entry {
+                crate::deep::DeepEntry::File { path, size } => {
+                    batch.seen.push(key_hash(cache::key_bytes(&path)));
+                    jobs.push(Job { path, known: None }, size)
+                }
+                crate::deep::DeepEntry::Error { path, err } => {
+                    batch.push(SweepEvent::Error(ScanError::io(&path, err)))
+                }
+            };
+            alive && !stop.load(Ordering::Relaxed)
+        });
+        alive
     }
 }
 
@@ -1440,7 +1483,15 @@ fn open_regular(path: &Path) -> Result<std::fs::File, ScanError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
     }
-    let file = options.open(path).map_err(|err| ScanError::io(path, err))?;
+    let file = match options.open(path) {
+        Ok(file) => file,
+        // Deeper than the system takes in one call: one component at a time.
+        #[cfg(unix)]
+        Err(err) if crate::deep::is_too_long(&err) => {
+            crate::deep::open_file(path).map_err(|err| ScanError::io(path, err))?
+        }
+        Err(err) => return Err(ScanError::io(path, err)),
+    };
     let meta = file.metadata().map_err(|err| ScanError::io(path, err))?;
     if !meta.is_file() {
         return Err(ScanError {
@@ -2111,6 +2162,44 @@ rule by_extension { condition: big and extension == ".bin" }
         assert_eq!(stats.files, 1);
         assert_eq!(findings.len(), 1);
         assert!(findings[0].path.ends_with("real"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_deeper_than_path_max_are_scanned() {
+        use crate::deep::tests::{deep_tree, write_deep};
+        let rules_dir = tempfile::tempdir().unwrap();
+        let engine = engine(
+            rules_dir.path(),
+            "rule eicar_string { strings: $a = \"EICAR-STANDARD-ANTIVIRUS-TEST-FILE\" condition: $a }",
+            &format!("{EICAR_SHA256};EICAR test file\n"),
+        );
+        let root = tempfile::tempdir().unwrap();
+        // A file whose own path is too long, in a directory the walker can still list...
+        let shallow = deep_tree(root.path(), 4_000);
+        let long_name = shallow.join("e".repeat(200));
+        write_deep(&long_name, EICAR);
+        // ...and files in directories it cannot list, one of them excluded.
+        let deep = deep_tree(&shallow, 9_000);
+        write_deep(&deep.join("eicar.com"), EICAR);
+        write_deep(&deep.join("skipped.com"), EICAR);
+        write_deep(&deep.join("clean.txt"), b"nothing");
+        let options = SweepOptions {
+            exclude_globs: exclude_globs(&["**/skipped.com".to_owned()]).unwrap(),
+            ..SweepOptions::default()
+        };
+        let (stats, findings, errors) = sweep(&engine, root.path(), &options);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(stats.files, 3);
+        let mut paths: Vec<&Path> = findings.iter().map(|f| f.path.as_path()).collect();
+        paths.sort();
+        paths.dedup();
+        let deep_file = deep.join("eicar.com");
+        let mut expected = [long_name.as_path(), deep_file.as_path()];
+        expected.sort();
+        // Compared whole, but not printed: the paths are kilobytes long.
+        assert!(paths == expected, "{} paths with findings", paths.len());
+        assert_eq!(findings.len(), 4, "a hash and a rule match each");
     }
 
     #[cfg(unix)]
