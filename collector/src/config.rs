@@ -35,6 +35,12 @@ pub struct CollectorConfig {
     pub pki: Option<PathBuf>,
     /// Hours a host may stay silent before its status is `stale` (default 168: a week).
     pub stale_after_hours: Option<u64>,
+    /// Findings of one sweep stored per host (default 50,000); beyond, they are counted and
+    /// the sweep is recorded as failed.
+    pub max_findings_per_sweep: Option<u64>,
+    /// Messages per second one agent may send on average (default 200); faster ones are
+    /// handled at that pace.
+    pub max_agent_messages_per_second: Option<u32>,
 }
 
 /// `hygienectl --config FILE`.

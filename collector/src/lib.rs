@@ -16,6 +16,7 @@ pub mod ctl;
 pub mod findings;
 pub mod identity;
 pub mod intel;
+pub mod limits;
 pub mod model;
 pub mod pki;
 pub mod priority;

@@ -237,12 +237,23 @@ impl Collector {
     /// Starts `hygiene-collector serve` on `listen` (use `127.0.0.1:0` for a free port) with an
     /// SQLite database in `dir`, and waits for its `listening on` line.
     pub fn start(dir: &Path, pki: &Pki, listen: &str) -> anyhow::Result<Collector> {
+        Collector::start_with(dir, pki, listen, &[])
+    }
+
+    /// [`Collector::start`] with more `serve` flags.
+    pub fn start_with(
+        dir: &Path,
+        pki: &Pki,
+        listen: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Collector> {
         let mut command = Command::new(bin("hygiene-collector"));
         command
             .args(["serve", "--listen", listen, "--db"])
             .arg(format!("sqlite://{}", dir.join("collector.db").display()))
             .arg("--pki")
-            .arg(&pki.dir);
+            .arg(&pki.dir)
+            .args(extra);
         let stderr_path = dir.join(format!("collector-{}.log", unique()));
         let mut process = spawn(command, stderr_path, Stdio::piped())?;
         let stdout = process.child.stdout.take().expect("piped stdout");
@@ -428,26 +439,35 @@ pub struct Site {
     pub pki: Pki,
     pub collector: Collector,
     pub listen: String,
+    /// The collector's extra `serve` flags, kept for restarts.
+    collector_flags: Vec<String>,
 }
 
 impl Site {
     pub fn start() -> anyhow::Result<Site> {
+        Site::start_with(&[])
+    }
+
+    /// [`Site::start`] with more `hygiene-collector serve` flags.
+    pub fn start_with(collector_flags: &[&str]) -> anyhow::Result<Site> {
         let dir = tempfile::tempdir()?;
         let pki = Pki::init(&dir.path().join("pki"))?;
         let listen = format!("127.0.0.1:{}", free_port()?);
-        let collector = Collector::start(dir.path(), &pki, &listen)?;
+        let collector = Collector::start_with(dir.path(), &pki, &listen, collector_flags)?;
         Ok(Site {
             dir,
             pki,
             collector,
             listen,
+            collector_flags: collector_flags.iter().map(|f| f.to_string()).collect(),
         })
     }
 
     /// Stops the collector and starts it again on the same address and database.
     pub fn restart_collector(&mut self) -> anyhow::Result<()> {
         self.collector.process.terminate(Duration::from_secs(10))?;
-        self.collector = Collector::start(self.dir.path(), &self.pki, &self.listen)?;
+        let flags: Vec<&str> = self.collector_flags.iter().map(String::as_str).collect();
+        self.collector = Collector::start_with(self.dir.path(), &self.pki, &self.listen, &flags)?;
         Ok(())
     }
 

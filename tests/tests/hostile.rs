@@ -187,3 +187,52 @@ fn a_collector_out_of_file_descriptors_says_so_and_recovers() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
 }
+
+/// A sweep's findings beyond the per-host limit are counted, not stored, and the sweep is
+/// recorded as failed: its silence about the findings it could not report resolves nothing.
+#[test]
+fn findings_over_the_per_sweep_limit_are_counted_and_prove_nothing() {
+    let site = Site::start_with(&["--max-findings-per-sweep", "5"]).unwrap();
+    let rules = site.write(
+        "marker.yar",
+        r#"rule Marker { strings: $a = "HYGIENE-FLOOD-MARKER" condition: $a }"#,
+    );
+    let names: Vec<String> = (0..12).map(|i| format!("flood-{i:02}.txt")).collect();
+    let files: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), "HYGIENE-FLOOD-MARKER"))
+        .collect();
+    let agent = site.start_agent("web-01", &files, &rules, &[]).unwrap();
+    // The agent's first sweep (on start) is recorded as failed, which the log says.
+    wait_for(WAIT, "the first sweep's summary", || {
+        let log = site.collector.process.stderr();
+        log.contains("at most 5 per host and sweep are stored")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let first: Vec<String> = site
+        .findings("web-01")
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(first.len(), 5, "{first:?}");
+    let log = site.collector.process.stderr();
+    assert!(log.contains("counted, not stored"), "{log}");
+    // The files the limit left out are still there; half of those stored are deleted. A
+    // sweep that again cannot report everything proves none of them gone.
+    for path in first.iter().take(3) {
+        std::fs::remove_file(path).unwrap();
+    }
+    let out = site.json(&["sweep", "start", "--host", "web-01", "--splay", "0"]);
+    let id = out["id"].as_str().unwrap().to_owned();
+    wait_for(WAIT, "the second sweep to end", || {
+        (site.json(&["sweep", "status", &id])["state"] != "running").then_some(())
+    })
+    .unwrap();
+    let after = site.findings("web-01");
+    assert!(
+        after.iter().all(|f| f["state"] == "open"),
+        "a sweep over the limit resolved findings: {after:?}"
+    );
+    assert_ne!(site.status("web-01"), "clean");
+}

@@ -35,6 +35,14 @@ enum Command {
         /// Hours a host may stay silent before its status is `stale` [default: 168].
         #[arg(long, value_name = "HOURS")]
         stale_after_hours: Option<u64>,
+        /// Findings of one sweep stored per host; beyond, they are counted and the sweep is
+        /// recorded as failed [default: 50000].
+        #[arg(long, value_name = "N")]
+        max_findings_per_sweep: Option<u64>,
+        /// Messages per second one agent may send on average; faster ones are handled at
+        /// that pace [default: 200].
+        #[arg(long, value_name = "N")]
+        max_agent_messages_per_second: Option<u32>,
     },
     /// Manage the built-in certificate authority.
     #[command(subcommand)]
@@ -91,7 +99,19 @@ fn main() -> ExitCode {
             db,
             pki,
             stale_after_hours,
-        } => serve(config, listen, db, pki, stale_after_hours),
+            max_findings_per_sweep,
+            max_agent_messages_per_second,
+        } => serve(
+            config,
+            listen,
+            db,
+            pki,
+            stale_after_hours,
+            Limits {
+                findings_per_sweep: max_findings_per_sweep,
+                messages_per_second: max_agent_messages_per_second,
+            },
+        ),
         Command::Pki(PkiCommand::Init { dir, server_names }) => pki::init(&dir, &server_names)
             .map_err(Into::into)
             .map(|()| {
@@ -123,12 +143,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The agent limits given on the command line.
+struct Limits {
+    findings_per_sweep: Option<u64>,
+    messages_per_second: Option<u32>,
+}
+
 fn serve(
     config: Option<PathBuf>,
     listen: Option<String>,
     db: Option<String>,
     pki_dir: Option<PathBuf>,
     stale_after_hours: Option<u64>,
+    limits: Limits,
 ) -> anyhow::Result<()> {
     let file: CollectorConfig = match &config {
         Some(path) => config::read(path)?,
@@ -144,6 +171,16 @@ fn serve(
     let mut options = hygiene_collector::ServeOptions::default();
     if let Some(hours) = stale_after_hours.or(file.stale_after_hours) {
         options.stale_after = std::time::Duration::from_secs(hours.saturating_mul(3600));
+    }
+    if let Some(n) = limits.findings_per_sweep.or(file.max_findings_per_sweep) {
+        options.agent_limits.findings_per_sweep = n;
+    }
+    if let Some(n) = limits
+        .messages_per_second
+        .or(file.max_agent_messages_per_second)
+    {
+        anyhow::ensure!(n > 0, "max_agent_messages_per_second must be at least 1");
+        options.agent_limits.messages_per_second = n;
     }
     let tls = hygiene_collector::tls_from_pki(&pki_dir)?;
     // Bundles are signed with the PKI directory's key (made here for directories older than

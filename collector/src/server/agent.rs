@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::findings::RuleSets;
 use crate::identity::{self, Role};
 use crate::intel::Intel;
+use crate::limits::{AgentLimits, Pace, SweepFindings};
 use crate::model::{BundleRecord, BundleReport};
 use crate::model::{
     ConnectionReport, Finding, FindingKind, HostHello, Hotfix, InstalledPackage, InventoryDelta,
@@ -240,6 +241,8 @@ pub struct AgentEndpoint {
     budget: Option<super::accept::ConnectionBudget>,
     /// When turning agents away was last logged.
     refused_logged: Arc<Mutex<Option<std::time::Instant>>>,
+    limits: AgentLimits,
+    sweep_findings: Arc<SweepFindings>,
 }
 
 impl AgentEndpoint {
@@ -256,7 +259,15 @@ impl AgentEndpoint {
             stop,
             budget: None,
             refused_logged: Arc::default(),
+            limits: AgentLimits::default(),
+            sweep_findings: Arc::default(),
         }
+    }
+
+    /// What one agent may cost the collector (see [`crate::limits`]).
+    pub fn with_limits(mut self, limits: AgentLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Turns agents away while their streams would eat into the descriptors kept for the
@@ -300,6 +311,8 @@ impl AgentService for AgentEndpoint {
             registry: self.registry.clone(),
             intel: self.intel.clone(),
             tx,
+            limits: self.limits,
+            sweep_findings: self.sweep_findings.clone(),
         };
         tokio::spawn(session.run(inbound, self.stop.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -313,6 +326,8 @@ struct AgentSession {
     registry: Registry,
     intel: Intel,
     tx: Outbound,
+    limits: AgentLimits,
+    sweep_findings: Arc<SweepFindings>,
 }
 
 /// Why a session ended, for the log.
@@ -342,6 +357,8 @@ impl AgentSession {
             // The next connection tries again; the stream itself is fine.
             tracing::error!(host = %host, "cannot look up the host's sweeps: {err}");
         }
+        let mut pace = Pace::new(&self.limits, std::time::Instant::now());
+        let mut paced_logged = false;
         let end = loop {
             let next = tokio::select! {
                 _ = stop.wait_for(|stopping| *stopping) => break End::Stopping,
@@ -353,6 +370,17 @@ impl AgentSession {
                 Ok(Ok(None)) => break End::AgentClosed,
                 Ok(Ok(Some(message))) => message,
             };
+            if let Some(wait) = pace.take(std::time::Instant::now()) {
+                if !paced_logged {
+                    paced_logged = true;
+                    tracing::warn!(
+                        host = %host,
+                        limit = self.limits.messages_per_second,
+                        "the agent sends more messages per second than the limit; they are handled at that pace"
+                    );
+                }
+                tokio::time::sleep(wait).await;
+            }
             if let Err(err) = self.apply(message.body).await {
                 // Not acknowledged: the agent keeps the message and resends it after reconnecting.
                 let _ = self
@@ -478,6 +506,25 @@ impl AgentSession {
         Ok(())
     }
 
+    /// How many of `count` findings of `sweep_id` may be stored (see [`crate::limits`]); the
+    /// first time this collector sees the sweep, its tally starts from what the store holds.
+    async fn admit_findings(&self, sweep_id: &str, count: usize) -> Result<usize, StoreError> {
+        let host = &self.host_id;
+        if !self.sweep_findings.knows(host, sweep_id) {
+            let stored = self.store.count_sweep_findings(host, sweep_id).await?;
+            self.sweep_findings.start(host, sweep_id, stored);
+        }
+        let limit = self.limits.findings_per_sweep;
+        let admitted = self.sweep_findings.admit(host, sweep_id, count, limit);
+        if admitted < count {
+            tracing::warn!(
+                host = %host, sweep = %sweep_id, limit, left_out = count - admitted,
+                "findings over the per-sweep limit are counted, not stored"
+            );
+        }
+        Ok(admitted)
+    }
+
     async fn ack(&self, seq: u64) -> bool {
         let ack = v1::CollectorMessage {
             body: Some(collector_message::Body::Ack(v1::Ack { seq })),
@@ -591,11 +638,13 @@ impl AgentSession {
             }
             Some(Body::Findings(batch)) => {
                 let sets = (batch.rules_version.as_str(), batch.iocs_version.as_str());
-                let findings: Vec<NewFinding> = batch
+                let mut findings: Vec<NewFinding> = batch
                     .findings
                     .into_iter()
                     .filter_map(|f| new_finding(&batch.sweep_id, sets, f, &self.host_id))
                     .collect();
+                let admitted = self.admit_findings(&batch.sweep_id, findings.len()).await?;
+                findings.truncate(admitted);
                 self.store
                     .record_findings(&self.host_id, &findings, now)
                     .await
@@ -646,7 +695,13 @@ impl AgentSession {
                     .await
             }
             Some(Body::SweepSummary(summary)) => {
-                let report = SweepReport {
+                let tally = self.sweep_findings.finish(&self.host_id, &summary.sweep_id);
+                let over_limit = crate::limits::over_limit_failure(
+                    summary.findings,
+                    tally,
+                    self.limits.findings_per_sweep,
+                );
+                let mut report = SweepReport {
                     sweep_id: summary.sweep_id,
                     started_at_ms: summary.started_at_ms,
                     finished_at_ms: summary.finished_at_ms,
@@ -677,6 +732,12 @@ impl AgentSession {
                         ioc_count: summary.ioc_count,
                     },
                 };
+                if let Some(failure) = over_limit
+                    && report.failure.is_empty()
+                {
+                    tracing::warn!(host = %self.host_id, sweep = %report.sweep_id, "{failure}");
+                    report.failure = failure;
+                }
                 tracing::info!(host = %self.host_id, sweep = %report.sweep_id, files = report.files, findings = report.findings, "sweep reported");
                 self.store
                     .record_sweep_report(&self.host_id, &report, now)

@@ -57,6 +57,8 @@ pub struct ServeOptions {
     /// The PKCS#8 Ed25519 key rule and IOC bundles are signed with; `None`: publishing is
     /// refused.
     pub rules_signing_key: Option<Vec<u8>>,
+    /// What one agent may cost the collector.
+    pub agent_limits: crate::limits::AgentLimits,
 }
 
 impl Default for ServeOptions {
@@ -64,6 +66,7 @@ impl Default for ServeOptions {
         ServeOptions {
             stale_after: DEFAULT_STALE_AFTER,
             rules_signing_key: None,
+            agent_limits: Default::default(),
         }
     }
 }
@@ -100,7 +103,8 @@ pub async fn serve_with(
         "connections: agents may hold all but the reserve of the open-file limit"
     );
     let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), intel.clone(), stop_rx)
-        .with_budget(budget.clone());
+        .with_budget(budget.clone())
+        .with_limits(options.agent_limits);
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
     let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, vulns, stale_after_ms)
         .with_signing_key(options.rules_signing_key.clone());

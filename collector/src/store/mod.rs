@@ -121,6 +121,17 @@ impl Store {
         }
     }
 
+    /// How many of a host's findings were last seen by a sweep.
+    pub async fn count_sweep_findings(
+        &self,
+        host_id: &str,
+        sweep_id: &str,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.count_sweep_findings(host_id, sweep_id).await,
+        }
+    }
+
     /// Stores findings in one transaction; a finding already known is updated, not duplicated.
     pub async fn record_findings(
         &self,

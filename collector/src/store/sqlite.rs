@@ -191,6 +191,21 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// How many of `host_id`'s findings were last seen by `sweep_id`.
+    pub async fn count_sweep_findings(
+        &self,
+        host_id: &str,
+        sweep_id: &str,
+    ) -> Result<u64, StoreError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM findings WHERE host_id = ? AND sweep_id = ?")
+                .bind(host_id)
+                .bind(sweep_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Stores findings in one transaction. A finding already known is updated, not
     /// duplicated; one resolved (or a false positive that had gone) that shows up again, at its
     /// path or with its content elsewhere, is reopened; anything else is a new open finding.
