@@ -236,3 +236,76 @@ fn findings_over_the_per_sweep_limit_are_counted_and_prove_nothing() {
     );
     assert_ne!(site.status("web-01"), "clean");
 }
+
+/// An agent message larger than the collector takes ends that agent's stream, unacknowledged
+/// and unstored; the collector goes on serving everyone else.
+#[test]
+fn an_oversized_agent_message_ends_only_its_stream() {
+    use hygiene_proto::v1;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+    let site = Site::start().unwrap();
+    let certs = site.dir.path().join("big-certs");
+    site.pki.issue_agent("big-01", &certs).unwrap();
+    let read = |name: &str| std::fs::read(certs.join(name)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let acked: Vec<u64> = runtime.block_on(async {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("ca.pem")))
+            .identity(Identity::from_pem(read("agent.pem"), read("agent.key")));
+        let channel = Endpoint::from_shared(site.collector.url())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = v1::agent_service_client::AgentServiceClient::new(channel)
+            .max_encoding_message_size(64 << 20);
+        let hello = v1::AgentMessage {
+            seq: 1,
+            body: Some(v1::agent_message::Body::Hello(v1::Hello {
+                facts: Some(v1::HostFacts {
+                    hostname: "big-01".into(),
+                    ..Default::default()
+                }),
+                agent_version: "test".into(),
+                heartbeat_interval_seconds: 30,
+            })),
+        };
+        let huge = v1::AgentMessage {
+            seq: 2,
+            body: Some(v1::agent_message::Body::Findings(v1::FindingBatch {
+                sweep_id: "s1".into(),
+                findings: vec![v1::Finding {
+                    path: format!("/tmp/{}", "x".repeat(5 << 20)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        };
+        let outbound = tokio_stream::iter([hello, huge]);
+        let mut inbound = client.session(outbound).await.unwrap().into_inner();
+        let mut acked = Vec::new();
+        // Until the collector ends the stream (an error or its end).
+        while let Ok(Ok(Some(message))) = tokio::time::timeout(WAIT, inbound.message()).await {
+            if let Some(v1::collector_message::Body::Ack(ack)) = message.body {
+                acked.push(ack.seq);
+            }
+        }
+        acked
+    });
+    assert_eq!(acked, [1], "only the hello is acknowledged");
+    assert!(site.findings("big-01").is_empty());
+    let log = site.collector.process.stderr();
+    assert!(
+        log.contains("big-01") && log.contains("stream broke"),
+        "{log}"
+    );
+    // Everyone else is still served.
+    let hosts = site.json(&["hosts", "list"]);
+    assert_eq!(hosts.as_array().unwrap().len(), 1, "{hosts}");
+}

@@ -26,6 +26,11 @@ use crate::store::Store;
 /// The largest admin request (a list or rule bundle being imported).
 const ADMIN_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
 
+/// The largest message an agent may send: a findings batch is one file's findings, an
+/// inventory a few hundred KiB. A larger one ends that agent's stream unacknowledged (tonic
+/// refuses to decode it), so one agent cannot make the collector hold a huge message.
+const AGENT_MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
+
 /// How long in-flight calls get to finish after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -128,7 +133,7 @@ pub async fn serve_with(
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(AgentServiceServer::new(agents))
+        .add_service(AgentServiceServer::new(agents).max_decoding_message_size(AGENT_MESSAGE_LIMIT))
         // A botnet list of 100,000 entries is a few MiB; the default limit is 4 MiB.
         .add_service(AdminServiceServer::new(admins).max_decoding_message_size(ADMIN_MESSAGE_LIMIT))
         .serve_with_incoming_shutdown(accept::incoming(listener, tls, budget), signal);
