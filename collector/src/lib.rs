@@ -11,6 +11,7 @@
 //! - [`vuln`]: Microsoft's monthly security update documents and the updates each host lacks.
 
 pub mod allowlist;
+pub mod certs;
 pub mod config;
 pub mod ctl;
 pub mod findings;

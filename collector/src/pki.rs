@@ -268,10 +268,13 @@ fn set_leaf(params: &mut CertificateParams) {
     set_validity(params, LEAF_YEARS);
 }
 
+/// How far back a certificate's validity starts from its issue: an hour of slack for hosts
+/// whose clocks run a little behind the collector's.
+pub const BACKDATE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn set_validity(params: &mut CertificateParams, years: i64) {
     let now = OffsetDateTime::now_utc();
-    // An hour of slack for hosts whose clocks run a little behind the collector's.
-    params.not_before = now - Duration::hours(1);
+    params.not_before = now - BACKDATE;
     params.not_after = now + Duration::days(365 * years);
 }
 

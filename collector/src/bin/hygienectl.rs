@@ -517,6 +517,17 @@ enum HostsCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Cut a host off (a stolen laptop, a decommissioned server): every certificate it was
+    /// issued until now is refused from now on, and its stream closes at once. A certificate
+    /// issued for it later (`pki issue-agent --force`) works.
+    Revoke {
+        host: String,
+        /// Why; kept in the audit log.
+        #[arg(long)]
+        note: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 fn parse_package_below(text: &str) -> Result<(String, String), String> {
@@ -736,6 +747,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let row = HostDetailRow::from(response.into_inner());
                 render_record(&row, format, &mut stdout).context("cannot write to stdout")?;
                 Ok(exit_for(row.open_findings > 0))
+            }
+            Command::Hosts(HostsCommand::Revoke { host, note, format }) => {
+                let response = client
+                    .revoke_host(v1::RevokeHostRequest {
+                        host_id: host.clone(),
+                        note,
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                eprintln!(
+                    "{host} revoked: {} certificate(s) seen so far, and any issued before now, are refused; {} stream(s) closed",
+                    response.serials.len(),
+                    response.streams_closed
+                );
+                let row = serde_json::json!({
+                    "host_id": host,
+                    "revoked_serials": response.serials,
+                    "streams_closed": response.streams_closed,
+                });
+                render_record(&row, format, &mut stdout).context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
             }
             Command::Connections(ConnectionsCommand::List {
                 host,

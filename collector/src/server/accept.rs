@@ -58,10 +58,12 @@ impl ConnectionBudget {
     }
 }
 
-/// A connection, counted in its budget while it lives.
+/// A connection, counted in its budget while it lives, and closed when the certificate it
+/// was made with is revoked.
 pub struct Counted {
     stream: TcpStream,
     open: Arc<AtomicUsize>,
+    cut: Option<Arc<crate::certs::CutFlag>>,
 }
 
 impl Counted {
@@ -70,7 +72,13 @@ impl Counted {
         Counted {
             stream,
             open: budget.open.clone(),
+            cut: None,
         }
+    }
+
+    /// Closes the connection once `flag` is cut: reads end, writes fail.
+    fn close_on(&mut self, flag: Arc<crate::certs::CutFlag>) {
+        self.cut = Some(flag);
     }
 }
 
@@ -95,6 +103,13 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if let Some(cut) = &self.cut {
+            if cut.is_cut() {
+                // The end of the stream: the connection is closed.
+                return Poll::Ready(Ok(()));
+            }
+            cut.wake_on_cut(cx.waker());
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -105,6 +120,9 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.cut.as_ref().is_some_and(|cut| cut.is_cut()) {
+            return Poll::Ready(Err(revoked()));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -121,12 +139,22 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if self.cut.as_ref().is_some_and(|cut| cut.is_cut()) {
+            return Poll::Ready(Err(revoked()));
+        }
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
+}
+
+fn revoked() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the certificate of this connection was revoked",
+    )
 }
 
 /// How often a failing accept is logged at most.
@@ -158,7 +186,17 @@ pub fn incoming(
                     let counted = Counted::new(stream, &budget);
                     let (tls, tx) = (tls.clone(), tx.clone());
                     tokio::spawn(async move {
-                        if let Some(stream) = tls.accept(counted, Some(peer)).await {
+                        if let Some(mut stream) = tls.accept(counted, Some(peer)).await {
+                            let serial = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|leaf| crate::refusals::Presented::of_der(leaf).serial);
+                            if let Some(serial) = serial {
+                                let flag = tls.revocations().watch(&serial);
+                                stream.get_mut().0.close_on(flag);
+                            }
                             // The server stopped if this fails; the connection just closes.
                             let _ = tx.send(Ok(stream)).await;
                         }

@@ -35,6 +35,8 @@ pub struct AdminEndpoint {
     registry: Registry,
     /// A host silent for longer is stale.
     stale_after_ms: i64,
+    /// The revoked serials the TLS verifier and the agent endpoint check.
+    revocations: crate::certs::Revocations,
 }
 
 impl AdminEndpoint {
@@ -52,6 +54,7 @@ impl AdminEndpoint {
             vulns,
             registry,
             stale_after_ms,
+            revocations: Default::default(),
         }
     }
 }
@@ -59,6 +62,11 @@ impl AdminEndpoint {
 impl AdminEndpoint {
     pub fn with_signing_key(mut self, key: Option<Vec<u8>>) -> Self {
         self.signing_key = key;
+        self
+    }
+
+    pub fn with_revocations(mut self, revocations: crate::certs::Revocations) -> Self {
+        self.revocations = revocations;
         self
     }
 
@@ -1111,6 +1119,43 @@ impl AdminService for AdminEndpoint {
             )));
         }
         Ok(Response::new(v1::RemoveAllowResponse {}))
+    }
+
+    async fn revoke_host(
+        &self,
+        request: Request<v1::RevokeHostRequest>,
+    ) -> Result<Response<v1::RevokeHostResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let note = r.note.trim();
+        if note.is_empty() {
+            return Err(Status::invalid_argument(
+                "a revocation needs a note saying why (--note)",
+            ));
+        }
+        if !self.store.host_exists(&r.host_id).await.map_err(internal)? {
+            return Err(Status::not_found(format!("no host {:?}", r.host_id)));
+        }
+        let now = now_ms();
+        let audit = NewAuditEntry {
+            at_ms: now,
+            actor: admin.name.clone(),
+            action: "host.revoke".into(),
+            target: r.host_id.clone(),
+            detail: note.to_owned(),
+        };
+        let serials = self
+            .store
+            .revoke_certs(&r.host_id, None, &admin.name, note, now, Some(&audit))
+            .await
+            .map_err(internal)?;
+        self.revocations.add(serials.iter().cloned());
+        let streams_closed = self.registry.cut(&r.host_id, None) as u32;
+        tracing::warn!(host = %r.host_id, admin = %admin.name, ?serials, streams_closed, "host revoked: {note}");
+        Ok(Response::new(v1::RevokeHostResponse {
+            serials,
+            streams_closed,
+        }))
     }
 
     async fn list_refusals(

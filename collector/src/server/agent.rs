@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::certs::{CertVerdict, HostCert, Revocations};
 use crate::findings::RuleSets;
 use crate::identity::{self, Role};
 use crate::intel::Intel;
@@ -23,6 +24,7 @@ use crate::model::{
     InventoryGap, InventoryReport, NetConnection, NewFinding, OsFacts, Program, RemediationAction,
     RemediationReport, SweepProgress, SweepReport,
 };
+use crate::refusals::{Presented, Refusal, RefusalKind};
 use crate::store::{Store, StoreError};
 use crate::sweep::SweepOrder;
 use crate::version::Scheme;
@@ -40,6 +42,16 @@ type Outbound = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<Mutex<HashMap<String, (i64, Outbound)>>>,
+    /// Every live session with the certificate it was opened with, so that revoking the
+    /// certificate ends it (a host may have two: the newer and the one it supersedes).
+    sessions: Arc<Mutex<HashMap<u64, LiveSession>>>,
+    next_session: Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct LiveSession {
+    host_id: String,
+    serial: String,
+    cut: Arc<tokio::sync::Notify>,
 }
 
 impl Registry {
@@ -84,6 +96,45 @@ impl Registry {
 }
 
 impl Registry {
+    /// Registers a live session of `host_id` opened with certificate `serial`: its key for
+    /// [`Self::leave`], and what [`Self::cut`] notifies.
+    fn enter(&self, host_id: &str, serial: &str) -> (u64, Arc<tokio::sync::Notify>) {
+        let key = self
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cut = Arc::new(tokio::sync::Notify::new());
+        self.sessions.lock().expect("sessions lock").insert(
+            key,
+            LiveSession {
+                host_id: host_id.to_owned(),
+                serial: serial.to_owned(),
+                cut: cut.clone(),
+            },
+        );
+        (key, cut)
+    }
+
+    fn leave(&self, key: u64) {
+        self.sessions.lock().expect("sessions lock").remove(&key);
+    }
+
+    /// Ends the live sessions of `host_id` opened with one of `serials` (all, with `None`);
+    /// how many.
+    pub fn cut(&self, host_id: &str, serials: Option<&[String]>) -> usize {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        let mut cut = 0;
+        for session in sessions.values() {
+            if session.host_id == host_id
+                && serials.is_none_or(|serials| serials.contains(&session.serial))
+            {
+                // A permit is kept if the session is not waiting right now.
+                session.cut.notify_one();
+                cut += 1;
+            }
+        }
+        cut
+    }
+
     /// The hosts with a live stream.
     pub fn connected(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self
@@ -243,6 +294,7 @@ pub struct AgentEndpoint {
     refused_logged: Arc<Mutex<Option<std::time::Instant>>>,
     limits: AgentLimits,
     sweep_findings: Arc<SweepFindings>,
+    revocations: Revocations,
 }
 
 impl AgentEndpoint {
@@ -261,7 +313,15 @@ impl AgentEndpoint {
             refused_logged: Arc::default(),
             limits: AgentLimits::default(),
             sweep_findings: Arc::default(),
+            revocations: Revocations::default(),
         }
+    }
+
+    /// The revoked serials (shared with the TLS verifier): a stream opened on a connection
+    /// made before its certificate was revoked is refused too.
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     /// What one agent may cost the collector (see [`crate::limits`]).
@@ -301,7 +361,27 @@ impl AgentService for AgentEndpoint {
                 "the collector is at its connection limit; try again later",
             ));
         }
-        let peer_address = request.remote_addr().map(|a| a.to_string());
+        let peer_address = request.remote_addr();
+        let leaf = request
+            .peer_certs()
+            .and_then(|chain| chain.first().map(|leaf| leaf.to_vec()))
+            .unwrap_or_default();
+        let Some(cert) = crate::certs::host_cert_of_der(&leaf) else {
+            return Err(Status::unauthenticated(
+                "the client certificate cannot be read",
+            ));
+        };
+        let presented = Presented::of_der(&leaf);
+        if self.revocations.is_revoked(&cert.serial) {
+            let reason = format!("certificate {} is revoked", cert.serial);
+            crate::refusals::record(Refusal {
+                kind: RefusalKind::Certificate,
+                peer: peer_address,
+                presented: Some(presented),
+                reason: reason.clone(),
+            });
+            return Err(Status::permission_denied(reason));
+        }
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let session = AgentSession {
@@ -313,6 +393,9 @@ impl AgentService for AgentEndpoint {
             tx,
             limits: self.limits,
             sweep_findings: self.sweep_findings.clone(),
+            cert,
+            presented,
+            revocations: self.revocations.clone(),
         };
         tokio::spawn(session.run(inbound, self.stop.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -321,17 +404,23 @@ impl AgentService for AgentEndpoint {
 
 struct AgentSession {
     host_id: String,
-    peer_address: Option<String>,
+    peer_address: Option<std::net::SocketAddr>,
     store: Store,
     registry: Registry,
     intel: Intel,
     tx: Outbound,
     limits: AgentLimits,
     sweep_findings: Arc<SweepFindings>,
+    /// The certificate the stream was opened with.
+    cert: HostCert,
+    presented: Presented,
+    revocations: Revocations,
 }
 
 /// Why a session ended, for the log.
 enum End {
+    /// Its certificate was revoked while it ran.
+    Revoked,
     AgentClosed,
     Silent(Duration),
     Broken(Status),
@@ -352,6 +441,7 @@ impl AgentSession {
         };
         tracing::info!(host = %host, peer = ?self.peer_address, "agent connected");
         self.registry.insert(&host, connection_id, self.tx.clone());
+        let (session_key, cut) = self.registry.enter(&host, &self.cert.serial);
         self.recheck_botnet_lists().await;
         if let Err(err) = self.send_sweep_orders().await {
             // The next connection tries again; the stream itself is fine.
@@ -362,6 +452,7 @@ impl AgentSession {
         let end = loop {
             let next = tokio::select! {
                 _ = stop.wait_for(|stopping| *stopping) => break End::Stopping,
+                _ = cut.notified() => break End::Revoked,
                 next = tokio::time::timeout(silence, inbound.message()) => next,
             };
             let message = match next {
@@ -395,6 +486,7 @@ impl AgentSession {
                 break End::AgentClosed;
             }
         };
+        self.registry.leave(session_key);
         self.registry.remove(&host, connection_id);
         if let Err(err) = self
             .store
@@ -410,6 +502,16 @@ impl AgentSession {
             }
             End::Broken(status) => tracing::info!(host = %host, "stream broke: {status}"),
             End::Stopping => tracing::info!(host = %host, "stream closed for shutdown"),
+            End::Revoked => {
+                tracing::warn!(host = %host, serial = %self.cert.serial, "stream closed: its certificate was revoked");
+                let _ = self
+                    .tx
+                    .send(Err(Status::permission_denied(format!(
+                        "certificate {} was revoked",
+                        self.cert.serial
+                    ))))
+                    .await;
+            }
             End::Refused(status) => tracing::warn!(host = %host, "{status}"),
             End::Store(err) => tracing::error!(host = %host, "{err}"),
         }
@@ -436,6 +538,7 @@ impl AgentSession {
                 "the first message on a stream must be a hello",
             )));
         };
+        self.admit_certificate().await?;
         let interval = Duration::from_secs(u64::from(hello.heartbeat_interval_seconds.max(1)));
         let silence = (interval * MISSED_HEARTBEATS).max(MIN_SILENCE);
         let connection_id = self
@@ -504,6 +607,62 @@ impl AgentSession {
             }
         }
         Ok(())
+    }
+
+    /// Whether the stream's certificate speaks for the host (see [`crate::certs`]): a newer
+    /// one revokes the host's older ones (and ends their streams), an older or revoked one is
+    /// refused.
+    async fn admit_certificate(&self) -> Result<(), End> {
+        let host = &self.host_id;
+        let now = now_ms();
+        let known = self.store.host_certs(host).await.map_err(End::Store)?;
+        let revoked_before = self
+            .store
+            .certs_revoked_before(host)
+            .await
+            .map_err(End::Store)?;
+        match crate::certs::judge(&known, revoked_before, &self.cert) {
+            CertVerdict::Accept { supersedes } => {
+                self.store
+                    .record_host_cert(host, &self.cert, now)
+                    .await
+                    .map_err(End::Store)?;
+                if !supersedes.is_empty() {
+                    let note = format!("superseded by certificate {}", self.cert.serial);
+                    let revoked = self
+                        .store
+                        .revoke_certs(host, Some(&supersedes), "collector", &note, now, None)
+                        .await
+                        .map_err(End::Store)?;
+                    self.revocations.add(revoked.iter().cloned());
+                    let cut = self.registry.cut(host, Some(&revoked));
+                    tracing::warn!(host = %host, ?revoked, streams_closed = cut, "{note}: the older certificates are revoked");
+                }
+                Ok(())
+            }
+            CertVerdict::Refuse { revoke, reason } => {
+                if revoke {
+                    self.store
+                        .record_host_cert(host, &self.cert, now)
+                        .await
+                        .map_err(End::Store)?;
+                    let serial = std::slice::from_ref(&self.cert.serial);
+                    let revoked = self
+                        .store
+                        .revoke_certs(host, Some(serial), "collector", &reason, now, None)
+                        .await
+                        .map_err(End::Store)?;
+                    self.revocations.add(revoked);
+                }
+                crate::refusals::record(Refusal {
+                    kind: RefusalKind::Certificate,
+                    peer: self.peer_address,
+                    presented: Some(self.presented.clone()),
+                    reason: reason.clone(),
+                });
+                Err(End::Refused(Status::permission_denied(reason)))
+            }
+        }
     }
 
     /// How many of `count` findings of `sweep_id` may be stored (see [`crate::limits`]); the
@@ -807,7 +966,7 @@ impl AgentSession {
             ip_addresses: facts.ip_addresses,
             agent_version: hello.agent_version,
             boot_time: facts.boot_time,
-            peer_address: self.peer_address.clone(),
+            peer_address: self.peer_address.map(|a| a.to_string()),
         }
     }
 }

@@ -96,6 +96,8 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     store.reset_connections().await?;
+    let revocations = tls.revocations();
+    revocations.add(store.revoked_serials().await?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut grace = stop_rx.clone();
     let registry = Registry::default();
@@ -109,10 +111,12 @@ pub async fn serve_with(
     );
     let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), intel.clone(), stop_rx)
         .with_budget(budget.clone())
-        .with_limits(options.agent_limits);
+        .with_limits(options.agent_limits)
+        .with_revocations(revocations.clone());
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
     let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, vulns, stale_after_ms)
-        .with_signing_key(options.rules_signing_key.clone());
+        .with_signing_key(options.rules_signing_key.clone())
+        .with_revocations(revocations);
     // The cleanup timeline: today's hosts per status, written as the day goes on.
     let snapshots = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SNAPSHOT_EVERY);

@@ -18,6 +18,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::ServerError;
+use crate::certs::Revocations;
 use crate::pki::PkiFiles;
 use crate::refusals::{Presented, Refusal, RefusalKind};
 
@@ -29,6 +30,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct ServerTls {
     config: Arc<ServerConfig>,
+    revocations: Revocations,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -69,15 +71,24 @@ pub fn tls_from_pki(dir: &Path) -> Result<ServerTls, ServerError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| invalid(PkiFiles::CA_CERT, e.to_string()))?;
+    let revocations = Revocations::default();
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid(PkiFiles::SERVER_CERT, e.to_string()))?
-        .with_client_cert_verifier(Arc::new(NotingVerifier { inner: verifier }))
+        .with_client_cert_verifier(Arc::new(NotingVerifier {
+            inner: verifier,
+            revocations: revocations.clone(),
+        }))
         .with_single_cert(chain, key)
         .map_err(|e| invalid(PkiFiles::SERVER_KEY, e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // No session resumption: a resumed session skips the client certificate's verification,
+    // so a revoked certificate would get back in on a ticket from before its revocation.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(ServerTls {
         config: Arc::new(config),
+        revocations,
     })
 }
 
@@ -86,10 +97,12 @@ tokio::task_local! {
     static PRESENTED: RefCell<Option<Presented>>;
 }
 
-/// The webpki verifier, noting what a refused client certificate says about itself.
+/// The webpki verifier, refusing revoked serials too, and noting what a refused client
+/// certificate says about itself.
 #[derive(Debug)]
 struct NotingVerifier {
     inner: Arc<dyn ClientCertVerifier>,
+    revocations: Revocations,
 }
 
 impl ClientCertVerifier for NotingVerifier {
@@ -113,7 +126,17 @@ impl ClientCertVerifier for NotingVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self
             .inner
-            .verify_client_cert(end_entity, intermediates, now);
+            .verify_client_cert(end_entity, intermediates, now)
+            .and_then(|verified| {
+                let serial = Presented::of_der(end_entity).serial;
+                if self.revocations.is_revoked(&serial) {
+                    Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::Revoked,
+                    ))
+                } else {
+                    Ok(verified)
+                }
+            });
         if verified.is_err() {
             // Outside a handshake task (never, in the server) there is nowhere to note it.
             let _ = PRESENTED.try_with(|p| *p.borrow_mut() = Some(Presented::of_der(end_entity)));
@@ -145,6 +168,11 @@ impl ClientCertVerifier for NotingVerifier {
 }
 
 impl ServerTls {
+    /// The revoked serials every handshake is checked against.
+    pub fn revocations(&self) -> Revocations {
+        self.revocations.clone()
+    }
+
     /// Runs the server side of the handshake on `stream` from `peer`; a refusal is recorded
     /// (see [`crate::refusals`]) and `None` returned.
     pub async fn accept<IO>(

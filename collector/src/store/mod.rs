@@ -9,6 +9,7 @@
 
 mod sqlite;
 mod sqlite_allow;
+mod sqlite_certs;
 mod sqlite_intel;
 mod sqlite_vuln;
 
@@ -118,6 +119,67 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_spool_dropped(host_id, dropped).await,
+        }
+    }
+
+    /// Every certificate a host has presented (see [`crate::certs`]).
+    pub async fn host_certs(
+        &self,
+        host_id: &str,
+    ) -> Result<Vec<crate::certs::HostCert>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.host_certs(host_id).await,
+        }
+    }
+
+    /// Notes that a host presented a certificate.
+    pub async fn record_host_cert(
+        &self,
+        host_id: &str,
+        cert: &crate::certs::HostCert,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_host_cert(host_id, cert, now_ms).await,
+        }
+    }
+
+    /// Revokes a host's certificates (`serials`, or all when `None`) not revoked already;
+    /// the serials revoked now.
+    pub async fn revoke_certs(
+        &self,
+        host_id: &str,
+        serials: Option<&[String]>,
+        by: &str,
+        note: &str,
+        now_ms: i64,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                s.revoke_certs(host_id, serials, by, note, now_ms, audit)
+                    .await
+            }
+        }
+    }
+
+    /// Every revoked serial.
+    pub async fn revoked_serials(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.revoked_serials().await,
+        }
+    }
+
+    /// Before when `hosts revoke` revoked a host's certificates, if it did.
+    pub async fn certs_revoked_before(&self, host_id: &str) -> Result<Option<i64>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.certs_revoked_before(host_id).await,
+        }
+    }
+
+    pub async fn host_exists(&self, host_id: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.host_exists(host_id).await,
         }
     }
 
