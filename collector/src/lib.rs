@@ -14,6 +14,7 @@ pub mod allowlist;
 pub mod certs;
 pub mod config;
 pub mod ctl;
+pub mod enroll;
 pub mod findings;
 pub mod identity;
 pub mod intel;

@@ -151,6 +151,9 @@ enum Command {
     /// handshakes, certificates of the wrong role.
     #[command(subcommand)]
     Refused(RefusedCommand),
+    /// Enrollment tokens: what agents enroll themselves with (no certificate issued per host).
+    #[command(subcommand)]
+    Enroll(EnrollCommand),
     /// The cleanup's progress: hosts per status, the share verified clean, day by day.
     Progress {
         /// First day of the timeline (YYYY-MM-DD) [default: 30 days ago].
@@ -385,6 +388,34 @@ enum ListFormatArg {
     Csv,
     /// One JSON object per line with a `cidr` or `ip` field (Spamhaus DROP's JSON form).
     Ndjson,
+}
+
+#[derive(Subcommand)]
+enum EnrollCommand {
+    /// Make a token; it is shown once, with the CA fingerprint agents pin.
+    Create {
+        /// Whose hosts it is for (an agency, a district).
+        #[arg(long)]
+        label: String,
+        /// Hosts that may enroll with it [default: any number].
+        #[arg(long, value_name = "N")]
+        uses: Option<u64>,
+        /// How long it stays valid: 7d, 36h, 90m [default: until revoked].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<u64>,
+        /// The group its hosts join.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every token with its state (active, used_up, expired, revoked) and uses.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Stop a token from enrolling more hosts (those enrolled keep their certificates).
+    Revoke { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -1003,6 +1034,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "sweep {id} cancelled; {} host(s) had not finished",
                     response.hosts
                 );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Enroll(EnrollCommand::Create {
+                label,
+                uses,
+                expires,
+                group,
+                format,
+            }) => {
+                let response = client
+                    .create_enroll_token(v1::CreateEnrollTokenRequest {
+                        label,
+                        uses,
+                        expires_seconds: expires,
+                        group: group.unwrap_or_default(),
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                eprintln!(
+                    "enrollment token {}: shown this once, keep it with the CA fingerprint",
+                    response.id
+                );
+                let row = ctl::EnrollCreatedRow {
+                    id: response.id,
+                    token: response.token,
+                    ca_fingerprint: response.ca_fingerprint,
+                };
+                render_record(&row, format, &mut stdout).context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Enroll(EnrollCommand::List { format }) => {
+                let response = client
+                    .list_enroll_tokens(v1::ListEnrollTokensRequest {})
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                let rows: Vec<ctl::EnrollTokenRow> = response
+                    .into_inner()
+                    .tokens
+                    .into_iter()
+                    .map(ctl::EnrollTokenRow::from)
+                    .collect();
+                render(&rows, format, ctl::ENROLL_TOKEN_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Enroll(EnrollCommand::Revoke { id }) => {
+                client
+                    .revoke_enroll_token(v1::RevokeEnrollTokenRequest { id })
+                    .await
+                    .map_err(ctl::CtlError::from)?;
+                eprintln!("enrollment token {id} revoked: it enrolls no more hosts");
                 Ok(ExitCode::SUCCESS)
             }
             Command::Refused(RefusedCommand::List { format }) => {

@@ -646,6 +646,60 @@ impl From<hygiene_proto::v1::ConnectionEntry> for ConnectionRow {
     }
 }
 
+/// What `hygienectl enroll create` prints (the contract: exactly these fields in JSON).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnrollCreatedRow {
+    pub id: i64,
+    pub token: String,
+    pub ca_fingerprint: String,
+}
+
+/// A row of `hygienectl enroll list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnrollTokenRow {
+    pub id: i64,
+    pub label: String,
+    pub state: String,
+    pub uses: u64,
+    pub uses_allowed: Option<u64>,
+    pub expires: Option<String>,
+    pub group: Option<String>,
+    pub created: String,
+    pub created_by: String,
+    pub revoked: Option<String>,
+    pub revoked_by: Option<String>,
+}
+
+pub const ENROLL_TOKEN_TABLE_COLUMNS: &[&str] = &[
+    "id",
+    "label",
+    "state",
+    "uses",
+    "uses_allowed",
+    "expires",
+    "group",
+    "created",
+    "created_by",
+];
+
+impl From<hygiene_proto::v1::EnrollTokenEntry> for EnrollTokenRow {
+    fn from(t: hygiene_proto::v1::EnrollTokenEntry) -> Self {
+        EnrollTokenRow {
+            id: t.id,
+            label: t.label,
+            state: t.state,
+            uses: t.uses,
+            uses_allowed: t.uses_allowed,
+            expires: t.expires_ms.map(format_ms),
+            group: non_empty(t.group),
+            created: format_ms(t.created_ms),
+            created_by: t.created_by,
+            revoked: t.revoked_ms.map(format_ms),
+            revoked_by: non_empty(t.revoked_by),
+        }
+    }
+}
+
 /// A row of `hygienectl refused list`: refusals of one kind from one address with one
 /// certificate.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -37,6 +37,8 @@ pub struct AdminEndpoint {
     stale_after_ms: i64,
     /// The revoked serials the TLS verifier and the agent endpoint check.
     revocations: crate::certs::Revocations,
+    /// What `enroll create` prints for agents to pin.
+    ca_fingerprint: String,
 }
 
 impl AdminEndpoint {
@@ -55,6 +57,7 @@ impl AdminEndpoint {
             registry,
             stale_after_ms,
             revocations: Default::default(),
+            ca_fingerprint: String::new(),
         }
     }
 }
@@ -67,6 +70,11 @@ impl AdminEndpoint {
 
     pub fn with_revocations(mut self, revocations: crate::certs::Revocations) -> Self {
         self.revocations = revocations;
+        self
+    }
+
+    pub fn with_ca_fingerprint(mut self, fingerprint: String) -> Self {
+        self.ca_fingerprint = fingerprint;
         self
     }
 
@@ -1119,6 +1127,120 @@ impl AdminService for AdminEndpoint {
             )));
         }
         Ok(Response::new(v1::RemoveAllowResponse {}))
+    }
+
+    async fn create_enroll_token(
+        &self,
+        request: Request<v1::CreateEnrollTokenRequest>,
+    ) -> Result<Response<v1::CreateEnrollTokenResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let label = r.label.trim();
+        if label.is_empty() {
+            return Err(Status::invalid_argument(
+                "a token needs a label saying whose hosts it is for (--label)",
+            ));
+        }
+        if r.uses == Some(0) {
+            return Err(Status::invalid_argument("--uses must be at least 1"));
+        }
+        let now = now_ms();
+        let expires_ms = r
+            .expires_seconds
+            .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)));
+        let group = Some(r.group.trim().to_owned()).filter(|g| !g.is_empty());
+        let token = crate::enroll::new_token();
+        let record = crate::enroll::EnrollToken {
+            id: 0,
+            label: label.to_owned(),
+            uses_allowed: r.uses,
+            uses: 0,
+            expires_ms,
+            group: group.clone(),
+            created_ms: now,
+            created_by: admin.name.clone(),
+            revoked: None,
+        };
+        let audit = NewAuditEntry {
+            at_ms: now,
+            actor: admin.name,
+            action: "enroll.create".into(),
+            target: String::new(),
+            detail: format!(
+                "{label}; uses {}; expires {}; group {}",
+                r.uses.map_or("any".into(), |n| n.to_string()),
+                expires_ms.map_or("never".into(), crate::ctl::format_ms),
+                group.as_deref().unwrap_or("none")
+            ),
+        };
+        let id = self
+            .store
+            .create_enroll_token(&record, &crate::enroll::token_hash(&token), &audit)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(v1::CreateEnrollTokenResponse {
+            id,
+            token,
+            ca_fingerprint: self.ca_fingerprint.clone(),
+        }))
+    }
+
+    async fn list_enroll_tokens(
+        &self,
+        request: Request<v1::ListEnrollTokensRequest>,
+    ) -> Result<Response<v1::ListEnrollTokensResponse>, Status> {
+        identity::require(&request, Role::Admin)?;
+        let now = now_ms();
+        let tokens = self
+            .store
+            .list_enroll_tokens()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|t| {
+                let (revoked_ms, revoked_by) = t.revoked.clone().unzip();
+                v1::EnrollTokenEntry {
+                    id: t.id,
+                    state: t.state(now).as_str().into(),
+                    label: t.label,
+                    uses: t.uses,
+                    uses_allowed: t.uses_allowed,
+                    expires_ms: t.expires_ms,
+                    group: t.group.unwrap_or_default(),
+                    created_ms: t.created_ms,
+                    created_by: t.created_by,
+                    revoked_ms,
+                    revoked_by: revoked_by.unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(Response::new(v1::ListEnrollTokensResponse { tokens }))
+    }
+
+    async fn revoke_enroll_token(
+        &self,
+        request: Request<v1::RevokeEnrollTokenRequest>,
+    ) -> Result<Response<v1::RevokeEnrollTokenResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let id = request.get_ref().id;
+        let audit = NewAuditEntry {
+            at_ms: now_ms(),
+            actor: admin.name,
+            action: "enroll.revoke".into(),
+            target: format!("token {id}"),
+            detail: String::new(),
+        };
+        if !self
+            .store
+            .revoke_enroll_token(id, &audit)
+            .await
+            .map_err(internal)?
+        {
+            return Err(Status::not_found(format!(
+                "no enrollment token {id} in force"
+            )));
+        }
+        Ok(Response::new(v1::RevokeEnrollTokenResponse {}))
     }
 
     async fn revoke_host(

@@ -31,6 +31,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ServerTls {
     config: Arc<ServerConfig>,
     revocations: Revocations,
+    ca_fingerprint: String,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -62,7 +63,9 @@ pub fn tls_from_pki(dir: &Path) -> Result<ServerTls, ServerError> {
     let key = PrivateKeyDer::from_pem_slice(&read(PkiFiles::SERVER_KEY)?)
         .map_err(|e| invalid(PkiFiles::SERVER_KEY, e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for ca in certs(PkiFiles::CA_CERT)? {
+    let cas = certs(PkiFiles::CA_CERT)?;
+    let ca_fingerprint = format!("SHA256:{}", crate::intel::sha256_hex(&cas[0]));
+    for ca in cas {
         roots
             .add(ca)
             .map_err(|e| invalid(PkiFiles::CA_CERT, e.to_string()))?;
@@ -89,6 +92,7 @@ pub fn tls_from_pki(dir: &Path) -> Result<ServerTls, ServerError> {
     Ok(ServerTls {
         config: Arc::new(config),
         revocations,
+        ca_fingerprint,
     })
 }
 
@@ -168,6 +172,12 @@ impl ClientCertVerifier for NotingVerifier {
 }
 
 impl ServerTls {
+    /// `SHA256:HEX` of the CA certificate (the first, while two are trusted), which agents
+    /// pin when they enroll.
+    pub fn ca_fingerprint(&self) -> &str {
+        &self.ca_fingerprint
+    }
+
     /// The revoked serials every handshake is checked against.
     pub fn revocations(&self) -> Revocations {
         self.revocations.clone()

@@ -10,6 +10,7 @@
 mod sqlite;
 mod sqlite_allow;
 mod sqlite_certs;
+mod sqlite_enroll;
 mod sqlite_intel;
 mod sqlite_vuln;
 
@@ -119,6 +120,35 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_spool_dropped(host_id, dropped).await,
+        }
+    }
+
+    /// Stores a new enrollment token (see [`crate::enroll`]) with its audit entry; its id.
+    pub async fn create_enroll_token(
+        &self,
+        token: &crate::enroll::EnrollToken,
+        token_sha256: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.create_enroll_token(token, token_sha256, audit).await,
+        }
+    }
+
+    pub async fn list_enroll_tokens(&self) -> Result<Vec<crate::enroll::EnrollToken>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list_enroll_tokens().await,
+        }
+    }
+
+    /// Revokes an enrollment token; `false` if unknown or revoked already.
+    pub async fn revoke_enroll_token(
+        &self,
+        id: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.revoke_enroll_token(id, audit).await,
         }
     }
 

@@ -1,0 +1,99 @@
+//! The SQLite backend's enrollment tokens (see [`crate::enroll`]).
+
+use sqlx::Row;
+
+use super::StoreError;
+use super::sqlite::{SqliteStore, insert_audit};
+use crate::enroll::EnrollToken;
+use crate::model::NewAuditEntry;
+
+const COLUMNS: &str = "id, label, uses_allowed, uses, expires_ms, group_name, created_ms, \
+                       created_by, revoked_ms, revoked_by";
+
+fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<EnrollToken, StoreError> {
+    let revoked_ms: Option<i64> = row.try_get("revoked_ms")?;
+    let revoked_by: Option<String> = row.try_get("revoked_by")?;
+    let count = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
+    Ok(EnrollToken {
+        id: row.try_get("id")?,
+        label: row.try_get("label")?,
+        uses_allowed: count(row.try_get("uses_allowed")?),
+        uses: count(Some(row.try_get("uses")?)).unwrap_or(0),
+        expires_ms: row.try_get("expires_ms")?,
+        group: row.try_get("group_name")?,
+        created_ms: row.try_get("created_ms")?,
+        created_by: row.try_get("created_by")?,
+        revoked: revoked_ms.map(|at| (at, revoked_by.unwrap_or_default())),
+    })
+}
+
+impl SqliteStore {
+    /// Stores a new token (`token` with its id unset, `token_sha256` what is kept of it) and
+    /// the audit entry; its id.
+    pub async fn create_enroll_token(
+        &self,
+        token: &EnrollToken,
+        token_sha256: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO enroll_tokens (label, token_sha256, uses_allowed, expires_ms, group_name, \
+                 created_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&token.label)
+        .bind(token_sha256)
+        .bind(
+            token
+                .uses_allowed
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        )
+        .bind(token.expires_ms)
+        .bind(&token.group)
+        .bind(token.created_ms)
+        .bind(&token.created_by)
+        .fetch_one(&mut *tx)
+        .await?;
+        let audit = NewAuditEntry {
+            target: format!("token {id}"),
+            ..audit.clone()
+        };
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Every token, oldest first.
+    pub async fn list_enroll_tokens(&self) -> Result<Vec<EnrollToken>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM enroll_tokens ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Revokes token `id` with the audit entry; `false` if there is no such token or it was
+    /// revoked already.
+    pub async fn revoke_enroll_token(
+        &self,
+        id: i64,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let changed = sqlx::query(
+            "UPDATE enroll_tokens SET revoked_ms = ?, revoked_by = ? \
+             WHERE id = ? AND revoked_ms IS NULL",
+        )
+        .bind(audit.at_ms)
+        .bind(&audit.actor)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
