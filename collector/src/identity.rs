@@ -62,9 +62,17 @@ pub fn identify<C: AsRef<[u8]>>(chain: &[C]) -> Result<PeerIdentity, IdentityErr
 /// The identity of a tonic request's peer, or `Unauthenticated`; a certificate without a
 /// Hygiene identity is recorded as a refusal.
 pub fn of_request<T>(request: &tonic::Request<T>) -> Result<PeerIdentity, tonic::Status> {
-    let certs = request
-        .peer_certs()
-        .ok_or_else(|| tonic::Status::unauthenticated(IdentityError::NoCertificate.to_string()))?;
+    let Some(certs) = request.peer_certs() else {
+        crate::refusals::record(Refusal {
+            kind: RefusalKind::NoCertificate,
+            peer: request.remote_addr(),
+            presented: None,
+            reason: "no client certificate".into(),
+        });
+        return Err(tonic::Status::unauthenticated(
+            IdentityError::NoCertificate.to_string(),
+        ));
+    };
     identify(&certs).map_err(|err| {
         refuse(request, RefusalKind::NoIdentity, &certs, err.to_string());
         tonic::Status::unauthenticated(err.to_string())

@@ -178,6 +178,46 @@ impl AgentIssuer {
         validate_host_id(host_id)?;
         client_cert(&self.issuer, host_id, AGENT_OU)
     }
+
+    /// An agent certificate (PEM) for `host_id` over the key of an agent's certificate
+    /// signing request (its signature checked): only the key is taken from it; the name, role
+    /// and validity are the collector's, as `issue` makes them. The key never left the host.
+    pub fn sign_csr(&self, host_id: &str, csr_pem: &str) -> Result<String, PkiError> {
+        validate_host_id(host_id)?;
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        csr.params = client_params(host_id, AGENT_OU);
+        Ok(csr.signed_by(&self.issuer)?.pem())
+    }
+}
+
+/// What the collector needs to enroll agents: its CA to sign their requests, and the public
+/// key agents check bundles with (`rules-signing.pub`).
+pub struct Enrollment {
+    pub issuer: AgentIssuer,
+    pub rules_signing_pub: String,
+}
+
+impl std::fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The CA key stays out of logs.
+        f.debug_struct("Enrollment").finish_non_exhaustive()
+    }
+}
+
+impl Enrollment {
+    pub fn load(dir: &Path) -> Result<Self, PkiError> {
+        let public =
+            hygiene_proto::bundle::public_key(&rules_signing_key(dir)?).map_err(|source| {
+                PkiError::SigningKey {
+                    path: dir.join(PkiFiles::RULES_SIGNING_KEY),
+                    source,
+                }
+            })?;
+        Ok(Enrollment {
+            issuer: AgentIssuer::load(dir)?,
+            rules_signing_pub: hygiene_proto::bundle::encode_public_key(&public),
+        })
+    }
 }
 
 /// Issues an agent certificate for `host_id` into `out` (`ca.pem`, `agent.pem`, `agent.key`,
@@ -238,15 +278,20 @@ fn load_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>, PkiError> {
     )?)
 }
 
+fn client_params(common_name: &str, ou: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(common_name, Some(ou));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    set_leaf(&mut params);
+    params
+}
+
 fn client_cert(
     issuer: &Issuer<'_, KeyPair>,
     common_name: &str,
     ou: &str,
 ) -> Result<(String, String), PkiError> {
-    let mut params = CertificateParams::default();
-    params.distinguished_name = name(common_name, Some(ou));
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    set_leaf(&mut params);
+    let params = client_params(common_name, ou);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
     Ok((cert.pem(), key.serialize_pem()))

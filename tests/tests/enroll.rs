@@ -93,3 +93,115 @@ fn tokens_are_shown_once_stored_as_hashes_listed_and_revoked() {
         .collect();
     assert_eq!(actions, ["enroll.create", "enroll.create", "enroll.revoke"]);
 }
+
+/// Calls the enrollment service as an agent does: trusting the collector by its CA only,
+/// with no client certificate.
+fn enroll(
+    site: &Site,
+    token: &str,
+    host_id: &str,
+    csr_pem: &str,
+) -> Result<hygiene_proto::v1::EnrollResponse, tonic::Status> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let ca = std::fs::read(site.pki.dir.join("ca.pem")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = Endpoint::from_shared(site.collector.url())
+            .unwrap()
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        hygiene_proto::v1::enroll_service_client::EnrollServiceClient::new(channel)
+            .enroll(hygiene_proto::v1::EnrollRequest {
+                token: token.into(),
+                host_id: host_id.into(),
+                csr_pem: csr_pem.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    })
+}
+
+#[test]
+fn a_token_gets_an_agent_its_certificate_and_the_agent_connects_with_it() {
+    let site = Site::start().unwrap();
+    let made = site.json(&["enroll", "create", "--label", "lab", "--uses", "1"]);
+    let token = made["token"].as_str().unwrap().to_owned();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+
+    // A request that does not parse is refused before the token is used.
+    let err = enroll(&site, &token, "lab-01", "not a request").unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let err = enroll(&site, &token, "../etc", &csr).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert_eq!(site.json(&["enroll", "list"])[0]["uses"], 0);
+    let err = enroll(&site, "hyg_0000", "lab-01", &csr).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert!(err.message().contains("not known"), "{err}");
+
+    let enrolled = enroll(&site, &token, "lab-01", &csr).unwrap();
+    assert_eq!(enrolled.host_id, "lab-01");
+    // The certificate is over the agent's own key, named and typed by the collector.
+    let (_, pem) = x509_parser::pem::parse_x509_pem(enrolled.cert_pem.as_bytes()).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    assert_eq!(
+        cert.public_key().subject_public_key.data.as_ref(),
+        key.public_key_raw()
+    );
+    assert!(
+        cert.subject().to_string().contains("CN=lab-01"),
+        "{}",
+        cert.subject()
+    );
+    assert!(cert.subject().to_string().contains("OU=hygiene-agent"));
+
+    // The token is used up.
+    let err = enroll(&site, &token, "lab-02", &csr).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert!(err.message().contains("all the hosts it may"), "{err}");
+    assert_eq!(site.json(&["enroll", "list"])[0]["state"], "used_up");
+
+    // The agent runs with what enrollment gave it.
+    let certs = site.dir.path().join("lab-01-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("ca.pem"), &enrolled.ca_pem).unwrap();
+    std::fs::write(certs.join("agent.pem"), &enrolled.cert_pem).unwrap();
+    std::fs::write(certs.join("agent.key"), key.serialize_pem()).unwrap();
+    std::fs::write(certs.join("rules-signing.pub"), &enrolled.rules_signing_pub).unwrap();
+    let root = site.dir.path().join("lab-01-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let rules = site.write("r.yar", "rule r { condition: false }");
+    let spec = AgentSpec {
+        collector: site.collector.url(),
+        cert_dir: &certs,
+        state_dir: &site.dir.path().join("lab-01-state"),
+        roots: vec![&root],
+        rules: vec![&rules],
+        iocs: vec![],
+    };
+    let agent = Agent::start(&spec, site.dir.path()).unwrap();
+    wait_for(std::time::Duration::from_secs(60), "lab-01 online", || {
+        (site.host("lab-01")["online"] == true).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let audit = site.json(&["audit", "list"]);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "enroll.host" && e["target"] == "lab-01"),
+        "{audit}"
+    );
+}

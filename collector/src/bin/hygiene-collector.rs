@@ -192,6 +192,14 @@ fn serve(
             None
         }
     };
+    // Agents enroll with the CA key; without one here, enrollment is refused.
+    options.enrollment = match pki::Enrollment::load(&pki_dir) {
+        Ok(enrollment) => Some(std::sync::Arc::new(enrollment)),
+        Err(err) => {
+            tracing::warn!("{err}; agents cannot enroll with tokens");
+            None
+        }
+    };
     // Every agent holds a connection: the usual soft limit of 1,024 open files stops a
     // collector at about a thousand agents.
     match hygiene_collector::server::raise_open_file_limit() {

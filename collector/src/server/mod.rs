@@ -5,6 +5,7 @@
 mod accept;
 mod admin;
 mod agent;
+mod enroll;
 mod tls;
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use hygiene_proto::v1::{
     admin_service_server::AdminServiceServer, agent_service_server::AgentServiceServer,
+    enroll_service_server::EnrollServiceServer,
 };
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -64,6 +66,8 @@ pub struct ServeOptions {
     pub rules_signing_key: Option<Vec<u8>>,
     /// What one agent may cost the collector.
     pub agent_limits: crate::limits::AgentLimits,
+    /// The CA and signing key agents enroll with; `None`: enrollment is refused.
+    pub enrollment: Option<std::sync::Arc<crate::pki::Enrollment>>,
 }
 
 impl Default for ServeOptions {
@@ -72,6 +76,7 @@ impl Default for ServeOptions {
             stale_after: DEFAULT_STALE_AFTER,
             rules_signing_key: None,
             agent_limits: Default::default(),
+            enrollment: None,
         }
     }
 }
@@ -118,6 +123,7 @@ pub async fn serve_with(
         .with_signing_key(options.rules_signing_key.clone())
         .with_revocations(revocations)
         .with_ca_fingerprint(tls.ca_fingerprint().to_owned());
+    let enroller = enroll::EnrollEndpoint::new(store.clone(), options.enrollment.clone());
     // The cleanup timeline: today's hosts per status, written as the day goes on.
     let snapshots = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
@@ -138,6 +144,7 @@ pub async fn serve_with(
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(EnrollServiceServer::new(enroller))
         .add_service(AgentServiceServer::new(agents).max_decoding_message_size(AGENT_MESSAGE_LIMIT))
         // A botnet list of 100,000 entries is a few MiB; the default limit is 4 MiB.
         .add_service(AdminServiceServer::new(admins).max_decoding_message_size(ADMIN_MESSAGE_LIMIT))

@@ -59,19 +59,27 @@ pub fn tls_from_pki(dir: &Path) -> Result<ServerTls, ServerError> {
         }
         Ok(certs)
     };
-    let chain = certs(PkiFiles::SERVER_CERT)?;
+    let mut chain = certs(PkiFiles::SERVER_CERT)?;
     let key = PrivateKeyDer::from_pem_slice(&read(PkiFiles::SERVER_KEY)?)
         .map_err(|e| invalid(PkiFiles::SERVER_KEY, e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     let cas = certs(PkiFiles::CA_CERT)?;
     let ca_fingerprint = format!("SHA256:{}", crate::intel::sha256_hex(&cas[0]));
+    // The CA goes with the server's certificate, so that an agent enrolling with only the
+    // CA's fingerprint can find it in the handshake and check the server against it.
+    if !chain.contains(&cas[0]) {
+        chain.push(cas[0].clone());
+    }
     for ca in cas {
         roots
             .add(ca)
             .map_err(|e| invalid(PkiFiles::CA_CERT, e.to_string()))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // A client without a certificate gets through the handshake for enrollment alone: every
+    // other service requires one (`identity`), and records its absence as a refusal.
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
         .build()
         .map_err(|e| invalid(PkiFiles::CA_CERT, e.to_string()))?;
     let revocations = Revocations::default();

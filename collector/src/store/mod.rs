@@ -135,6 +135,20 @@ impl Store {
         }
     }
 
+    /// Takes one use of an active token for a host (audited); otherwise the token's state
+    /// (`None`: unknown).
+    pub async fn consume_enroll_token(
+        &self,
+        token_sha256: &str,
+        host_id: &str,
+        now_ms: i64,
+    ) -> Result<Result<crate::enroll::EnrollToken, Option<crate::enroll::TokenState>>, StoreError>
+    {
+        match self {
+            Store::Sqlite(s) => s.consume_enroll_token(token_sha256, host_id, now_ms).await,
+        }
+    }
+
     pub async fn list_enroll_tokens(&self) -> Result<Vec<crate::enroll::EnrollToken>, StoreError> {
         match self {
             Store::Sqlite(s) => s.list_enroll_tokens().await,

@@ -63,6 +63,54 @@ impl SqliteStore {
         Ok(id)
     }
 
+    /// Takes one use of the token whose SHA-256 is `token_sha256` for `host_id`, with the
+    /// audit entry, if the token is active at `now_ms`; otherwise its state (`None`: no
+    /// such token).
+    pub async fn consume_enroll_token(
+        &self,
+        token_sha256: &str,
+        host_id: &str,
+        now_ms: i64,
+    ) -> Result<Result<EnrollToken, Option<crate::enroll::TokenState>>, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM enroll_tokens WHERE token_sha256 = ?"
+        ))
+        .bind(token_sha256)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err(None));
+        };
+        let mut token = token_from_row(&row)?;
+        let state = token.state(now_ms);
+        if state != crate::enroll::TokenState::Active {
+            return Ok(Err(Some(state)));
+        }
+        sqlx::query("UPDATE enroll_tokens SET uses = uses + 1 WHERE id = ?")
+            .bind(token.id)
+            .execute(&mut *tx)
+            .await?;
+        token.uses += 1;
+        insert_audit(
+            &mut tx,
+            &NewAuditEntry {
+                at_ms: now_ms,
+                actor: format!("token {} ({})", token.id, token.label),
+                action: "enroll.host".into(),
+                target: host_id.to_owned(),
+                detail: format!(
+                    "use {} of {}",
+                    token.uses,
+                    token.uses_allowed.map_or("any".into(), |n| n.to_string())
+                ),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(token))
+    }
+
     /// Every token, oldest first.
     pub async fn list_enroll_tokens(&self) -> Result<Vec<EnrollToken>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM enroll_tokens ORDER BY id"))
