@@ -18,6 +18,7 @@ pub mod cache;
 pub mod config;
 #[cfg(unix)]
 pub mod deep;
+pub mod enroll;
 pub mod externals;
 pub mod facts;
 pub mod gentle;

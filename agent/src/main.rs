@@ -26,6 +26,30 @@ enum Command {
     Scan(ScanArgs),
     /// Print this host's inventory: OS, packages, hotfixes, programs, connections.
     Inventory(InventoryArgs),
+    /// Get this host's certificate from the collector with an enrollment token (`hygienectl
+    /// enroll create`), then `run --cert-dir DIR`. Prints the host id.
+    Enroll(EnrollArgs),
+}
+
+#[derive(clap::Args)]
+struct EnrollArgs {
+    /// The collector, https://HOST:PORT.
+    #[arg(long)]
+    collector: String,
+    /// The enrollment token.
+    #[arg(long, env = "HYGIENE_ENROLL_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The collector's CA as `hygienectl enroll create` printed it: SHA256:HEX. Only a
+    /// collector with that CA is trusted, so the token goes nowhere else.
+    #[arg(long, value_name = "SHA256:HEX")]
+    ca_fingerprint: String,
+    /// Where to write ca.pem, agent.pem, agent.key and rules-signing.pub.
+    #[arg(long, value_name = "DIR")]
+    cert_dir: PathBuf,
+    /// The host id to ask for [default: the host name and a hash of the machine's id, the
+    /// same after a reinstall].
+    #[arg(long, value_name = "ID")]
+    host_id: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -160,6 +184,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
         Command::Scan(args) => scan(args),
         Command::Inventory(args) => inventory(args).map(|()| ExitCode::SUCCESS),
+        Command::Enroll(args) => enroll(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         // A reader that stopped early (`| head`) is not an error of ours.
@@ -377,6 +402,26 @@ fn progress_line(stats: &hygiene_agent::scan::SweepStats) -> String {
 }
 
 /// Prints the inventory; parts that could not be collected are listed on stderr too.
+fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let host_id = runtime.block_on(hygiene_agent::enroll::enroll(
+        &args.collector,
+        &args.token,
+        &args.ca_fingerprint,
+        &args.cert_dir,
+        args.host_id,
+    ))?;
+    eprintln!(
+        "enrolled as {host_id}; certificates in {}: start with `hygiene-agent run --cert-dir {}`",
+        args.cert_dir.display(),
+        args.cert_dir.display()
+    );
+    println!("{host_id}");
+    Ok(())
+}
+
 fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
     let inventory = hygiene_agent::inventory::collect();
     for part in &inventory.partial {

@@ -205,3 +205,107 @@ fn a_token_gets_an_agent_its_certificate_and_the_agent_connects_with_it() {
         "{audit}"
     );
 }
+
+fn agent_enroll(
+    site: &Site,
+    token: &str,
+    fingerprint: &str,
+    dir: &std::path::Path,
+    host: &str,
+) -> std::process::Output {
+    std::process::Command::new(bin("hygiene-agent"))
+        .args([
+            "enroll",
+            "--collector",
+            &site.collector.url(),
+            "--token",
+            token,
+        ])
+        .args(["--ca-fingerprint", fingerprint, "--cert-dir"])
+        .arg(dir)
+        .args(["--host-id", host])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn hygiene_agent_enroll_pins_the_ca_and_writes_what_run_needs() {
+    let site = Site::start().unwrap();
+    let made = site.json(&["enroll", "create", "--label", "lab", "--uses", "1"]);
+    let token = made["token"].as_str().unwrap();
+    let fingerprint = made["ca_fingerprint"].as_str().unwrap();
+
+    // Another CA's fingerprint: refused before the token is sent anywhere.
+    let other = Pki::init(&site.dir.path().join("other-pki")).unwrap();
+    let other_dir = site.dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other_collector = Collector::start(&other_dir, &other, "127.0.0.1:0").unwrap();
+    let other_made = ctl_json(
+        &other_collector.url(),
+        &other.dir,
+        &["enroll", "create", "--label", "x"],
+    )
+    .unwrap();
+    let wrong = other_made["ca_fingerprint"].as_str().unwrap();
+    let dir = site.dir.path().join("lab-09-certs");
+    let out = agent_enroll(&site, token, wrong, &dir, "lab-09");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("fingerprint"), "{stderr}");
+    assert_eq!(
+        site.json(&["enroll", "list"])[0]["uses"],
+        0,
+        "the token was sent"
+    );
+    let out = agent_enroll(&site, token, "SHA256:12", &dir, "lab-09");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    let out = agent_enroll(&site, token, fingerprint, &dir, "lab-09");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "lab-09\n");
+    for file in ["ca.pem", "agent.pem", "agent.key", "rules-signing.pub"] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("agent.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Enrolled already: refused, nothing overwritten.
+    let out = agent_enroll(&site, token, fingerprint, &dir, "lab-09");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // A used-up token: refused with the reason.
+    let out = agent_enroll(
+        &site,
+        token,
+        fingerprint,
+        &site.dir.path().join("lab-10"),
+        "lab-10",
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("all the hosts it may"),
+        "{out:?}"
+    );
+
+    let root = site.dir.path().join("lab-09-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let rules = site.write("r.yar", "rule r { condition: false }");
+    let spec = AgentSpec {
+        collector: site.collector.url(),
+        cert_dir: &dir,
+        state_dir: &site.dir.path().join("lab-09-state"),
+        roots: vec![&root],
+        rules: vec![&rules],
+        iocs: vec![],
+    };
+    let agent = Agent::start(&spec, site.dir.path()).unwrap();
+    wait_for(std::time::Duration::from_secs(60), "lab-09 online", || {
+        (site.host("lab-09")["online"] == true).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+}
