@@ -50,6 +50,13 @@ pub struct ConfigFile {
     /// default 256. When full, progress reports, socket lists and inventories are dropped
     /// (and the collector told); findings and summaries never: the sweep waits.
     pub spool_max_mib: Option<u64>,
+    /// An enrollment token (`hygienectl enroll create`): with no certificate in `cert_dir`,
+    /// the agent enrolls with it at start. Needs `ca_fingerprint`.
+    pub enroll_token: Option<String>,
+    /// The collector's CA fingerprint printed with the token, `SHA256:HEX`.
+    pub ca_fingerprint: Option<String>,
+    /// The host id to enroll as (default: the host name and a hash of the machine's id).
+    pub host_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +75,10 @@ pub enum ConfigError {
     NoCollector,
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
+    #[error(
+        "an enrollment token needs the collector's CA fingerprint (ca_fingerprint, --ca-fingerprint, HYGIENE_CA_FINGERPRINT)"
+    )]
+    NoFingerprint,
 }
 
 impl ConfigFile {
@@ -107,6 +118,9 @@ impl ConfigFile {
                 .or(self.connections_interval_seconds),
             bundle_wait_seconds: flags.bundle_wait_seconds.or(self.bundle_wait_seconds),
             spool_max_mib: flags.spool_max_mib.or(self.spool_max_mib),
+            enroll_token: flags.enroll_token.or(self.enroll_token),
+            ca_fingerprint: flags.ca_fingerprint.or(self.ca_fingerprint),
+            host_id: flags.host_id.or(self.host_id),
         }
     }
 }
@@ -133,6 +147,16 @@ pub struct AgentConfig {
     pub bundle_wait: Duration,
     /// Bytes.
     pub spool_limit: u64,
+    /// How to enroll when `cert_dir` holds no certificate.
+    pub enrollment: Option<EnrollSettings>,
+}
+
+/// An enrollment token and what goes with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrollSettings {
+    pub token: String,
+    pub ca_fingerprint: String,
+    pub host_id: Option<String>,
 }
 
 impl AgentConfig {
@@ -174,6 +198,15 @@ impl AgentConfig {
                 }
                 Some(mib) => mib.saturating_mul(1024 * 1024),
                 None => crate::spool::DEFAULT_LIMIT,
+            },
+            enrollment: match (file.enroll_token, file.ca_fingerprint) {
+                (Some(token), Some(ca_fingerprint)) => Some(EnrollSettings {
+                    token,
+                    ca_fingerprint,
+                    host_id: file.host_id,
+                }),
+                (Some(_), None) => return Err(ConfigError::NoFingerprint),
+                (None, _) => None,
             },
             collector: file.collector.ok_or(ConfigError::NoCollector)?,
             source_address: file.source_address,

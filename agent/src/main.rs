@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Connect to the collector, sweep the configured roots, stay connected for commands.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Scan paths locally, without a collector.
     Scan(ScanArgs),
     /// Print this host's inventory: OS, packages, hotfixes, programs, connections.
@@ -72,8 +72,18 @@ struct RunArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Collector address, https://HOST:PORT.
-    #[arg(long)]
+    #[arg(long, env = "HYGIENE_COLLECTOR")]
     collector: Option<String>,
+    /// Enrollment token: with no certificate in the cert directory, enroll with it first
+    /// (see `enroll`).
+    #[arg(long, env = "HYGIENE_ENROLL_TOKEN", hide_env_values = true)]
+    enroll_token: Option<String>,
+    /// The collector's CA fingerprint printed with the token (SHA256:HEX).
+    #[arg(long, env = "HYGIENE_CA_FINGERPRINT", value_name = "SHA256:HEX")]
+    ca_fingerprint: Option<String>,
+    /// The host id to enroll as [default: the host name and a hash of the machine's id].
+    #[arg(long, value_name = "ID")]
+    host_id: Option<String>,
     /// Local address to connect to the collector from (multi-homed servers).
     #[arg(long, value_name = "IP")]
     source_address: Option<std::net::IpAddr>,
@@ -181,7 +191,7 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run(*args).map(|()| ExitCode::SUCCESS),
         Command::Scan(args) => scan(args),
         Command::Inventory(args) => inventory(args).map(|()| ExitCode::SUCCESS),
         Command::Enroll(args) => enroll(args).map(|()| ExitCode::SUCCESS),
@@ -228,9 +238,25 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         connections_interval_seconds: args.connections_interval_seconds,
         bundle_wait_seconds: args.bundle_wait_seconds,
         spool_max_mib: args.spool_max_mib,
+        enroll_token: args.enroll_token,
+        ca_fingerprint: args.ca_fingerprint,
+        host_id: args.host_id,
     };
     let config = AgentConfig::resolve(file.overlay(flags))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // A first start with a token and no certificate enrolls (an install that was given one).
+    if let Some(enrollment) = &config.enrollment
+        && !config.cert_dir.join("agent.pem").exists()
+    {
+        let host_id = runtime.block_on(hygiene_agent::enroll::enroll(
+            &config.collector,
+            &enrollment.token,
+            &enrollment.ca_fingerprint,
+            &config.cert_dir,
+            enrollment.host_id.clone(),
+        ))?;
+        tracing::info!(host = %host_id, cert_dir = %config.cert_dir.display(), "enrolled");
+    }
     let result = runtime.block_on(hygiene_agent::run_agent(config, shutdown_signal()));
     // A sweep thread stuck in a read (a hung network file system) must not keep the agent
     // from stopping: dropping the runtime would wait for it.

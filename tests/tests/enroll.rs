@@ -309,3 +309,49 @@ fn hygiene_agent_enroll_pins_the_ca_and_writes_what_run_needs() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
 }
+
+/// An agent installed with a token (flags, or the environment an installer sets) enrolls on
+/// its first start and runs; later starts use the certificate it got.
+#[test]
+fn run_enrolls_on_first_start_when_given_a_token() {
+    let site = Site::start().unwrap();
+    let made = site.json(&["enroll", "create", "--label", "installer", "--uses", "1"]);
+    let certs = site.dir.path().join("fresh-certs");
+    let root = site.dir.path().join("fresh-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let rules = site.write("r.yar", "rule r { condition: false }");
+    let spec = AgentSpec {
+        collector: site.collector.url(),
+        cert_dir: &certs,
+        state_dir: &site.dir.path().join("fresh-state"),
+        roots: vec![&root],
+        rules: vec![&rules],
+        iocs: vec![],
+    };
+    let extra = [
+        "--enroll-token",
+        made["token"].as_str().unwrap(),
+        "--ca-fingerprint",
+        made["ca_fingerprint"].as_str().unwrap(),
+        "--host-id",
+        "pc-0042",
+    ];
+    let agent = Agent::start_with(&spec, site.dir.path(), &extra).unwrap();
+    wait_for(std::time::Duration::from_secs(60), "pc-0042 online", || {
+        (site.host("pc-0042")["online"] == true).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    drop(agent);
+    // The token is used up; a restart needs it no more.
+    let agent = Agent::start_with(&spec, site.dir.path(), &extra).unwrap();
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "pc-0042 back online",
+        || {
+            let log = agent.process.stderr();
+            log.contains("connected collector").then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    assert_eq!(site.json(&["enroll", "list"])[0]["uses"], 1);
+}
