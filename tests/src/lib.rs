@@ -562,3 +562,15 @@ impl Site {
         path
     }
 }
+
+/// The serial number of the certificate in a PEM file, in lower-case hex (as the collector
+/// shows serials).
+pub fn serial_of(pem: &Path) -> String {
+    let pem = std::fs::read(pem).expect("certificate file");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("PEM certificate");
+    let cert = pem.parse_x509().expect("X.509 certificate");
+    cert.raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -427,17 +427,6 @@ fn foreign_and_missing_certificates_are_refused() {
     );
 }
 
-/// The serial number of the certificate in a PEM file, in lower-case hex.
-fn serial_of(pem: &Path) -> String {
-    let pem = std::fs::read(pem).unwrap();
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
-    let cert = pem.parse_x509().unwrap();
-    cert.raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[test]
 fn roles_are_enforced_by_certificate() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,17 +12,6 @@ fn online(site: &Site, id: &str) -> bool {
     site.host(id)["online"] == true
 }
 
-fn serial_of(pem: &std::path::Path) -> String {
-    let pem = std::fs::read(pem).unwrap();
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
-    pem.parse_x509()
-        .unwrap()
-        .raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn refused_serials(site: &Site) -> Vec<(String, String)> {
     site.json(&["refused", "list"])
         .as_array()
