@@ -114,6 +114,8 @@ pub struct SweepProgress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     pub host_id: String,
+    /// When `hosts remove` decommissioned it; such hosts are listed only when asked for.
+    pub removed_ms: Option<i64>,
     pub hostname: String,
     pub os_name: String,
     pub os_version: String,
@@ -208,6 +210,8 @@ pub struct HostFilter {
     pub package_below: Option<(String, String)>,
     /// Only Windows hosts whose complete list of installed updates lacks this KB.
     pub missing_kb: Option<String>,
+    /// Decommissioned hosts too (`hosts remove`).
+    pub include_removed: bool,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -167,6 +167,7 @@ mod tests {
     fn host(id: &str, open_findings: u64) -> Host {
         Host {
             host_id: id.into(),
+            removed_ms: None,
             hostname: id.into(),
             os_name: String::new(),
             os_version: String::new(),

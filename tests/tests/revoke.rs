@@ -188,3 +188,103 @@ fn a_newer_certificate_supersedes_the_old_one() {
     let log = site.collector.process.stderr();
     assert!(log.contains("superseded by certificate"), "{log}");
 }
+
+/// `hosts remove`: a decommissioned server leaves every list, count and fleet sweep, keeps its
+/// findings and history, and is cut off; a certificate issued for it later brings it back.
+#[test]
+fn a_removed_host_leaves_the_lists_but_keeps_its_history() {
+    let site = Site::start().unwrap();
+    let rules = site.write(
+        "eicar.yar",
+        r#"rule Eicar { strings: $a = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE" condition: $a }"#,
+    );
+    let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let old = site
+        .start_agent("old-srv", &[("eicar.com", eicar)], &rules, &[])
+        .unwrap();
+    let keep = site.start_agent("web-01", &[], &rules, &[]).unwrap();
+    wait_for(WAIT, "both hosts known, old-srv's finding stored", || {
+        (site.json(&["hosts", "list"]).as_array()?.len() == 2
+            && site.findings("old-srv").len() == 1)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", old.process.stderr()));
+
+    let out = site.ctl(&[
+        "hosts",
+        "remove",
+        "old-srv",
+        "--note",
+        "decommissioned, ticket 4411",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let hosts = site.json(&["hosts", "list"]);
+    let ids: Vec<&str> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["web-01"]);
+    let all = site.json(&["hosts", "list", "--removed"]);
+    let removed = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host_id"] == "old-srv")
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(removed["removed"].is_string(), "{removed}");
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["host_id"] != "web-01" || h.get("removed").is_none())
+    );
+    // Its history stays; it is cut off; a fleet sweep leaves it out.
+    assert_eq!(site.findings("old-srv").len(), 1);
+    wait_for(Duration::from_secs(5), "old-srv offline", || {
+        (!online(&site, "old-srv")).then_some(())
+    })
+    .unwrap();
+    let sweep = site.json(&["sweep", "start", "--all", "--splay", "0"]);
+    let status = site.json(&["sweep", "status", sweep["id"].as_str().unwrap()]);
+    assert!(
+        status.to_string().contains("web-01") && !status.to_string().contains("old-srv"),
+        "{status}"
+    );
+    let audit = site.json(&["audit", "list"]);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "host.remove" && e["detail"] == "decommissioned, ticket 4411"),
+        "{audit}"
+    );
+    let out = site.ctl(&["hosts", "remove", "old-srv", "--note", "again"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    drop(old);
+    drop(keep);
+
+    // Put back into service with a new certificate: listed again, history kept.
+    let fresh = site.dir.path().join("old-srv-new-certs");
+    site.pki.issue_agent("old-srv", &fresh).unwrap();
+    let root = site.dir.path().join("old-srv").join("root");
+    let spec = AgentSpec {
+        collector: site.collector.url(),
+        cert_dir: &fresh,
+        state_dir: &site.dir.path().join("old-srv").join("state"),
+        roots: vec![&root],
+        rules: vec![&rules],
+        iocs: vec![],
+    };
+    let back = Agent::start(&spec, site.dir.path()).unwrap();
+    wait_for(WAIT, "old-srv listed again", || {
+        site.json(&["hosts", "list"])
+            .as_array()?
+            .iter()
+            .any(|h| h["host_id"] == "old-srv")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", back.process.stderr()));
+}

@@ -539,6 +539,9 @@ enum HostsCommand {
         /// Only the first N rows (the first N to clean, with --priority).
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+        /// Decommissioned hosts (`hosts remove`) too, with when they were removed.
+        #[arg(long, conflicts_with = "priority")]
+        removed: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -547,6 +550,15 @@ enum HostsCommand {
         host: String,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+    /// Decommission a host: cut off as `revoke` does, and left out of every list, count and
+    /// sweep from now on (`hosts list --removed` shows it); its findings and history stay.
+    /// A certificate issued for it later brings it back when it connects.
+    Remove {
+        host: String,
+        /// Why; kept in the audit log.
+        #[arg(long)]
+        note: String,
     },
     /// Cut a host off (a stolen laptop, a decommissioned server): every certificate it was
     /// issued until now is refused from now on, and its stream closes at once. A certificate
@@ -737,6 +749,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 status,
                 priority: false,
                 limit,
+                removed,
                 format,
             }) => {
                 let by_package = has_package.is_some() || package_below.is_some();
@@ -749,6 +762,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         package_below_version: below_version,
                         missing_kb: missing_kb.unwrap_or_default(),
                         status: status.unwrap_or_default(),
+                        include_removed: removed,
                     })
                     .await
                     .map_err(ctl::CtlError::from)?;
@@ -764,6 +778,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limit_rows(&mut rows, limit);
                 let columns = if by_package {
                     HOST_PACKAGE_TABLE_COLUMNS
+                } else if removed {
+                    ctl::HOST_REMOVED_TABLE_COLUMNS
                 } else {
                     HOST_TABLE_COLUMNS
                 };
@@ -778,6 +794,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let row = HostDetailRow::from(response.into_inner());
                 render_record(&row, format, &mut stdout).context("cannot write to stdout")?;
                 Ok(exit_for(row.open_findings > 0))
+            }
+            Command::Hosts(HostsCommand::Remove { host, note }) => {
+                let response = client
+                    .remove_host(v1::RevokeHostRequest {
+                        host_id: host.clone(),
+                        note,
+                    })
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner();
+                eprintln!(
+                    "{host} removed: left out of lists, counts and sweeps; its certificates are refused ({} seen so far), {} stream(s) closed; its history stays",
+                    response.serials.len(),
+                    response.streams_closed
+                );
+                Ok(ExitCode::SUCCESS)
             }
             Command::Hosts(HostsCommand::Revoke { host, note, format }) => {
                 let response = client

@@ -100,6 +100,9 @@ pub struct HostRow {
     /// With `--has-package` or `--package-below`: the package's installed versions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub package_versions: Vec<String>,
+    /// With `--removed`: when the host was decommissioned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
 }
 
 /// `hosts list --has-package/--package-below`: the version each host has.
@@ -111,6 +114,17 @@ pub const HOST_PACKAGE_TABLE_COLUMNS: &[&str] = &[
     "last_seen",
     "online",
     "status",
+];
+
+/// `hosts list --removed`: when each was decommissioned, if it was.
+pub const HOST_REMOVED_TABLE_COLUMNS: &[&str] = &[
+    "host_id",
+    "hostname",
+    "os",
+    "last_seen",
+    "status",
+    "open_findings",
+    "removed",
 ];
 
 pub const HOST_TABLE_COLUMNS: &[&str] = &[
@@ -148,6 +162,7 @@ impl From<hygiene_proto::v1::HostEntry> for HostRow {
             botnet_matches: h.botnet_matches,
             status: h.status,
             package_versions: h.package_versions,
+            removed: h.removed_ms.map(format_ms),
         }
     }
 }

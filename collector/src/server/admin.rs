@@ -78,6 +78,47 @@ impl AdminEndpoint {
         self
     }
 
+    /// Revokes every certificate `host_id` was issued until now (audited as `action`), and
+    /// ends its streams and connections.
+    async fn cut_off(
+        &self,
+        r: &v1::RevokeHostRequest,
+        admin: &str,
+        action: &str,
+    ) -> Result<v1::RevokeHostResponse, Status> {
+        let note = r.note.trim();
+        if note.is_empty() {
+            return Err(Status::invalid_argument(
+                "cutting a host off needs a note saying why (--note)",
+            ));
+        }
+        if !self.store.host_exists(&r.host_id).await.map_err(internal)? {
+            return Err(Status::not_found(format!("no host {:?}", r.host_id)));
+        }
+        let now = now_ms();
+        let audit = NewAuditEntry {
+            at_ms: now,
+            actor: admin.to_owned(),
+            action: action.into(),
+            target: r.host_id.clone(),
+            detail: note.to_owned(),
+        };
+        // A removal is audited with the removal itself.
+        let audit = (action == "host.revoke").then_some(&audit);
+        let serials = self
+            .store
+            .revoke_certs(&r.host_id, None, admin, note, now, audit)
+            .await
+            .map_err(internal)?;
+        self.revocations.add(serials.iter().cloned());
+        let streams_closed = self.registry.cut(&r.host_id, None) as u32;
+        tracing::warn!(host = %r.host_id, admin, ?serials, streams_closed, "host's certificates revoked: {note}");
+        Ok(v1::RevokeHostResponse {
+            serials,
+            streams_closed,
+        })
+    }
+
     /// Signs, stores and pushes checked files as the current bundle of `kind`.
     async fn publish(
         &self,
@@ -352,6 +393,7 @@ impl AdminService for AdminEndpoint {
             has_package: given(&r.has_package),
             package_below,
             missing_kb,
+            include_removed: r.include_removed,
         };
         let now = now_ms();
         let mut hosts = self.store.list_hosts(&filter).await.map_err(internal)?;
@@ -1249,35 +1291,37 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::RevokeHostResponse>, Status> {
         let admin = identity::require(&request, Role::Admin)?;
         let r = request.into_inner();
-        let note = r.note.trim();
-        if note.is_empty() {
-            return Err(Status::invalid_argument(
-                "a revocation needs a note saying why (--note)",
-            ));
-        }
-        if !self.store.host_exists(&r.host_id).await.map_err(internal)? {
-            return Err(Status::not_found(format!("no host {:?}", r.host_id)));
-        }
-        let now = now_ms();
+        let response = self.cut_off(&r, &admin.name, "host.revoke").await?;
+        Ok(Response::new(response))
+    }
+
+    async fn remove_host(
+        &self,
+        request: Request<v1::RevokeHostRequest>,
+    ) -> Result<Response<v1::RevokeHostResponse>, Status> {
+        let admin = identity::require(&request, Role::Admin)?;
+        let r = request.into_inner();
+        let response = self.cut_off(&r, &admin.name, "host.remove").await?;
         let audit = NewAuditEntry {
-            at_ms: now,
+            at_ms: now_ms(),
             actor: admin.name.clone(),
-            action: "host.revoke".into(),
+            action: "host.remove".into(),
             target: r.host_id.clone(),
-            detail: note.to_owned(),
+            detail: r.note.trim().to_owned(),
         };
-        let serials = self
+        if !self
             .store
-            .revoke_certs(&r.host_id, None, &admin.name, note, now, Some(&audit))
+            .remove_host(&r.host_id, &audit)
             .await
-            .map_err(internal)?;
-        self.revocations.add(serials.iter().cloned());
-        let streams_closed = self.registry.cut(&r.host_id, None) as u32;
-        tracing::warn!(host = %r.host_id, admin = %admin.name, ?serials, streams_closed, "host revoked: {note}");
-        Ok(Response::new(v1::RevokeHostResponse {
-            serials,
-            streams_closed,
-        }))
+            .map_err(internal)?
+        {
+            return Err(Status::failed_precondition(format!(
+                "host {:?} was removed already",
+                r.host_id
+            )));
+        }
+        tracing::warn!(host = %r.host_id, admin = %admin.name, "host removed (decommissioned)");
+        Ok(Response::new(response))
     }
 
     async fn list_refusals(
@@ -1741,6 +1785,7 @@ fn host_entry(h: Host, status: HostStatus) -> v1::HostEntry {
         status: status.as_str().to_owned(),
         botnet_matches: h.botnet_matches,
         package_versions: h.package_versions,
+        removed_ms: h.removed_ms,
     }
 }
 

@@ -221,6 +221,17 @@ impl Store {
         }
     }
 
+    /// Decommissions a host (audited); `false` if it was already.
+    pub async fn remove_host(
+        &self,
+        host_id: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.remove_host(host_id, audit).await,
+        }
+    }
+
     pub async fn host_exists(&self, host_id: &str) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => s.host_exists(host_id).await,

@@ -40,7 +40,7 @@ pub struct SqliteStore {
     pub(super) pool: SqlitePool,
 }
 
-const HOST_COLUMNS: &str = "h.host_id, h.hostname, h.os_name, h.os_version, h.kernel_version, h.arch, \
+const HOST_COLUMNS: &str = "h.host_id, h.removed_ms, h.hostname, h.os_name, h.os_version, h.kernel_version, h.arch, \
      h.ip_addresses, h.agent_version, h.peer_address, h.first_seen_ms, h.last_seen_ms, h.connected, \
      (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind <> 'botnet_ip') AS open_findings, \
      (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind = 'botnet_ip') AS botnet_matches, \
@@ -123,7 +123,8 @@ impl SqliteStore {
                  os_version = excluded.os_version, kernel_version = excluded.kernel_version, arch = excluded.arch, \
                  ip_addresses = excluded.ip_addresses, agent_version = excluded.agent_version, \
                  boot_time = excluded.boot_time, peer_address = excluded.peer_address, \
-                 last_seen_ms = excluded.last_seen_ms, connected = 1, connection_id = hosts.connection_id + 1 \
+                 last_seen_ms = excluded.last_seen_ms, connected = 1, connection_id = hosts.connection_id + 1, \
+                 removed_ms = NULL, removed_by = NULL, remove_note = NULL \
              RETURNING connection_id",
         )
         .bind(&hello.host_id)
@@ -866,6 +867,9 @@ impl SqliteStore {
                  AND NOT EXISTS (SELECT 1 FROM hotfixes x WHERE x.host_id = h.host_id AND x.kb = ?)",
             );
         }
+        if !filter.include_removed {
+            conditions.push("h.removed_ms IS NULL");
+        }
         let mut sql = format!("SELECT {HOST_COLUMNS} FROM {HOST_FROM}");
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
@@ -1327,9 +1331,10 @@ impl SqliteStore {
 
 impl SqliteStore {
     pub async fn all_host_ids(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT host_id FROM hosts ORDER BY host_id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT host_id FROM hosts WHERE removed_ms IS NULL ORDER BY host_id")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| r.try_get(0).map_err(StoreError::from))
             .collect()
@@ -2122,6 +2127,7 @@ fn host_from_row(row: &SqliteRow) -> Result<Host, StoreError> {
     let ips: String = row.try_get("ip_addresses")?;
     Ok(Host {
         host_id: row.try_get("host_id")?,
+        removed_ms: row.try_get("removed_ms")?,
         hostname: row.try_get("hostname")?,
         os_name: row.try_get("os_name")?,
         os_version: row.try_get("os_version")?,

@@ -118,6 +118,32 @@ impl SqliteStore {
         .flatten())
     }
 
+    /// Decommissions `host_id` with the audit entry; `false` if it was already.
+    pub async fn remove_host(
+        &self,
+        host_id: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let changed = sqlx::query(
+            "UPDATE hosts SET removed_ms = ?, removed_by = ?, remove_note = ?, connected = 0 \
+             WHERE host_id = ? AND removed_ms IS NULL",
+        )
+        .bind(audit.at_ms)
+        .bind(&audit.actor)
+        .bind(&audit.detail)
+        .bind(host_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Whether the collector knows `host_id`.
     pub async fn host_exists(&self, host_id: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query("SELECT 1 FROM hosts WHERE host_id = ?")

@@ -195,13 +195,12 @@ impl SqliteStore {
                 .fetch_all(&self.pool)
                 .await?
             }
-            None => {
-                sqlx::query(
-                    "SELECT host_id, ip_addresses, peer_address FROM hosts ORDER BY host_id",
-                )
-                .fetch_all(&self.pool)
-                .await?
-            }
+            None => sqlx::query(
+                "SELECT host_id, ip_addresses, peer_address FROM hosts WHERE removed_ms IS NULL \
+                     ORDER BY host_id",
+            )
+            .fetch_all(&self.pool)
+            .await?,
         };
         // Each host's distinct remote addresses as one string (SQLite concatenates far faster
         // than rows cross into Rust), then only the sockets to kept addresses, whole.
@@ -516,7 +515,8 @@ impl SqliteStore {
         let rows = sqlx::query(
             "SELECT h.host_id, h.connected, b.kind, b.version, b.since_ms, b.refused_version, b.error, \
                  b.offered_version \
-             FROM hosts h LEFT JOIN host_bundles b ON b.host_id = h.host_id ORDER BY h.host_id",
+             FROM hosts h LEFT JOIN host_bundles b ON b.host_id = h.host_id \
+             WHERE h.removed_ms IS NULL ORDER BY h.host_id",
         )
         .fetch_all(&self.pool)
         .await?;

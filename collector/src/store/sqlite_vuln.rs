@@ -115,7 +115,7 @@ impl SqliteStore {
         let only = if host_id.is_some() {
             "WHERE h.host_id = ?1"
         } else {
-            ""
+            "WHERE h.removed_ms IS NULL"
         };
         let sql = format!(
             "SELECT h.host_id, h.hostname, i.family, i.product_name, i.display_version, i.build, \
