@@ -90,11 +90,16 @@ fn machine_id() -> Result<String, EnrollError> {
     ))
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
 fn machine_id() -> Result<String, EnrollError> {
-    // Reading MachineGuid waits for the Windows service work, where it is tested under Wine.
+    crate::inventory::machine_guid()
+        .map_err(|e| EnrollError::HostId(format!("cannot read MachineGuid: {e}")))
+}
+
+#[cfg(not(any(unix, windows)))]
+fn machine_id() -> Result<String, EnrollError> {
     Err(EnrollError::HostId(
-        "the machine's id is not read on this system yet".into(),
+        "the machine's id is not read on this system".into(),
     ))
 }
 
@@ -324,7 +329,6 @@ mod tests {
         }
     }
 
-    #[cfg(unix)]
     #[test]
     fn the_default_host_id_is_stable_and_a_valid_name() {
         if machine_id().is_err() {

@@ -18,6 +18,9 @@ pub mod windows;
 #[cfg(windows)]
 mod windows_api;
 
+#[cfg(windows)]
+pub use windows_api::machine_guid;
+
 /// A host's inventory; the JSON shape of `hygiene-agent inventory --format json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Inventory {

@@ -433,6 +433,22 @@ fn table<R: Copy>(fetch: impl Fn(*mut core::ffi::c_void, *mut u32) -> u32) -> Re
     Err(code)
 }
 
+/// The machine's own id, `HKLM\SOFTWARE\Microsoft\Cryptography\MachineGuid`: the same until
+/// Windows is reinstalled (the agent's default host id is made from it).
+pub fn machine_guid() -> std::io::Result<String> {
+    let key = Key::open(
+        HKEY_LOCAL_MACHINE,
+        r"SOFTWARE\Microsoft\Cryptography",
+        KEY_WOW64_64KEY,
+    )?;
+    key.string("MachineGuid").ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "MachineGuid is missing or empty",
+        )
+    })
+}
+
 /// An open registry key, closed on drop.
 struct Key(HKEY);
 
@@ -556,6 +572,14 @@ fn wide(text: &str) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_guid_is_read() {
+        let guid = machine_guid().unwrap();
+        assert_eq!(guid.len(), 36, "{guid}");
+        assert_eq!(guid.matches('-').count(), 4, "{guid}");
+        assert_eq!(guid, machine_guid().unwrap());
+    }
 
     /// Through Wine or real Windows: the registry build keys, both Uninstall views, the socket
     /// tables and the update queries answer, or say why not.
