@@ -101,6 +101,8 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     store.reset_connections().await?;
+    // Refusals are counted from the start (the table is otherwise made at the first one).
+    let _ = crate::refusals::refusals();
     let revocations = tls.revocations();
     revocations.add(store.revoked_serials().await?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
