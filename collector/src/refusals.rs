@@ -77,11 +77,7 @@ impl Presented {
                     subject.truncate(end);
                     subject.push('…');
                 }
-                let serial = cert
-                    .raw_serial()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
+                let serial = hygiene_proto::bundle::hex(cert.raw_serial());
                 Presented { subject, serial }
             }
             Err(_) => Presented {
