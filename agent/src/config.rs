@@ -235,6 +235,11 @@ impl AgentConfig {
     }
 }
 
+/// Where certificates are when the config does not say.
+pub fn default_cert_dir() -> PathBuf {
+    default_dir("certs")
+}
+
 fn default_dir(leaf: &str) -> PathBuf {
     if cfg!(windows) {
         PathBuf::from(r"C:\ProgramData\Hygiene").join(leaf)
@@ -245,10 +250,19 @@ fn default_dir(leaf: &str) -> PathBuf {
     }
 }
 
+/// Every fixed drive on Windows (`C:\` if none is found), `/` elsewhere.
 fn default_roots() -> Vec<PathBuf> {
-    if cfg!(windows) {
-        vec![PathBuf::from(r"C:\")]
-    } else {
+    #[cfg(windows)]
+    {
+        let drives = crate::inventory::fixed_drives();
+        if drives.is_empty() {
+            vec![PathBuf::from(r"C:\")]
+        } else {
+            drives
+        }
+    }
+    #[cfg(not(windows))]
+    {
         vec![PathBuf::from("/")]
     }
 }

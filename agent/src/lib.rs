@@ -26,12 +26,15 @@ pub mod inventory;
 pub mod iocs;
 pub mod memory;
 pub mod quarantine;
+pub mod renewal;
 pub mod rules;
 pub mod scan;
 pub mod session;
 pub mod spool;
 pub mod state;
 pub mod sweeps;
+#[cfg(windows)]
+pub mod winservice;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -29,6 +29,13 @@ enum Command {
     /// Get this host's certificate from the collector with an enrollment token (`hygienectl
     /// enroll create`), then `run --cert-dir DIR`. Prints the host id.
     Enroll(EnrollArgs),
+    /// The agent as a Windows service: `install` registers it (automatic, delayed start, as
+    /// LocalSystem, restarted on failure), `uninstall` stops and removes it, `run` is what the
+    /// service manager starts (config `C:\ProgramData\Hygiene\agent.toml`, logs in
+    /// `C:\ProgramData\Hygiene\logs`).
+    #[cfg(windows)]
+    #[command(subcommand)]
+    Service(ServiceCommand),
 }
 
 #[derive(clap::Args)]
@@ -176,22 +183,71 @@ struct ScanArgs {
     paths: Vec<PathBuf>,
 }
 
+#[cfg(windows)]
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+enum ServiceCommand {
+    Install,
+    Uninstall,
+    Run,
+}
+
 fn non_empty(v: Vec<PathBuf>) -> Option<Vec<PathBuf>> {
     if v.is_empty() { None } else { Some(v) }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HYGIENE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("HYGIENE_LOG").unwrap_or_else(|_| "info".into())
+    };
+    #[cfg(windows)]
+    let _log_guard = match &cli.command {
+        // A service has no console: its log goes to files, rotated daily.
+        Command::Service(ServiceCommand::Run) => {
+            let dir = hygiene_agent::winservice::data_dir().join("logs");
+            match tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("agent")
+                .filename_suffix("log")
+                .max_log_files(14)
+                .build(&dir)
+            {
+                Ok(appender) => {
+                    use tracing_subscriber::layer::SubscriberExt;
+                    use tracing_subscriber::util::SubscriberInitExt;
+                    let (writer, guard) = tracing_appender::non_blocking(appender);
+                    tracing_subscriber::registry()
+                        .with(filter())
+                        .with(
+                            tracing_subscriber::fmt::layer()
+                                .with_writer(writer)
+                                .with_ansi(false),
+                        )
+                        // Errors also to the Application event log.
+                        .with(hygiene_agent::winservice::EventLogLayer::open())
+                        .init();
+                    Some(guard)
+                }
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    #[cfg(windows)]
+    let console = _log_guard.is_none();
+    #[cfg(not(windows))]
+    let console = true;
+    if console {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter())
+            .init();
+    }
     let result = match cli.command {
-        Command::Run(args) => run(*args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run(*args, shutdown_signal()).map(|()| ExitCode::SUCCESS),
+        #[cfg(windows)]
+        Command::Service(command) => service(command).map(|()| ExitCode::SUCCESS),
         Command::Scan(args) => scan(args),
         Command::Inventory(args) => inventory(args).map(|()| ExitCode::SUCCESS),
         Command::Enroll(args) => enroll(args).map(|()| ExitCode::SUCCESS),
@@ -210,7 +266,74 @@ fn main() -> ExitCode {
     })
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+#[cfg(windows)]
+fn service(command: ServiceCommand) -> anyhow::Result<()> {
+    use hygiene_agent::winservice;
+    match command {
+        ServiceCommand::Install => {
+            winservice::install()?;
+            eprintln!("service {} installed", winservice::SERVICE_NAME);
+        }
+        ServiceCommand::Uninstall => {
+            winservice::uninstall()?;
+            eprintln!("service {} removed", winservice::SERVICE_NAME);
+        }
+        ServiceCommand::Run => winservice::run(service_body)?,
+    }
+    Ok(())
+}
+
+/// What the Windows service runs: `run` with the service's config file and the MSI's
+/// settings (which the config file's values override, as flags do not).
+#[cfg(windows)]
+fn service_body(
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> anyhow::Result<()> {
+    use hygiene_agent::winservice;
+    let config = winservice::config_path();
+    let [collector, mut token, fingerprint] = winservice::msi_settings();
+    if !config.is_file()
+        && let Some(collector) = &collector
+    {
+        winservice::write_config(&config, collector)?;
+    }
+    let mut argv: Vec<std::ffi::OsString> = vec!["hygiene-agent".into(), "run".into()];
+    let file = if config.is_file() {
+        argv.extend(["--config".into(), config.clone().into_os_string()]);
+        ConfigFile::read(&config)?
+    } else {
+        ConfigFile::default()
+    };
+    let cert_dir = file
+        .cert_dir
+        .clone()
+        .unwrap_or_else(hygiene_agent::config::default_cert_dir);
+    if token.is_some() && cert_dir.join("agent.pem").is_file() {
+        winservice::forget_token();
+        token = None;
+    }
+    let settings = [
+        ("--collector", collector, file.collector.is_some()),
+        ("--enroll-token", token, file.enroll_token.is_some()),
+        (
+            "--ca-fingerprint",
+            fingerprint,
+            file.ca_fingerprint.is_some(),
+        ),
+    ];
+    for (flag, value, in_file) in settings {
+        if let (Some(value), false) = (value, in_file) {
+            argv.extend([flag.into(), value.into()]);
+        }
+    }
+    let Command::Run(args) = Cli::try_parse_from(argv)?.command else {
+        unreachable!("parsed a run command")
+    };
+    tracing::info!(config = %config.display(), "service starting");
+    run(*args, shutdown)
+}
+
+fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => ConfigFile::read(path)?,
         None => ConfigFile::default(),
@@ -257,7 +380,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ))?;
         tracing::info!(host = %host_id, cert_dir = %config.cert_dir.display(), "enrolled");
     }
-    let result = runtime.block_on(hygiene_agent::run_agent(config, shutdown_signal()));
+    let result = runtime.block_on(hygiene_agent::run_agent(config, shutdown));
     // A sweep thread stuck in a read (a hung network file system) must not keep the agent
     // from stopping: dropping the runtime would wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -368,6 +368,10 @@ mod unix {
     }
 }
 
+/// Windows: only SYSTEM and the Administrators group may open `dir` and what is in it.
+#[cfg(windows)]
+pub(crate) use windows::restrict_to_system;
+
 #[cfg(windows)]
 mod windows {
     use std::io::{Read, Write};
@@ -399,7 +403,7 @@ mod windows {
 
     /// Only SYSTEM and the Administrators group may open the quarantine directory and what is
     /// in it; nothing is inherited from above.
-    pub(super) fn restrict_to_system(dir: &Path) -> Result<(), QuarantineError> {
+    pub(crate) fn restrict_to_system(dir: &Path) -> Result<(), QuarantineError> {
         let sddl: Vec<u16> = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)\0"
             .encode_utf16()
             .collect();

@@ -33,6 +33,8 @@ const IN_FLIGHT: usize = 256;
 
 /// First reconnect delay; doubled after each failed attempt up to the configured maximum.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
+/// After a failed renewal, the next attempt (a third of the certificate's life is left).
+const RENEWAL_RETRY: Duration = Duration::from_secs(600);
 /// A connection that lasted this long resets the backoff.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
@@ -50,6 +52,8 @@ pub enum SessionError {
     },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Renewal(#[from] crate::renewal::RenewError),
 }
 
 /// Why one connection ended.
@@ -65,51 +69,63 @@ enum LinkError {
     Closed,
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Setup(SessionError),
 }
 
-/// Builds mTLS channels to the collector from the files `pki issue-agent` writes.
+/// Builds mTLS channels to the collector from the files enrollment or `pki issue-agent`
+/// writes, read again for every connection (a renewal replaces them).
 #[derive(Clone)]
 pub struct Connector {
-    endpoint: Endpoint,
+    collector: String,
+    cert_dir: PathBuf,
+    source_address: Option<std::net::IpAddr>,
 }
 
 impl Connector {
     /// `source_address`: the local address to connect from (the system's choice when `None`).
+    /// Checks that the files are there and finishes a renewal a crash interrupted.
     pub fn new(
         collector: &str,
         cert_dir: &Path,
         source_address: Option<std::net::IpAddr>,
     ) -> Result<Self, SessionError> {
+        crate::renewal::finish_pending(cert_dir)?;
+        let connector = Connector {
+            collector: collector.to_owned(),
+            cert_dir: cert_dir.to_path_buf(),
+            source_address,
+        };
+        connector.endpoint()?;
+        Ok(connector)
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, SessionError> {
         let read = |name: &str| {
-            let path = cert_dir.join(name);
+            let path = self.cert_dir.join(name);
             std::fs::read(&path).map_err(|source| SessionError::Certs { path, source })
         };
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(read("ca.pem")?))
             .identity(Identity::from_pem(read("agent.pem")?, read("agent.key")?));
         let endpoint_error = |source| SessionError::Endpoint {
-            url: collector.to_owned(),
+            url: self.collector.clone(),
             source,
         };
-        let endpoint = Endpoint::from_shared(collector.to_owned())
+        Ok(Endpoint::from_shared(self.collector.clone())
             .map_err(endpoint_error)?
             .tls_config(tls)
             .map_err(endpoint_error)?
             .connect_timeout(Duration::from_secs(10))
-            .local_address(source_address)
+            .local_address(self.source_address)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
-        Ok(Connector { endpoint })
+            .keep_alive_while_idle(true))
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<v1::agent_service_client::AgentServiceClient<Channel>, LinkError> {
-        let channel = self.endpoint.connect().await?;
-        // Rule bundles (signature-base is 7 MB) exceed the default 4 MiB limit.
-        Ok(v1::agent_service_client::AgentServiceClient::new(channel)
-            .max_decoding_message_size(MAX_COMMAND_SIZE))
+    async fn connect(&self) -> Result<Channel, LinkError> {
+        let endpoint = self.endpoint().map_err(LinkError::Setup)?;
+        Ok(endpoint.connect().await?)
     }
 }
 
@@ -139,8 +155,9 @@ pub async fn run(
         };
         match result {
             Err(LinkError::State(err)) => return Err(err.into()),
-            Err(err) => tracing::warn!(collector = %connector.endpoint.uri(), "{err}"),
-            Ok(()) => {}
+            Err(err) => tracing::warn!(collector = %connector.collector, "{err}"),
+            // A renewed certificate: connect with it at once.
+            Ok(()) => continue,
         }
         if started.elapsed() >= STABLE_CONNECTION {
             backoff = RECONNECT_MIN;
@@ -355,7 +372,10 @@ async fn serve_connection(
     spool: &Spool,
     commands: &CommandTargets,
 ) -> Result<(), LinkError> {
-    let mut client = connector.connect().await?;
+    let channel = connector.connect().await?;
+    // Rule bundles (signature-base is 7 MB) exceed the default 4 MiB limit.
+    let mut client = v1::agent_service_client::AgentServiceClient::new(channel.clone())
+        .max_decoding_message_size(MAX_COMMAND_SIZE);
     // Unbounded: what is in flight is bounded by IN_FLIGHT, and a bounded channel could
     // deadlock against the collector's acknowledgements.
     let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -376,7 +396,7 @@ async fn serve_connection(
         .session(tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx))
         .await
         .map_err(LinkError::Refused)?;
-    tracing::info!(collector = %connector.endpoint.uri(), unacked = spool.len().0, "connected");
+    tracing::info!(collector = %connector.collector, unacked = spool.len().0, "connected");
     let mut inbound = response.into_inner();
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + params.heartbeat,
@@ -385,6 +405,12 @@ async fn serve_connection(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The last spooled message sent on this connection: everything after it is yet to go.
     let mut sent_through = 0;
+    let renewal_due = crate::renewal::due(&connector.cert_dir);
+    if let Err(err) = &renewal_due {
+        tracing::warn!("the certificate will not be renewed: {err}");
+    }
+    let renewal_check = tokio::time::sleep(until_renewal(renewal_due.as_ref().ok()));
+    tokio::pin!(renewal_check);
     loop {
         // Send what the spool holds beyond what is on the wire, up to the window.
         let in_flight = spool.count_through(sent_through);
@@ -408,6 +434,23 @@ async fn serve_connection(
                 }
             }
             _ = spool.added() => {}
+            _ = &mut renewal_check => {
+                let due = renewal_due.as_ref().ok();
+                if due.is_some_and(|due| SystemTime::now() >= *due) {
+                    let renewal = crate::renewal::renew(channel.clone(), &connector.cert_dir);
+                    match tokio::time::timeout(Duration::from_secs(60), renewal).await {
+                        Ok(Ok(())) => {
+                            tracing::info!(dir = %connector.cert_dir.display(), "certificate renewed; connecting with it");
+                            return Ok(());
+                        }
+                        Ok(Err(err)) => tracing::warn!("certificate renewal failed; trying again in {RENEWAL_RETRY:?}: {err}"),
+                        Err(_) => tracing::warn!("certificate renewal got no answer; trying again in {RENEWAL_RETRY:?}"),
+                    }
+                    renewal_check.as_mut().reset(tokio::time::Instant::now() + RENEWAL_RETRY);
+                } else {
+                    renewal_check.as_mut().reset(tokio::time::Instant::now() + until_renewal(due));
+                }
+            }
             _ = heartbeat.tick() => {
                 // Heartbeats are not spooled: a stale one carries no information.
                 let message = v1::AgentMessage {
@@ -420,6 +463,17 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// How long to wait before looking at the renewal time again: at most an hour, so that a
+/// wall clock that jumps (a laptop waking up) is noticed.
+fn until_renewal(due: Option<&SystemTime>) -> Duration {
+    const RECHECK: Duration = Duration::from_secs(3600);
+    due.map_or(RECHECK, |due| {
+        due.duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .min(RECHECK)
+    })
 }
 
 /// Where the collector's commands go: sweep orders and cancellations to the sweep control,

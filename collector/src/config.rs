@@ -41,6 +41,9 @@ pub struct CollectorConfig {
     /// Messages per second one agent may send on average (default 200); faster ones are
     /// handled at that pace.
     pub max_agent_messages_per_second: Option<u32>,
+    /// How long the agent certificates this collector signs are valid, e.g. `90d` (the
+    /// default); agents renew theirs two-thirds of the way through.
+    pub agent_cert_lifetime: Option<String>,
 }
 
 /// `hygienectl --config FILE`.
@@ -54,15 +57,16 @@ pub struct CtlConfig {
 }
 
 /// Where `hygienectl` looks for its config when given none: `$XDG_CONFIG_HOME/hygiene/
-/// hygienectl.toml`, else `~/.config/hygiene/hygienectl.toml`; `None` when that file does not
-/// exist.
+/// hygienectl.toml`, else `~/.config/hygiene/hygienectl.toml`, else the collector package's
+/// `/etc/hygiene/hygienectl.toml`; `None` when none of them exists.
 pub fn default_ctl_config() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
+    let user = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
-    let path = base.join("hygiene").join("hygienectl.toml");
-    path.is_file().then_some(path)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .map(|base| base.join("hygiene").join("hygienectl.toml"));
+    let system = cfg!(unix).then(|| PathBuf::from("/etc/hygiene/hygienectl.toml"));
+    user.into_iter().chain(system).find(|path| path.is_file())
 }
 
 /// Reads a TOML config file of type `T`.

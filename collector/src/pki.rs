@@ -13,7 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 /// Organizational unit of agent certificates.
 pub const AGENT_OU: &str = "hygiene-agent";
@@ -158,14 +158,23 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<(), PkiError> {
 pub struct AgentIssuer {
     issuer: Issuer<'static, KeyPair>,
     ca_pem: String,
+    lifetime: std::time::Duration,
 }
 
 impl AgentIssuer {
+    /// Issues certificates valid for [`hygiene_proto::certs::AGENT_LIFETIME`] (see
+    /// [`AgentIssuer::with_lifetime`]); agents renew them over their stream.
     pub fn load(dir: &Path) -> Result<Self, PkiError> {
         Ok(AgentIssuer {
             issuer: load_issuer(dir)?,
             ca_pem: read(&dir.join(PkiFiles::CA_CERT))?,
+            lifetime: hygiene_proto::certs::AGENT_LIFETIME,
         })
+    }
+
+    pub fn with_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.lifetime = lifetime;
+        self
     }
 
     /// The CA certificate agents trust the collector by.
@@ -176,7 +185,11 @@ impl AgentIssuer {
     /// A certificate and key (PEM) for `host_id`.
     pub fn issue(&self, host_id: &str) -> Result<(String, String), PkiError> {
         validate_host_id(host_id)?;
-        client_cert(&self.issuer, host_id, AGENT_OU)
+        let mut params = client_params(host_id, AGENT_OU);
+        set_lifetime(&mut params, self.lifetime);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// An agent certificate (PEM) for `host_id` over the key of an agent's certificate
@@ -186,6 +199,7 @@ impl AgentIssuer {
         validate_host_id(host_id)?;
         let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
         csr.params = client_params(host_id, AGENT_OU);
+        set_lifetime(&mut csr.params, self.lifetime);
         Ok(csr.signed_by(&self.issuer)?.pem())
     }
 }
@@ -313,14 +327,19 @@ fn set_leaf(params: &mut CertificateParams) {
     set_validity(params, LEAF_YEARS);
 }
 
-/// How far back a certificate's validity starts from its issue: an hour of slack for hosts
-/// whose clocks run a little behind the collector's.
-pub const BACKDATE: std::time::Duration = std::time::Duration::from_secs(3600);
+pub use hygiene_proto::certs::BACKDATE;
 
 fn set_validity(params: &mut CertificateParams, years: i64) {
+    set_lifetime(
+        params,
+        std::time::Duration::from_secs(365 * 24 * 3600 * years as u64),
+    );
+}
+
+fn set_lifetime(params: &mut CertificateParams, lifetime: std::time::Duration) {
     let now = OffsetDateTime::now_utc();
     params.not_before = now - BACKDATE;
-    params.not_after = now + Duration::days(365 * years);
+    params.not_after = now + lifetime;
 }
 
 fn create_dir(dir: &Path) -> Result<(), PkiError> {

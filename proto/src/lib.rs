@@ -15,6 +15,46 @@ pub mod bundle;
 /// collector refuses to publish a bundle that would not fit.
 pub const MAX_AGENT_COMMAND_SIZE: usize = 64 * 1024 * 1024;
 
+/// Agent certificates' validity, shared by the collector, which issues them, and the agent,
+/// which renews them.
+pub mod certs {
+    use std::time::{Duration, SystemTime};
+
+    /// How far back a certificate's validity starts from its issue: an hour of slack for
+    /// hosts whose clocks run a little behind the collector's.
+    pub const BACKDATE: Duration = Duration::from_secs(3600);
+
+    /// An agent certificate's lifetime unless the collector is told otherwise.
+    pub const AGENT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
+
+    /// When a certificate valid from `not_before` (backdated by [`BACKDATE`]) until
+    /// `not_after` is due for renewal: two-thirds of the way from its issue to its end, which
+    /// leaves a third of its life for a host that is off or cut off to come back in time.
+    pub fn renewal_due(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
+        let issued = not_before + BACKDATE;
+        let lifetime = not_after.duration_since(issued).unwrap_or_default();
+        issued + lifetime * 2 / 3
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn renewal_is_due_two_thirds_into_the_life_from_issue() {
+            let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+            let due = renewal_due(issued - BACKDATE, issued + AGENT_LIFETIME);
+            assert_eq!(due, issued + Duration::from_secs(60 * 24 * 3600));
+            // Short lifetimes are not swamped by the backdating.
+            let due = renewal_due(issued - BACKDATE, issued + Duration::from_secs(30));
+            assert_eq!(due, issued + Duration::from_secs(20));
+            // A certificate ending before its issue is due at once.
+            let due = renewal_due(issued - BACKDATE, issued - BACKDATE);
+            assert_eq!(due, issued);
+        }
+    }
+}
+
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("hygiene.v1");

@@ -355,3 +355,111 @@ fn run_enrolls_on_first_start_when_given_a_token() {
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
     assert_eq!(site.json(&["enroll", "list"])[0]["uses"], 1);
 }
+
+/// Short-lived certificates renew themselves over the agent's stream: a new key and
+/// certificate for the same host id, history kept, and the old certificate refused once the
+/// new one has connected.
+#[test]
+fn certificates_renew_over_the_stream_keeping_the_host_and_its_history() {
+    // 60 s certificates: renewal is due 40 s after each issue.
+    let site = Site::start_with(&["--agent-cert-lifetime", "60s"]).unwrap();
+    let made = site.json(&["enroll", "create", "--label", "short", "--uses", "1"]);
+    let certs = site.dir.path().join("short-certs");
+    let root = site.dir.path().join("short-root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("eicar.com"), EICAR).unwrap();
+    let rules = site.write("r.yar", "rule r { condition: false }");
+    let iocs = site.write("iocs.txt", &format!("{EICAR_SHA256};EICAR\n"));
+    let state = site.dir.path().join("short-state");
+    let spec = AgentSpec {
+        collector: site.collector.url(),
+        cert_dir: &certs,
+        state_dir: &state,
+        roots: vec![&root],
+        rules: vec![&rules],
+        iocs: vec![&iocs],
+    };
+    let extra = [
+        "--enroll-token",
+        made["token"].as_str().unwrap(),
+        "--ca-fingerprint",
+        made["ca_fingerprint"].as_str().unwrap(),
+        "--host-id",
+        "laptop-7",
+    ];
+    let agent = Agent::start_with(&spec, site.dir.path(), &extra).unwrap();
+    let finding = wait_for(
+        std::time::Duration::from_secs(60),
+        "the EICAR finding",
+        || site.findings("laptop-7").into_iter().next(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let first = serial_of(&certs.join("agent.pem"));
+    let old = site.dir.path().join("old-certs");
+    std::fs::create_dir_all(&old).unwrap();
+    for file in ["ca.pem", "agent.pem", "agent.key", "rules-signing.pub"] {
+        std::fs::copy(certs.join(file), old.join(file)).unwrap();
+    }
+
+    // Renewed, and connected with the new certificate (which revokes the old one).
+    wait_for(std::time::Duration::from_secs(60), "a renewal", || {
+        let log = agent.process.stderr();
+        (log.contains("certificate renewed") && serial_of(&certs.join("agent.pem")) != first)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let second = serial_of(&certs.join("agent.pem"));
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the old certificate revoked",
+        || {
+            site.collector
+                .process
+                .stderr()
+                .contains(&format!("superseded by certificate {second}"))
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", site.collector.process.stderr()));
+    // A copy of the first certificate, still within its validity, is refused as revoked.
+    let copy = AgentSpec {
+        cert_dir: &old,
+        state_dir: &site.dir.path().join("copy-state"),
+        ..spec
+    };
+    let thief = Agent::start(&copy, site.dir.path()).unwrap();
+    wait_for(
+        std::time::Duration::from_secs(15),
+        "the copy refused",
+        || {
+            let log = thief.process.stderr().to_lowercase();
+            log.contains("revoked").then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", thief.process.stderr()));
+    assert!(!thief.process.stderr().contains("connected collector"));
+    drop(thief);
+    // Past the first certificate's end, the host is online under the same id with the same
+    // finding (same id, first seen unchanged), and renews again.
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "a second renewal",
+        || {
+            let now = serial_of(&certs.join("agent.pem"));
+            (now != first && now != second).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "laptop-7 online",
+        || (site.host("laptop-7")["online"] == true).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let findings = site.findings("laptop-7");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["id"], finding["id"]);
+    assert_eq!(findings[0]["first_seen"], finding["first_seen"]);
+    let hosts = site.json(&["hosts", "list"]);
+    assert_eq!(hosts.as_array().unwrap().len(), 1, "a twin host: {hosts}");
+}

@@ -19,7 +19,7 @@ pub mod windows;
 mod windows_api;
 
 #[cfg(windows)]
-pub use windows_api::machine_guid;
+pub use windows_api::{delete_hklm_value, fixed_drives, hklm_string, machine_guid};
 
 /// A host's inventory; the JSON shape of `hygiene-agent inventory --format json`.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -11,7 +11,7 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::System::Registry::{
     HKEY, HKEY_LOCAL_MACHINE, KEY_READ, KEY_WOW64_32KEY, KEY_WOW64_64KEY, RRF_RT_REG_DWORD,
-    RRF_RT_REG_SZ, RegCloseKey, RegEnumKeyExW, RegGetValueW, RegOpenKeyExW,
+    RRF_RT_REG_SZ, RegCloseKey, RegDeleteKeyValueW, RegEnumKeyExW, RegGetValueW, RegOpenKeyExW,
 };
 
 use super::windows::{
@@ -449,6 +449,49 @@ pub fn machine_guid() -> std::io::Result<String> {
     })
 }
 
+/// A string value under `HKLM\path` (64-bit view); `None` when the key or value is absent
+/// or empty.
+pub fn hklm_string(path: &str, name: &str) -> Option<String> {
+    Key::open(HKEY_LOCAL_MACHINE, path, KEY_WOW64_64KEY)
+        .ok()?
+        .string(name)
+}
+
+/// The roots of the fixed drives (`C:\`, `D:\`, ...): what a Windows host sweeps by default.
+pub fn fixed_drives() -> Vec<std::path::PathBuf> {
+    use windows_sys::Win32::Storage::FileSystem::{GetDriveTypeW, GetLogicalDrives};
+    // DRIVE_FIXED (WindowsProgramming, a feature pulled in for this one constant otherwise).
+    const DRIVE_FIXED: u32 = 3;
+    // SAFETY: no arguments; a bit mask of the drives present.
+    let mask = unsafe { GetLogicalDrives() };
+    (0u8..26)
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| format!("{}:\\", char::from(b'A' + i)))
+        .filter(|root| {
+            let wide_root = wide(root);
+            // SAFETY: `wide_root` is NUL-terminated.
+            unsafe { GetDriveTypeW(wide_root.as_ptr()) == DRIVE_FIXED }
+        })
+        .map(std::path::PathBuf::from)
+        .collect()
+}
+
+/// Deletes the value `name` under `HKLM\path` (64-bit view); absent already is fine.
+pub fn delete_hklm_value(path: &str, name: &str) -> std::io::Result<()> {
+    let key = Key::open(
+        HKEY_LOCAL_MACHINE,
+        path,
+        windows_sys::Win32::System::Registry::KEY_SET_VALUE | KEY_WOW64_64KEY,
+    )?;
+    let name = wide(name);
+    // SAFETY: the key is open; `name` is NUL-terminated.
+    let code = unsafe { RegDeleteKeyValueW(key.0, std::ptr::null(), name.as_ptr()) };
+    match code {
+        ERROR_SUCCESS | windows_sys::Win32::Foundation::ERROR_FILE_NOT_FOUND => Ok(()),
+        code => Err(std::io::Error::from_raw_os_error(code as i32)),
+    }
+}
+
 /// An open registry key, closed on drop.
 struct Key(HKEY);
 
@@ -579,6 +622,20 @@ mod tests {
         assert_eq!(guid.len(), 36, "{guid}");
         assert_eq!(guid.matches('-').count(), 4, "{guid}");
         assert_eq!(guid, machine_guid().unwrap());
+    }
+
+    #[test]
+    fn the_system_drive_is_a_fixed_drive_and_a_missing_value_reads_as_none() {
+        let drives = fixed_drives();
+        assert!(
+            drives.contains(&std::path::PathBuf::from(r"C:\")),
+            "{drives:?}"
+        );
+        assert_eq!(
+            hklm_string(r"SOFTWARE\Hygiene\NoSuchKey", "Collector"),
+            None
+        );
+        assert!(delete_hklm_value(r"SOFTWARE\Microsoft", "NoSuchValueHere").is_ok());
     }
 
     /// Through Wine or real Windows: the registry build keys, both Uninstall views, the socket

@@ -43,6 +43,10 @@ enum Command {
         /// that pace [default: 200].
         #[arg(long, value_name = "N")]
         max_agent_messages_per_second: Option<u32>,
+        /// Lifetime of the agent certificates this collector signs (enrollment and renewal),
+        /// e.g. 90d; agents renew two-thirds of the way through [default: 90d].
+        #[arg(long, value_name = "DURATION")]
+        agent_cert_lifetime: Option<String>,
     },
     /// Manage the built-in certificate authority.
     #[command(subcommand)]
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             stale_after_hours,
             max_findings_per_sweep,
             max_agent_messages_per_second,
+            agent_cert_lifetime,
         } => serve(
             config,
             listen,
@@ -111,6 +116,7 @@ fn main() -> ExitCode {
                 findings_per_sweep: max_findings_per_sweep,
                 messages_per_second: max_agent_messages_per_second,
             },
+            agent_cert_lifetime,
         ),
         Command::Pki(PkiCommand::Init { dir, server_names }) => pki::init(&dir, &server_names)
             .map_err(Into::into)
@@ -156,6 +162,7 @@ fn serve(
     pki_dir: Option<PathBuf>,
     stale_after_hours: Option<u64>,
     limits: Limits,
+    agent_cert_lifetime: Option<String>,
 ) -> anyhow::Result<()> {
     let file: CollectorConfig = match &config {
         Some(path) => config::read(path)?,
@@ -193,8 +200,23 @@ fn serve(
         }
     };
     // Agents enroll with the CA key; without one here, enrollment is refused.
+    let cert_lifetime = match agent_cert_lifetime.or(file.agent_cert_lifetime) {
+        Some(text) => {
+            let lifetime = humantime::parse_duration(text.trim())
+                .with_context(|| format!("agent_cert_lifetime {text:?} (examples: 90d, 30d)"))?;
+            anyhow::ensure!(
+                lifetime >= std::time::Duration::from_secs(10),
+                "agent_cert_lifetime {text:?}: at least 10s"
+            );
+            lifetime
+        }
+        None => hygiene_proto::certs::AGENT_LIFETIME,
+    };
     options.enrollment = match pki::Enrollment::load(&pki_dir) {
-        Ok(enrollment) => Some(std::sync::Arc::new(enrollment)),
+        Ok(mut enrollment) => {
+            enrollment.issuer = enrollment.issuer.with_lifetime(cert_lifetime);
+            Some(std::sync::Arc::new(enrollment))
+        }
         Err(err) => {
             tracing::warn!("{err}; agents cannot enroll with tokens");
             None

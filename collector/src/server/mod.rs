@@ -123,9 +123,10 @@ pub async fn serve_with(
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
     let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, vulns, stale_after_ms)
         .with_signing_key(options.rules_signing_key.clone())
-        .with_revocations(revocations)
+        .with_revocations(revocations.clone())
         .with_ca_fingerprint(tls.ca_fingerprint().to_owned());
-    let enroller = enroll::EnrollEndpoint::new(store.clone(), options.enrollment.clone());
+    let enroller =
+        enroll::EnrollEndpoint::new(store.clone(), options.enrollment.clone(), revocations);
     // The cleanup timeline: today's hosts per status, written as the day goes on.
     let snapshots = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
