@@ -411,6 +411,8 @@ async fn serve_connection(
     }
     let renewal_check = tokio::time::sleep(until_renewal(renewal_due.as_ref().ok()));
     tokio::pin!(renewal_check);
+    // Set by the collector's order: renew whatever the certificate's age.
+    let mut renew_now = false;
     loop {
         // Send what the spool holds beyond what is on the wire, up to the window.
         let in_flight = spool.count_through(sent_through);
@@ -429,6 +431,14 @@ async fn serve_connection(
                     Some(collector_message::Body::Ack(ack)) => {
                         spool.ack(ack.seq)?;
                     }
+                    Some(collector_message::Body::Command(v1::Command {
+                        action: Some(command::Action::RenewCertificate(_)),
+                        ..
+                    })) => {
+                        tracing::info!("the collector orders a certificate renewal (a CA rotation)");
+                        renew_now = true;
+                        renewal_check.as_mut().reset(tokio::time::Instant::now());
+                    }
                     Some(collector_message::Body::Command(command)) => handle_command(command, commands),
                     None => tracing::warn!("empty message from collector ignored"),
                 }
@@ -436,7 +446,7 @@ async fn serve_connection(
             _ = spool.added() => {}
             _ = &mut renewal_check => {
                 let due = renewal_due.as_ref().ok();
-                if due.is_some_and(|due| SystemTime::now() >= *due) {
+                if renew_now || due.is_some_and(|due| SystemTime::now() >= *due) {
                     let renewal = crate::renewal::renew(channel.clone(), &connector.cert_dir);
                     match tokio::time::timeout(Duration::from_secs(60), renewal).await {
                         Ok(Ok(())) => {
@@ -645,6 +655,8 @@ fn path_from_wire(text: &str, raw: &[u8]) -> PathBuf {
 fn handle_command(command: v1::Command, targets: &CommandTargets) {
     let now = unix_ms(SystemTime::now());
     match command.action {
+        // The session renews (it holds the connection).
+        Some(command::Action::RenewCertificate(_)) => {}
         Some(command::Action::RequestInventory(_)) => {
             // One pending request is enough: a full channel already has one.
             let _ = targets.inventory.try_send(());

@@ -78,6 +78,10 @@ impl PkiFiles {
     /// key (hex), which `issue-agent` puts beside every agent certificate.
     pub const RULES_SIGNING_KEY: &'static str = "rules-signing.key";
     pub const RULES_SIGNING_PUB: &'static str = "rules-signing.pub";
+    /// During a CA rotation ([`rotate_ca_begin`]): the new CA, which signs agent certificates
+    /// while `ca.pem` trusts it beside the old one.
+    pub const NEXT_CA_CERT: &'static str = "ca-next.pem";
+    pub const NEXT_CA_KEY: &'static str = "ca-next.key";
 }
 
 /// The rule-signing key of `dir` (PKCS#8), created with its public key if the directory has
@@ -121,9 +125,19 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<(), PkiError> {
     if ca_key_path.exists() {
         return Err(PkiError::Exists { path: ca_key_path });
     }
+    let (ca_pem, issuer) = new_ca("Hygiene CA")?;
+    write_public(&dir.join(PkiFiles::CA_CERT), &ca_pem)?;
+    write_private(&ca_key_path, &issuer.key().serialize_pem())?;
+    write_server_and_admin(dir, &issuer, server_names)?;
+    rules_signing_key(dir)?;
+    Ok(())
+}
+
+/// A self-signed CA named `common_name`: its certificate (PEM) and its issuer.
+fn new_ca(common_name: &str) -> Result<(String, Issuer<'static, KeyPair>), PkiError> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::default();
-    ca_params.distinguished_name = name("Hygiene CA", None);
+    ca_params.distinguished_name = name(common_name, None);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -132,31 +146,125 @@ pub fn init(dir: &Path, server_names: &[String]) -> Result<(), PkiError> {
     ];
     set_validity(&mut ca_params, CA_YEARS);
     let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
+    Ok((ca_cert.pem(), Issuer::new(ca_params, ca_key)))
+}
 
+/// The server certificate for `server_names` and the admin certificate, signed by `issuer`.
+fn write_server_and_admin(
+    dir: &Path,
+    issuer: &Issuer<'_, KeyPair>,
+    server_names: &[String],
+) -> Result<(), PkiError> {
     let mut server_params = CertificateParams::new(server_names.to_vec())?;
     server_params.distinguished_name = name(&server_names[0], Some("hygiene-collector"));
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     set_leaf(&mut server_params);
     let server_key = KeyPair::generate()?;
-    let server_cert = server_params.signed_by(&server_key, &issuer)?;
-
-    let (admin_cert, admin_key) = client_cert(&issuer, DEFAULT_ADMIN_NAME, ADMIN_OU)?;
-
-    write_public(&dir.join(PkiFiles::CA_CERT), &ca_cert.pem())?;
-    write_private(&ca_key_path, &issuer.key().serialize_pem())?;
+    let server_cert = server_params.signed_by(&server_key, issuer)?;
+    let (admin_cert, admin_key) = client_cert(issuer, DEFAULT_ADMIN_NAME, ADMIN_OU)?;
     write_public(&dir.join(PkiFiles::SERVER_CERT), &server_cert.pem())?;
     write_private(&dir.join(PkiFiles::SERVER_KEY), &server_key.serialize_pem())?;
     write_public(&dir.join(PkiFiles::ADMIN_CERT), &admin_cert)?;
     write_private(&dir.join(PkiFiles::ADMIN_KEY), &admin_key)?;
-    rules_signing_key(dir)?;
     Ok(())
+}
+
+/// Starts a CA rotation: a new CA (`ca-next.pem`, `ca-next.key`) that `ca.pem` trusts beside
+/// the old one. From the collector's next start, agent certificates (enrollment, renewal) are
+/// signed by the new CA and come with both CAs, and agents holding an older certificate are
+/// told to renew at once; the server keeps its certificate from the old CA, so every agent
+/// still trusts it. Refused while a rotation is under way.
+pub fn rotate_ca_begin(dir: &Path) -> Result<(), PkiError> {
+    let next_key = dir.join(PkiFiles::NEXT_CA_KEY);
+    if next_key.exists() {
+        return Err(PkiError::Exists { path: next_key });
+    }
+    load_issuer(dir)?;
+    let stamp = OffsetDateTime::now_utc();
+    let (next_pem, next) = new_ca(&format!(
+        "Hygiene CA {:04}-{:02}-{:02} {:02}{:02}{:02}",
+        stamp.year(),
+        u8::from(stamp.month()),
+        stamp.day(),
+        stamp.hour(),
+        stamp.minute(),
+        stamp.second()
+    ))?;
+    write_public(&dir.join(PkiFiles::NEXT_CA_CERT), &next_pem)?;
+    write_private(&next_key, &next.key().serialize_pem())?;
+    let bundle = read(&dir.join(PkiFiles::CA_CERT))?;
+    write_public(
+        &dir.join(PkiFiles::CA_CERT),
+        &format!("{}\n{next_pem}", bundle.trim_end()),
+    )?;
+    Ok(())
+}
+
+/// Ends a CA rotation once every agent has renewed: the new CA becomes the only one, with a
+/// new server certificate (for the names the old one had) and admin certificate from it. An
+/// agent that did not renew during the overlap no longer trusts the server and enrolls again.
+pub fn rotate_ca_finish(dir: &Path) -> Result<(), PkiError> {
+    let next_pem = read(&dir.join(PkiFiles::NEXT_CA_CERT))?;
+    let next_key = read(&dir.join(PkiFiles::NEXT_CA_KEY))?;
+    let next = Issuer::from_ca_cert_pem(&next_pem, KeyPair::from_pem(&next_key)?)?;
+    let server_names = server_names(&dir.join(PkiFiles::SERVER_CERT))?;
+    write_server_and_admin(dir, &next, &server_names)?;
+    write_public(&dir.join(PkiFiles::CA_CERT), &next_pem)?;
+    write_private(&dir.join(PkiFiles::CA_KEY), &next_key)?;
+    for file in [PkiFiles::NEXT_CA_CERT, PkiFiles::NEXT_CA_KEY] {
+        let path = dir.join(file);
+        std::fs::remove_file(&path).map_err(|source| PkiError::Io { path, source })?;
+    }
+    Ok(())
+}
+
+/// The DNS names and addresses a server certificate is for.
+fn server_names(path: &Path) -> Result<Vec<String>, PkiError> {
+    use x509_parser::extensions::GeneralName;
+    let pem = read(path)?;
+    let invalid = |reason: String| PkiError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
+    };
+    let (_, block) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+    let cert = block.parse_x509().map_err(|e| invalid(e.to_string()))?;
+    let names: Vec<String> = cert
+        .subject_alternative_name()
+        .map_err(|e| invalid(e.to_string()))?
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                    GeneralName::IPAddress(bytes) => match bytes.len() {
+                        4 => Some(
+                            std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*bytes).ok()?).to_string(),
+                        ),
+                        16 => Some(
+                            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).ok()?)
+                                .to_string(),
+                        ),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        return Err(invalid("no DNS name or address in the certificate".into()));
+    }
+    Ok(names)
 }
 
 /// Issues agent certificates in memory from a PKI directory's CA (for the load generator,
 /// which runs many simulated agents without writing a directory for each).
 pub struct AgentIssuer {
     issuer: Issuer<'static, KeyPair>,
+    /// The signing CA's subject (DER): the issuer name of what it signs.
+    subject_der: Vec<u8>,
     ca_pem: String,
     lifetime: std::time::Duration,
 }
@@ -164,12 +272,42 @@ pub struct AgentIssuer {
 impl AgentIssuer {
     /// Issues certificates valid for [`hygiene_proto::certs::AGENT_LIFETIME`] (see
     /// [`AgentIssuer::with_lifetime`]); agents renew them over their stream.
+    /// During a CA rotation the new CA signs; `ca_pem` is the whole trusted bundle.
     pub fn load(dir: &Path) -> Result<Self, PkiError> {
+        let cert_path = dir.join(signing_ca_files(dir).0);
+        let signing_pem = read(&cert_path)?;
+        let issuer = load_issuer(dir)?;
+        let subject_der = x509_parser::pem::parse_x509_pem(signing_pem.as_bytes())
+            .ok()
+            .and_then(|(_, block)| {
+                block
+                    .parse_x509()
+                    .ok()
+                    .map(|cert| cert.subject().as_raw().to_vec())
+            })
+            .ok_or_else(|| PkiError::Io {
+                path: cert_path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not a PEM certificate",
+                ),
+            })?;
         Ok(AgentIssuer {
-            issuer: load_issuer(dir)?,
+            issuer,
+            subject_der,
             ca_pem: read(&dir.join(PkiFiles::CA_CERT))?,
             lifetime: hygiene_proto::certs::AGENT_LIFETIME,
         })
+    }
+
+    /// Whether the certificate `der` was issued by the CA that signs now (its issuer is that
+    /// CA's name): one that was not should be renewed (a CA rotation is under way).
+    pub fn signed_by_current_ca(&self, der: &[u8]) -> bool {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let Ok((_, cert)) = X509Certificate::from_der(der) else {
+            return false;
+        };
+        cert.issuer().as_raw() == self.subject_der.as_slice()
     }
 
     pub fn with_lifetime(mut self, lifetime: std::time::Duration) -> Self {
@@ -284,12 +422,20 @@ pub fn issue_admin(dir: &Path, admin_name: &str, out: &Path) -> Result<(), PkiEr
     Ok(())
 }
 
+/// The CA that signs client certificates now: the new one during a rotation.
 fn load_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>, PkiError> {
-    let ca_key = KeyPair::from_pem(&read(&dir.join(PkiFiles::CA_KEY))?)?;
-    Ok(Issuer::from_ca_cert_pem(
-        &read(&dir.join(PkiFiles::CA_CERT))?,
-        ca_key,
-    )?)
+    let (cert, key) = signing_ca_files(dir);
+    let ca_key = KeyPair::from_pem(&read(&dir.join(key))?)?;
+    Ok(Issuer::from_ca_cert_pem(&read(&dir.join(cert))?, ca_key)?)
+}
+
+/// `(certificate, key)` file names of the CA that signs now.
+fn signing_ca_files(dir: &Path) -> (&'static str, &'static str) {
+    if dir.join(PkiFiles::NEXT_CA_KEY).exists() {
+        (PkiFiles::NEXT_CA_CERT, PkiFiles::NEXT_CA_KEY)
+    } else {
+        (PkiFiles::CA_CERT, PkiFiles::CA_KEY)
+    }
 }
 
 fn client_params(common_name: &str, ou: &str) -> CertificateParams {

@@ -545,7 +545,13 @@ impl SimAgent {
                     active_since_ms: now_ms(),
                 }));
             }
-            Some(command::Action::CancelSweep(_) | command::Action::BundleCurrent(_)) | None => {}
+            // Simulated hosts keep the certificates the load generator issued them.
+            Some(
+                command::Action::CancelSweep(_)
+                | command::Action::BundleCurrent(_)
+                | command::Action::RenewCertificate(_),
+            )
+            | None => {}
         }
     }
 }

@@ -463,3 +463,149 @@ fn certificates_renew_over_the_stream_keeping_the_host_and_its_history() {
     let hosts = site.json(&["hosts", "list"]);
     assert_eq!(hosts.as_array().unwrap().len(), 1, "a twin host: {hosts}");
 }
+
+fn issuer_cn(pem: &std::path::Path) -> String {
+    let pem = std::fs::read(pem).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    cert.issuer()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn rotate_ca(site: &Site, extra: &[&str]) {
+    let out = std::process::Command::new(bin("hygiene-collector"))
+        .args(["pki", "rotate-ca", "--dir"])
+        .arg(&site.pki.dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A CA rotation: a new CA trusted beside the old one, agents told to renew onto it (getting
+/// both CAs), then the new CA alone. The agent that renewed keeps its host and history, a new
+/// one enrolls with the new fingerprint, and a certificate from the old CA gets nowhere.
+#[test]
+fn the_ca_rotates_with_an_overlap_and_agents_that_renewed_stay() {
+    let mut site = Site::start().unwrap();
+    let made = site.json(&["enroll", "create", "--label", "before", "--uses", "1"]);
+    let old_fingerprint = made["ca_fingerprint"].as_str().unwrap().to_owned();
+    let certs = site.dir.path().join("desk-certs");
+    let root = site.dir.path().join("desk-root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("eicar.com"), EICAR).unwrap();
+    let rules = site.write("r.yar", "rule r { condition: false }");
+    let iocs = site.write("iocs.txt", &format!("{EICAR_SHA256};EICAR\n"));
+    let state = site.dir.path().join("desk-state");
+    let spec = AgentSpec {
+        collector: site.collector.url(),
+        cert_dir: &certs,
+        state_dir: &state,
+        roots: vec![&root],
+        rules: vec![&rules],
+        iocs: vec![&iocs],
+    };
+    let extra = [
+        "--enroll-token",
+        made["token"].as_str().unwrap(),
+        "--ca-fingerprint",
+        &old_fingerprint,
+        "--host-id",
+        "desk-1",
+    ];
+    let agent = Agent::start_with(&spec, site.dir.path(), &extra).unwrap();
+    let finding = wait_for(
+        std::time::Duration::from_secs(60),
+        "the EICAR finding",
+        || site.findings("desk-1").into_iter().next(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let old_issuer = issuer_cn(&certs.join("agent.pem"));
+    let old = site.dir.path().join("old-ca-certs");
+    std::fs::create_dir_all(&old).unwrap();
+    for file in ["ca.pem", "agent.pem", "agent.key", "rules-signing.pub"] {
+        std::fs::copy(certs.join(file), old.join(file)).unwrap();
+    }
+
+    // The overlap: both CAs trusted; the agent is told to renew and gets the new CA's
+    // certificate and both CAs.
+    rotate_ca(&site, &[]);
+    site.restart_collector().unwrap();
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "a renewal onto the new CA",
+        || (issuer_cn(&certs.join("agent.pem")) != old_issuer).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    assert!(
+        agent
+            .process
+            .stderr()
+            .contains("the collector orders a certificate renewal")
+    );
+    let bundle = std::fs::read_to_string(certs.join("ca.pem")).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "{bundle}");
+    // During the overlap the server still shows the old CA: enrollment pins it.
+    let during = site.json(&["enroll", "create", "--label", "during"]);
+    assert_eq!(during["ca_fingerprint"], old_fingerprint.as_str());
+
+    // The new CA alone, with a new server certificate.
+    rotate_ca(&site, &["--finish"]);
+    let connects = |log: &str| log.matches("connected collector").count();
+    let before = connects(&agent.process.stderr());
+    site.restart_collector().unwrap();
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "the renewed agent back",
+        || {
+            (connects(&agent.process.stderr()) > before && site.host("desk-1")["online"] == true)
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.process.stderr()));
+    let findings = site.findings("desk-1");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["id"], finding["id"]);
+
+    // New hosts enroll with the new CA's fingerprint; the old one is no longer shown.
+    let after = site.json(&["enroll", "create", "--label", "after", "--uses", "1"]);
+    let new_fingerprint = after["ca_fingerprint"].as_str().unwrap();
+    assert_ne!(new_fingerprint, old_fingerprint);
+    let fresh = site.dir.path().join("fresh-certs");
+    let out = agent_enroll(
+        &site,
+        after["token"].as_str().unwrap(),
+        new_fingerprint,
+        &fresh,
+        "desk-2",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = agent_enroll(
+        &site,
+        during["token"].as_str().unwrap(),
+        &old_fingerprint,
+        &site.dir.path().join("stale-pin"),
+        "desk-3",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the old CA's pin still works: {out:?}"
+    );
+
+    // A certificate from the old CA, with the old CA alone to trust, gets nowhere.
+    let copy = AgentSpec {
+        cert_dir: &old,
+        state_dir: &site.dir.path().join("old-state"),
+        ..spec
+    };
+    let stale = Agent::start(&copy, site.dir.path()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let log = stale.process.stderr();
+    assert!(!log.contains("connected collector"), "{log}");
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
+}

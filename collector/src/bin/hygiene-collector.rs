@@ -75,6 +75,16 @@ enum PkiCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Rotate the CA: first a new CA trusted beside the old one (agents renew onto it, and
+    /// get both), then, with --finish once every host has renewed, the new CA alone with a new
+    /// server and admin certificate. Restart the collector after each step.
+    RotateCa {
+        #[arg(long)]
+        dir: PathBuf,
+        /// End the rotation started before.
+        #[arg(long)]
+        finish: bool,
+    },
     /// Issue another admin certificate, NAME.pem and NAME.key in OUT.
     IssueAdmin {
         #[arg(long)]
@@ -134,6 +144,22 @@ fn main() -> ExitCode {
         }) => pki::issue_agent(&dir, &host_id, &out, force)
             .map_err(Into::into)
             .map(|()| eprintln!("wrote agent certificate for {host_id} to {}", out.display())),
+        Command::Pki(PkiCommand::RotateCa { dir, finish: false }) => pki::rotate_ca_begin(&dir)
+            .map_err(Into::into)
+            .map(|()| {
+                eprintln!(
+                    "new CA in {}: trusted beside the old one; restart the collector, let every host renew (hygienectl hosts list shows those that have not), then run rotate-ca --finish",
+                    dir.join(pki::PkiFiles::NEXT_CA_CERT).display()
+                )
+            }),
+        Command::Pki(PkiCommand::RotateCa { dir, finish: true }) => pki::rotate_ca_finish(&dir)
+            .map_err(Into::into)
+            .map(|()| {
+                eprintln!(
+                    "the new CA is the only one in {}; restart the collector; admins issued with issue-admin need new certificates",
+                    dir.display()
+                )
+            }),
         Command::Pki(PkiCommand::IssueAdmin { dir, name, out }) => {
             pki::issue_admin(&dir, &name, &out)
                 .map_err(Into::into)

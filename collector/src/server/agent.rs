@@ -295,6 +295,8 @@ pub struct AgentEndpoint {
     limits: AgentLimits,
     sweep_findings: Arc<SweepFindings>,
     revocations: Revocations,
+    /// The CA that signs agent certificates now; `None`: this collector cannot sign.
+    enrollment: Option<Arc<crate::pki::Enrollment>>,
 }
 
 impl AgentEndpoint {
@@ -314,7 +316,15 @@ impl AgentEndpoint {
             limits: AgentLimits::default(),
             sweep_findings: Arc::default(),
             revocations: Revocations::default(),
+            enrollment: None,
         }
+    }
+
+    /// An agent whose certificate another CA signed (a CA rotation is under way) is told to
+    /// renew at once.
+    pub fn with_enrollment(mut self, enrollment: Option<Arc<crate::pki::Enrollment>>) -> Self {
+        self.enrollment = enrollment;
+        self
     }
 
     /// The revoked serials (shared with the TLS verifier): a stream opened on a connection
@@ -372,6 +382,10 @@ impl AgentService for AgentEndpoint {
             ));
         };
         let presented = Presented::of_der(&leaf);
+        let renew_now = self
+            .enrollment
+            .as_ref()
+            .is_some_and(|e| !e.issuer.signed_by_current_ca(&leaf));
         if self.revocations.is_revoked(&cert.serial) {
             let reason = format!("certificate {} is revoked", cert.serial);
             crate::refusals::record(Refusal {
@@ -396,6 +410,7 @@ impl AgentService for AgentEndpoint {
             cert,
             presented,
             revocations: self.revocations.clone(),
+            renew_now,
         };
         tokio::spawn(session.run(inbound, self.stop.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -415,6 +430,8 @@ struct AgentSession {
     cert: HostCert,
     presented: Presented,
     revocations: Revocations,
+    /// Its certificate is from a CA being rotated out: order a renewal once admitted.
+    renew_now: bool,
 }
 
 /// Why a session ended, for the log.
@@ -539,6 +556,16 @@ impl AgentSession {
             )));
         };
         self.admit_certificate().await?;
+        if self.renew_now {
+            tracing::info!(host = %self.host_id, serial = %self.cert.serial, "certificate from the CA being rotated out: renewal ordered");
+            let order = command(
+                "renew-certificate".into(),
+                v1::command::Action::RenewCertificate(v1::RenewCertificate {}),
+            );
+            if self.tx.send(Ok(order)).await.is_err() {
+                return Err(End::AgentClosed);
+            }
+        }
         let interval = Duration::from_secs(u64::from(hello.heartbeat_interval_seconds.max(1)));
         let silence = (interval * MISSED_HEARTBEATS).max(MIN_SILENCE);
         let connection_id = self

@@ -119,7 +119,8 @@ pub async fn serve_with(
     let agents = agent::AgentEndpoint::new(store.clone(), registry.clone(), intel.clone(), stop_rx)
         .with_budget(budget.clone())
         .with_limits(options.agent_limits)
-        .with_revocations(revocations.clone());
+        .with_revocations(revocations.clone())
+        .with_enrollment(options.enrollment.clone());
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
     let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, vulns, stale_after_ms)
         .with_signing_key(options.rules_signing_key.clone())
