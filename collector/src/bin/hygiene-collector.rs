@@ -148,7 +148,7 @@ fn main() -> ExitCode {
             .map_err(Into::into)
             .map(|()| {
                 eprintln!(
-                    "new CA in {}: trusted beside the old one; restart the collector, let every host renew (hygienectl hosts list shows those that have not), then run rotate-ca --finish",
+                    "new CA in {}: trusted beside the old one; restart the collector: each host is told to renew when it connects, so once every host's last_seen (hygienectl hosts list) is after the restart, run rotate-ca --finish",
                     dir.join(pki::PkiFiles::NEXT_CA_CERT).display()
                 )
             }),
