@@ -379,6 +379,12 @@ fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow
             enrollment.host_id.clone(),
         ))?;
         tracing::info!(host = %host_id, cert_dir = %config.cert_dir.display(), "enrolled");
+        // The MSI's token stays in the registry, where any local user can read it, only
+        // until it has done its work.
+        #[cfg(windows)]
+        if hygiene_agent::winservice::msi_settings()[1].is_some() {
+            hygiene_agent::winservice::forget_token();
+        }
     }
     let result = runtime.block_on(hygiene_agent::run_agent(config, shutdown));
     // A sweep thread stuck in a read (a hung network file system) must not keep the agent

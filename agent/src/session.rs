@@ -40,10 +40,11 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("{path}: cannot read certificate material: {source}")]
+    // The I/O error is part of the message, not a source: chains print it once.
+    #[error("{path}: cannot read certificate material: {cause}")]
     Certs {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("collector address {url:?}: {source}")]
     Endpoint {
@@ -103,7 +104,7 @@ impl Connector {
     fn endpoint(&self) -> Result<Endpoint, SessionError> {
         let read = |name: &str| {
             let path = self.cert_dir.join(name);
-            std::fs::read(&path).map_err(|source| SessionError::Certs { path, source })
+            std::fs::read(&path).map_err(|cause| SessionError::Certs { path, cause })
         };
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(read("ca.pem")?))

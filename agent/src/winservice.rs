@@ -46,17 +46,25 @@ pub fn config_path() -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("service {SERVICE_NAME}: {what}: {source}")]
+    /// The Windows error itself, not the crate's wrapper ("IO error in winapi call").
+    #[error("service {SERVICE_NAME}: {what}: {}", winapi_cause(cause))]
     Windows {
         what: &'static str,
-        source: windows_service::Error,
+        cause: windows_service::Error,
     },
     #[error("{0}")]
     Other(String),
 }
 
 fn windows(what: &'static str) -> impl FnOnce(windows_service::Error) -> ServiceError {
-    move |source| ServiceError::Windows { what, source }
+    move |cause| ServiceError::Windows { what, cause }
+}
+
+fn winapi_cause(error: &windows_service::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(inner) => inner.to_string(),
+        None => error.to_string(),
+    }
 }
 
 /// Registers the service: this executable with `service run`, started automatically (delayed)
@@ -117,26 +125,40 @@ pub fn uninstall() -> Result<(), ServiceError> {
     service.delete().map_err(windows("delete"))
 }
 
-/// Delayed automatic start and the recovery actions, which the MSI cannot set.
+/// Delayed automatic start and the recovery actions, which the MSI cannot set. Each is tried
+/// even when another fails (Wine, for one, has no delayed start), and each failure is named.
 fn configure(service: &windows_service::service::Service) -> Result<(), ServiceError> {
-    service
-        .set_delayed_auto_start(true)
-        .map_err(windows("set delayed automatic start"))?;
     let restart = |minutes: u64| ServiceAction {
         action_type: ServiceActionType::Restart,
         delay: Duration::from_secs(minutes * 60),
     };
-    service
-        .update_failure_actions(ServiceFailureActions {
-            reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(24 * 3600)),
-            reboot_msg: None,
-            command: None,
-            actions: Some(vec![restart(1), restart(5), restart(15)]),
-        })
-        .map_err(windows("set the recovery actions"))?;
-    service
-        .set_failure_actions_on_non_crash_failures(true)
-        .map_err(windows("apply the recovery actions to errors"))
+    let failures: Vec<String> = [
+        (
+            "set delayed automatic start",
+            service.set_delayed_auto_start(true),
+        ),
+        (
+            "set the recovery actions",
+            service.update_failure_actions(ServiceFailureActions {
+                reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(24 * 3600)),
+                reboot_msg: None,
+                command: None,
+                actions: Some(vec![restart(1), restart(5), restart(15)]),
+            }),
+        ),
+        (
+            "apply the recovery actions to errors",
+            service.set_failure_actions_on_non_crash_failures(true),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(what, result)| result.err().map(|e| windows(what)(e).to_string()))
+    .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Other(failures.join("; ")))
+    }
 }
 
 /// Sets the recovery actions on the installed service (done at every start: the MSI cannot).
@@ -185,7 +207,7 @@ fn service_main(_arguments: Vec<OsString>) {
             return;
         }
     };
-    let report = |state, accepted, exit_code, wait_hint| {
+    let report = move |state, accepted, exit_code, wait_hint| {
         let _ = status.set_service_status(ServiceStatus {
             service_type: ServiceType::OWN_PROCESS,
             current_state: state,
@@ -217,17 +239,31 @@ fn service_main(_arguments: Vec<OsString>) {
     let body = BODY
         .get()
         .expect("service body set before the dispatcher starts");
-    let stopped = Box::pin(async move {
-        let _ = stop_rx.await;
-        tracing::info!("stop requested by the service manager");
+    let stop_requested = std::sync::Arc::new(OnceLock::new());
+    let stopped = Box::pin({
+        let stop_requested = stop_requested.clone();
+        async move {
+            let _ = stop_rx.await;
+            let _ = stop_requested.set(std::time::Instant::now());
+            // At once, so that whoever stops the service (an installer replacing it, the
+            // shutdown) waits for it to finish instead of taking it for stuck.
+            report(
+                ServiceState::StopPending,
+                ServiceControlAccept::empty(),
+                ServiceExitCode::Win32(0),
+                STOP_WAIT_HINT,
+            );
+            tracing::info!("stop requested by the service manager");
+        }
     });
     let result = body(stopped);
-    report(
-        ServiceState::StopPending,
-        ServiceControlAccept::empty(),
-        ServiceExitCode::Win32(0),
-        STOP_WAIT_HINT,
-    );
+    // How long the stop took, against the STOP_WAIT_HINT Windows was promised.
+    if let Some(requested) = stop_requested.get() {
+        tracing::info!(
+            millis = requested.elapsed().as_millis() as u64,
+            "service stopped"
+        );
+    }
     let exit_code = match result {
         Ok(()) => ServiceExitCode::Win32(0),
         Err(err) => {

@@ -8,7 +8,12 @@
 #     loopback: its host appears in `hygienectl hosts list`;
 #   - a newer MSI over it keeps the certificate and the config the service wrote;
 #   - uninstall removes the service and the binary, and leaves C:\ProgramData\Hygiene.
-# What Wine cannot do is said where it matters, not skipped.
+# What Wine cannot do is said where it matters, not skipped: its service manager has no
+# delayed automatic start nor failure actions for errors (the agent's log names the calls
+# refused, and the test prints them); its msiexec sends the service a stop but, unlike Windows
+# Installer, does not wait for it to stop before replacing or removing its files, so the test
+# stops the service first, as Windows Installer's StopServices would; and it maps Z: to / as
+# a fixed drive, so the agent sweeps the Linux tree while it runs here.
 #
 #   test-wine.sh OLD.msi NEW.msi      # needs WINEPREFIX (see ../shared/windows-cross/env.sh),
 #                                     # target/debug/hygiene-collector and hygienectl
@@ -21,6 +26,7 @@ bin=${CARGO_TARGET_DIR:-$PWD/target}/debug
 work=$(mktemp -d)
 collector_pid=
 cleanup() {
+  wine sc stop HygieneAgent >/dev/null 2>&1 || true
   wine msiexec /x "$new_msi" /qn >/dev/null 2>&1 || true
   [ -z "$collector_pid" ] || kill "$collector_pid" 2>/dev/null || true
   rm -rf "$work"
@@ -34,10 +40,20 @@ wait_for() {
   fail "$what (waited ${seconds}s)"
 }
 drive_c=$WINEPREFIX/drive_c
+# Windows Installer stops a service and waits for it before touching its files; Wine's does
+# not wait (see above), so the test does the waiting.
+stop_service_as_windows_installer_would() {
+  wine sc stop HygieneAgent >/dev/null 2>&1 || true
+  wait_for "the service stops" 30 sh -c "wine sc query HygieneAgent | grep -q STOPPED"
+}
 data=$drive_c/ProgramData/Hygiene
 
+# A clean machine: nothing of an earlier run in this prefix.
+wine msiexec /x "$old_msi" /qn >/dev/null 2>&1 || true
+wine msiexec /x "$new_msi" /qn >/dev/null 2>&1 || true
+rm -rf "$data" "$drive_c/Program Files/Hygiene"
+
 echo "== the MSI's tables (msiinfo)"
-table() { msiinfo export "$old_msi" "$1"; }
 check "the service is installed automatic, as LocalSystem, running 'service run'" \
   sh -c "msiinfo export '$old_msi' ServiceInstall | grep -P '^AgentService\tHygieneAgent\t[^\t]*\t16\t2\t1\t.*LocalSystem\t.*service run\tAgentExe'"
 check "the service starts at install, stops at install and uninstall, is removed at uninstall" \
@@ -46,7 +62,7 @@ check "COLLECTOR, ENROLL_TOKEN and CA_FINGERPRINT pass from the command line" \
   sh -c "msiinfo export '$old_msi' Property | grep -P '^SecureCustomProperties\t.*COLLECTOR;ENROLL_TOKEN;CA_FINGERPRINT'"
 for value in Collector EnrollToken CaFingerprint; do
   check "the registry value $value is written" \
-    sh -c "msiinfo export '$old_msi' Registry | grep -P '\tSOFTWARE\\\\\\\\Hygiene\\\\\\\\Agent\\\\\\\\?\t$value\t'"
+    sh -c "msiinfo export '$old_msi' Registry | tr -d '\r' | awk -F '\t' -v v=$value '\$2 == 2 && \$3 ~ /^SOFTWARE.Hygiene.Agent.?\$/ && \$4 == v { found = 1 } END { exit !found }'"
 done
 check "hygiene-agent.exe goes under Program Files" \
   sh -c "msiinfo export '$old_msi' Directory | grep -P '^INSTALLDIR\tProgramFiles64Folder\tHygiene'"
@@ -79,18 +95,31 @@ wait_for "host $host online in hosts list" 120 sh -c "'$bin/hygienectl' --collec
 echo "ok: host $host is online in hosts list"
 ctl hosts list
 check "the service wrote its config with the collector's address" grep -q "$url" "$data/agent.toml"
+settings=$(wine reg query 'HKLM\SOFTWARE\Hygiene\Agent' 2>/dev/null | tr -d '\r')
+check "the MSI's settings are in the registry" grep -q "CaFingerprint.*$fingerprint" <<< "$settings"
+token_left=$(grep -c -- "$token" <<< "$settings" || true)
+check "the used token is gone from the registry" test "$token_left" = 0
 check "the service logs to C:\\ProgramData\\Hygiene\\logs" sh -c "ls '$data/logs' | grep -q agent"
 serial=$(openssl x509 -noout -serial -in "$data/certs/agent.pem")
 
 echo "== upgrade: msiexec /i $(basename "$new_msi") /qn (no properties)"
+stop_service_as_windows_installer_would
 wine msiexec /i "$new_msi" /qn || fail "upgrade msiexec exited $?"
 check "the certificate is kept" test "$(openssl x509 -noout -serial -in "$data/certs/agent.pem")" = "$serial"
 check "the config is kept" grep -q "$url" "$data/agent.toml"
 wait_for "the upgraded service runs" 60 sh -c "wine sc query HygieneAgent | grep -q RUNNING"
 wait_for "the upgraded agent reconnects" 120 sh -c "grep -h 'connected' '$data'/logs/agent* | wc -l | grep -qv '^1$'"
 echo "ok: the upgraded agent reconnected"
+# The old service was stopped for the upgrade: it says so, and how long its stop took.
+stop_millis=$(grep -h 'service stopped' "$data"/logs/agent* | sed -n '1s/.*millis=\([0-9]*\).*/\1/p')
+check "the old service stopped within its 20 s wait hint (took ${stop_millis:-?} ms)" \
+  test "${stop_millis:-99999}" -lt 20000
+
+echo "-- what the agent could not set up under Wine (its log):"
+grep -h 'WARN.*winservice' "$data"/logs/agent* | sort -u -k4 || echo "(nothing)"
 
 echo "== uninstall"
+stop_service_as_windows_installer_would
 wine msiexec /x "$new_msi" /qn || fail "msiexec /x exited $?"
 check "the service is removed" sh -c "! wine sc query HygieneAgent 2>/dev/null | grep -q SERVICE_NAME"
 check "the binary is removed" test ! -e "$drive_c/Program Files/Hygiene/hygiene-agent.exe"
