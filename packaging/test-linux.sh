@@ -27,7 +27,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAILED: $*" >&2; exit 1; }
+# A failure shows the end of every service log it has, to say why.
+fail() {
+  echo "FAILED: $*" >&2
+  for log in "$work"/*.log; do
+    [ -s "$log" ] && { echo "--- ${log##*/} (last lines)" >&2; tail -n 15 "$log" >&2; }
+  done
+  exit 1
+}
 check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what"; fi; }
 enabled() { [ -L "/etc/systemd/system/multi-user.target.wants/$1.service" ]; }
 unit_value() { sed -n "s/^$2=//p" "/usr/lib/systemd/system/$1.service" | head -1; }
@@ -59,7 +66,13 @@ wait_for() {
   fail "$what (waited ${seconds}s)"
 }
 
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# As systemd stops a unit: SIGTERM, then wait until the process is gone (it is not this
+# shell's child: start_unit runs in a command substitution, so `wait` cannot tell).
+stop() {
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 300); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  fail "process $1 did not stop within 30 s of SIGTERM"
+}
 
 purge_all() {
   dpkg -P hygiene-agent hygiene-collector >/dev/null 2>&1 || true
