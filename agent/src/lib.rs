@@ -5,7 +5,8 @@
 //! and calls [`run_agent`] or the [`scan`] engine.
 //!
 //! - [`config`]: TOML config with flag overrides.
-//! - [`rules`], [`iocs`]: loading YARA rules and hash IOC lists.
+//! - [`rules`], [`iocs`]: loading YARA rules and hash IOC lists (the `hygiene-rules` crate,
+//!   which the collector uses to check bundles; [`memory`] sets its allocator hooks).
 //! - [`scan`]: the walk-read-hash-match engine.
 //! - [`facts`]: host facts for the Hello message.
 //! - [`state`]: persistent agent state (redb).
@@ -23,11 +24,9 @@ pub mod externals;
 pub mod facts;
 pub mod gentle;
 pub mod inventory;
-pub mod iocs;
 pub mod memory;
 pub mod quarantine;
 pub mod renewal;
-pub mod rules;
 pub mod scan;
 pub mod session;
 pub mod spool;
@@ -35,6 +34,9 @@ pub mod state;
 pub mod sweeps;
 #[cfg(windows)]
 pub mod winservice;
+
+pub use hygiene_rules as rules;
+pub use hygiene_rules::iocs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +73,8 @@ pub enum AgentError {
 /// an error; a rule file that does not compile is left out (see [`Engine::broken_rules`]) and
 /// bad lines inside an IOC list are skipped, each logged with its file and line.
 pub fn load_engine(rule_paths: &[PathBuf], ioc_paths: &[PathBuf]) -> Result<Engine, AgentError> {
+    // Here, before the first compile; bundles applied later compile with the same hooks.
+    memory::set_rule_compile_hooks();
     let rules = if rule_paths.is_empty() {
         None
     } else {

@@ -29,6 +29,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_OPTIONS: &u8 = &b"narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0\0"[0];
 
+/// Tells the rule loader (`hygiene-rules`, which holds no allocator policy of its own) to keep
+/// freed pages through each compile and return them after; see [`keep_freed_memory`].
+pub fn set_rule_compile_hooks() {
+    hygiene_rules::set_memory_hooks(hygiene_rules::MemoryHooks {
+        keep_freed: || std::mem::forget(keep_freed_memory()),
+        give_back: || drop(KeepFreedMemory(())),
+    });
+}
+
 /// Lets the allocator keep the pages freed until the guard is dropped, which returns them once.
 /// For a burst of allocations like the rule compile: giving each page back as it is freed cost
 /// the signature-base compile 0.6 s of system time, as the next allocations fault it in again.

@@ -1,4 +1,4 @@
-//! Collector and hygienectl configuration files (TOML, unknown keys rejected).
+//! The collector's configuration file (TOML, unknown keys rejected).
 
 use std::path::{Path, PathBuf};
 
@@ -46,29 +46,6 @@ pub struct CollectorConfig {
     pub agent_cert_lifetime: Option<String>,
 }
 
-/// `hygienectl --config FILE`.
-#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CtlConfig {
-    /// `https://HOST:PORT` of the collector.
-    pub collector: Option<String>,
-    /// Directory with `ca.pem`, `admin.pem`, `admin.key`.
-    pub pki: Option<PathBuf>,
-}
-
-/// Where `hygienectl` looks for its config when given none: `$XDG_CONFIG_HOME/hygiene/
-/// hygienectl.toml`, else `~/.config/hygiene/hygienectl.toml`, else the collector package's
-/// `/etc/hygiene/hygienectl.toml`; `None` when none of them exists.
-pub fn default_ctl_config() -> Option<PathBuf> {
-    let user = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
-        .map(|base| base.join("hygiene").join("hygienectl.toml"));
-    let system = cfg!(unix).then(|| PathBuf::from("/etc/hygiene/hygienectl.toml"));
-    user.into_iter().chain(system).find(|path| path.is_file())
-}
-
 /// Reads a TOML config file of type `T`.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -99,7 +76,7 @@ mod tests {
         std::fs::write(&path, "listen = \"127.0.0.1:1\"\ndatabase = \"x\"\n").unwrap();
         let err = read::<CollectorConfig>(&path).unwrap_err().to_string();
         assert!(err.contains("c.toml") && err.contains("database"), "{err}");
-        let missing = read::<CtlConfig>(&dir.path().join("none.toml"))
+        let missing = read::<CollectorConfig>(&dir.path().join("none.toml"))
             .unwrap_err()
             .to_string();
         assert!(missing.contains("none.toml"), "{missing}");

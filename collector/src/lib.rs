@@ -1,19 +1,18 @@
-//! The Hygiene collector: the one central service every agent streams to, and the library
-//! behind `hygienectl`.
+//! The Hygiene collector: the one central service every agent streams to, and the admin
+//! service `hygienectl` (its own crate, which speaks only the protocol) calls.
 //!
 //! Data flows agent → [`server`] (mTLS gRPC, identity from the certificate via [`identity`]) →
-//! [`store`] (SQLite by default) → admin service → `hygienectl` ([`ctl`]). Generated protocol
-//! types stop at the server and ctl edges; the store works on [`model`] types.
+//! [`store`] (SQLite by default) → admin service → `hygienectl`. Generated protocol types stop
+//! at the server's edge; the store works on [`model`] types.
 //!
 //! - [`pki`]: the built-in certificate authority (`hygiene-collector pki ...`).
-//! - [`config`]: TOML configuration of the collector and of hygienectl.
+//! - [`config`]: the collector's TOML configuration.
 //! - [`intel`]: botnet IP lists, and rule and IOC bundles for the agents.
 //! - [`vuln`]: Microsoft's monthly security update documents and the updates each host lacks.
 
 pub mod allowlist;
 pub mod certs;
 pub mod config;
-pub mod ctl;
 pub mod enroll;
 pub mod findings;
 pub mod identity;

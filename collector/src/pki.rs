@@ -68,12 +68,12 @@ pub fn validate_host_id(id: &str) -> Result<(), PkiError> {
 pub struct PkiFiles;
 
 impl PkiFiles {
-    pub const CA_CERT: &'static str = "ca.pem";
+    pub const CA_CERT: &'static str = hygiene_proto::certs::CA_CERT_FILE;
     pub const CA_KEY: &'static str = "ca.key";
     pub const SERVER_CERT: &'static str = "server.pem";
     pub const SERVER_KEY: &'static str = "server.key";
-    pub const ADMIN_CERT: &'static str = "admin.pem";
-    pub const ADMIN_KEY: &'static str = "admin.key";
+    pub const ADMIN_CERT: &'static str = hygiene_proto::certs::ADMIN_CERT_FILE;
+    pub const ADMIN_KEY: &'static str = hygiene_proto::certs::ADMIN_KEY_FILE;
     /// The Ed25519 key rule and IOC bundles are signed with (PKCS#8 as hex), and its public
     /// key (hex), which `issue-agent` puts beside every agent certificate.
     pub const RULES_SIGNING_KEY: &'static str = "rules-signing.key";

@@ -1,20 +1,11 @@
-//! `hygiene-collector pki`, `serve` and `hygienectl` on bad input: clear errors, exit code 2.
+//! `hygiene-collector pki` and `serve` on bad input: clear errors, exit code 2 (hygienectl's
+//! own are in tests/tests/admin_cli.rs).
 
 use std::process::{Command, Output};
 
 fn collector(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hygiene-collector"))
         .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hygienectl"))
-        .args(args)
-        .env_remove("HYGIENECTL_CONFIG")
-        .env_remove("HYGIENE_COLLECTOR")
-        .env_remove("HYGIENE_PKI")
         .output()
         .unwrap()
 }
@@ -120,45 +111,4 @@ fn serve_refuses_missing_pki_and_bad_config() {
         "{}",
         stderr(&output)
     );
-}
-
-#[test]
-fn hygienectl_reports_unreachable_collector_and_missing_certificates() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().join("pki").display().to_string();
-    assert!(
-        collector(&["pki", "init", "--dir", &pki, "--server-name", "127.0.0.1"])
-            .status
-            .success()
-    );
-    // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("https://127.0.0.1:{port}");
-    let output = ctl(&["--collector", &url, "--pki", &pki, "hosts", "list"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains(&url), "{}", stderr(&output));
-    assert!(output.stdout.is_empty());
-
-    let nowhere = dir.path().join("nowhere").display().to_string();
-    let output = ctl(&["--collector", &url, "--pki", &nowhere, "findings", "list"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("nowhere/ca.pem"),
-        "{}",
-        stderr(&output)
-    );
-
-    let config = dir.path().join("ctl.toml");
-    std::fs::write(
-        &config,
-        "collector = \"https://127.0.0.1:1\"\nformat = \"json\"\n",
-    )
-    .unwrap();
-    let output = ctl(&["--config", &config.display().to_string(), "hosts", "list"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("format"), "{}", stderr(&output));
 }

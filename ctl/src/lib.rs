@@ -1,5 +1,7 @@
-//! The library side of `hygienectl`: the admin connection and listing output.
+//! The library side of `hygienectl`: the admin connection and listing output. It speaks the
+//! protocol only (`hygiene-proto`); nothing of the collector is linked in.
 
+pub mod config;
 pub mod intel;
 pub mod output;
 pub mod sweep;
@@ -11,7 +13,8 @@ use std::time::Duration;
 use hygiene_proto::v1::admin_service_client::AdminServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::pki::PkiFiles;
+use hygiene_proto::certs::{ADMIN_CERT_FILE, ADMIN_KEY_FILE, CA_CERT_FILE};
+pub use hygiene_proto::format_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
@@ -56,10 +59,10 @@ pub async fn connect(
         std::fs::read(&path).map_err(|detail| CtlError::Certs { path, detail })
     };
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(PkiFiles::CA_CERT)?))
+        .ca_certificate(Certificate::from_pem(read(CA_CERT_FILE)?))
         .identity(Identity::from_pem(
-            read(PkiFiles::ADMIN_CERT)?,
-            read(PkiFiles::ADMIN_KEY)?,
+            read(ADMIN_CERT_FILE)?,
+            read(ADMIN_KEY_FILE)?,
         ));
     let connect_error = |detail: String| CtlError::Connect {
         url: collector.to_owned(),
@@ -764,25 +767,6 @@ pub fn refusal_totals(response: &hygiene_proto::v1::ListRefusalsResponse) -> Str
     line
 }
 
-pub(crate) fn non_empty(s: String) -> Option<String> {
+fn non_empty(s: String) -> Option<String> {
     if s.is_empty() { None } else { Some(s) }
-}
-
-/// Unix milliseconds as RFC 3339 UTC, to the second.
-pub fn format_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn formats_times_as_rfc3339() {
-        assert_eq!(super::format_ms(1_700_000_000_123), "2023-11-14T22:13:20Z");
-    }
 }

@@ -7,27 +7,27 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hygiene_collector::config::{self, CtlConfig};
-use hygiene_collector::ctl::intel::{
+use hygiene_proto::v1;
+use hygienectl::config::CtlConfig;
+use hygienectl::intel::{
     ALLOW_TABLE_COLUMNS, AllowRow, BundleRow, IP_LIST_TABLE_COLUMNS, IpListRow,
     PRIORITY_TABLE_COLUMNS, PriorityRow, RULES_STATUS_TABLE_COLUMNS, RulesStatusRow,
     describe_recheck, rule_sources,
 };
-use hygiene_collector::ctl::output::{Format, render, render_record};
-use hygiene_collector::ctl::sweep::{
+use hygienectl::output::{Format, render, render_record};
+use hygienectl::sweep::{
     AUDIT_TABLE_COLUMNS, AuditRow, SWEEP_LIST_TABLE_COLUMNS, SweepListRow, SweepStatusView,
 };
-use hygiene_collector::ctl::vuln::{
+use hygienectl::vuln::{
     ADVISORY_IMPORT_TABLE_COLUMNS, AdvisoryImportRow, KB_NEED_TABLE_COLUMNS, KbNeedRow,
     VULN_ENTRY_TABLE_COLUMNS, VULN_HOST_TABLE_COLUMNS, VulnEntryRow, VulnHostRow,
 };
-use hygiene_collector::ctl::{
-    self, CONNECTION_TABLE_COLUMNS, ConnectionRow, FILE_TABLE_COLUMNS,
+use hygienectl::{
+    self as ctl, CONNECTION_TABLE_COLUMNS, ConnectionRow, FILE_TABLE_COLUMNS,
     FINDING_HISTORY_TABLE_COLUMNS, FINDING_TABLE_COLUMNS, FileRow, FindingChangeRow, FindingRow,
     HOST_PACKAGE_TABLE_COLUMNS, HOST_TABLE_COLUMNS, HostDetailRow, HostRow, PACKAGE_TABLE_COLUMNS,
     PackageRow, ProgramRow, ProgressView, UpdateRow,
 };
-use hygiene_proto::v1;
 
 const DEFAULT_COLLECTOR: &str = "https://127.0.0.1:50051";
 /// The terminal's height in lines (24 where it cannot be told).
@@ -664,7 +664,7 @@ fn published(response: v1::PublishResponse, stdout: &mut dyn Write) -> anyhow::R
         row.files,
         row.items,
         response.sent_to,
-        hygiene_collector::server::ROLLOUT_AT_ONCE
+        response.sent_at_once
     );
     render_record(&row, Format::Table, stdout).context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
@@ -691,9 +691,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    hygiene_collector::ctl::output::set_wide(cli.wide);
-    let file: CtlConfig = match cli.config.clone().or_else(config::default_ctl_config) {
-        Some(path) => config::read(&path)?,
+    hygienectl::output::set_wide(cli.wide);
+    let file: CtlConfig = match cli.config.clone().or_else(hygienectl::config::default_path) {
+        Some(path) => CtlConfig::read(&path)?,
         None => CtlConfig::default(),
     };
     let collector = cli

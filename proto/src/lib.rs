@@ -15,10 +15,29 @@ pub mod bundle;
 /// collector refuses to publish a bundle that would not fit.
 pub const MAX_AGENT_COMMAND_SIZE: usize = 64 * 1024 * 1024;
 
+/// The protocol's times (Unix milliseconds) as people read them: RFC 3339 UTC, to the
+/// second; the number itself when it is out of range.
+pub fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// Agent certificates' validity, shared by the collector, which issues them, and the agent,
-/// which renews them.
+/// which renews them; and the names of the files an admin's certificate directory holds,
+/// which `pki` writes and hygienectl reads.
 pub mod certs {
     use std::time::{Duration, SystemTime};
+
+    /// The CA certificate(s) to trust, in every certificate directory.
+    pub const CA_CERT_FILE: &str = "ca.pem";
+    /// An admin's certificate and key (`pki init`, `pki issue-admin`).
+    pub const ADMIN_CERT_FILE: &str = "admin.pem";
+    pub const ADMIN_KEY_FILE: &str = "admin.key";
 
     /// How far back a certificate's validity starts from its issue: an hour of slack for
     /// hosts whose clocks run a little behind the collector's.
@@ -52,6 +71,14 @@ pub mod certs {
             let due = renewal_due(issued - BACKDATE, issued - BACKDATE);
             assert_eq!(due, issued);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_times_as_rfc3339() {
+        assert_eq!(super::format_ms(1_700_000_000_123), "2023-11-14T22:13:20Z");
     }
 }
 

@@ -8,6 +8,11 @@
 //!
 //! Rules that can only match files with a given header are compiled apart (see [`split`]); the
 //! scanner runs them only on such files.
+//!
+//! The agent scans with these rule sets and the collector checks a bundle with them before it
+//! publishes it, so that what the collector accepts is exactly what agents load; [`iocs`] is
+//! the same for hash lists. This crate holds no allocator policy: an agent that returns freed
+//! pages at once says so with [`set_memory_hooks`].
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +20,50 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 
 pub mod cost;
+pub mod iocs;
 pub mod split;
+
+/// What the process's allocator does around a rule compile, set once by a program that
+/// tunes its allocator (the agent hands freed pages back to the system at once; a compile is a
+/// burst of allocations that would fault the same pages in again and again).
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryHooks {
+    /// Keep freed pages from now on.
+    pub keep_freed: fn(),
+    /// Return the pages kept and go back to returning them at once.
+    pub give_back: fn(),
+}
+
+static MEMORY_HOOKS: std::sync::OnceLock<MemoryHooks> = std::sync::OnceLock::new();
+
+/// Sets the hooks for the life of the process; a second call changes nothing.
+pub fn set_memory_hooks(hooks: MemoryHooks) {
+    let _ = MEMORY_HOOKS.set(hooks);
+}
+
+/// Keeps freed pages until dropped (see [`MemoryHooks`]).
+struct KeepFreedMemory;
+
+impl KeepFreedMemory {
+    fn start() -> Self {
+        if let Some(hooks) = MEMORY_HOOKS.get() {
+            (hooks.keep_freed)();
+        }
+        KeepFreedMemory
+    }
+}
+
+impl Drop for KeepFreedMemory {
+    fn drop(&mut self) {
+        give_back_memory();
+    }
+}
+
+fn give_back_memory() {
+    if let Some(hooks) = MEMORY_HOOKS.get() {
+        (hooks.give_back)();
+    }
+}
 
 /// YARA-X warnings that say a rule will be slow to scan with. Not `potentially_slow_loop`:
 /// it fires on loops over a file's size that sound rules use (signature-base has one), and a
@@ -51,7 +99,7 @@ impl std::fmt::Display for SlowWarning {
 /// ELF files, and a second pass over each would cost more than the 126 rules do.
 const HEADER_GROUP_SHARE: usize = 4;
 
-/// External variables every rule set may use; [`crate::scan`] sets them for each file.
+/// External variables every rule set may use; the agent's scanner sets them for each file.
 pub const EXTERNAL_VARIABLES: [&str; 5] =
     ["filename", "filepath", "extension", "filetype", "owner"];
 
@@ -165,7 +213,7 @@ impl PerFileRules {
                 .or_default()
                 .insert(rule.identifier().to_owned());
         }
-        crate::memory::release_free_memory();
+        give_back_memory();
         Ok(PerFileSets {
             general,
             by_header,
@@ -289,7 +337,7 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RulesError> {
         let namespace = unique_namespace(&file, &mut namespaces);
         sources.push((file, namespace, source));
     }
-    let kept = crate::memory::keep_freed_memory();
+    let kept = KeepFreedMemory::start();
     let (compiled, broken) = compile(&sources);
     drop(kept);
     let broken_paths: HashSet<&Path> = broken.iter().map(|e| e.path()).collect();

@@ -183,7 +183,7 @@ fn per_file_rules(mut reads: Vec<bool>, global: &[bool], named: &[Vec<usize>]) -
 /// Whether `text` names one of the external variables (a whole word, not a pattern's `$name`).
 fn names_an_external(text: &[u8]) -> bool {
     // One pass over the text for all of them: this runs over every rule file at start-up.
-    let names = crate::rules::EXTERNAL_VARIABLES.map(str::as_bytes);
+    let names = crate::EXTERNAL_VARIABLES.map(str::as_bytes);
     names_any(text, &names)
 }
 
@@ -513,7 +513,7 @@ rule owner_like { condition: true }
             vec![true, true, true, true, true, false, false]
         );
         // Every external counts, in any rule of a header group too.
-        for name in crate::rules::EXTERNAL_VARIABLES {
+        for name in crate::EXTERNAL_VARIABLES {
             let source = format!("rule r {{ condition: uint16(0) == 0x5a4d and {name} == \"\" }}");
             let rules = analyse(source.as_bytes()).rules;
             assert!(

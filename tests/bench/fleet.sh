@@ -13,7 +13,7 @@ rounds=${ROUNDS:-3}
 work=${BENCH_DIR:-/tmp/hygiene-fleet-bench}
 
 echo "== building release binaries" >&2
-cargo build --quiet --release -p hygiene-collector -p hygiene-tests --bins
+cargo build --quiet --release -p hygiene-collector -p hygienectl -p hygiene-tests --bins
 bin=${CARGO_TARGET_DIR:-$root/target}/release
 
 # Each agent is one connection: two descriptors on this machine (both ends), past the usual

@@ -14,7 +14,7 @@ addresses=${ADDRESSES:-3700000}
 work=${BENCH_DIR:-/tmp/hygiene-iplist-bench}
 
 echo "== building release binaries" >&2
-cargo build --quiet --release -p hygiene-collector --bins
+cargo build --quiet --release -p hygiene-collector -p hygienectl --bins
 bin=${CARGO_TARGET_DIR:-$root/target}/release
 
 rm -rf "$work" && mkdir -p "$work"

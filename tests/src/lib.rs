@@ -67,9 +67,16 @@ pub fn bin(name: &str) -> PathBuf {
     // Without dep-info: every source of the package (other binaries' own files aside).
     let sources: &[&str] = match (name, dep_info.is_ok()) {
         ("hygiene-agent", true) => &["proto"],
-        ("hygiene-agent", false) => &["agent/src", "proto"],
+        ("hygiene-agent", false) => &["agent/src", "rules/src", "proto"],
+        ("hygienectl", true) => &["proto"],
+        ("hygienectl", false) => &["ctl/src", "proto"],
         (_, true) => &["collector/migrations", "proto"],
-        (_, false) => &["collector/src", "collector/migrations", "proto"],
+        (_, false) => &[
+            "collector/src",
+            "collector/migrations",
+            "rules/src",
+            "proto",
+        ],
     };
     for source in sources {
         if let Some(newer) = newer_source(&workspace.join(source), built, name) {

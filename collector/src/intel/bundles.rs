@@ -1,6 +1,6 @@
 //! What goes into a rule or IOC bundle, checked the way agents will load it.
 //!
-//! Rules are compiled with the agent's own loader (`hygiene_agent::rules::load`: a namespace per
+//! Rules are compiled with the agent's own loader (`hygiene_rules::load`: a namespace per
 //! file, the Loki/THOR externals, the same YARA-X modules), from a directory laid out as the
 //! agent will lay it out. Hash lists are read with the agent's IOC parser (Loki `HASH;COMMENT`,
 //! one hash per line, CSV); STIX 2.1 bundles are turned into Loki lines first, from indicators
@@ -78,7 +78,7 @@ fn named(files: &[(String, Vec<u8>)]) -> Result<Vec<v1::BundleFile>, BundleInput
 /// Compiles `files` (path, content) as an agent will. Files that do not compile refuse the
 /// whole bundle, unless `skip_broken`, which leaves them out and lists them. Rules the
 /// compiler calls slow, or that scan the built-in sample far slower than the rest (see
-/// [`hygiene_agent::rules::cost`]), refuse it too, unless `allow_slow`.
+/// [`hygiene_rules::cost`]), refuse it too, unless `allow_slow`.
 pub fn check_rules(
     files: &[(String, Vec<u8>)],
     skip_broken: bool,
@@ -95,7 +95,7 @@ pub fn check_rules(
     for file in &files {
         std::fs::write(dir.path().join(&file.name), &file.content)?;
     }
-    let rules = hygiene_agent::rules::load(&[dir.path().to_path_buf()]).map_err(|e| {
+    let rules = hygiene_rules::load(&[dir.path().to_path_buf()]).map_err(|e| {
         BundleInputError::Invalid {
             path: dir.path().display().to_string(),
             reason: e.to_string(),
@@ -137,20 +137,16 @@ pub fn check_rules(
 
 /// The rules that would slow every agent down, one line each: the compiler's slow-pattern
 /// warnings, and the files that scan the built-in sample far slower than the rest.
-fn slow_rules(
-    rules: &hygiene_agent::rules::RuleSet,
-    dir: &Path,
-) -> Result<Vec<String>, BundleInputError> {
+fn slow_rules(rules: &hygiene_rules::RuleSet, dir: &Path) -> Result<Vec<String>, BundleInputError> {
     let mut lines: Vec<String> = rules
         .slow_warnings
         .iter()
         .map(|w| strip_dir(&w.to_string(), dir))
         .collect();
-    let cost =
-        hygiene_agent::rules::cost::measure(rules).map_err(|e| BundleInputError::Invalid {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    let cost = hygiene_rules::cost::measure(rules).map_err(|e| BundleInputError::Invalid {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
     tracing::debug!(took = ?cost.set, "rule set timed over the built-in sample");
     for file in cost.slow {
         lines.push(format!(
@@ -186,7 +182,7 @@ pub fn check_hashes(files: &[(String, Vec<u8>)]) -> Result<CheckedFiles, BundleI
         }
     }
     let files = named(&converted)?;
-    let mut iocs = hygiene_agent::iocs::HashIocs::default();
+    let mut iocs = hygiene_rules::iocs::HashIocs::default();
     for file in &files {
         iocs.add_list(
             Path::new(&file.name),

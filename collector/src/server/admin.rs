@@ -196,6 +196,7 @@ impl AdminEndpoint {
             skipped: checked.skipped,
             sent_to,
             slow: checked.slow,
+            sent_at_once: super::ROLLOUT_AT_ONCE as u32,
         })
     }
 }
@@ -246,7 +247,7 @@ impl AdminEndpoint {
                 bundle.kind,
                 bundle.version,
                 bundle.name,
-                crate::ctl::format_ms(deadline_ms),
+                hygiene_proto::format_ms(deadline_ms),
             ),
         };
         self.store
@@ -327,7 +328,7 @@ pub async fn snapshot_statuses(
 
 /// The UTC day of a Unix ms time, `YYYY-MM-DD`.
 fn day_of(ms: i64) -> String {
-    crate::ctl::format_ms(ms).chars().take(10).collect()
+    hygiene_proto::format_ms(ms).chars().take(10).collect()
 }
 
 fn internal(err: StoreError) -> Status {
@@ -768,7 +769,7 @@ impl AdminService for AdminEndpoint {
                 if r.all { " (all)" } else { "" },
                 new.full,
                 new.splay_seconds,
-                crate::ctl::format_ms(deadline_ms),
+                hygiene_proto::format_ms(deadline_ms),
             ),
         };
         self.store
@@ -1211,7 +1212,7 @@ impl AdminService for AdminEndpoint {
             detail: format!(
                 "{label}; uses {}; expires {}; group {}",
                 r.uses.map_or("any".into(), |n| n.to_string()),
-                expires_ms.map_or("never".into(), crate::ctl::format_ms),
+                expires_ms.map_or("never".into(), hygiene_proto::format_ms),
                 group.as_deref().unwrap_or("none")
             ),
         };

@@ -1851,13 +1851,13 @@ async fn verify_findings(
             format!(
                 "sweep {} (finished {}) no longer finds it",
                 report.sweep_id,
-                crate::ctl::format_ms(report.finished_at_ms)
+                hygiene_proto::format_ms(report.finished_at_ms)
             )
         } else if gone.contains(&(path, sha256)) {
             format!(
                 "sweep {} (finished {}) no longer finds the file with these bytes (its rule is not in the set the sweep ran with, but another finding on the file is gone)",
                 report.sweep_id,
-                crate::ctl::format_ms(report.finished_at_ms)
+                hygiene_proto::format_ms(report.finished_at_ms)
             )
         } else {
             // The set that looked no longer holds what found it: its silence says nothing.

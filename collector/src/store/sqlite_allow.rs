@@ -141,7 +141,7 @@ impl SqliteStore {
                     stored.host_id.as_deref().unwrap_or("every host"),
                     stored
                         .expires_ms
-                        .map(|at| format!(", until {}", crate::ctl::format_ms(at)))
+                        .map(|at| format!(", until {}", hygiene_proto::format_ms(at)))
                         .unwrap_or_default(),
                     stored.note,
                     changed.len()

@@ -113,7 +113,7 @@ impl SqliteStore {
             return Err(StoreError::Refused(format!(
                 "ip list {id} ({}) was already retired on {} by {}",
                 list.label(),
-                crate::ctl::format_ms(at),
+                hygiene_proto::format_ms(at),
                 list.retired_by.as_deref().unwrap_or("?")
             )));
         }
@@ -706,7 +706,7 @@ async fn apply_host(
                             Some(format!(
                                 "no connection to {} since {}; sweep {sweep_id} of the host started after it",
                                 found.address,
-                                crate::ctl::format_ms(found.last_seen_ms)
+                                hygiene_proto::format_ms(found.last_seen_ms)
                             ))
                         }
                         _ => None,
