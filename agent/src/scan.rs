@@ -512,6 +512,7 @@ impl Engine {
                 }
             };
             if stop.load(Ordering::Relaxed) {
+                shared.discard_until_closed();
                 return;
             }
             let Job { path, known } = &job;
@@ -896,6 +897,16 @@ struct WorkerShared {
     jobs: std::sync::Mutex<std::sync::mpsc::Receiver<Vec<Job>>>,
     large_buffers: LargeBuffers,
     judged: JudgedContent,
+}
+
+impl WorkerShared {
+    /// Takes and drops what the walker threads still send until they are all gone: a stopped
+    /// sweep must not leave one blocked on a full queue, which held the sweep, and with it the
+    /// agent's stop, until the runtime gave up on it 5 s later.
+    fn discard_until_closed(&self) {
+        let jobs = self.jobs.lock().expect("work queue lock");
+        while jobs.recv().is_ok() {}
+    }
 }
 
 /// Files at least this large have their bytes remembered for the rest of the sweep (see
@@ -2722,5 +2733,39 @@ rule by_extension { condition: big and extension == ".bin" }
         );
         assert!(stats.stopped);
         assert_eq!(stats.files, 0);
+    }
+
+    /// Stopped while the walker waits on a full queue (far more files listed than the queue
+    /// holds, one slow worker): the sweep still returns.
+    #[test]
+    fn a_sweep_stopped_with_the_queue_full_returns() {
+        let root = tempfile::tempdir().unwrap();
+        let files = JOB_QUEUE_BATCHES * JobBatch::FILES * 2;
+        for i in 0..files {
+            std::fs::write(root.path().join(format!("f{i}")), "x").unwrap();
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let root_path = root.path().to_path_buf();
+        std::thread::spawn(move || {
+            let engine = Engine::new(None, HashIocs::default());
+            let stop = AtomicBool::new(false);
+            // One worker held to 1% of a core: the walker fills the queue long before the
+            // first file's event arrives and stops the sweep.
+            let options = SweepOptions {
+                threads: 1,
+                cpu_limit: Some(1),
+                ..SweepOptions::default()
+            };
+            let stats = engine.sweep(&[root_path], &options, None, &stop, |_| {
+                stop.store(true, Ordering::Relaxed)
+            });
+            let _ = done_tx.send(stats);
+        });
+        // Not a timing: a sweep that never returns is the failure.
+        let stats = done_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the stopped sweep returned");
+        assert!(stats.stopped);
+        assert!(stats.files < files as u64, "{stats:?}");
     }
 }
