@@ -18,6 +18,7 @@ pub mod findings;
 pub mod identity;
 pub mod intel;
 pub mod limits;
+pub mod listdiff;
 pub mod model;
 pub mod pki;
 pub mod priority;

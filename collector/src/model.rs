@@ -277,7 +277,7 @@ pub fn normalise_kb(kb: &str) -> Option<String> {
 }
 
 /// An installed program.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Program {
     pub name: String,
     pub version: String,

@@ -1907,30 +1907,34 @@ async fn replace_packages(
         .bind(host_id)
         .fetch_all(&mut **tx)
         .await?;
-    let mut before: std::collections::HashMap<(String, String), (String, String)> = rows
+    let stored: std::collections::HashMap<(String, String), (String, String)> = rows
         .into_iter()
         .map(|row| {
             let key = (row.get("name"), row.get("arch"));
             (key, (row.get("version"), row.get("manager")))
         })
         .collect();
-    // (package, old version) for what appeared or changed; names of those whose manager only
-    // became known.
-    let mut upserts: Vec<(&InstalledPackage, Option<String>)> = Vec::new();
-    let mut manager_only: Vec<&InstalledPackage> = Vec::new();
-    for p in packages {
-        match before.remove(&(p.name.clone(), p.arch.clone())) {
-            Some((version, manager)) if version == p.version => {
-                if manager != scheme_name(p.manager) {
-                    manager_only.push(p);
-                }
-            }
-            old => upserts.push((p, old.map(|(version, _)| version))),
-        }
-    }
-    if let Some(removed) = removed {
-        before.retain(|key, _| removed.contains(key));
-    }
+    let changes = crate::listdiff::diff(
+        stored,
+        packages,
+        |p| (p.name.clone(), p.arch.clone()),
+        |(version, _), p| *version == p.version,
+        removed,
+    );
+    // (package, old version) for what appeared or changed; those whose manager only became
+    // known are updated in place, without history.
+    let upserts: Vec<(&InstalledPackage, Option<String>)> = changes
+        .upserts
+        .into_iter()
+        .map(|(p, old)| (p, old.map(|(version, _)| version)))
+        .collect();
+    let manager_only: Vec<&InstalledPackage> = changes
+        .unchanged
+        .into_iter()
+        .filter(|(p, (_, manager))| *manager != scheme_name(p.manager))
+        .map(|(p, _)| p)
+        .collect();
+    let gone = changes.gone;
     // Many rows per statement: a first inventory of 5,000 packages is 5,000 rows here and as
     // many in the history, and one statement each costs most of the time.
     for chunk in upserts.chunks(ROWS_PER_INSERT) {
@@ -1962,7 +1966,7 @@ async fn replace_packages(
             .execute(&mut **tx)
             .await?;
     }
-    for (name, arch) in before.keys() {
+    for ((name, arch), _) in &gone {
         sqlx::query("DELETE FROM packages WHERE host_id = ? AND name = ? AND arch = ?")
             .bind(host_id)
             .bind(name)
@@ -1980,7 +1984,7 @@ async fn replace_packages(
                 Some(p.version.as_str()),
             )
         })
-        .chain(before.iter().map(|((name, arch), (version, _))| {
+        .chain(gone.iter().map(|((name, arch), (version, _))| {
             (name.as_str(), arch.as_str(), Some(version.as_str()), None)
         }))
         .collect();
@@ -2019,12 +2023,14 @@ async fn replace_hotfixes(
         .bind(host_id)
         .fetch_all(&mut **tx)
         .await?;
-    let mut before: std::collections::HashSet<String> =
-        rows.into_iter().map(|row| row.get("kb")).collect();
+    let stored: std::collections::HashMap<String, ()> =
+        rows.into_iter().map(|row| (row.get("kb"), ())).collect();
+    let changes = crate::listdiff::diff(stored, hotfixes, |h| h.kb.clone(), |_, _| true, removed);
     let history =
         "INSERT INTO hotfix_history (host_id, kb, installed, changed_ms) VALUES (?, ?, ?, ?)";
-    for h in hotfixes {
-        let known = before.remove(&h.kb);
+    let appeared = changes.upserts.into_iter().map(|(h, _)| (h, true));
+    let known = changes.unchanged.into_iter().map(|(h, _)| (h, false));
+    for (h, new) in appeared.chain(known) {
         // Title and date may be filled in by a later source (QFE first, update history later).
         sqlx::query(
             "INSERT INTO hotfixes (host_id, kb, title, installed_on, first_seen_ms) VALUES (?, ?, ?, ?, ?) \
@@ -2038,7 +2044,7 @@ async fn replace_hotfixes(
         .bind(now_ms)
         .execute(&mut **tx)
         .await?;
-        if !known {
+        if new {
             sqlx::query(history)
                 .bind(host_id)
                 .bind(&h.kb)
@@ -2048,10 +2054,7 @@ async fn replace_hotfixes(
                 .await?;
         }
     }
-    if let Some(removed) = removed {
-        before.retain(|kb| removed.contains(kb));
-    }
-    for kb in before {
+    for (kb, ()) in changes.gone {
         sqlx::query("DELETE FROM hotfixes WHERE host_id = ? AND kb = ?")
             .bind(host_id)
             .bind(&kb)
@@ -2077,26 +2080,24 @@ async fn replace_programs(
     removed: Option<&[Program]>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    // What leaves: the delta's list, or else every stored program not reported now.
-    let gone: Vec<Program> = match removed {
-        Some(removed) => removed.to_vec(),
-        None => {
-            let rows =
-                sqlx::query("SELECT name, version, publisher FROM programs WHERE host_id = ?")
-                    .bind(host_id)
-                    .fetch_all(&mut **tx)
-                    .await?;
-            rows.into_iter()
-                .map(|row| Program {
-                    name: row.get("name"),
-                    version: row.get("version"),
-                    publisher: row.get("publisher"),
-                })
-                .filter(|stored| !programs.contains(stored))
-                .collect()
-        }
-    };
-    for p in programs {
+    let rows = sqlx::query("SELECT name, version, publisher FROM programs WHERE host_id = ?")
+        .bind(host_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    let stored: std::collections::HashMap<Program, ()> = rows
+        .into_iter()
+        .map(|row| {
+            let program = Program {
+                name: row.get("name"),
+                version: row.get("version"),
+                publisher: row.get("publisher"),
+            };
+            (program, ())
+        })
+        .collect();
+    // A program is its name, version and publisher together: a new version is a new program.
+    let changes = crate::listdiff::diff(stored, programs, Program::clone, |_, _| true, removed);
+    for (p, _) in changes.upserts {
         sqlx::query(
             "INSERT INTO programs (host_id, name, version, publisher, first_seen_ms) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -2109,7 +2110,7 @@ async fn replace_programs(
         .execute(&mut **tx)
         .await?;
     }
-    for p in &gone {
+    for (p, ()) in &changes.gone {
         sqlx::query(
             "DELETE FROM programs WHERE host_id = ? AND name = ? AND version = ? AND publisher = ?",
         )
