@@ -75,21 +75,10 @@ fn an_issued_admin_directory_and_the_xdg_config_work_as_they_are() {
 }
 
 #[test]
-fn hygienectl_reports_unreachable_collector_and_missing_certificates() {
+fn hygienectl_reports_an_unreachable_collector() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::init(&dir.path().join("pki")).unwrap();
     let pki = pki.dir.display().to_string();
-    let ctl = |args: &[&str]| {
-        Command::new(bin("hygienectl"))
-            .args(args)
-            .env_remove("HYGIENECTL_CONFIG")
-            .env_remove("HYGIENE_COLLECTOR")
-            .env_remove("HYGIENE_PKI")
-            .output()
-            .unwrap()
-    };
-    let stderr =
-        |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
     // A port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -97,27 +86,15 @@ fn hygienectl_reports_unreachable_collector_and_missing_certificates() {
         .unwrap()
         .port();
     let url = format!("https://127.0.0.1:{port}");
-    let output = ctl(&["--collector", &url, "--pki", &pki, "hosts", "list"]);
+    let output = Command::new(bin("hygienectl"))
+        .args(["--collector", &url, "--pki", &pki, "hosts", "list"])
+        .env_remove("HYGIENECTL_CONFIG")
+        .env_remove("HYGIENE_COLLECTOR")
+        .env_remove("HYGIENE_PKI")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains(&url), "{}", stderr(&output));
+    assert!(stderr.contains(&url), "{stderr}");
     assert!(output.stdout.is_empty());
-
-    let nowhere = dir.path().join("nowhere").display().to_string();
-    let output = ctl(&["--collector", &url, "--pki", &nowhere, "findings", "list"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("nowhere/ca.pem"),
-        "{}",
-        stderr(&output)
-    );
-
-    let config = dir.path().join("ctl.toml");
-    std::fs::write(
-        &config,
-        "collector = \"https://127.0.0.1:1\"\nformat = \"json\"\n",
-    )
-    .unwrap();
-    let output = ctl(&["--config", &config.display().to_string(), "hosts", "list"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("format"), "{}", stderr(&output));
 }
