@@ -9,7 +9,7 @@
 //! [`Intel`] holds the matcher built from the store's active lists and re-checks hosts: all of
 //! them when a list is imported or retired (no scan needed: the store has every host's
 //! addresses and sockets), one when its agent says hello, reports its sockets or finishes a
-//! sweep. Each match is a `botnet_ip` finding; see [`crate::store::Store::apply_botnet_matches`]
+//! sweep. Each match is a `botnet_ip` finding; see [`crate::store::IntelStore::apply_botnet_matches`]
 //! for when one is resolved.
 
 pub mod botnet;

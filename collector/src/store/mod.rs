@@ -15,6 +15,9 @@ mod sqlite_intel;
 mod sqlite_vuln;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
 
@@ -59,12 +62,42 @@ pub enum StoreError {
     #[error("{0}")]
     Refused(String),
 }
-
-/// The collector's store.
-#[derive(Clone)]
-pub enum Store {
-    Sqlite(SqliteStore),
+/// Everything the collector persists: one value per backend, behind [`Store`].
+pub trait Backend:
+    FleetStore
+    + EnrollStore
+    + CertStore
+    + InventoryStore
+    + FindingStore
+    + AllowStore
+    + SweepStore
+    + AuditStore
+    + IntelStore
+    + BundleStore
+    + VulnStore
+{
 }
+
+impl<T> Backend for T where
+    T: FleetStore
+        + EnrollStore
+        + CertStore
+        + InventoryStore
+        + FindingStore
+        + AllowStore
+        + SweepStore
+        + AuditStore
+        + IntelStore
+        + BundleStore
+        + VulnStore
+{
+}
+
+/// The collector's store: a cheap handle to the backend chosen by the database URL. Its
+/// methods come from the per-area traits ([`FleetStore`], [`FindingStore`], ...), which every
+/// backend implements (a trait object's supertrait methods need no import).
+#[derive(Clone)]
+pub struct Store(Arc<dyn Backend>);
 
 impl Store {
     /// Opens the database at `url` (`sqlite://PATH`, `sqlite:PATH` or a plain file path),
@@ -75,122 +108,34 @@ impl Store {
                 url: url.to_owned(),
             });
         }
-        Ok(Store::Sqlite(SqliteStore::open(url).await?))
+        Ok(Store(Arc::new(SqliteStore::open(url).await?)))
     }
+}
 
-    /// Marks every host offline: at start-up no agent is connected yet.
-    pub async fn reset_connections(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.reset_connections().await,
-        }
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
     }
+}
 
-    /// Records a Hello: creates or updates the host and marks it connected. Returns the new
-    /// connection id, which [`Store::record_disconnect`] needs.
-    pub async fn record_hello(&self, hello: &HostHello, now_ms: i64) -> Result<i64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_hello(hello, now_ms).await,
-        }
-    }
-
-    /// Marks the host offline, unless it has reconnected since on a newer connection.
-    pub async fn record_disconnect(
-        &self,
-        host_id: &str,
-        connection_id: i64,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_disconnect(host_id, connection_id, now_ms).await,
-        }
-    }
-
-    /// Updates the host's last-seen time.
-    pub async fn touch(&self, host_id: &str, now_ms: i64) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.touch(host_id, now_ms).await,
-        }
-    }
-
-    /// Records what the host's agent said its full spool dropped (running totals).
-    pub async fn record_spool_dropped(
-        &self,
-        host_id: &str,
-        dropped: &SpoolDropped,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_spool_dropped(host_id, dropped).await,
-        }
-    }
-
-    /// Stores a new enrollment token (see [`crate::enroll`]) with its audit entry; its id.
-    pub async fn create_enroll_token(
-        &self,
-        token: &crate::enroll::EnrollToken,
-        token_sha256: &str,
-        audit: &NewAuditEntry,
-    ) -> Result<i64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.create_enroll_token(token, token_sha256, audit).await,
-        }
-    }
-
-    /// Takes one use of an active token for a host (audited); otherwise the token's state
-    /// (`None`: unknown).
-    pub async fn consume_enroll_token(
-        &self,
-        token_sha256: &str,
-        host_id: &str,
-        now_ms: i64,
-    ) -> Result<Result<crate::enroll::EnrollToken, Option<crate::enroll::TokenState>>, StoreError>
-    {
-        match self {
-            Store::Sqlite(s) => s.consume_enroll_token(token_sha256, host_id, now_ms).await,
-        }
-    }
-
-    pub async fn list_enroll_tokens(&self) -> Result<Vec<crate::enroll::EnrollToken>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_enroll_tokens().await,
-        }
-    }
-
-    /// Revokes an enrollment token; `false` if unknown or revoked already.
-    pub async fn revoke_enroll_token(
-        &self,
-        id: i64,
-        audit: &NewAuditEntry,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.revoke_enroll_token(id, audit).await,
-        }
-    }
-
+#[async_trait]
+pub trait CertStore: Send + Sync {
     /// Every certificate a host has presented (see [`crate::certs`]).
-    pub async fn host_certs(
-        &self,
-        host_id: &str,
-    ) -> Result<Vec<crate::certs::HostCert>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.host_certs(host_id).await,
-        }
-    }
+    async fn host_certs(&self, host_id: &str) -> Result<Vec<crate::certs::HostCert>, StoreError>;
 
     /// Notes that a host presented a certificate.
-    pub async fn record_host_cert(
+    async fn record_host_cert(
         &self,
         host_id: &str,
         cert: &crate::certs::HostCert,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_host_cert(host_id, cert, now_ms).await,
-        }
-    }
+    ) -> Result<(), StoreError>;
 
     /// Revokes a host's certificates (`serials`, or all when `None`) not revoked already;
     /// the serials revoked now.
-    pub async fn revoke_certs(
+    async fn revoke_certs(
         &self,
         host_id: &str,
         serials: Option<&[String]>,
@@ -198,443 +143,51 @@ impl Store {
         note: &str,
         now_ms: i64,
         audit: Option<&NewAuditEntry>,
-    ) -> Result<Vec<String>, StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                s.revoke_certs(host_id, serials, by, note, now_ms, audit)
-                    .await
-            }
-        }
-    }
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Every revoked serial.
-    pub async fn revoked_serials(&self) -> Result<Vec<String>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.revoked_serials().await,
-        }
-    }
+    async fn revoked_serials(&self) -> Result<Vec<String>, StoreError>;
 
     /// Before when `hosts revoke` revoked a host's certificates, if it did.
-    pub async fn certs_revoked_before(&self, host_id: &str) -> Result<Option<i64>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.certs_revoked_before(host_id).await,
-        }
-    }
+    async fn certs_revoked_before(&self, host_id: &str) -> Result<Option<i64>, StoreError>;
 
     /// Decommissions a host (audited); `false` if it was already.
-    pub async fn remove_host(
-        &self,
-        host_id: &str,
-        audit: &NewAuditEntry,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.remove_host(host_id, audit).await,
-        }
-    }
+    async fn remove_host(&self, host_id: &str, audit: &NewAuditEntry) -> Result<bool, StoreError>;
 
-    pub async fn host_exists(&self, host_id: &str) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.host_exists(host_id).await,
-        }
-    }
+    async fn host_exists(&self, host_id: &str) -> Result<bool, StoreError>;
+}
 
-    /// How many of a host's findings were last seen by a sweep.
-    pub async fn count_sweep_findings(
-        &self,
-        host_id: &str,
-        sweep_id: &str,
-    ) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.count_sweep_findings(host_id, sweep_id).await,
-        }
-    }
-
-    /// Stores findings in one transaction; a finding already known is updated, not duplicated.
-    pub async fn record_findings(
-        &self,
-        host_id: &str,
-        findings: &[NewFinding],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_findings(host_id, findings, now_ms).await,
-        }
-    }
-
-    pub async fn record_sweep_report(
-        &self,
-        host_id: &str,
-        report: &SweepReport,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_sweep_report(host_id, report, now_ms).await,
-        }
-    }
-
-    /// Keeps the latest progress report of a sweep; an older report never replaces a newer one.
-    pub async fn record_sweep_progress(
-        &self,
-        host_id: &str,
-        progress: &SweepProgress,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_sweep_progress(host_id, progress, now_ms).await,
-        }
-    }
-
-    /// Replaces a host's package list, recording what appeared, changed or left.
-    pub async fn record_packages(
-        &self,
-        host_id: &str,
-        packages: &[InstalledPackage],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_packages(host_id, packages, now_ms).await,
-        }
-    }
-
-    /// Stores an inventory: OS facts, and each list the agent collected whole. `false`: a
-    /// delta that does not fit the stored lists was not applied; ask for a complete one.
-    pub async fn record_inventory(
-        &self,
-        host_id: &str,
-        report: &InventoryReport,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_inventory(host_id, report, now_ms).await,
-        }
-    }
-
-    /// Replaces a host's socket list, unless a newer one is stored.
-    pub async fn record_connections(
-        &self,
-        host_id: &str,
-        report: &ConnectionReport,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_connections(host_id, report, now_ms).await,
-        }
-    }
-
-    pub async fn list_connections(
-        &self,
-        filter: &ConnectionFilter,
-    ) -> Result<Vec<HostConnection>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_connections(filter).await,
-        }
-    }
-
-    pub async fn list_hotfixes(&self, host_id: &str) -> Result<Vec<Hotfix>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_hotfixes(host_id).await,
-        }
-    }
-
-    pub async fn list_programs(&self, host_id: &str) -> Result<Vec<Program>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_programs(host_id).await,
-        }
-    }
-
-    /// Everything known about one host; `None` for a host never seen.
-    pub async fn host_detail(&self, host_id: &str) -> Result<Option<HostDetail>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.host_detail(host_id).await,
-        }
-    }
-
-    pub async fn list_packages(&self, host_id: &str) -> Result<Vec<StoredPackage>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_packages(host_id).await,
-        }
-    }
-
-    pub async fn package_history(&self, host_id: &str) -> Result<Vec<PackageChange>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.package_history(host_id).await,
-        }
-    }
-
-    pub async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_hosts(filter).await,
-        }
-    }
-
-    pub async fn list_findings(&self, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_findings(filter).await,
-        }
-    }
-
-    /// Every host id the collector knows.
-    pub async fn all_host_ids(&self) -> Result<Vec<String>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.all_host_ids().await,
-        }
-    }
-
-    /// Stores a sweep with its targets and its audit entry; refuses hosts never seen
-    /// ([`StoreError::UnknownHosts`]).
-    pub async fn create_sweep(
-        &self,
-        sweep: &NewSweep,
-        audit: &NewAuditEntry,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.create_sweep(sweep, audit).await,
-        }
-    }
-
-    /// Notes when a sweep's order first went onto these hosts' streams.
-    pub async fn mark_delivered(
-        &self,
-        sweep_id: &str,
-        hosts: &[String],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.mark_delivered(sweep_id, hosts, now_ms).await,
-        }
-    }
-
-    /// The sweeps to start and to cancel on a host that just connected.
-    pub async fn sweep_orders(
-        &self,
-        host_id: &str,
-        now_ms: i64,
-    ) -> Result<SweepOrders, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.sweep_orders(host_id, now_ms).await,
-        }
-    }
-
-    pub async fn sweep(&self, sweep_id: &str) -> Result<Option<SweepRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.sweep(sweep_id).await,
-        }
-    }
-
-    /// Every sweep, newest first.
-    pub async fn sweeps(&self) -> Result<Vec<SweepRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.sweeps().await,
-        }
-    }
-
-    /// Marks a sweep cancelled, with its audit entry; `false` when there is no such sweep.
-    pub async fn cancel_sweep(
-        &self,
-        sweep_id: &str,
-        audit: &NewAuditEntry,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.cancel_sweep(sweep_id, audit).await,
-        }
-    }
-
-    pub async fn record_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_audit(entry).await,
-        }
-    }
-
-    /// The audit log, oldest first.
-    pub async fn list_audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_audit().await,
-        }
-    }
-
-    pub async fn finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.finding(id).await,
-        }
-    }
-
-    /// Applies an admin's change to a finding with its history and audit entries; refuses
-    /// ([`StoreError::Refused`]) what the lifecycle does not allow.
-    pub async fn change_finding(
-        &self,
-        id: i64,
-        change: &AdminChange,
-        actor: &str,
-        note: &str,
-        now_ms: i64,
-    ) -> Result<Finding, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.change_finding(id, change, actor, note, now_ms).await,
-        }
-    }
-
-    pub async fn finding_history(
-        &self,
-        id: i64,
-    ) -> Result<Option<(Finding, Vec<FindingChange>)>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.finding_history(id).await,
-        }
-    }
-
-    /// Quarantines and restores asked for on a host and not answered yet.
-    pub async fn remediation_orders(&self, host_id: &str) -> Result<RemediationOrders, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.remediation_orders(host_id).await,
-        }
-    }
-
-    pub async fn record_remediation(
-        &self,
-        host_id: &str,
-        report: &RemediationReport,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_remediation(host_id, report, now_ms).await,
-        }
-    }
-
-    pub async fn record_status_snapshot(
-        &self,
-        day: &str,
-        counts: &[(HostStatus, u32)],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_status_snapshot(day, counts, now_ms).await,
-        }
-    }
-
-    /// (day, status, hosts) from `since_day` on.
-    pub async fn status_snapshots(
-        &self,
-        since_day: &str,
-    ) -> Result<Vec<(String, String, u32)>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.status_snapshots(since_day).await,
-        }
-    }
-
-    /// Stores a botnet IP list as its source's next version.
-    pub async fn import_ip_list(
-        &self,
-        list: &NewIpList,
-        parsed: &ParsedList,
-        now_ms: i64,
-    ) -> Result<IpList, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.import_ip_list(list, parsed, now_ms).await,
-        }
-    }
-
-    /// Retires a botnet IP list.
-    pub async fn retire_ip_list(
-        &self,
-        id: i64,
-        actor: &str,
-        now_ms: i64,
-    ) -> Result<IpList, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.retire_ip_list(id, actor, now_ms).await,
-        }
-    }
-
-    /// Every botnet IP list, active and retired.
-    pub async fn ip_lists(&self) -> Result<Vec<IpList>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.ip_lists().await,
-        }
-    }
-
-    /// The matcher of every active list's entries, built as the rows stream in.
-    pub async fn active_ip_matcher(&self) -> Result<crate::intel::IpMatcher, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.active_ip_matcher().await,
-        }
-    }
-
-    /// Addresses, egress address and sockets of one host, or of all; only the sockets whose
-    /// remote address `keep` accepts.
-    pub async fn host_net_facts(
-        &self,
-        host_id: Option<&str>,
-        keep: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Result<Vec<HostNetFacts>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.host_net_facts(host_id, keep).await,
-        }
-    }
-
-    /// Brings hosts' `botnet_ip` findings in line with their current matches; `listed` says
-    /// whether an address is on an active list.
-    pub async fn apply_botnet_matches(
-        &self,
-        results: &[(String, Vec<BotnetMatch>)],
-        listed: &(dyn Fn(std::net::IpAddr) -> bool + Sync),
-        now_ms: i64,
-    ) -> Result<BotnetChanges, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.apply_botnet_matches(results, listed, now_ms).await,
-        }
-    }
-
-    /// Stores a signed bundle; the newest of a kind is the current one.
-    pub async fn save_bundle(
-        &self,
-        bundle: &BundleRecord,
-        members: &[String],
-    ) -> Result<BundleRecord, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.save_bundle(bundle, members).await,
-        }
-    }
-
-    /// The version of the current bundle of `kind`, without its bytes.
-    pub async fn current_bundle_version(&self, kind: &str) -> Result<Option<String>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.current_bundle_version(kind).await,
-        }
-    }
-
+#[async_trait]
+pub trait AllowStore: Send + Sync {
     /// Adds an allowlist entry; the findings it makes false positives now.
-    pub async fn add_allow(
+    async fn add_allow(
         &self,
         entry: &crate::allowlist::AllowEntry,
         now_ms: i64,
-    ) -> Result<(crate::allowlist::AllowEntry, Vec<i64>), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.add_allow(entry, now_ms).await,
-        }
-    }
+    ) -> Result<(crate::allowlist::AllowEntry, Vec<i64>), StoreError>;
 
     /// Every allowlist entry, the removed and expired ones too.
-    pub async fn allow_entries(&self) -> Result<Vec<crate::allowlist::AllowEntry>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.allow_entries().await,
-        }
-    }
+    async fn allow_entries(&self) -> Result<Vec<crate::allowlist::AllowEntry>, StoreError>;
 
     /// Takes an allowlist entry out of force; `false`: none such in force.
-    pub async fn remove_allow(
+    async fn remove_allow(&self, id: i64, actor: &str, now_ms: i64) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait BundleStore: Send + Sync {
+    /// Stores a signed bundle; the newest of a kind is the current one.
+    async fn save_bundle(
         &self,
-        id: i64,
-        actor: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.remove_allow(id, actor, now_ms).await,
-        }
-    }
+        bundle: &BundleRecord,
+        members: &[String],
+    ) -> Result<BundleRecord, StoreError>;
+
+    /// The version of the current bundle of `kind`, without its bytes.
+    async fn current_bundle_version(&self, kind: &str) -> Result<Option<String>, StoreError>;
 
     /// The versions of the current rule and IOC bundles, which a clean host's last sweep
     /// must have run with.
-    pub async fn current_bundles(&self) -> Result<crate::findings::CurrentBundles, StoreError> {
+    async fn current_bundles(&self) -> Result<crate::findings::CurrentBundles, StoreError> {
         Ok(crate::findings::CurrentBundles {
             rules: self
                 .current_bundle_version(hygiene_proto::bundle::RULES)
@@ -646,95 +199,304 @@ impl Store {
     }
 
     /// The current bundle of `kind` (`rules` or `iocs`).
-    pub async fn current_bundle(&self, kind: &str) -> Result<Option<BundleRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.current_bundle(kind).await,
-        }
-    }
+    async fn current_bundle(&self, kind: &str) -> Result<Option<BundleRecord>, StoreError>;
 
     /// Notes that bundle `version` of `kind` was put on the host's stream.
-    pub async fn record_bundle_offer(
+    async fn record_bundle_offer(
         &self,
         host_id: &str,
         kind: &str,
         version: &str,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_bundle_offer(host_id, kind, version, now_ms).await,
-        }
-    }
+    ) -> Result<(), StoreError>;
 
     /// What a host's agent said of a bundle kind.
-    pub async fn record_bundle_report(
+    async fn record_bundle_report(
         &self,
         host_id: &str,
         report: &BundleReport,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_bundle_report(host_id, report, now_ms).await,
-        }
-    }
+    ) -> Result<(), StoreError>;
 
     /// Every host's bundles.
-    pub async fn host_bundles(&self) -> Result<Vec<HostBundleState>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.host_bundles().await,
-        }
-    }
+    async fn host_bundles(&self) -> Result<Vec<HostBundleState>, StoreError>;
 
     /// Whether the host said it runs, or refused, `version` of `kind`.
-    pub async fn answered_bundle(
+    async fn answered_bundle(
         &self,
         host_id: &str,
         kind: &str,
         version: &str,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.answered_bundle(host_id, kind, version).await,
-        }
-    }
+    ) -> Result<bool, StoreError>;
 
     /// The version of `kind` the host refused last (empty: none).
-    pub async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.refused_version(host_id, kind).await,
-        }
-    }
+    async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError>;
+}
 
+#[async_trait]
+pub trait FleetStore: Send + Sync {
+    /// Marks every host offline: at start-up no agent is connected yet.
+    async fn reset_connections(&self) -> Result<(), StoreError>;
+
+    /// Records a Hello: creates or updates the host and marks it connected. Returns the new
+    /// connection id, which [`FleetStore::record_disconnect`] needs.
+    async fn record_hello(&self, hello: &HostHello, now_ms: i64) -> Result<i64, StoreError>;
+
+    /// Marks the host offline, unless it has reconnected since on a newer connection.
+    async fn record_disconnect(
+        &self,
+        host_id: &str,
+        connection_id: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Updates the host's last-seen time.
+    async fn touch(&self, host_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Records what the host's agent said its full spool dropped (running totals).
+    async fn record_spool_dropped(
+        &self,
+        host_id: &str,
+        dropped: &SpoolDropped,
+    ) -> Result<(), StoreError>;
+
+    async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError>;
+
+    /// Everything known about one host; `None` for a host never seen.
+    async fn host_detail(&self, host_id: &str) -> Result<Option<HostDetail>, StoreError>;
+
+    /// Every host id the collector knows.
+    async fn all_host_ids(&self) -> Result<Vec<String>, StoreError>;
+
+    async fn record_status_snapshot(
+        &self,
+        day: &str,
+        counts: &[(HostStatus, u32)],
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// (day, status, hosts) from `since_day` on.
+    async fn status_snapshots(
+        &self,
+        since_day: &str,
+    ) -> Result<Vec<(String, String, u32)>, StoreError>;
+}
+
+#[async_trait]
+pub trait EnrollStore: Send + Sync {
+    /// Stores a new enrollment token (see [`crate::enroll`]) with its audit entry; its id.
+    async fn create_enroll_token(
+        &self,
+        token: &crate::enroll::EnrollToken,
+        token_sha256: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<i64, StoreError>;
+
+    /// Takes one use of an active token for a host (audited); otherwise the token's state
+    /// (`None`: unknown).
+    async fn consume_enroll_token(
+        &self,
+        token_sha256: &str,
+        host_id: &str,
+        now_ms: i64,
+    ) -> Result<Result<crate::enroll::EnrollToken, Option<crate::enroll::TokenState>>, StoreError>;
+
+    async fn list_enroll_tokens(&self) -> Result<Vec<crate::enroll::EnrollToken>, StoreError>;
+
+    /// Revokes an enrollment token; `false` if unknown or revoked already.
+    async fn revoke_enroll_token(&self, id: i64, audit: &NewAuditEntry)
+    -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait InventoryStore: Send + Sync {
+    /// Replaces a host's package list, recording what appeared, changed or left.
+    async fn record_packages(
+        &self,
+        host_id: &str,
+        packages: &[InstalledPackage],
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Stores an inventory: OS facts, and each list the agent collected whole. `false`: a
+    /// delta that does not fit the stored lists was not applied; ask for a complete one.
+    async fn record_inventory(
+        &self,
+        host_id: &str,
+        report: &InventoryReport,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Replaces a host's socket list, unless a newer one is stored.
+    async fn record_connections(
+        &self,
+        host_id: &str,
+        report: &ConnectionReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    async fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+    ) -> Result<Vec<HostConnection>, StoreError>;
+
+    async fn list_hotfixes(&self, host_id: &str) -> Result<Vec<Hotfix>, StoreError>;
+
+    async fn list_programs(&self, host_id: &str) -> Result<Vec<Program>, StoreError>;
+
+    async fn list_packages(&self, host_id: &str) -> Result<Vec<StoredPackage>, StoreError>;
+
+    async fn package_history(&self, host_id: &str) -> Result<Vec<PackageChange>, StoreError>;
+}
+
+#[async_trait]
+pub trait FindingStore: Send + Sync {
+    /// How many of a host's findings were last seen by a sweep.
+    async fn count_sweep_findings(&self, host_id: &str, sweep_id: &str) -> Result<u64, StoreError>;
+
+    /// Stores findings in one transaction; a finding already known is updated, not duplicated.
+    async fn record_findings(
+        &self,
+        host_id: &str,
+        findings: &[NewFinding],
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    async fn list_findings(&self, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError>;
+
+    async fn finding(&self, id: i64) -> Result<Option<Finding>, StoreError>;
+
+    /// Applies an admin's change to a finding with its history and audit entries; refuses
+    /// ([`StoreError::Refused`]) what the lifecycle does not allow.
+    async fn change_finding(
+        &self,
+        id: i64,
+        change: &AdminChange,
+        actor: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<Finding, StoreError>;
+
+    async fn finding_history(
+        &self,
+        id: i64,
+    ) -> Result<Option<(Finding, Vec<FindingChange>)>, StoreError>;
+
+    /// Quarantines and restores asked for on a host and not answered yet.
+    async fn remediation_orders(&self, host_id: &str) -> Result<RemediationOrders, StoreError>;
+
+    async fn record_remediation(
+        &self,
+        host_id: &str,
+        report: &RemediationReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait SweepStore: Send + Sync {
+    async fn record_sweep_report(
+        &self,
+        host_id: &str,
+        report: &SweepReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Keeps the latest progress report of a sweep; an older report never replaces a newer one.
+    async fn record_sweep_progress(
+        &self,
+        host_id: &str,
+        progress: &SweepProgress,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a sweep with its targets and its audit entry; refuses hosts never seen
+    /// ([`StoreError::UnknownHosts`]).
+    async fn create_sweep(&self, sweep: &NewSweep, audit: &NewAuditEntry)
+    -> Result<(), StoreError>;
+
+    /// Notes when a sweep's order first went onto these hosts' streams.
+    async fn mark_delivered(
+        &self,
+        sweep_id: &str,
+        hosts: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The sweeps to start and to cancel on a host that just connected.
+    async fn sweep_orders(&self, host_id: &str, now_ms: i64) -> Result<SweepOrders, StoreError>;
+
+    async fn sweep(&self, sweep_id: &str) -> Result<Option<SweepRecord>, StoreError>;
+
+    /// Every sweep, newest first.
+    async fn sweeps(&self) -> Result<Vec<SweepRecord>, StoreError>;
+
+    /// Marks a sweep cancelled, with its audit entry; `false` when there is no such sweep.
+    async fn cancel_sweep(&self, sweep_id: &str, audit: &NewAuditEntry)
+    -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError>;
+
+    /// The audit log, oldest first.
+    async fn list_audit(&self) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+#[async_trait]
+pub trait IntelStore: Send + Sync {
+    /// Stores a botnet IP list as its source's next version.
+    async fn import_ip_list(
+        &self,
+        list: &NewIpList,
+        parsed: &ParsedList,
+        now_ms: i64,
+    ) -> Result<IpList, StoreError>;
+
+    /// Retires a botnet IP list.
+    async fn retire_ip_list(&self, id: i64, actor: &str, now_ms: i64)
+    -> Result<IpList, StoreError>;
+
+    /// Every botnet IP list, active and retired.
+    async fn ip_lists(&self) -> Result<Vec<IpList>, StoreError>;
+
+    /// The matcher of every active list's entries, built as the rows stream in.
+    async fn active_ip_matcher(&self) -> Result<crate::intel::IpMatcher, StoreError>;
+
+    /// Addresses, egress address and sockets of one host, or of all; only the sockets whose
+    /// remote address `keep` accepts.
+    async fn host_net_facts(
+        &self,
+        host_id: Option<&str>,
+        keep: &(dyn for<'s> Fn(&'s str) -> bool + Sync),
+    ) -> Result<Vec<HostNetFacts>, StoreError>;
+
+    /// Brings hosts' `botnet_ip` findings in line with their current matches; `listed` says
+    /// whether an address is on an active list.
+    async fn apply_botnet_matches(
+        &self,
+        results: &[(String, Vec<BotnetMatch>)],
+        listed: &(dyn Fn(std::net::IpAddr) -> bool + Sync),
+        now_ms: i64,
+    ) -> Result<BotnetChanges, StoreError>;
+}
+
+#[async_trait]
+pub trait VulnStore: Send + Sync {
     /// The stored month `id` (`2024-Jan`), without its content.
-    pub async fn advisory(&self, id: &str) -> Result<Option<StoredAdvisory>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.advisory(id).await,
-        }
-    }
+    async fn advisory(&self, id: &str) -> Result<Option<StoredAdvisory>, StoreError>;
 
     /// Stores a month, replacing an earlier revision of it.
-    pub async fn save_advisory(
+    async fn save_advisory(
         &self,
         record: &StoredAdvisory,
         advisory: &Advisory,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.save_advisory(record, advisory).await,
-        }
-    }
+    ) -> Result<(), StoreError>;
 
     /// Every stored month.
-    pub async fn advisories(&self) -> Result<Vec<Advisory>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.advisories().await,
-        }
-    }
+    async fn advisories(&self) -> Result<Vec<Advisory>, StoreError>;
 
     /// OS facts, installed updates and programs of one host, or of every host.
-    pub async fn host_software(
-        &self,
-        host_id: Option<&str>,
-    ) -> Result<Vec<HostSoftware>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.host_software(host_id).await,
-        }
-    }
+    async fn host_software(&self, host_id: Option<&str>) -> Result<Vec<HostSoftware>, StoreError>;
 }

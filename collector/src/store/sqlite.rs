@@ -10,7 +10,9 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use super::StoreError;
+use super::{
+    AuditStore, FindingStore, FleetStore, InventoryStore, StoreError, SweepStore, async_trait,
+};
 use crate::findings::{
     AdminChange, BotnetLead, CompleteSweep, FindingState, HostCleanup, HostStatus, RuleSets,
     admin_transition, sweep_is_complete, under_roots,
@@ -106,14 +108,151 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    pub async fn reset_connections(&self) -> Result<(), StoreError> {
+    /// The botnet list matches of one host or of all, by host: open and resolved ones (false
+    /// positives left out), each with when it was found and last seen to hold.
+    async fn botnet_leads(
+        &self,
+        host_id: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, Vec<BotnetLead>>, StoreError> {
+        let mut query = sqlx::QueryBuilder::new(
+            "SELECT host_id, state, namespace, first_seen_ms, state_changed_ms, last_seen_ms \
+             FROM findings WHERE kind = 'botnet_ip' AND state <> 'false_positive'",
+        );
+        if let Some(host_id) = host_id {
+            query.push(" AND host_id = ").push_bind(host_id);
+        }
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let mut leads: std::collections::HashMap<String, Vec<BotnetLead>> = Default::default();
+        for row in rows {
+            let state = state_of(&row)?;
+            let via: String = row.try_get("namespace")?;
+            let first_seen: i64 = row.try_get("first_seen_ms")?;
+            let changed: i64 = row.try_get("state_changed_ms")?;
+            let lead = BotnetLead {
+                open: state.is_open(),
+                own_address: crate::intel::MatchVia::parse(&via)
+                    .is_some_and(crate::intel::MatchVia::is_own_address),
+                // An open match last changed state when it was found or reopened.
+                since_ms: if state.is_open() { changed } else { first_seen },
+                last_seen_ms: row.try_get("last_seen_ms")?,
+            };
+            leads.entry(row.try_get("host_id")?).or_default().push(lead);
+        }
+        Ok(leads)
+    }
+
+    /// Hosts with package `name` installed at a version below `version`, each compared in the
+    /// ordering of the package manager that installed it.
+    async fn hosts_with_package_below(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT host_id, version, manager FROM packages WHERE name = ?")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut hosts = std::collections::HashSet::new();
+        for row in rows {
+            let installed: String = row.try_get("version")?;
+            let manager: String = row.try_get("manager")?;
+            // Rows from agents that did not name their package manager: dpkg's ordering, which
+            // agrees with RPM's on plain dotted versions.
+            let scheme = Scheme::parse(&manager).unwrap_or(Scheme::Dpkg);
+            if crate::version::compare(scheme, &installed, version).is_lt() {
+                hosts.insert(row.try_get("host_id")?);
+            }
+        }
+        Ok(hosts)
+    }
+}
+
+impl SqliteStore {
+    async fn sweep_targets(&self, sweep_id: &str) -> Result<Vec<TargetRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.host_id, t.delivered_ms, h.connected, \
+                 p.first_received_ms, p.updated_ms, p.files_done, p.bytes_done, p.files_estimate, \
+                 p.bytes_estimate, p.findings AS p_findings, p.errors AS p_errors, \
+                 r.received_ms, r.files, r.bytes, r.findings AS r_findings, r.errors AS r_errors, r.failure, \
+                 prev.files AS prev_files, prev.bytes AS prev_bytes, \
+                 (SELECT COUNT(*) FROM findings f WHERE f.host_id = t.host_id AND f.sweep_id = t.sweep_id \
+                     AND f.state = 'false_positive') AS false_positives \
+             FROM sweep_targets t JOIN hosts h ON h.host_id = t.host_id \
+             LEFT JOIN sweep_progress p ON p.host_id = t.host_id AND p.sweep_id = t.sweep_id \
+             LEFT JOIN sweep_reports r ON r.host_id = t.host_id AND r.sweep_id = t.sweep_id \
+             LEFT JOIN sweep_reports prev ON prev.host_id = t.host_id \
+                 AND prev.sweep_id = h.complete_sweep_id AND prev.sweep_id <> t.sweep_id \
+             WHERE t.sweep_id = ? ORDER BY t.host_id",
+        )
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        rows.iter()
+            .map(|row| {
+                let updated: Option<i64> = row.try_get("updated_ms")?;
+                let received: Option<i64> = row.try_get("received_ms")?;
+                let progress = match updated {
+                    None => None,
+                    Some(updated_ms) => {
+                        let first: i64 = row.try_get("first_received_ms")?;
+                        Some(ProgressRecord {
+                            // Rows from before the column existed: the latest report is all
+                            // there is to go by.
+                            first_received_ms: if first > 0 { first } else { updated_ms },
+                            updated_ms,
+                            files_done: count(row.try_get("files_done")?),
+                            bytes_done: count(row.try_get("bytes_done")?),
+                            files_estimate: count(row.try_get("files_estimate")?),
+                            bytes_estimate: count(row.try_get("bytes_estimate")?),
+                            findings: count(row.try_get("p_findings")?),
+                            errors: error_total(row.try_get("p_errors")?)?,
+                        })
+                    }
+                };
+                let report = match received {
+                    None => None,
+                    Some(received_ms) => Some(ReportRecord {
+                        received_ms,
+                        files: count(row.try_get("files")?),
+                        bytes: count(row.try_get("bytes")?),
+                        findings: count(row.try_get("r_findings")?),
+                        errors: error_total(row.try_get("r_errors")?)?,
+                        failure: row.try_get("failure")?,
+                        false_positives: count(row.try_get("false_positives")?),
+                    }),
+                };
+                Ok(TargetRecord {
+                    host_id: row.try_get("host_id")?,
+                    online: row.try_get::<i64, _>("connected")? != 0,
+                    delivered_ms: row.try_get("delivered_ms")?,
+                    progress,
+                    report,
+                    previous: match (
+                        row.try_get::<Option<i64>, _>("prev_files")?,
+                        row.try_get::<Option<i64>, _>("prev_bytes")?,
+                    ) {
+                        (Some(files), Some(bytes)) => {
+                            Some((count(Some(files)), count(Some(bytes))))
+                        }
+                        _ => None,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl FleetStore for SqliteStore {
+    async fn reset_connections(&self) -> Result<(), StoreError> {
         sqlx::query("UPDATE hosts SET connected = 0 WHERE connected <> 0")
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub async fn record_hello(&self, hello: &HostHello, now_ms: i64) -> Result<i64, StoreError> {
+    async fn record_hello(&self, hello: &HostHello, now_ms: i64) -> Result<i64, StoreError> {
         let ips = serde_json::to_string(&hello.ip_addresses).expect("strings serialize");
         let row = sqlx::query(
             "INSERT INTO hosts (host_id, hostname, os_name, os_version, kernel_version, arch, ip_addresses, \
@@ -144,7 +283,7 @@ impl SqliteStore {
         Ok(row.try_get(0)?)
     }
 
-    pub async fn record_disconnect(
+    async fn record_disconnect(
         &self,
         host_id: &str,
         connection_id: i64,
@@ -159,7 +298,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn touch(&self, host_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    async fn touch(&self, host_id: &str, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE hosts SET last_seen_ms = max(last_seen_ms, ?) WHERE host_id = ?")
             .bind(now_ms)
             .bind(host_id)
@@ -170,7 +309,7 @@ impl SqliteStore {
 
     /// Records what the host's agent said its full spool dropped. The counts are running
     /// totals: a resent or older report never lowers them.
-    pub async fn record_spool_dropped(
+    async fn record_spool_dropped(
         &self,
         host_id: &str,
         dropped: &SpoolDropped,
@@ -192,12 +331,243 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// How many of `host_id`'s findings were last seen by `sweep_id`.
-    pub async fn count_sweep_findings(
+    /// Everything known about one host; `None` for a host the collector has never seen.
+    async fn host_detail(&self, host_id: &str) -> Result<Option<HostDetail>, StoreError> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {HOST_COLUMNS} FROM {HOST_FROM} WHERE h.host_id = ?"
+        ))
+        .bind(host_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut host = host_from_row(&row)?;
+        host.cleanup.botnet = self
+            .botnet_leads(Some(host_id))
+            .await?
+            .remove(host_id)
+            .unwrap_or_default();
+        let inventory = match sqlx::query("SELECT * FROM host_inventory WHERE host_id = ?")
+            .bind(host_id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            Some(row) => {
+                let gaps: String = row.try_get("partial")?;
+                Some(StoredInventory {
+                    os: OsFacts {
+                        family: row.try_get("family")?,
+                        id: row.try_get("os_id")?,
+                        version_id: row.try_get("version_id")?,
+                        pretty_name: row.try_get("pretty_name")?,
+                        kernel: row.try_get("kernel")?,
+                        arch: row.try_get("arch")?,
+                        boot_time: row.try_get("boot_time")?,
+                        last_package_change: row.try_get("last_package_change")?,
+                        product_name: row.try_get("product_name")?,
+                        edition: row.try_get("edition")?,
+                        display_version: row.try_get("display_version")?,
+                        build: row.try_get("build")?,
+                        installation_type: row.try_get("installation_type")?,
+                    },
+                    collected_ms: row.try_get("collected_ms")?,
+                    received_ms: row.try_get("received_ms")?,
+                    gaps: serde_json::from_str(&gaps).map_err(|e| {
+                        StoreError::Corrupt(format!("{host_id}: inventory gaps: {e}"))
+                    })?,
+                })
+            }
+            None => None,
+        };
+        let mut counts = Vec::new();
+        for table in ["packages", "hotfixes", "programs"] {
+            let count: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE host_id = ?"))
+                    .bind(host_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+            counts.push(count as u64);
+        }
+        let last_change_seen_ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(t) FROM (SELECT MAX(changed_ms) AS t FROM package_history WHERE host_id = ?1 \
+             UNION ALL SELECT MAX(changed_ms) FROM hotfix_history WHERE host_id = ?1)",
+        )
+        .bind(host_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let report = sqlx::query(
+            "SELECT collected_ms, count, partial_reason FROM connection_reports WHERE host_id = ?",
+        )
+        .bind(host_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (connection_count, connections_collected_ms, connections_partial) = match report {
+            Some(row) => (
+                row.try_get::<i64, _>("count")? as u64,
+                Some(row.try_get("collected_ms")?),
+                row.try_get("partial_reason")?,
+            ),
+            None => (0, None, None),
+        };
+        let spool = sqlx::query(
+            "SELECT spool_dropped_progress, spool_dropped_connections, spool_dropped_inventories, \
+                 spool_dropped_ms FROM hosts WHERE host_id = ?",
+        )
+        .bind(host_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let spool_dropped = SpoolDropped {
+            progress: spool.try_get::<i64, _>(0)? as u64,
+            connections: spool.try_get::<i64, _>(1)? as u64,
+            inventories: spool.try_get::<i64, _>(2)? as u64,
+            last_dropped_ms: spool.try_get(3)?,
+        };
+        Ok(Some(HostDetail {
+            host,
+            inventory,
+            package_count: counts[0],
+            hotfix_count: counts[1],
+            program_count: counts[2],
+            last_change_seen_ms,
+            connection_count,
+            connections_collected_ms,
+            connections_partial,
+            spool_dropped,
+        }))
+    }
+
+    async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError> {
+        let mut conditions = Vec::new();
+        if filter.has_package.is_some() {
+            conditions.push(
+                "EXISTS (SELECT 1 FROM packages p WHERE p.host_id = h.host_id AND p.name = ?)",
+            );
+        }
+        if filter.missing_kb.is_some() {
+            // Only Windows hosts whose update list is complete can be said to miss a KB.
+            conditions.push(
+                "EXISTS (SELECT 1 FROM host_inventory i WHERE i.host_id = h.host_id \
+                     AND i.family = 'windows' AND NOT EXISTS (SELECT 1 FROM json_each(i.partial) g \
+                         WHERE json_extract(g.value, '$.source') = 'hotfixes')) \
+                 AND NOT EXISTS (SELECT 1 FROM hotfixes x WHERE x.host_id = h.host_id AND x.kb = ?)",
+            );
+        }
+        if !filter.include_removed {
+            conditions.push("h.removed_ms IS NULL");
+        }
+        let mut sql = format!("SELECT {HOST_COLUMNS} FROM {HOST_FROM}");
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(" ORDER BY h.host_id");
+        let mut query = sqlx::query(&sql);
+        if let Some(name) = &filter.has_package {
+            query = query.bind(name);
+        }
+        if let Some(kb) = &filter.missing_kb {
+            query = query.bind(kb.to_ascii_uppercase());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut hosts: Vec<Host> = rows.iter().map(host_from_row).collect::<Result<_, _>>()?;
+        let mut leads = self.botnet_leads(None).await?;
+        for host in &mut hosts {
+            host.cleanup.botnet = leads.remove(&host.host_id).unwrap_or_default();
+        }
+        if let Some((name, below)) = &filter.package_below {
+            let below_on = self.hosts_with_package_below(name, below).await?;
+            hosts.retain(|h| below_on.contains(&h.host_id));
+        }
+        // Which version each listed host has of the package asked about.
+        if let Some(name) = filter
+            .has_package
+            .as_ref()
+            .or(filter.package_below.as_ref().map(|(name, _)| name))
+        {
+            let rows = sqlx::query(
+                "SELECT host_id, version, arch FROM packages WHERE name = ? ORDER BY host_id, arch",
+            )
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut versions: std::collections::HashMap<String, Vec<String>> = Default::default();
+            for row in rows {
+                let version: String = row.try_get("version")?;
+                let arch: String = row.try_get("arch")?;
+                versions
+                    .entry(row.try_get("host_id")?)
+                    .or_default()
+                    .push(format!("{version} {arch}").trim_end().to_owned());
+            }
+            for host in &mut hosts {
+                host.package_versions = versions.remove(&host.host_id).unwrap_or_default();
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// Stores today's count of hosts per status (replacing what the day had so far).
+    async fn record_status_snapshot(
         &self,
-        host_id: &str,
-        sweep_id: &str,
-    ) -> Result<u64, StoreError> {
+        day: &str,
+        counts: &[(HostStatus, u32)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        for (status, hosts) in counts {
+            sqlx::query(
+                "INSERT INTO status_snapshots (day, status, hosts, updated_ms) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (day, status) DO UPDATE SET hosts = excluded.hosts, updated_ms = excluded.updated_ms",
+            )
+            .bind(day)
+            .bind(status.as_str())
+            .bind(i64::from(*hosts))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hosts per status for each day from `since_day` on, as (day, status, hosts), by day.
+    async fn status_snapshots(
+        &self,
+        since_day: &str,
+    ) -> Result<Vec<(String, String, u32)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, status, hosts FROM status_snapshots WHERE day >= ? ORDER BY day, status",
+        )
+        .bind(since_day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("day")?,
+                    row.try_get("status")?,
+                    row.try_get::<i64, _>("hosts")?.max(0) as u32,
+                ))
+            })
+            .collect()
+    }
+
+    async fn all_host_ids(&self) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT host_id FROM hosts WHERE removed_ms IS NULL ORDER BY host_id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl FindingStore for SqliteStore {
+    /// How many of `host_id`'s findings were last seen by `sweep_id`.
+    async fn count_sweep_findings(&self, host_id: &str, sweep_id: &str) -> Result<u64, StoreError> {
         let count: i64 =
             sqlx::query_scalar("SELECT count(*) FROM findings WHERE host_id = ? AND sweep_id = ?")
                 .bind(host_id)
@@ -210,7 +580,7 @@ impl SqliteStore {
     /// Stores findings in one transaction. A finding already known is updated, not
     /// duplicated; one resolved (or a false positive that had gone) that shows up again, at its
     /// path or with its content elsewhere, is reopened; anything else is a new open finding.
-    pub async fn record_findings(
+    async fn record_findings(
         &self,
         host_id: &str,
         findings: &[NewFinding],
@@ -347,639 +717,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Stores a sweep's summary and, for a sweep carried out whole, resolves the host's findings
-    /// it no longer found (the sweep's verdict that the cleanup worked) and makes it the
-    /// host's latest complete sweep, which its status rests on.
-    pub async fn record_sweep_report(
-        &self,
-        host_id: &str,
-        report: &SweepReport,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        // The sweep's start on the collector's clock (its first progress report), which the
-        // findings' times are on; the agent's own clock only where no progress arrived.
-        let first: Option<i64> = sqlx::query_scalar(
-            "SELECT first_received_ms FROM sweep_progress WHERE host_id = ? AND sweep_id = ?",
-        )
-        .bind(host_id)
-        .bind(&report.sweep_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let started_ms = first.filter(|ms| *ms > 0).unwrap_or(report.started_at_ms);
-        let sets = &report.sets;
-        sqlx::query(
-            "INSERT INTO sweep_reports (host_id, sweep_id, started_at_ms, finished_at_ms, files, bytes, findings, \
-                 errors, roots, received_ms, failures, failures_truncated, failure, rules_version, iocs_version, \
-                 rule_count, ioc_count, started_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
-                 finished_at_ms = excluded.finished_at_ms, files = excluded.files, bytes = excluded.bytes, \
-                 findings = excluded.findings, errors = excluded.errors, roots = excluded.roots, \
-                 failures = excluded.failures, failures_truncated = excluded.failures_truncated, \
-                 failure = excluded.failure, rules_version = excluded.rules_version, \
-                 iocs_version = excluded.iocs_version, rule_count = excluded.rule_count, \
-                 ioc_count = excluded.ioc_count, started_ms = excluded.started_ms",
-        )
-        .bind(host_id)
-        .bind(&report.sweep_id)
-        .bind(report.started_at_ms)
-        .bind(report.finished_at_ms)
-        .bind(report.files as i64)
-        .bind(report.bytes as i64)
-        .bind(report.findings as i64)
-        .bind(serde_json::to_string(&report.errors).expect("a string map serializes"))
-        .bind(serde_json::to_string(&report.roots).expect("strings serialize"))
-        .bind(now_ms)
-        .bind(serde_json::to_string(&report.failures).expect("failures serialize"))
-        .bind(report.failures_truncated)
-        .bind(&report.failure)
-        .bind(&sets.rules_version)
-        .bind(&sets.iocs_version)
-        .bind(sets.rule_count.map(|n| n as i64))
-        .bind(sets.ioc_count.map(|n| n as i64))
-        .bind(started_ms)
-        .execute(&mut *tx)
-        .await?;
-        if report.failure.is_empty() {
-            verify_findings(&mut tx, host_id, report, started_ms, now_ms).await?;
-        }
-        if sweep_is_complete(&report.failure, report.failures_truncated) {
-            sqlx::query(
-                "UPDATE hosts SET complete_sweep_id = ?, complete_started_ms = ? \
-                 WHERE host_id = ? AND (complete_started_ms IS NULL OR complete_started_ms <= ?)",
-            )
-            .bind(&report.sweep_id)
-            .bind(started_ms)
-            .bind(host_id)
-            .bind(started_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn record_sweep_progress(
-        &self,
-        host_id: &str,
-        p: &SweepProgress,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        // A resent (older) report must not move progress backwards.
-        sqlx::query(
-            "INSERT INTO sweep_progress (host_id, sweep_id, started_at_ms, files_done, bytes_done, files_estimate, \
-                 bytes_estimate, findings, errors, updated_ms, first_received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
-                 files_done = excluded.files_done, bytes_done = excluded.bytes_done, \
-                 files_estimate = excluded.files_estimate, bytes_estimate = excluded.bytes_estimate, \
-                 findings = excluded.findings, errors = excluded.errors, updated_ms = excluded.updated_ms \
-             WHERE excluded.files_done >= sweep_progress.files_done",
-        )
-        .bind(host_id)
-        .bind(&p.sweep_id)
-        .bind(p.started_at_ms)
-        .bind(p.files_done as i64)
-        .bind(p.bytes_done as i64)
-        .bind(p.files_estimate as i64)
-        .bind(p.bytes_estimate as i64)
-        .bind(p.findings as i64)
-        .bind(serde_json::to_string(&p.errors).expect("a string map serializes"))
-        .bind(now_ms)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Replaces a host's package list with `packages` (a complete inventory), recording each
-    /// version that appeared, changed or left in the package history. Idempotent: the same
-    /// list again changes nothing.
-    pub async fn record_packages(
-        &self,
-        host_id: &str,
-        packages: &[InstalledPackage],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        replace_packages(&mut tx, host_id, packages, None, now_ms).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Stores an inventory in one transaction: the OS facts replace the host's previous ones,
-    /// each complete list replaces the stored one (with its changes in the history), and a
-    /// list the agent could not collect whole leaves the stored one as it was. A delta applies
-    /// only onto the lists it was made against; otherwise only the OS facts are stored and the
-    /// result is `false`: the agent must send a complete inventory.
-    pub async fn record_inventory(
-        &self,
-        host_id: &str,
-        report: &InventoryReport,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let held: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT lists_digest FROM host_inventory WHERE host_id = ?")
-                .bind(host_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let applies = match &report.delta {
-            Some(delta) => held.flatten().as_deref() == Some(delta.base_digest.as_slice()),
-            None => true,
-        };
-        let os = &report.os;
-        let gaps = serde_json::to_string(&report.gaps)
-            .map_err(|e| StoreError::Corrupt(format!("{host_id}: inventory gaps: {e}")))?;
-        sqlx::query(
-            "INSERT INTO host_inventory (host_id, collected_ms, received_ms, family, os_id, version_id, \
-                 pretty_name, kernel, arch, boot_time, last_package_change, product_name, edition, \
-                 display_version, build, installation_type, partial) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (host_id) DO UPDATE SET collected_ms = excluded.collected_ms, \
-                 received_ms = excluded.received_ms, family = excluded.family, os_id = excluded.os_id, \
-                 version_id = excluded.version_id, pretty_name = excluded.pretty_name, \
-                 kernel = excluded.kernel, arch = excluded.arch, boot_time = excluded.boot_time, \
-                 last_package_change = excluded.last_package_change, \
-                 product_name = excluded.product_name, edition = excluded.edition, \
-                 display_version = excluded.display_version, build = excluded.build, \
-                 installation_type = excluded.installation_type, partial = excluded.partial",
-        )
-        .bind(host_id)
-        .bind(report.collected_ms)
-        .bind(now_ms)
-        .bind(&os.family)
-        .bind(&os.id)
-        .bind(&os.version_id)
-        .bind(&os.pretty_name)
-        .bind(&os.kernel)
-        .bind(&os.arch)
-        .bind(os.boot_time)
-        .bind(os.last_package_change)
-        .bind(&os.product_name)
-        .bind(&os.edition)
-        .bind(&os.display_version)
-        .bind(&os.build)
-        .bind(&os.installation_type)
-        .bind(gaps)
-        .execute(&mut *tx)
-        .await?;
-        if applies {
-            let delta = report.delta.as_ref();
-            if let Some(packages) = &report.packages {
-                let removed = delta.map(|d| d.removed_packages.as_slice());
-                replace_packages(&mut tx, host_id, packages, removed, now_ms).await?;
-            }
-            if let Some(hotfixes) = &report.hotfixes {
-                let removed = delta.map(|d| d.removed_hotfixes.as_slice());
-                replace_hotfixes(&mut tx, host_id, hotfixes, removed, now_ms).await?;
-            }
-            if let Some(programs) = &report.programs {
-                let removed = delta.map(|d| d.removed_programs.as_slice());
-                replace_programs(&mut tx, host_id, programs, removed, now_ms).await?;
-            }
-        }
-        // Lists that did not change as the agent's digest says are of unknown digest.
-        let digest = if applies { report.digest.clone() } else { None };
-        sqlx::query("UPDATE host_inventory SET lists_digest = ? WHERE host_id = ?")
-            .bind(digest)
-            .bind(host_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(applies)
-    }
-
-    /// Replaces the host's socket list with `report`'s, unless a newer list is stored.
-    pub async fn record_connections(
-        &self,
-        host_id: &str,
-        report: &ConnectionReport,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        // A resent older report must not replace a newer list.
-        let newer: Option<i64> = sqlx::query_scalar(
-            "SELECT collected_ms FROM connection_reports WHERE host_id = ? AND collected_ms > ?",
-        )
-        .bind(host_id)
-        .bind(report.collected_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if newer.is_some() {
-            return Ok(());
-        }
-        sqlx::query("DELETE FROM connections WHERE host_id = ?")
-            .bind(host_id)
-            .execute(&mut *tx)
-            .await?;
-        for chunk in report.connections.chunks(ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO connections (host_id, proto, local_addr, local_port, remote_addr, \
-                     remote_port, state, pid, process) ",
-            );
-            insert.push_values(chunk, |mut row, c| {
-                row.push_bind(host_id)
-                    .push_bind(&c.proto)
-                    .push_bind(&c.local_addr)
-                    .push_bind(c.local_port)
-                    .push_bind(&c.remote_addr)
-                    .push_bind(c.remote_port)
-                    .push_bind(&c.state)
-                    .push_bind(c.pid)
-                    .push_bind(&c.process);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        sqlx::query(
-            "INSERT INTO connection_reports (host_id, collected_ms, received_ms, count, partial_reason) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (host_id) DO UPDATE SET \
-                 collected_ms = excluded.collected_ms, received_ms = excluded.received_ms, \
-                 count = excluded.count, partial_reason = excluded.partial_reason",
-        )
-        .bind(host_id)
-        .bind(report.collected_ms)
-        .bind(now_ms)
-        .bind(report.connections.len() as i64)
-        .bind(&report.partial_reason)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Sockets of one host or of all, optionally only those whose remote address is in a
-    /// network.
-    pub async fn list_connections(
-        &self,
-        filter: &ConnectionFilter,
-    ) -> Result<Vec<HostConnection>, StoreError> {
-        let mut sql = "SELECT c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, \
-                c.remote_port, c.state, c.pid, c.process, r.collected_ms \
-             FROM connections c JOIN connection_reports r ON r.host_id = c.host_id"
-            .to_owned();
-        if filter.host_id.is_some() {
-            sql.push_str(" WHERE c.host_id = ?");
-        }
-        sql.push_str(
-            " ORDER BY c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, c.remote_port",
-        );
-        let mut query = sqlx::query(&sql);
-        if let Some(host) = &filter.host_id {
-            query = query.bind(host);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut out = Vec::new();
-        for row in rows {
-            let connection = NetConnection {
-                proto: row.try_get("proto")?,
-                local_addr: row.try_get("local_addr")?,
-                local_port: row.try_get("local_port")?,
-                remote_addr: row.try_get("remote_addr")?,
-                remote_port: row.try_get("remote_port")?,
-                state: row.try_get("state")?,
-                pid: row.try_get("pid")?,
-                process: row.try_get("process")?,
-            };
-            if let Some(net) = &filter.remote {
-                // A remote that is no address (a listening socket's `*`) never matches.
-                let in_net = connection
-                    .remote_addr
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| net.contains(&ip));
-                if !in_net {
-                    continue;
-                }
-            }
-            out.push(HostConnection {
-                host_id: row.try_get("host_id")?,
-                connection,
-                collected_ms: row.try_get("collected_ms")?,
-            });
-        }
-        Ok(out)
-    }
-
-    /// A host's installed updates, by KB.
-    pub async fn list_hotfixes(&self, host_id: &str) -> Result<Vec<Hotfix>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT kb, title, installed_on FROM hotfixes WHERE host_id = ? ORDER BY kb",
-        )
-        .bind(host_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                let installed_on: String = row.try_get("installed_on")?;
-                Ok(Hotfix {
-                    kb: row.try_get("kb")?,
-                    title: row.try_get("title")?,
-                    installed_on: Some(installed_on).filter(|s| !s.is_empty()),
-                })
-            })
-            .collect()
-    }
-
-    /// A host's installed programs, by name.
-    pub async fn list_programs(&self, host_id: &str) -> Result<Vec<Program>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, version, publisher FROM programs WHERE host_id = ? ORDER BY name, version",
-        )
-        .bind(host_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(Program {
-                    name: row.try_get("name")?,
-                    version: row.try_get("version")?,
-                    publisher: row.try_get("publisher")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Everything known about one host; `None` for a host the collector has never seen.
-    pub async fn host_detail(&self, host_id: &str) -> Result<Option<HostDetail>, StoreError> {
-        let Some(row) = sqlx::query(&format!(
-            "SELECT {HOST_COLUMNS} FROM {HOST_FROM} WHERE h.host_id = ?"
-        ))
-        .bind(host_id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let mut host = host_from_row(&row)?;
-        host.cleanup.botnet = self
-            .botnet_leads(Some(host_id))
-            .await?
-            .remove(host_id)
-            .unwrap_or_default();
-        let inventory = match sqlx::query("SELECT * FROM host_inventory WHERE host_id = ?")
-            .bind(host_id)
-            .fetch_optional(&self.pool)
-            .await?
-        {
-            Some(row) => {
-                let gaps: String = row.try_get("partial")?;
-                Some(StoredInventory {
-                    os: OsFacts {
-                        family: row.try_get("family")?,
-                        id: row.try_get("os_id")?,
-                        version_id: row.try_get("version_id")?,
-                        pretty_name: row.try_get("pretty_name")?,
-                        kernel: row.try_get("kernel")?,
-                        arch: row.try_get("arch")?,
-                        boot_time: row.try_get("boot_time")?,
-                        last_package_change: row.try_get("last_package_change")?,
-                        product_name: row.try_get("product_name")?,
-                        edition: row.try_get("edition")?,
-                        display_version: row.try_get("display_version")?,
-                        build: row.try_get("build")?,
-                        installation_type: row.try_get("installation_type")?,
-                    },
-                    collected_ms: row.try_get("collected_ms")?,
-                    received_ms: row.try_get("received_ms")?,
-                    gaps: serde_json::from_str(&gaps).map_err(|e| {
-                        StoreError::Corrupt(format!("{host_id}: inventory gaps: {e}"))
-                    })?,
-                })
-            }
-            None => None,
-        };
-        let mut counts = Vec::new();
-        for table in ["packages", "hotfixes", "programs"] {
-            let count: i64 =
-                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE host_id = ?"))
-                    .bind(host_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-            counts.push(count as u64);
-        }
-        let last_change_seen_ms: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(t) FROM (SELECT MAX(changed_ms) AS t FROM package_history WHERE host_id = ?1 \
-             UNION ALL SELECT MAX(changed_ms) FROM hotfix_history WHERE host_id = ?1)",
-        )
-        .bind(host_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let report = sqlx::query(
-            "SELECT collected_ms, count, partial_reason FROM connection_reports WHERE host_id = ?",
-        )
-        .bind(host_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let (connection_count, connections_collected_ms, connections_partial) = match report {
-            Some(row) => (
-                row.try_get::<i64, _>("count")? as u64,
-                Some(row.try_get("collected_ms")?),
-                row.try_get("partial_reason")?,
-            ),
-            None => (0, None, None),
-        };
-        let spool = sqlx::query(
-            "SELECT spool_dropped_progress, spool_dropped_connections, spool_dropped_inventories, \
-                 spool_dropped_ms FROM hosts WHERE host_id = ?",
-        )
-        .bind(host_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let spool_dropped = SpoolDropped {
-            progress: spool.try_get::<i64, _>(0)? as u64,
-            connections: spool.try_get::<i64, _>(1)? as u64,
-            inventories: spool.try_get::<i64, _>(2)? as u64,
-            last_dropped_ms: spool.try_get(3)?,
-        };
-        Ok(Some(HostDetail {
-            host,
-            inventory,
-            package_count: counts[0],
-            hotfix_count: counts[1],
-            program_count: counts[2],
-            last_change_seen_ms,
-            connection_count,
-            connections_collected_ms,
-            connections_partial,
-            spool_dropped,
-        }))
-    }
-
-    /// A host's installed packages, by name.
-    pub async fn list_packages(&self, host_id: &str) -> Result<Vec<StoredPackage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT host_id, name, arch, version, source, installed_ms, manager FROM packages \
-             WHERE host_id = ? ORDER BY name, arch",
-        )
-        .bind(host_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| StoredPackage {
-                host_id: row.get("host_id"),
-                package: InstalledPackage {
-                    name: row.get("name"),
-                    version: row.get("version"),
-                    arch: row.get("arch"),
-                    source: row.get("source"),
-                    manager: Scheme::parse(row.get("manager")),
-                },
-                installed_ms: row.get("installed_ms"),
-            })
-            .collect())
-    }
-
-    /// A host's package changes, oldest first.
-    pub async fn package_history(&self, host_id: &str) -> Result<Vec<PackageChange>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT host_id, name, arch, old_version, new_version, changed_ms FROM package_history \
-             WHERE host_id = ? ORDER BY changed_ms, rowid",
-        )
-        .bind(host_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| PackageChange {
-                host_id: row.get("host_id"),
-                name: row.get("name"),
-                arch: row.get("arch"),
-                old_version: row.get("old_version"),
-                new_version: row.get("new_version"),
-                changed_ms: row.get("changed_ms"),
-            })
-            .collect())
-    }
-
-    pub async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError> {
-        let mut conditions = Vec::new();
-        if filter.has_package.is_some() {
-            conditions.push(
-                "EXISTS (SELECT 1 FROM packages p WHERE p.host_id = h.host_id AND p.name = ?)",
-            );
-        }
-        if filter.missing_kb.is_some() {
-            // Only Windows hosts whose update list is complete can be said to miss a KB.
-            conditions.push(
-                "EXISTS (SELECT 1 FROM host_inventory i WHERE i.host_id = h.host_id \
-                     AND i.family = 'windows' AND NOT EXISTS (SELECT 1 FROM json_each(i.partial) g \
-                         WHERE json_extract(g.value, '$.source') = 'hotfixes')) \
-                 AND NOT EXISTS (SELECT 1 FROM hotfixes x WHERE x.host_id = h.host_id AND x.kb = ?)",
-            );
-        }
-        if !filter.include_removed {
-            conditions.push("h.removed_ms IS NULL");
-        }
-        let mut sql = format!("SELECT {HOST_COLUMNS} FROM {HOST_FROM}");
-        if !conditions.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conditions.join(" AND "));
-        }
-        sql.push_str(" ORDER BY h.host_id");
-        let mut query = sqlx::query(&sql);
-        if let Some(name) = &filter.has_package {
-            query = query.bind(name);
-        }
-        if let Some(kb) = &filter.missing_kb {
-            query = query.bind(kb.to_ascii_uppercase());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut hosts: Vec<Host> = rows.iter().map(host_from_row).collect::<Result<_, _>>()?;
-        let mut leads = self.botnet_leads(None).await?;
-        for host in &mut hosts {
-            host.cleanup.botnet = leads.remove(&host.host_id).unwrap_or_default();
-        }
-        if let Some((name, below)) = &filter.package_below {
-            let below_on = self.hosts_with_package_below(name, below).await?;
-            hosts.retain(|h| below_on.contains(&h.host_id));
-        }
-        // Which version each listed host has of the package asked about.
-        if let Some(name) = filter
-            .has_package
-            .as_ref()
-            .or(filter.package_below.as_ref().map(|(name, _)| name))
-        {
-            let rows = sqlx::query(
-                "SELECT host_id, version, arch FROM packages WHERE name = ? ORDER BY host_id, arch",
-            )
-            .bind(name)
-            .fetch_all(&self.pool)
-            .await?;
-            let mut versions: std::collections::HashMap<String, Vec<String>> = Default::default();
-            for row in rows {
-                let version: String = row.try_get("version")?;
-                let arch: String = row.try_get("arch")?;
-                versions
-                    .entry(row.try_get("host_id")?)
-                    .or_default()
-                    .push(format!("{version} {arch}").trim_end().to_owned());
-            }
-            for host in &mut hosts {
-                host.package_versions = versions.remove(&host.host_id).unwrap_or_default();
-            }
-        }
-        Ok(hosts)
-    }
-
-    /// The botnet list matches of one host or of all, by host: open and resolved ones (false
-    /// positives left out), each with when it was found and last seen to hold.
-    async fn botnet_leads(
-        &self,
-        host_id: Option<&str>,
-    ) -> Result<std::collections::HashMap<String, Vec<BotnetLead>>, StoreError> {
-        let mut query = sqlx::QueryBuilder::new(
-            "SELECT host_id, state, namespace, first_seen_ms, state_changed_ms, last_seen_ms \
-             FROM findings WHERE kind = 'botnet_ip' AND state <> 'false_positive'",
-        );
-        if let Some(host_id) = host_id {
-            query.push(" AND host_id = ").push_bind(host_id);
-        }
-        let rows = query.build().fetch_all(&self.pool).await?;
-        let mut leads: std::collections::HashMap<String, Vec<BotnetLead>> = Default::default();
-        for row in rows {
-            let state = state_of(&row)?;
-            let via: String = row.try_get("namespace")?;
-            let first_seen: i64 = row.try_get("first_seen_ms")?;
-            let changed: i64 = row.try_get("state_changed_ms")?;
-            let lead = BotnetLead {
-                open: state.is_open(),
-                own_address: crate::intel::MatchVia::parse(&via)
-                    .is_some_and(crate::intel::MatchVia::is_own_address),
-                // An open match last changed state when it was found or reopened.
-                since_ms: if state.is_open() { changed } else { first_seen },
-                last_seen_ms: row.try_get("last_seen_ms")?,
-            };
-            leads.entry(row.try_get("host_id")?).or_default().push(lead);
-        }
-        Ok(leads)
-    }
-
-    /// Hosts with package `name` installed at a version below `version`, each compared in the
-    /// ordering of the package manager that installed it.
-    async fn hosts_with_package_below(
-        &self,
-        name: &str,
-        version: &str,
-    ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let rows = sqlx::query("SELECT host_id, version, manager FROM packages WHERE name = ?")
-            .bind(name)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut hosts = std::collections::HashSet::new();
-        for row in rows {
-            let installed: String = row.try_get("version")?;
-            let manager: String = row.try_get("manager")?;
-            // Rows from agents that did not name their package manager: dpkg's ordering, which
-            // agrees with RPM's on plain dotted versions.
-            let scheme = Scheme::parse(&manager).unwrap_or(Scheme::Dpkg);
-            if crate::version::compare(scheme, &installed, version).is_lt() {
-                hosts.insert(row.try_get("host_id")?);
-            }
-        }
-        Ok(hosts)
-    }
-
-    pub async fn list_findings(&self, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
+    async fn list_findings(&self, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
         let mut query = sqlx::QueryBuilder::new(format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE 1 = 1"
         ));
@@ -1005,7 +743,7 @@ impl SqliteStore {
         rows.iter().map(finding_from_row).collect()
     }
 
-    pub async fn finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
+    async fn finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
         ))
@@ -1018,7 +756,7 @@ impl SqliteStore {
     /// Applies an admin's change to a finding, with its history and audit entries, in one
     /// transaction; a change the lifecycle does not allow is refused with the reason. A
     /// quarantine or restore acts on the file: every finding on it moves with the one named.
-    pub async fn change_finding(
+    async fn change_finding(
         &self,
         id: i64,
         change: &AdminChange,
@@ -1117,7 +855,7 @@ impl SqliteStore {
     }
 
     /// A finding and every change of its state, oldest first; `None` for no such finding.
-    pub async fn finding_history(
+    async fn finding_history(
         &self,
         id: i64,
     ) -> Result<Option<(Finding, Vec<FindingChange>)>, StoreError> {
@@ -1154,7 +892,7 @@ impl SqliteStore {
 
     /// Quarantines and restores asked for on `host_id` that its agent has not answered yet,
     /// one order per file (every finding on a file moves with the answer).
-    pub async fn remediation_orders(&self, host_id: &str) -> Result<RemediationOrders, StoreError> {
+    async fn remediation_orders(&self, host_id: &str) -> Result<RemediationOrders, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE host_id = ? AND \
                  (state = 'quarantine_requested' OR (quarantine_id IS NOT NULL AND restore_requested_ms IS NOT NULL)) \
@@ -1180,7 +918,7 @@ impl SqliteStore {
 
     /// Applies what an agent reports of a quarantine or restore to every finding on the file.
     /// Only the host's own findings change; a repeated report changes nothing more.
-    pub async fn record_remediation(
+    async fn record_remediation(
         &self,
         host_id: &str,
         report: &RemediationReport,
@@ -1281,24 +1019,75 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+}
 
-    /// Stores today's count of hosts per status (replacing what the day had so far).
-    pub async fn record_status_snapshot(
+#[async_trait]
+impl SweepStore for SqliteStore {
+    /// Stores a sweep's summary and, for a sweep carried out whole, resolves the host's findings
+    /// it no longer found (the sweep's verdict that the cleanup worked) and makes it the
+    /// host's latest complete sweep, which its status rests on.
+    async fn record_sweep_report(
         &self,
-        day: &str,
-        counts: &[(HostStatus, u32)],
+        host_id: &str,
+        report: &SweepReport,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        for (status, hosts) in counts {
+        // The sweep's start on the collector's clock (its first progress report), which the
+        // findings' times are on; the agent's own clock only where no progress arrived.
+        let first: Option<i64> = sqlx::query_scalar(
+            "SELECT first_received_ms FROM sweep_progress WHERE host_id = ? AND sweep_id = ?",
+        )
+        .bind(host_id)
+        .bind(&report.sweep_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let started_ms = first.filter(|ms| *ms > 0).unwrap_or(report.started_at_ms);
+        let sets = &report.sets;
+        sqlx::query(
+            "INSERT INTO sweep_reports (host_id, sweep_id, started_at_ms, finished_at_ms, files, bytes, findings, \
+                 errors, roots, received_ms, failures, failures_truncated, failure, rules_version, iocs_version, \
+                 rule_count, ioc_count, started_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
+                 finished_at_ms = excluded.finished_at_ms, files = excluded.files, bytes = excluded.bytes, \
+                 findings = excluded.findings, errors = excluded.errors, roots = excluded.roots, \
+                 failures = excluded.failures, failures_truncated = excluded.failures_truncated, \
+                 failure = excluded.failure, rules_version = excluded.rules_version, \
+                 iocs_version = excluded.iocs_version, rule_count = excluded.rule_count, \
+                 ioc_count = excluded.ioc_count, started_ms = excluded.started_ms",
+        )
+        .bind(host_id)
+        .bind(&report.sweep_id)
+        .bind(report.started_at_ms)
+        .bind(report.finished_at_ms)
+        .bind(report.files as i64)
+        .bind(report.bytes as i64)
+        .bind(report.findings as i64)
+        .bind(serde_json::to_string(&report.errors).expect("a string map serializes"))
+        .bind(serde_json::to_string(&report.roots).expect("strings serialize"))
+        .bind(now_ms)
+        .bind(serde_json::to_string(&report.failures).expect("failures serialize"))
+        .bind(report.failures_truncated)
+        .bind(&report.failure)
+        .bind(&sets.rules_version)
+        .bind(&sets.iocs_version)
+        .bind(sets.rule_count.map(|n| n as i64))
+        .bind(sets.ioc_count.map(|n| n as i64))
+        .bind(started_ms)
+        .execute(&mut *tx)
+        .await?;
+        if report.failure.is_empty() {
+            verify_findings(&mut tx, host_id, report, started_ms, now_ms).await?;
+        }
+        if sweep_is_complete(&report.failure, report.failures_truncated) {
             sqlx::query(
-                "INSERT INTO status_snapshots (day, status, hosts, updated_ms) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (day, status) DO UPDATE SET hosts = excluded.hosts, updated_ms = excluded.updated_ms",
+                "UPDATE hosts SET complete_sweep_id = ?, complete_started_ms = ? \
+                 WHERE host_id = ? AND (complete_started_ms IS NULL OR complete_started_ms <= ?)",
             )
-            .bind(day)
-            .bind(status.as_str())
-            .bind(i64::from(*hosts))
-            .bind(now_ms)
+            .bind(&report.sweep_id)
+            .bind(started_ms)
+            .bind(host_id)
+            .bind(started_ms)
             .execute(&mut *tx)
             .await?;
         }
@@ -1306,43 +1095,41 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Hosts per status for each day from `since_day` on, as (day, status, hosts), by day.
-    pub async fn status_snapshots(
+    async fn record_sweep_progress(
         &self,
-        since_day: &str,
-    ) -> Result<Vec<(String, String, u32)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT day, status, hosts FROM status_snapshots WHERE day >= ? ORDER BY day, status",
+        host_id: &str,
+        p: &SweepProgress,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        // A resent (older) report must not move progress backwards.
+        sqlx::query(
+            "INSERT INTO sweep_progress (host_id, sweep_id, started_at_ms, files_done, bytes_done, files_estimate, \
+                 bytes_estimate, findings, errors, updated_ms, first_received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
+                 files_done = excluded.files_done, bytes_done = excluded.bytes_done, \
+                 files_estimate = excluded.files_estimate, bytes_estimate = excluded.bytes_estimate, \
+                 findings = excluded.findings, errors = excluded.errors, updated_ms = excluded.updated_ms \
+             WHERE excluded.files_done >= sweep_progress.files_done",
         )
-        .bind(since_day)
-        .fetch_all(&self.pool)
+        .bind(host_id)
+        .bind(&p.sweep_id)
+        .bind(p.started_at_ms)
+        .bind(p.files_done as i64)
+        .bind(p.bytes_done as i64)
+        .bind(p.files_estimate as i64)
+        .bind(p.bytes_estimate as i64)
+        .bind(p.findings as i64)
+        .bind(serde_json::to_string(&p.errors).expect("a string map serializes"))
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("day")?,
-                    row.try_get("status")?,
-                    row.try_get::<i64, _>("hosts")?.max(0) as u32,
-                ))
-            })
-            .collect()
-    }
-}
-
-impl SqliteStore {
-    pub async fn all_host_ids(&self) -> Result<Vec<String>, StoreError> {
-        let rows =
-            sqlx::query("SELECT host_id FROM hosts WHERE removed_ms IS NULL ORDER BY host_id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| r.try_get(0).map_err(StoreError::from))
-            .collect()
+        Ok(())
     }
 
     /// Stores a sweep, its targets and the audit entry for it in one transaction. Hosts the
     /// collector has never seen are refused, all of them named.
-    pub async fn create_sweep(
+    async fn create_sweep(
         &self,
         sweep: &NewSweep,
         audit: &NewAuditEntry,
@@ -1388,7 +1175,7 @@ impl SqliteStore {
     }
 
     /// Notes that the sweep's order was put on these hosts' streams (the first time counts).
-    pub async fn mark_delivered(
+    async fn mark_delivered(
         &self,
         sweep_id: &str,
         hosts: &[String],
@@ -1415,11 +1202,7 @@ impl SqliteStore {
 
     /// What a connecting agent is to be told: sweeps it has not reported and may still start,
     /// and cancelled sweeps it was sent and has not reported.
-    pub async fn sweep_orders(
-        &self,
-        host_id: &str,
-        now_ms: i64,
-    ) -> Result<SweepOrders, StoreError> {
+    async fn sweep_orders(&self, host_id: &str, now_ms: i64) -> Result<SweepOrders, StoreError> {
         let rows = sqlx::query(
             "SELECT s.sweep_id, s.full, s.splay_seconds, s.deadline_ms, s.cancelled_ms, t.delivered_ms, s.origin \
              FROM sweep_targets t JOIN sweeps s ON s.sweep_id = t.sweep_id \
@@ -1452,7 +1235,7 @@ impl SqliteStore {
         Ok(orders)
     }
 
-    pub async fn sweep(&self, sweep_id: &str) -> Result<Option<SweepRecord>, StoreError> {
+    async fn sweep(&self, sweep_id: &str) -> Result<Option<SweepRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {SWEEP_COLUMNS} FROM sweeps WHERE sweep_id = ?"
         ))
@@ -1466,7 +1249,7 @@ impl SqliteStore {
     }
 
     /// Every sweep, newest first.
-    pub async fn sweeps(&self) -> Result<Vec<SweepRecord>, StoreError> {
+    async fn sweeps(&self) -> Result<Vec<SweepRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {SWEEP_COLUMNS} FROM sweeps ORDER BY created_ms DESC, sweep_id DESC"
         ))
@@ -1481,83 +1264,9 @@ impl SqliteStore {
         Ok(sweeps)
     }
 
-    async fn sweep_targets(&self, sweep_id: &str) -> Result<Vec<TargetRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT t.host_id, t.delivered_ms, h.connected, \
-                 p.first_received_ms, p.updated_ms, p.files_done, p.bytes_done, p.files_estimate, \
-                 p.bytes_estimate, p.findings AS p_findings, p.errors AS p_errors, \
-                 r.received_ms, r.files, r.bytes, r.findings AS r_findings, r.errors AS r_errors, r.failure, \
-                 prev.files AS prev_files, prev.bytes AS prev_bytes, \
-                 (SELECT COUNT(*) FROM findings f WHERE f.host_id = t.host_id AND f.sweep_id = t.sweep_id \
-                     AND f.state = 'false_positive') AS false_positives \
-             FROM sweep_targets t JOIN hosts h ON h.host_id = t.host_id \
-             LEFT JOIN sweep_progress p ON p.host_id = t.host_id AND p.sweep_id = t.sweep_id \
-             LEFT JOIN sweep_reports r ON r.host_id = t.host_id AND r.sweep_id = t.sweep_id \
-             LEFT JOIN sweep_reports prev ON prev.host_id = t.host_id \
-                 AND prev.sweep_id = h.complete_sweep_id AND prev.sweep_id <> t.sweep_id \
-             WHERE t.sweep_id = ? ORDER BY t.host_id",
-        )
-        .bind(sweep_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let count = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
-        rows.iter()
-            .map(|row| {
-                let updated: Option<i64> = row.try_get("updated_ms")?;
-                let received: Option<i64> = row.try_get("received_ms")?;
-                let progress = match updated {
-                    None => None,
-                    Some(updated_ms) => {
-                        let first: i64 = row.try_get("first_received_ms")?;
-                        Some(ProgressRecord {
-                            // Rows from before the column existed: the latest report is all
-                            // there is to go by.
-                            first_received_ms: if first > 0 { first } else { updated_ms },
-                            updated_ms,
-                            files_done: count(row.try_get("files_done")?),
-                            bytes_done: count(row.try_get("bytes_done")?),
-                            files_estimate: count(row.try_get("files_estimate")?),
-                            bytes_estimate: count(row.try_get("bytes_estimate")?),
-                            findings: count(row.try_get("p_findings")?),
-                            errors: error_total(row.try_get("p_errors")?)?,
-                        })
-                    }
-                };
-                let report = match received {
-                    None => None,
-                    Some(received_ms) => Some(ReportRecord {
-                        received_ms,
-                        files: count(row.try_get("files")?),
-                        bytes: count(row.try_get("bytes")?),
-                        findings: count(row.try_get("r_findings")?),
-                        errors: error_total(row.try_get("r_errors")?)?,
-                        failure: row.try_get("failure")?,
-                        false_positives: count(row.try_get("false_positives")?),
-                    }),
-                };
-                Ok(TargetRecord {
-                    host_id: row.try_get("host_id")?,
-                    online: row.try_get::<i64, _>("connected")? != 0,
-                    delivered_ms: row.try_get("delivered_ms")?,
-                    progress,
-                    report,
-                    previous: match (
-                        row.try_get::<Option<i64>, _>("prev_files")?,
-                        row.try_get::<Option<i64>, _>("prev_bytes")?,
-                    ) {
-                        (Some(files), Some(bytes)) => {
-                            Some((count(Some(files)), count(Some(bytes))))
-                        }
-                        _ => None,
-                    },
-                })
-            })
-            .collect()
-    }
-
     /// Marks the sweep cancelled (once: a second cancel changes nothing) with its audit entry.
     /// `false`: there is no such sweep.
-    pub async fn cancel_sweep(
+    async fn cancel_sweep(
         &self,
         sweep_id: &str,
         audit: &NewAuditEntry,
@@ -1580,8 +1289,308 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(found)
     }
+}
 
-    pub async fn record_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+#[async_trait]
+impl InventoryStore for SqliteStore {
+    /// Replaces a host's package list with `packages` (a complete inventory), recording each
+    /// version that appeared, changed or left in the package history. Idempotent: the same
+    /// list again changes nothing.
+    async fn record_packages(
+        &self,
+        host_id: &str,
+        packages: &[InstalledPackage],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        replace_packages(&mut tx, host_id, packages, None, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores an inventory in one transaction: the OS facts replace the host's previous ones,
+    /// each complete list replaces the stored one (with its changes in the history), and a
+    /// list the agent could not collect whole leaves the stored one as it was. A delta applies
+    /// only onto the lists it was made against; otherwise only the OS facts are stored and the
+    /// result is `false`: the agent must send a complete inventory.
+    async fn record_inventory(
+        &self,
+        host_id: &str,
+        report: &InventoryReport,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let held: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT lists_digest FROM host_inventory WHERE host_id = ?")
+                .bind(host_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let applies = match &report.delta {
+            Some(delta) => held.flatten().as_deref() == Some(delta.base_digest.as_slice()),
+            None => true,
+        };
+        let os = &report.os;
+        let gaps = serde_json::to_string(&report.gaps)
+            .map_err(|e| StoreError::Corrupt(format!("{host_id}: inventory gaps: {e}")))?;
+        sqlx::query(
+            "INSERT INTO host_inventory (host_id, collected_ms, received_ms, family, os_id, version_id, \
+                 pretty_name, kernel, arch, boot_time, last_package_change, product_name, edition, \
+                 display_version, build, installation_type, partial) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (host_id) DO UPDATE SET collected_ms = excluded.collected_ms, \
+                 received_ms = excluded.received_ms, family = excluded.family, os_id = excluded.os_id, \
+                 version_id = excluded.version_id, pretty_name = excluded.pretty_name, \
+                 kernel = excluded.kernel, arch = excluded.arch, boot_time = excluded.boot_time, \
+                 last_package_change = excluded.last_package_change, \
+                 product_name = excluded.product_name, edition = excluded.edition, \
+                 display_version = excluded.display_version, build = excluded.build, \
+                 installation_type = excluded.installation_type, partial = excluded.partial",
+        )
+        .bind(host_id)
+        .bind(report.collected_ms)
+        .bind(now_ms)
+        .bind(&os.family)
+        .bind(&os.id)
+        .bind(&os.version_id)
+        .bind(&os.pretty_name)
+        .bind(&os.kernel)
+        .bind(&os.arch)
+        .bind(os.boot_time)
+        .bind(os.last_package_change)
+        .bind(&os.product_name)
+        .bind(&os.edition)
+        .bind(&os.display_version)
+        .bind(&os.build)
+        .bind(&os.installation_type)
+        .bind(gaps)
+        .execute(&mut *tx)
+        .await?;
+        if applies {
+            let delta = report.delta.as_ref();
+            if let Some(packages) = &report.packages {
+                let removed = delta.map(|d| d.removed_packages.as_slice());
+                replace_packages(&mut tx, host_id, packages, removed, now_ms).await?;
+            }
+            if let Some(hotfixes) = &report.hotfixes {
+                let removed = delta.map(|d| d.removed_hotfixes.as_slice());
+                replace_hotfixes(&mut tx, host_id, hotfixes, removed, now_ms).await?;
+            }
+            if let Some(programs) = &report.programs {
+                let removed = delta.map(|d| d.removed_programs.as_slice());
+                replace_programs(&mut tx, host_id, programs, removed, now_ms).await?;
+            }
+        }
+        // Lists that did not change as the agent's digest says are of unknown digest.
+        let digest = if applies { report.digest.clone() } else { None };
+        sqlx::query("UPDATE host_inventory SET lists_digest = ? WHERE host_id = ?")
+            .bind(digest)
+            .bind(host_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(applies)
+    }
+
+    /// Replaces the host's socket list with `report`'s, unless a newer list is stored.
+    async fn record_connections(
+        &self,
+        host_id: &str,
+        report: &ConnectionReport,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        // A resent older report must not replace a newer list.
+        let newer: Option<i64> = sqlx::query_scalar(
+            "SELECT collected_ms FROM connection_reports WHERE host_id = ? AND collected_ms > ?",
+        )
+        .bind(host_id)
+        .bind(report.collected_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if newer.is_some() {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM connections WHERE host_id = ?")
+            .bind(host_id)
+            .execute(&mut *tx)
+            .await?;
+        for chunk in report.connections.chunks(ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO connections (host_id, proto, local_addr, local_port, remote_addr, \
+                     remote_port, state, pid, process) ",
+            );
+            insert.push_values(chunk, |mut row, c| {
+                row.push_bind(host_id)
+                    .push_bind(&c.proto)
+                    .push_bind(&c.local_addr)
+                    .push_bind(c.local_port)
+                    .push_bind(&c.remote_addr)
+                    .push_bind(c.remote_port)
+                    .push_bind(&c.state)
+                    .push_bind(c.pid)
+                    .push_bind(&c.process);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO connection_reports (host_id, collected_ms, received_ms, count, partial_reason) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (host_id) DO UPDATE SET \
+                 collected_ms = excluded.collected_ms, received_ms = excluded.received_ms, \
+                 count = excluded.count, partial_reason = excluded.partial_reason",
+        )
+        .bind(host_id)
+        .bind(report.collected_ms)
+        .bind(now_ms)
+        .bind(report.connections.len() as i64)
+        .bind(&report.partial_reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sockets of one host or of all, optionally only those whose remote address is in a
+    /// network.
+    async fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+    ) -> Result<Vec<HostConnection>, StoreError> {
+        let mut sql = "SELECT c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, \
+                c.remote_port, c.state, c.pid, c.process, r.collected_ms \
+             FROM connections c JOIN connection_reports r ON r.host_id = c.host_id"
+            .to_owned();
+        if filter.host_id.is_some() {
+            sql.push_str(" WHERE c.host_id = ?");
+        }
+        sql.push_str(
+            " ORDER BY c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, c.remote_port",
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(host) = &filter.host_id {
+            query = query.bind(host);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let connection = NetConnection {
+                proto: row.try_get("proto")?,
+                local_addr: row.try_get("local_addr")?,
+                local_port: row.try_get("local_port")?,
+                remote_addr: row.try_get("remote_addr")?,
+                remote_port: row.try_get("remote_port")?,
+                state: row.try_get("state")?,
+                pid: row.try_get("pid")?,
+                process: row.try_get("process")?,
+            };
+            if let Some(net) = &filter.remote {
+                // A remote that is no address (a listening socket's `*`) never matches.
+                let in_net = connection
+                    .remote_addr
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| net.contains(&ip));
+                if !in_net {
+                    continue;
+                }
+            }
+            out.push(HostConnection {
+                host_id: row.try_get("host_id")?,
+                connection,
+                collected_ms: row.try_get("collected_ms")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A host's installed updates, by KB.
+    async fn list_hotfixes(&self, host_id: &str) -> Result<Vec<Hotfix>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kb, title, installed_on FROM hotfixes WHERE host_id = ? ORDER BY kb",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let installed_on: String = row.try_get("installed_on")?;
+                Ok(Hotfix {
+                    kb: row.try_get("kb")?,
+                    title: row.try_get("title")?,
+                    installed_on: Some(installed_on).filter(|s| !s.is_empty()),
+                })
+            })
+            .collect()
+    }
+
+    /// A host's installed programs, by name.
+    async fn list_programs(&self, host_id: &str) -> Result<Vec<Program>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, version, publisher FROM programs WHERE host_id = ? ORDER BY name, version",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Program {
+                    name: row.try_get("name")?,
+                    version: row.try_get("version")?,
+                    publisher: row.try_get("publisher")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A host's installed packages, by name.
+    async fn list_packages(&self, host_id: &str) -> Result<Vec<StoredPackage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT host_id, name, arch, version, source, installed_ms, manager FROM packages \
+             WHERE host_id = ? ORDER BY name, arch",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredPackage {
+                host_id: row.get("host_id"),
+                package: InstalledPackage {
+                    name: row.get("name"),
+                    version: row.get("version"),
+                    arch: row.get("arch"),
+                    source: row.get("source"),
+                    manager: Scheme::parse(row.get("manager")),
+                },
+                installed_ms: row.get("installed_ms"),
+            })
+            .collect())
+    }
+
+    /// A host's package changes, oldest first.
+    async fn package_history(&self, host_id: &str) -> Result<Vec<PackageChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT host_id, name, arch, old_version, new_version, changed_ms FROM package_history \
+             WHERE host_id = ? ORDER BY changed_ms, rowid",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| PackageChange {
+                host_id: row.get("host_id"),
+                name: row.get("name"),
+                arch: row.get("arch"),
+                old_version: row.get("old_version"),
+                new_version: row.get("new_version"),
+                changed_ms: row.get("changed_ms"),
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         insert_audit(&mut tx, entry).await?;
         tx.commit().await?;
@@ -1589,7 +1598,7 @@ impl SqliteStore {
     }
 
     /// The audit log, oldest first.
-    pub async fn list_audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn list_audit(&self) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at_ms, actor, action, target, detail FROM audit_log ORDER BY id",
         )

@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::StoreError;
 use super::sqlite::{SqliteStore, Tx, insert_audit, insert_history, parse_state};
+use super::{AllowStore, StoreError, async_trait};
 use crate::allowlist::{AllowEntry, AllowMatch, FileFinding};
 use crate::findings::FindingState;
 use crate::model::NewAuditEntry;
@@ -44,11 +44,12 @@ pub(super) async fn active_entries(
     rows.iter().map(entry_from_row).collect()
 }
 
-impl SqliteStore {
+#[async_trait]
+impl AllowStore for SqliteStore {
     /// Adds an entry and makes every finding it matches now (open, quarantine asked for or
     /// done) a false positive, naming it in their history; audited. Returns the entry and the
     /// findings it changed.
-    pub async fn add_allow(
+    async fn add_allow(
         &self,
         entry: &AllowEntry,
         now_ms: i64,
@@ -154,7 +155,7 @@ impl SqliteStore {
     }
 
     /// Every entry, the removed and expired ones too, oldest first.
-    pub async fn allow_entries(&self) -> Result<Vec<AllowEntry>, StoreError> {
+    async fn allow_entries(&self) -> Result<Vec<AllowEntry>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ENTRY_COLUMNS} FROM allowlist ORDER BY id"
         ))
@@ -165,12 +166,7 @@ impl SqliteStore {
 
     /// Takes an entry out of force (its findings stay false positives; `findings mark ID
     /// --state open` takes one back); audited. `false`: no such entry in force.
-    pub async fn remove_allow(
-        &self,
-        id: i64,
-        actor: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    async fn remove_allow(&self, id: i64, actor: &str, now_ms: i64) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE allowlist SET removed_ms = ?, removed_by = ? WHERE id = ? AND removed_ms IS NULL",

@@ -3,14 +3,15 @@
 
 use sqlx::Row;
 
-use super::StoreError;
 use super::sqlite::{SqliteStore, insert_audit};
+use super::{CertStore, StoreError, async_trait};
 use crate::certs::HostCert;
 use crate::model::NewAuditEntry;
 
-impl SqliteStore {
+#[async_trait]
+impl CertStore for SqliteStore {
     /// Every certificate `host_id` has presented.
-    pub async fn host_certs(&self, host_id: &str) -> Result<Vec<HostCert>, StoreError> {
+    async fn host_certs(&self, host_id: &str) -> Result<Vec<HostCert>, StoreError> {
         let rows = sqlx::query(
             "SELECT serial, not_before_ms, revoked_ms FROM host_certs WHERE host_id = ? ORDER BY not_before_ms",
         )
@@ -29,7 +30,7 @@ impl SqliteStore {
     }
 
     /// Notes that `host_id` presented `cert` (first or again).
-    pub async fn record_host_cert(
+    async fn record_host_cert(
         &self,
         host_id: &str,
         cert: &HostCert,
@@ -53,7 +54,7 @@ impl SqliteStore {
     /// Revokes `serials` of `host_id` (those not revoked already), or with `None` every
     /// certificate of the host issued until now, seen or not; with the audit entry when an
     /// admin asked. The serials revoked now.
-    pub async fn revoke_certs(
+    async fn revoke_certs(
         &self,
         host_id: &str,
         serials: Option<&[String]>,
@@ -99,7 +100,7 @@ impl SqliteStore {
     }
 
     /// Every revoked serial.
-    pub async fn revoked_serials(&self) -> Result<Vec<String>, StoreError> {
+    async fn revoked_serials(&self) -> Result<Vec<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT serial FROM host_certs WHERE revoked_ms IS NOT NULL")
                 .fetch_all(&self.pool)
@@ -108,7 +109,7 @@ impl SqliteStore {
     }
 
     /// Before when `hosts revoke` revoked the host's certificates, if it did.
-    pub async fn certs_revoked_before(&self, host_id: &str) -> Result<Option<i64>, StoreError> {
+    async fn certs_revoked_before(&self, host_id: &str) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar::<_, Option<i64>>(
             "SELECT certs_revoked_before_ms FROM hosts WHERE host_id = ?",
         )
@@ -119,11 +120,7 @@ impl SqliteStore {
     }
 
     /// Decommissions `host_id` with the audit entry; `false` if it was already.
-    pub async fn remove_host(
-        &self,
-        host_id: &str,
-        audit: &NewAuditEntry,
-    ) -> Result<bool, StoreError> {
+    async fn remove_host(&self, host_id: &str, audit: &NewAuditEntry) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let changed = sqlx::query(
             "UPDATE hosts SET removed_ms = ?, removed_by = ?, remove_note = ?, connected = 0 \
@@ -145,7 +142,7 @@ impl SqliteStore {
     }
 
     /// Whether the collector knows `host_id`.
-    pub async fn host_exists(&self, host_id: &str) -> Result<bool, StoreError> {
+    async fn host_exists(&self, host_id: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query("SELECT 1 FROM hosts WHERE host_id = ?")
             .bind(host_id)
             .fetch_optional(&self.pool)

@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::StoreError;
 use super::sqlite::{SqliteStore, insert_audit};
+use super::{EnrollStore, StoreError, async_trait};
 use crate::enroll::EnrollToken;
 use crate::model::NewAuditEntry;
 
@@ -27,10 +27,11 @@ fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<EnrollToken, StoreErr
     })
 }
 
-impl SqliteStore {
+#[async_trait]
+impl EnrollStore for SqliteStore {
     /// Stores a new token (`token` with its id unset, `token_sha256` what is kept of it) and
     /// the audit entry; its id.
-    pub async fn create_enroll_token(
+    async fn create_enroll_token(
         &self,
         token: &EnrollToken,
         token_sha256: &str,
@@ -66,7 +67,7 @@ impl SqliteStore {
     /// Takes one use of the token whose SHA-256 is `token_sha256` for `host_id`, with the
     /// audit entry, if the token is active at `now_ms`; otherwise its state (`None`: no
     /// such token).
-    pub async fn consume_enroll_token(
+    async fn consume_enroll_token(
         &self,
         token_sha256: &str,
         host_id: &str,
@@ -112,7 +113,7 @@ impl SqliteStore {
     }
 
     /// Every token, oldest first.
-    pub async fn list_enroll_tokens(&self) -> Result<Vec<EnrollToken>, StoreError> {
+    async fn list_enroll_tokens(&self) -> Result<Vec<EnrollToken>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM enroll_tokens ORDER BY id"))
             .fetch_all(&self.pool)
             .await?;
@@ -121,7 +122,7 @@ impl SqliteStore {
 
     /// Revokes token `id` with the audit entry; `false` if there is no such token or it was
     /// revoked already.
-    pub async fn revoke_enroll_token(
+    async fn revoke_enroll_token(
         &self,
         id: i64,
         audit: &NewAuditEntry,

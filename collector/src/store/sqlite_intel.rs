@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::StoreError;
 use super::sqlite::{COLLECTOR, SqliteStore, Tx, insert_audit, insert_history, parse_state};
+use super::{BundleStore, IntelStore, StoreError, async_trait};
 use crate::findings::FindingState;
 use crate::intel::iplist::{self, ParsedList};
 use crate::intel::matcher::MatcherBuilder;
@@ -20,10 +20,32 @@ use crate::model::{
 const LIST_COLUMNS: &str = "id, source, version, file_name, format, sha256, imported_ms, imported_by, \
      entries, bad_lines, domains, retired_ms, retired_by";
 
-impl SqliteStore {
+/// What the newest bundle of `kind` with `version` holds (see `bundles.members`); `None`:
+/// no such bundle (the agent's own files, or none).
+pub(super) async fn bundle_members(
+    tx: &mut Tx<'_>,
+    kind: &str,
+    version: &str,
+) -> Result<Option<HashSet<String>>, StoreError> {
+    let text: Option<String> = sqlx::query_scalar(
+        "SELECT members FROM bundles WHERE kind = ? AND version = ? ORDER BY id DESC LIMIT 1",
+    )
+    .bind(kind)
+    .bind(version)
+    .fetch_optional(&mut **tx)
+    .await?;
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("bundles.members of {kind} {version}: {e}")))
+    })
+    .transpose()
+}
+
+#[async_trait]
+impl IntelStore for SqliteStore {
     /// Stores a list and its entries as the source's next version (retiring the source's
     /// earlier lists when asked), with an audit entry, in one transaction.
-    pub async fn import_ip_list(
+    async fn import_ip_list(
         &self,
         list: &NewIpList,
         parsed: &ParsedList,
@@ -99,7 +121,7 @@ impl SqliteStore {
     }
 
     /// Retires a list: its entries no longer match. Refused for an unknown or retired list.
-    pub async fn retire_ip_list(
+    async fn retire_ip_list(
         &self,
         id: i64,
         actor: &str,
@@ -140,7 +162,7 @@ impl SqliteStore {
     }
 
     /// Every list, active and retired, oldest first.
-    pub async fn ip_lists(&self) -> Result<Vec<IpList>, StoreError> {
+    async fn ip_lists(&self) -> Result<Vec<IpList>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {LIST_COLUMNS} FROM ip_lists ORDER BY id"))
             .fetch_all(&self.pool)
             .await?;
@@ -149,7 +171,7 @@ impl SqliteStore {
 
     /// The matcher of every active list's entries, built from each list's blob (a list can
     /// hold millions of entries: they are never all held as rows or `ActiveEntry` values).
-    pub async fn active_ip_matcher(&self) -> Result<IpMatcher, StoreError> {
+    async fn active_ip_matcher(&self) -> Result<IpMatcher, StoreError> {
         let lists: Vec<(i64, String, i64, i64)> = sqlx::query_as(
             "SELECT id, source, version, entries FROM ip_lists WHERE retired_ms IS NULL ORDER BY id",
         )
@@ -181,10 +203,10 @@ impl SqliteStore {
     /// Each host's addresses, egress address and latest sockets (one host, or all), keeping
     /// only the sockets whose remote address `keep` accepts: a fleet has hundreds of thousands
     /// of sockets, and a row is decoded whole only when kept.
-    pub async fn host_net_facts(
+    async fn host_net_facts(
         &self,
         host_id: Option<&str>,
-        keep: &(dyn Fn(&str) -> bool + Sync),
+        keep: &(dyn for<'s> Fn(&'s str) -> bool + Sync),
     ) -> Result<Vec<HostNetFacts>, StoreError> {
         let hosts = match host_id {
             Some(id) => {
@@ -279,7 +301,7 @@ impl SqliteStore {
     /// the host's own or egress address and the host no longer has it, or (3) it was a
     /// connection, none is seen now, and a complete sweep of the host started after the last
     /// one was seen (the sweep followed the lead; its own findings say what it found).
-    pub async fn apply_botnet_matches(
+    async fn apply_botnet_matches(
         &self,
         results: &[(String, Vec<BotnetMatch>)],
         listed: &(dyn Fn(IpAddr) -> bool + Sync),
@@ -335,31 +357,11 @@ impl SqliteStore {
     }
 }
 
-/// What the newest bundle of `kind` with `version` holds (see `bundles.members`); `None`:
-/// no such bundle (the agent's own files, or none).
-pub(super) async fn bundle_members(
-    tx: &mut Tx<'_>,
-    kind: &str,
-    version: &str,
-) -> Result<Option<HashSet<String>>, StoreError> {
-    let text: Option<String> = sqlx::query_scalar(
-        "SELECT members FROM bundles WHERE kind = ? AND version = ? ORDER BY id DESC LIMIT 1",
-    )
-    .bind(kind)
-    .bind(version)
-    .fetch_optional(&mut **tx)
-    .await?;
-    text.map(|text| {
-        serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("bundles.members of {kind} {version}: {e}")))
-    })
-    .transpose()
-}
-
-impl SqliteStore {
+#[async_trait]
+impl BundleStore for SqliteStore {
     /// Stores a signed bundle (the newest of its kind is the current one), with an audit
     /// entry.
-    pub async fn save_bundle(
+    async fn save_bundle(
         &self,
         bundle: &BundleRecord,
         members: &[String],
@@ -413,7 +415,7 @@ impl SqliteStore {
 
     /// The version of the newest bundle of `kind`, without its bytes (asked on every agent
     /// connect).
-    pub async fn current_bundle_version(&self, kind: &str) -> Result<Option<String>, StoreError> {
+    async fn current_bundle_version(&self, kind: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT version FROM bundles WHERE kind = ? ORDER BY id DESC LIMIT 1",
         )
@@ -423,7 +425,7 @@ impl SqliteStore {
     }
 
     /// The newest bundle of `kind`.
-    pub async fn current_bundle(&self, kind: &str) -> Result<Option<BundleRecord>, StoreError> {
+    async fn current_bundle(&self, kind: &str) -> Result<Option<BundleRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, kind, name, version, created_ms, created_by, files, items, bytes, payload, signature \
              FROM bundles WHERE kind = ? ORDER BY id DESC LIMIT 1",
@@ -452,7 +454,7 @@ impl SqliteStore {
     /// Records what a host's agent said of a bundle kind. A refusal is kept with the refused
     /// version until the host runs another one, so that the collector does not offer the
     /// refused version again on every connect.
-    pub async fn record_bundle_report(
+    async fn record_bundle_report(
         &self,
         host_id: &str,
         report: &BundleReport,
@@ -486,7 +488,7 @@ impl SqliteStore {
 
     /// Every host with what it runs, as its agent last said.
     /// Notes that bundle `version` of `kind` was put on the host's stream.
-    pub async fn record_bundle_offer(
+    async fn record_bundle_offer(
         &self,
         host_id: &str,
         kind: &str,
@@ -511,7 +513,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn host_bundles(&self) -> Result<Vec<HostBundleState>, StoreError> {
+    async fn host_bundles(&self) -> Result<Vec<HostBundleState>, StoreError> {
         let rows = sqlx::query(
             "SELECT h.host_id, h.connected, b.kind, b.version, b.since_ms, b.refused_version, b.error, \
                  b.offered_version \
@@ -561,7 +563,7 @@ impl SqliteStore {
     }
 
     /// The version of `kind` a host refused last (empty: none).
-    pub async fn answered_bundle(
+    async fn answered_bundle(
         &self,
         host_id: &str,
         kind: &str,
@@ -580,7 +582,7 @@ impl SqliteStore {
         Ok(found.is_some())
     }
 
-    pub async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError> {
+    async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError> {
         let refused: Option<String> = sqlx::query_scalar(
             "SELECT refused_version FROM host_bundles WHERE host_id = ? AND kind = ?",
         )
@@ -814,6 +816,7 @@ mod tests {
     use crate::intel::iplist::{ListFormat, parse};
     use crate::intel::match_host;
     use crate::model::{ConnectionReport, FindingFilter, FindingKind, HostHello, SweepReport};
+    use crate::store::{FindingStore, FleetStore, InventoryStore, SweepStore};
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();

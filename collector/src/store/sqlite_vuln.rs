@@ -4,15 +4,31 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::StoreError;
 use super::sqlite::{SqliteStore, insert_audit};
+use super::{StoreError, VulnStore, async_trait};
 use crate::model::NewAuditEntry;
 use crate::vuln::product::HostOs;
 use crate::vuln::{Advisory, HostSoftware, StoredAdvisory};
 
 impl SqliteStore {
+    /// Runs `sql`, binding `host_id` as `?1` when there is one.
+    async fn fetch_for(
+        &self,
+        sql: &str,
+        host_id: Option<&str>,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+        let mut query = sqlx::query(sql);
+        if let Some(id) = host_id {
+            query = query.bind(id);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+}
+
+#[async_trait]
+impl VulnStore for SqliteStore {
     /// The stored month `id`, without its body.
-    pub async fn advisory(&self, id: &str) -> Result<Option<StoredAdvisory>, StoreError> {
+    async fn advisory(&self, id: &str) -> Result<Option<StoredAdvisory>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT id, title, revision, current_release, file_name, format, sha256, imported_ms, \
                  imported_by, cves, products, fixes FROM advisories WHERE id = ?",
@@ -40,7 +56,7 @@ impl SqliteStore {
     }
 
     /// Stores a month (replacing an earlier revision of it), with an audit entry.
-    pub async fn save_advisory(
+    async fn save_advisory(
         &self,
         record: &StoredAdvisory,
         advisory: &Advisory,
@@ -93,7 +109,7 @@ impl SqliteStore {
     }
 
     /// Every stored month, as the assessment reads them.
-    pub async fn advisories(&self) -> Result<Vec<Advisory>, StoreError> {
+    async fn advisories(&self) -> Result<Vec<Advisory>, StoreError> {
         let rows = sqlx::query("SELECT id, body FROM advisories ORDER BY current_release")
             .fetch_all(&self.pool)
             .await?;
@@ -108,10 +124,7 @@ impl SqliteStore {
     }
 
     /// OS facts, installed updates and programs of one host, or of every host (in host order).
-    pub async fn host_software(
-        &self,
-        host_id: Option<&str>,
-    ) -> Result<Vec<HostSoftware>, StoreError> {
+    async fn host_software(&self, host_id: Option<&str>) -> Result<Vec<HostSoftware>, StoreError> {
         let only = if host_id.is_some() {
             "WHERE h.host_id = ?1"
         } else {
@@ -175,18 +188,5 @@ impl SqliteStore {
             }
         }
         Ok(out)
-    }
-
-    /// Runs `sql`, binding `host_id` as `?1` when there is one.
-    async fn fetch_for(
-        &self,
-        sql: &str,
-        host_id: Option<&str>,
-    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
-        let mut query = sqlx::query(sql);
-        if let Some(id) = host_id {
-            query = query.bind(id);
-        }
-        Ok(query.fetch_all(&self.pool).await?)
     }
 }
