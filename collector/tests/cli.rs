@@ -103,11 +103,13 @@ fn serve_refuses_missing_pki_and_bad_config() {
         "--pki",
         &pki,
         "--db",
-        "postgres://localhost/hygiene",
+        // Nothing listens on port 1: the error names the database and why.
+        "postgres://127.0.0.1:1/hygiene",
     ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr(&output).contains("PostgreSQL is not supported yet"),
+        stderr(&output).contains("database postgres://127.0.0.1:1/hygiene: ")
+            && stderr(&output).contains("refused"),
         "{}",
         stderr(&output)
     );

@@ -4,22 +4,58 @@
 //! Every write an agent message causes is idempotent (upserts keyed by what the message
 //! describes), because agents resend whatever was not acknowledged.
 //!
-//! SQLite (embedded, WAL) is the default and only backend so far; a PostgreSQL backend slots in
-//! behind the same methods.
+//! The methods are grouped in per-area traits ([`FleetStore`], [`FindingStore`], ...) that a
+//! backend implements; [`SqlStore`] implements them all for SQLite (embedded, WAL, the
+//! default) and PostgreSQL (several collector replicas on one database), with the same
+//! statements wherever the two engines agree.
 
-mod sqlite;
-mod sqlite_allow;
-mod sqlite_certs;
-mod sqlite_enroll;
-mod sqlite_intel;
-mod sqlite_vuln;
+/// Runs each named test case, an `async fn(SqlStore)` of the calling module, on a fresh SQLite
+/// file and on a fresh PostgreSQL database ([`test_db`]): the store's conformance suite.
+#[cfg(test)]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+                    let store = crate::store::SqlStore::open(&url).await.unwrap();
+                    super::$case(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = crate::store::test_db::TestDatabase::create().await else {
+                        return;
+                    };
+                    let store = crate::store::SqlStore::open(&db.url()).await.unwrap();
+                    super::$case(store).await;
+                }
+            )*
+        }
+    };
+}
+
+mod query;
+mod sql;
+mod sql_allow;
+mod sql_certs;
+mod sql_enroll;
+mod sql_intel;
+mod sql_vuln;
+#[doc(hidden)]
+pub mod test_db;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use async_trait::async_trait;
 
-pub use sqlite::SqliteStore;
+pub use sql::{Dialect, SqlStore};
 
 use crate::findings::{AdminChange, HostStatus};
 use crate::intel::iplist::ParsedList;
@@ -34,24 +70,24 @@ use crate::model::{FindingChange, RemediationOrders, RemediationReport, SpoolDro
 use crate::sweep::{NewSweep, SweepOrders, SweepRecord};
 use crate::vuln::{Advisory, HostSoftware, StoredAdvisory};
 
+/// The store's errors. Each says its cause in its own message (and keeps it out of the
+/// `source` chain), so that a caller printing the chain says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database {url}: {source}")]
-    Open { url: String, source: sqlx::Error },
-    #[error("database {url}: migration failed: {source}")]
+    #[error("database {url}: {cause}")]
+    Open { url: String, cause: sqlx::Error },
+    #[error("database {url}: migration failed: {cause}")]
     Migrate {
         url: String,
-        source: sqlx::migrate::MigrateError,
+        cause: sqlx::migrate::MigrateError,
     },
-    #[error("database {url}: PostgreSQL is not supported yet; use an sqlite:// URL or a file path")]
-    Unsupported { url: String },
-    #[error("{path}: cannot create the database directory: {source}")]
+    #[error("{path}: cannot create the database directory: {cause}")]
     Directory {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("database query failed: {0}")]
-    Query(#[from] sqlx::Error),
+    Query(sqlx::Error),
     #[error("database holds a value it cannot read back: {0}")]
     Corrupt(String),
     #[error("no host {}: the collector has never seen it", .0.join(", "))]
@@ -62,6 +98,13 @@ pub enum StoreError {
     #[error("{0}")]
     Refused(String),
 }
+
+impl From<sqlx::Error> for StoreError {
+    fn from(cause: sqlx::Error) -> Self {
+        StoreError::Query(cause)
+    }
+}
+
 /// Everything the collector persists: one value per backend, behind [`Store`].
 pub trait Backend:
     FleetStore
@@ -100,16 +143,16 @@ impl<T> Backend for T where
 pub struct Store(Arc<dyn Backend>);
 
 impl Store {
-    /// Opens the database at `url` (`sqlite://PATH`, `sqlite:PATH` or a plain file path),
-    /// creating it if needed, and brings its schema up to date.
+    /// Opens the database at `url` (`postgres://...`, or SQLite as `sqlite://PATH`,
+    /// `sqlite:PATH` or a plain file path, created if needed) and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::Unsupported {
-                url: url.to_owned(),
-            });
-        }
-        Ok(Store(Arc::new(SqliteStore::open(url).await?)))
+        Ok(Store(Arc::new(SqlStore::open(url).await?)))
     }
+}
+
+/// Whether `url` names a PostgreSQL database (anything else is an SQLite file).
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 impl std::ops::Deref for Store {

@@ -3,17 +3,17 @@
 
 use sqlx::Row;
 
-use super::sqlite::{SqliteStore, insert_audit};
+use super::sql::{SqlStore, insert_audit};
 use super::{CertStore, StoreError, async_trait};
 use crate::certs::HostCert;
 use crate::model::NewAuditEntry;
 
 #[async_trait]
-impl CertStore for SqliteStore {
+impl CertStore for SqlStore {
     /// Every certificate `host_id` has presented.
     async fn host_certs(&self, host_id: &str) -> Result<Vec<HostCert>, StoreError> {
         let rows = sqlx::query(
-            "SELECT serial, not_before_ms, revoked_ms FROM host_certs WHERE host_id = ? ORDER BY not_before_ms",
+            "SELECT serial, not_before_ms, revoked_ms FROM host_certs WHERE host_id = $1 ORDER BY not_before_ms",
         )
         .bind(host_id)
         .fetch_all(&self.pool)
@@ -38,7 +38,7 @@ impl CertStore for SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO host_certs (serial, host_id, not_before_ms, first_seen_ms, last_seen_ms) \
-             VALUES (?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (serial) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
         )
         .bind(&cert.serial)
@@ -65,7 +65,7 @@ impl CertStore for SqliteStore {
     ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.write().await?;
         let candidates: Vec<String> = sqlx::query_scalar(
-            "SELECT serial FROM host_certs WHERE host_id = ? AND revoked_ms IS NULL",
+            "SELECT serial FROM host_certs WHERE host_id = $1 AND revoked_ms IS NULL",
         )
         .bind(host_id)
         .fetch_all(&mut *tx)
@@ -76,7 +76,7 @@ impl CertStore for SqliteStore {
             .collect();
         for serial in &revoked {
             sqlx::query(
-                "UPDATE host_certs SET revoked_ms = ?, revoked_by = ?, revoke_note = ? WHERE serial = ?",
+                "UPDATE host_certs SET revoked_ms = $1, revoked_by = $2, revoke_note = $3 WHERE serial = $4",
             )
             .bind(now_ms)
             .bind(by)
@@ -86,7 +86,7 @@ impl CertStore for SqliteStore {
             .await?;
         }
         if serials.is_none() {
-            sqlx::query("UPDATE hosts SET certs_revoked_before_ms = ? WHERE host_id = ?")
+            sqlx::query("UPDATE hosts SET certs_revoked_before_ms = $1 WHERE host_id = $2")
                 .bind(crate::certs::revoked_before(now_ms))
                 .bind(host_id)
                 .execute(&mut *tx)
@@ -111,7 +111,7 @@ impl CertStore for SqliteStore {
     /// Before when `hosts revoke` revoked the host's certificates, if it did.
     async fn certs_revoked_before(&self, host_id: &str) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT certs_revoked_before_ms FROM hosts WHERE host_id = ?",
+            "SELECT certs_revoked_before_ms FROM hosts WHERE host_id = $1",
         )
         .bind(host_id)
         .fetch_optional(&self.pool)
@@ -123,8 +123,8 @@ impl CertStore for SqliteStore {
     async fn remove_host(&self, host_id: &str, audit: &NewAuditEntry) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let changed = sqlx::query(
-            "UPDATE hosts SET removed_ms = ?, removed_by = ?, remove_note = ?, connected = 0 \
-             WHERE host_id = ? AND removed_ms IS NULL",
+            "UPDATE hosts SET removed_ms = $1, removed_by = $2, remove_note = $3, connected = 0 \
+             WHERE host_id = $4 AND removed_ms IS NULL",
         )
         .bind(audit.at_ms)
         .bind(&audit.actor)
@@ -143,7 +143,7 @@ impl CertStore for SqliteStore {
 
     /// Whether the collector knows `host_id`.
     async fn host_exists(&self, host_id: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT 1 FROM hosts WHERE host_id = ?")
+        Ok(sqlx::query("SELECT 1 FROM hosts WHERE host_id = $1")
             .bind(host_id)
             .fetch_optional(&self.pool)
             .await?

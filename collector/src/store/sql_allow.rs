@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::sqlite::{SqliteStore, Tx, insert_audit, insert_history, parse_state};
+use super::sql::{SqlStore, Tx, insert_audit, insert_history, parse_state};
 use super::{AllowStore, StoreError, async_trait};
 use crate::allowlist::{AllowEntry, AllowMatch, FileFinding};
 use crate::findings::FindingState;
@@ -11,7 +11,7 @@ use crate::model::NewAuditEntry;
 const ENTRY_COLUMNS: &str =
     "id, kind, value, host_id, note, created_ms, created_by, expires_ms, removed_ms, removed_by";
 
-fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AllowEntry, StoreError> {
+fn entry_from_row(row: &sqlx::any::AnyRow) -> Result<AllowEntry, StoreError> {
     let kind: String = row.try_get("kind")?;
     let value: String = row.try_get("value")?;
     let removed_ms: Option<i64> = row.try_get("removed_ms")?;
@@ -36,7 +36,7 @@ pub(super) async fn active_entries(
 ) -> Result<Vec<AllowEntry>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {ENTRY_COLUMNS} FROM allowlist WHERE removed_ms IS NULL \
-         AND (expires_ms IS NULL OR expires_ms > ?) ORDER BY id"
+         AND (expires_ms IS NULL OR expires_ms > $1) ORDER BY id"
     ))
     .bind(now_ms)
     .fetch_all(&mut **tx)
@@ -45,7 +45,7 @@ pub(super) async fn active_entries(
 }
 
 #[async_trait]
-impl AllowStore for SqliteStore {
+impl AllowStore for SqlStore {
     /// Adds an entry and makes every finding it matches now (open, quarantine asked for or
     /// done) a false positive, naming it in their history; audited. Returns the entry and the
     /// findings it changed.
@@ -56,7 +56,7 @@ impl AllowStore for SqliteStore {
     ) -> Result<(AllowEntry, Vec<i64>), StoreError> {
         let mut tx = self.write().await?;
         if let Some(host) = &entry.host_id {
-            let known = sqlx::query("SELECT 1 FROM hosts WHERE host_id = ?")
+            let known = sqlx::query("SELECT 1 FROM hosts WHERE host_id = $1")
                 .bind(host)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -66,7 +66,7 @@ impl AllowStore for SqliteStore {
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO allowlist (kind, value, host_id, note, created_ms, created_by, expires_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(entry.matcher.kind())
         .bind(entry.matcher.value())
@@ -110,8 +110,8 @@ impl AllowStore for SqliteStore {
             let finding_id: i64 = row.try_get("id")?;
             let from = parse_state(&row.try_get::<String, _>("state")?)?;
             sqlx::query(
-                "UPDATE findings SET state = 'false_positive', state_changed_ms = ?, \
-                     remediation_error = NULL WHERE id = ?",
+                "UPDATE findings SET state = 'false_positive', state_changed_ms = $1, \
+                     remediation_error = NULL WHERE id = $2",
             )
             .bind(now_ms)
             .bind(finding_id)
@@ -169,7 +169,7 @@ impl AllowStore for SqliteStore {
     async fn remove_allow(&self, id: i64, actor: &str, now_ms: i64) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let done = sqlx::query(
-            "UPDATE allowlist SET removed_ms = ?, removed_by = ? WHERE id = ? AND removed_ms IS NULL",
+            "UPDATE allowlist SET removed_ms = $1, removed_by = $2 WHERE id = $3 AND removed_ms IS NULL",
         )
         .bind(now_ms)
         .bind(actor)

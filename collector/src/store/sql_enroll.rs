@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::sqlite::{SqliteStore, insert_audit};
+use super::sql::{SqlStore, insert_audit};
 use super::{EnrollStore, StoreError, async_trait};
 use crate::enroll::EnrollToken;
 use crate::model::NewAuditEntry;
@@ -10,7 +10,7 @@ use crate::model::NewAuditEntry;
 const COLUMNS: &str = "id, label, uses_allowed, uses, expires_ms, group_name, created_ms, \
                        created_by, revoked_ms, revoked_by";
 
-fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<EnrollToken, StoreError> {
+fn token_from_row(row: &sqlx::any::AnyRow) -> Result<EnrollToken, StoreError> {
     let revoked_ms: Option<i64> = row.try_get("revoked_ms")?;
     let revoked_by: Option<String> = row.try_get("revoked_by")?;
     let count = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
@@ -28,7 +28,7 @@ fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<EnrollToken, StoreErr
 }
 
 #[async_trait]
-impl EnrollStore for SqliteStore {
+impl EnrollStore for SqlStore {
     /// Stores a new token (`token` with its id unset, `token_sha256` what is kept of it) and
     /// the audit entry; its id.
     async fn create_enroll_token(
@@ -40,7 +40,7 @@ impl EnrollStore for SqliteStore {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO enroll_tokens (label, token_sha256, uses_allowed, expires_ms, group_name, \
-                 created_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 created_ms, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(&token.label)
         .bind(token_sha256)
@@ -75,7 +75,7 @@ impl EnrollStore for SqliteStore {
     ) -> Result<Result<EnrollToken, Option<crate::enroll::TokenState>>, StoreError> {
         let mut tx = self.write().await?;
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM enroll_tokens WHERE token_sha256 = ?"
+            "SELECT {COLUMNS} FROM enroll_tokens WHERE token_sha256 = $1"
         ))
         .bind(token_sha256)
         .fetch_optional(&mut *tx)
@@ -88,7 +88,7 @@ impl EnrollStore for SqliteStore {
         if state != crate::enroll::TokenState::Active {
             return Ok(Err(Some(state)));
         }
-        sqlx::query("UPDATE enroll_tokens SET uses = uses + 1 WHERE id = ?")
+        sqlx::query("UPDATE enroll_tokens SET uses = uses + 1 WHERE id = $1")
             .bind(token.id)
             .execute(&mut *tx)
             .await?;
@@ -129,8 +129,8 @@ impl EnrollStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let changed = sqlx::query(
-            "UPDATE enroll_tokens SET revoked_ms = ?, revoked_by = ? \
-             WHERE id = ? AND revoked_ms IS NULL",
+            "UPDATE enroll_tokens SET revoked_ms = $1, revoked_by = $2 \
+             WHERE id = $3 AND revoked_ms IS NULL",
         )
         .bind(audit.at_ms)
         .bind(&audit.actor)

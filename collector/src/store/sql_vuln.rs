@@ -4,19 +4,19 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::sqlite::{SqliteStore, insert_audit};
+use super::sql::{SqlStore, insert_audit};
 use super::{StoreError, VulnStore, async_trait};
 use crate::model::NewAuditEntry;
 use crate::vuln::product::HostOs;
 use crate::vuln::{Advisory, HostSoftware, StoredAdvisory};
 
-impl SqliteStore {
+impl SqlStore {
     /// Runs `sql`, binding `host_id` as `?1` when there is one.
     async fn fetch_for(
         &self,
         sql: &str,
         host_id: Option<&str>,
-    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
         let mut query = sqlx::query(sql);
         if let Some(id) = host_id {
             query = query.bind(id);
@@ -26,12 +26,12 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl VulnStore for SqliteStore {
+impl VulnStore for SqlStore {
     /// The stored month `id`, without its body.
     async fn advisory(&self, id: &str) -> Result<Option<StoredAdvisory>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT id, title, revision, current_release, file_name, format, sha256, imported_ms, \
-                 imported_by, cves, products, fixes FROM advisories WHERE id = ?",
+                 imported_by, cves, products, fixes FROM advisories WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -65,9 +65,15 @@ impl VulnStore for SqliteStore {
             .map_err(|e| StoreError::Corrupt(format!("advisory {}: {e}", advisory.id)))?;
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO advisories (id, title, revision, current_release, file_name, \
+            "INSERT INTO advisories (id, title, revision, current_release, file_name, \
                  format, sha256, imported_ms, imported_by, cves, products, fixes, body) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (id) DO UPDATE SET title = excluded.title, revision = excluded.revision, \
+                 current_release = excluded.current_release, file_name = excluded.file_name, \
+                 format = excluded.format, sha256 = excluded.sha256, \
+                 imported_ms = excluded.imported_ms, imported_by = excluded.imported_by, \
+                 cves = excluded.cves, products = excluded.products, fixes = excluded.fixes, \
+                 body = excluded.body",
         )
         .bind(&record.id)
         .bind(&record.title)
@@ -126,13 +132,13 @@ impl VulnStore for SqliteStore {
     /// OS facts, installed updates and programs of one host, or of every host (in host order).
     async fn host_software(&self, host_id: Option<&str>) -> Result<Vec<HostSoftware>, StoreError> {
         let only = if host_id.is_some() {
-            "WHERE h.host_id = ?1"
+            "WHERE h.host_id = $1"
         } else {
             "WHERE h.removed_ms IS NULL"
         };
         let sql = format!(
             "SELECT h.host_id, h.hostname, i.family, i.product_name, i.display_version, i.build, \
-                 i.arch, i.installation_type, i.host_id IS NOT NULL AS has_inventory \
+                 i.arch, i.installation_type, CASE WHEN i.host_id IS NULL THEN 0 ELSE 1 END AS has_inventory \
              FROM hosts h LEFT JOIN host_inventory i ON i.host_id = h.host_id {only} \
              ORDER BY h.host_id"
         );
@@ -141,7 +147,7 @@ impl VulnStore for SqliteStore {
         let mut index = HashMap::with_capacity(hosts.len());
         for row in hosts {
             let host_id: String = row.try_get("host_id")?;
-            let os = if row.try_get::<bool, _>("has_inventory")? {
+            let os = if row.try_get::<i64, _>("has_inventory")? != 0 {
                 Some(HostOs {
                     family: row.try_get("family")?,
                     product_name: row.try_get("product_name")?,
@@ -163,7 +169,7 @@ impl VulnStore for SqliteStore {
             });
         }
         let only = if host_id.is_some() {
-            "WHERE host_id = ?1"
+            "WHERE host_id = $1"
         } else {
             ""
         };

@@ -1,15 +1,17 @@
-//! The embedded SQLite backend: one file, WAL journal, migrations from `migrations/sqlite`.
+//! The SQL backend: one implementation for both engines, SQLite (embedded, one file, WAL) and
+//! PostgreSQL (shared by collector replicas). Queries are written once, in the SQL both speak
+//! (`$N` parameters, `ON CONFLICT`, `RETURNING`); where the engines differ, [`Dialect`] says
+//! how. Each engine has its own migrations: `migrations/sqlite`, `migrations/postgres`.
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
+use sqlx::AnyPool;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::SqliteConnectOptions;
 
+use super::query::SqlBuilder;
 use super::{
     AuditStore, FindingStore, FleetStore, InventoryStore, StoreError, SweepStore, async_trait,
 };
@@ -31,16 +33,79 @@ use crate::sweep::{
 };
 use crate::version::Scheme;
 
-pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// Rows per multi-row INSERT: at up to 9 values a row, far below SQLite's limit of 32,766
-/// bound parameters.
+/// bound parameters and PostgreSQL's of 65,535.
 pub(super) const ROWS_PER_INSERT: usize = 500;
 
-#[derive(Clone)]
-pub struct SqliteStore {
-    pub(super) pool: SqlitePool,
+/// Which engine a [`SqlStore`] talks to, for the few statements they write differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
 }
+
+impl Dialect {
+    /// The larger of two values: SQLite's two-argument `max`, PostgreSQL's `GREATEST`.
+    pub(super) fn greatest(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "max",
+            Dialect::Postgres => "GREATEST",
+        }
+    }
+
+    /// The distinct values of a text column joined with commas (an aggregate).
+    pub(super) fn join_distinct(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("group_concat(DISTINCT {column})"),
+            Dialect::Postgres => format!("string_agg(DISTINCT {column}, ',')"),
+        }
+    }
+
+    /// A table source of the elements of a JSON array held in `json` (an expression), as
+    /// `value`: texts for an array of strings, JSON for an array of objects.
+    pub(super) fn json_elements(self, json: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_each({json})"),
+            Dialect::Postgres => format!("jsonb_array_elements(CAST({json} AS jsonb))"),
+        }
+    }
+
+    /// Element `index` of a JSON array (an expression), as text.
+    pub(super) fn json_item(self, json: &str, index: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({json}, '$[{index}]')"),
+            Dialect::Postgres => format!("({json} ->> {index})"),
+        }
+    }
+
+    /// Field `name` of a JSON object (an expression), as text.
+    pub(super) fn json_field(self, json: &str, name: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({json}, '$.{name}')"),
+            Dialect::Postgres => format!("({json} ->> '{name}')"),
+        }
+    }
+
+    /// The column that orders a history table's rows as they were inserted.
+    pub(super) fn insertion_order(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "rowid",
+            Dialect::Postgres => "seq",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SqlStore {
+    pub(super) pool: AnyPool,
+    pub(super) dialect: Dialect,
+}
+
+/// Every writer takes this PostgreSQL advisory lock for its transaction, so that writes are
+/// serialised across replicas as SQLite serialises them (see [`SqlStore::write`]).
+const PG_WRITE_LOCK: i64 = 0x0068_7967_6965_6e65; // "hygiene"
 
 const HOST_COLUMNS: &str = "h.host_id, h.removed_ms, h.hostname, h.os_name, h.os_version, h.kernel_version, h.arch, \
      h.ip_addresses, h.agent_version, h.peer_address, h.first_seen_ms, h.last_seen_ms, h.connected, \
@@ -59,53 +124,96 @@ const FINDING_COLUMNS: &str = "id, host_id, kind, path, path_raw, sha256, size, 
      first_seen_ms, last_seen_ms, state_changed_ms, quarantine_id, remediation_error, restore_requested_ms, sweep_id, \
      list_id, evidence";
 
-impl SqliteStore {
+impl SqlStore {
+    /// Opens the database at `url`: `postgres://...` / `postgresql://...`, or SQLite as
+    /// `sqlite://PATH`, `sqlite:PATH` or a plain file path (created if needed). Brings the
+    /// schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let open_error = |source| StoreError::Open {
+        sqlx::any::install_default_drivers();
+        let open_error = |cause| StoreError::Open {
             url: url.to_owned(),
-            source,
+            cause,
         };
-        let options = if url.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url).map_err(open_error)?
+        let migrate_error = |cause| StoreError::Migrate {
+            url: url.to_owned(),
+            cause,
+        };
+        if super::is_postgres(url) {
+            let options = AnyConnectOptions::from_str(url).map_err(open_error)?;
+            // One connection first: a pool retries until its timeout and then says only that
+            // it timed out; this says why (refused, no such database, authentication).
+            sqlx::ConnectOptions::connect(&options)
+                .await
+                .map_err(open_error)?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .connect_with(options)
+                .await
+                .map_err(open_error)?;
+            // sqlx's migrator holds an advisory lock while it runs: replicas starting together
+            // create the schema once.
+            sqlx::migrate!("./migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(migrate_error)?;
+            return Ok(SqlStore {
+                pool,
+                dialect: Dialect::Postgres,
+            });
+        }
+        let file = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url)
+                .map_err(open_error)?
+                .get_filename()
+                .to_path_buf()
         } else {
-            SqliteConnectOptions::new().filename(url)
+            Path::new(url).to_path_buf()
         };
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        if let Some(parent) = Path::new(options.get_filename())
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+        let file = std::path::absolute(&file).map_err(|cause| StoreError::Directory {
+            path: file.clone(),
+            cause,
+        })?;
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(|cause| StoreError::Directory {
                 path: parent.to_path_buf(),
-                source,
+                cause,
             })?;
         }
-        let pool = SqlitePoolOptions::new()
+        let options = AnyConnectOptions::from_str(&sqlite_url(&file)).map_err(open_error)?;
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)))
             .connect_with(options)
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate {
-                url: url.to_owned(),
-                source,
-            })?;
-        Ok(SqliteStore { pool })
+            .map_err(migrate_error)?;
+        Ok(SqlStore {
+            pool,
+            dialect: Dialect::Sqlite,
+        })
     }
 
-    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock at once, waiting up to the
-    /// busy timeout: a deferred transaction that reads before it writes fails at once with
-    /// SQLITE_BUSY ("database is locked") when another connection wrote after its read began,
-    /// which agents reporting while an admin imports a list make routine.
+    /// A write transaction, serialised with every other writer. On SQLite `BEGIN IMMEDIATE`
+    /// takes the write lock at once, waiting up to the busy timeout: a deferred transaction
+    /// that reads before it writes fails at once with SQLITE_BUSY ("database is locked") when
+    /// another connection wrote after its read began, which agents reporting while an admin
+    /// imports a list make routine. On PostgreSQL a transaction-scoped advisory lock does the
+    /// same across replicas, so that read-then-write transactions see what they update.
     pub(super) async fn write(&self) -> Result<Tx<'static>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        match self.dialect {
+            Dialect::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PG_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 
     /// The botnet list matches of one host or of all, by host: open and resolved ones (false
@@ -114,14 +222,14 @@ impl SqliteStore {
         &self,
         host_id: Option<&str>,
     ) -> Result<std::collections::HashMap<String, Vec<BotnetLead>>, StoreError> {
-        let mut query = sqlx::QueryBuilder::new(
+        let mut query = SqlBuilder::new(
             "SELECT host_id, state, namespace, first_seen_ms, state_changed_ms, last_seen_ms \
              FROM findings WHERE kind = 'botnet_ip' AND state <> 'false_positive'",
         );
         if let Some(host_id) = host_id {
             query.push(" AND host_id = ").push_bind(host_id);
         }
-        let rows = query.build().fetch_all(&self.pool).await?;
+        let rows = query.build()?.fetch_all(&self.pool).await?;
         let mut leads: std::collections::HashMap<String, Vec<BotnetLead>> = Default::default();
         for row in rows {
             let state = state_of(&row)?;
@@ -148,7 +256,7 @@ impl SqliteStore {
         name: &str,
         version: &str,
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let rows = sqlx::query("SELECT host_id, version, manager FROM packages WHERE name = ?")
+        let rows = sqlx::query("SELECT host_id, version, manager FROM packages WHERE name = $1")
             .bind(name)
             .fetch_all(&self.pool)
             .await?;
@@ -167,7 +275,7 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl SqlStore {
     async fn sweep_targets(&self, sweep_id: &str) -> Result<Vec<TargetRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.host_id, t.delivered_ms, h.connected, \
@@ -182,7 +290,7 @@ impl SqliteStore {
              LEFT JOIN sweep_reports r ON r.host_id = t.host_id AND r.sweep_id = t.sweep_id \
              LEFT JOIN sweep_reports prev ON prev.host_id = t.host_id \
                  AND prev.sweep_id = h.complete_sweep_id AND prev.sweep_id <> t.sweep_id \
-             WHERE t.sweep_id = ? ORDER BY t.host_id",
+             WHERE t.sweep_id = $1 ORDER BY t.host_id",
         )
         .bind(sweep_id)
         .fetch_all(&self.pool)
@@ -244,7 +352,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl FleetStore for SqliteStore {
+impl FleetStore for SqlStore {
     async fn reset_connections(&self) -> Result<(), StoreError> {
         sqlx::query("UPDATE hosts SET connected = 0 WHERE connected <> 0")
             .execute(&self.pool)
@@ -257,7 +365,7 @@ impl FleetStore for SqliteStore {
         let row = sqlx::query(
             "INSERT INTO hosts (host_id, hostname, os_name, os_version, kernel_version, arch, ip_addresses, \
                  agent_version, boot_time, peer_address, first_seen_ms, last_seen_ms, connected, connection_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 1) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, 1) \
              ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname, os_name = excluded.os_name, \
                  os_version = excluded.os_version, kernel_version = excluded.kernel_version, arch = excluded.arch, \
                  ip_addresses = excluded.ip_addresses, agent_version = excluded.agent_version, \
@@ -289,21 +397,28 @@ impl FleetStore for SqliteStore {
         connection_id: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE hosts SET connected = 0, last_seen_ms = max(last_seen_ms, ?) WHERE host_id = ? AND connection_id = ?")
-            .bind(now_ms)
-            .bind(host_id)
-            .bind(connection_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE hosts SET connected = 0, last_seen_ms = {}(last_seen_ms, $1) \
+             WHERE host_id = $2 AND connection_id = $3",
+            self.dialect.greatest()
+        ))
+        .bind(now_ms)
+        .bind(host_id)
+        .bind(connection_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn touch(&self, host_id: &str, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE hosts SET last_seen_ms = max(last_seen_ms, ?) WHERE host_id = ?")
-            .bind(now_ms)
-            .bind(host_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE hosts SET last_seen_ms = {}(last_seen_ms, $1) WHERE host_id = $2",
+            self.dialect.greatest()
+        ))
+        .bind(now_ms)
+        .bind(host_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -314,13 +429,14 @@ impl FleetStore for SqliteStore {
         host_id: &str,
         dropped: &SpoolDropped,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE hosts SET spool_dropped_progress = max(spool_dropped_progress, ?), \
-                 spool_dropped_connections = max(spool_dropped_connections, ?), \
-                 spool_dropped_inventories = max(spool_dropped_inventories, ?), \
-                 spool_dropped_ms = max(coalesce(spool_dropped_ms, 0), ?) \
-             WHERE host_id = ?",
-        )
+        sqlx::query(&format!(
+            "UPDATE hosts SET spool_dropped_progress = {g}(spool_dropped_progress, $1), \
+                 spool_dropped_connections = {g}(spool_dropped_connections, $2), \
+                 spool_dropped_inventories = {g}(spool_dropped_inventories, $3), \
+                 spool_dropped_ms = {g}(coalesce(spool_dropped_ms, 0), $4) \
+             WHERE host_id = $5",
+            g = self.dialect.greatest()
+        ))
         .bind(dropped.progress as i64)
         .bind(dropped.connections as i64)
         .bind(dropped.inventories as i64)
@@ -334,7 +450,7 @@ impl FleetStore for SqliteStore {
     /// Everything known about one host; `None` for a host the collector has never seen.
     async fn host_detail(&self, host_id: &str) -> Result<Option<HostDetail>, StoreError> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {HOST_COLUMNS} FROM {HOST_FROM} WHERE h.host_id = ?"
+            "SELECT {HOST_COLUMNS} FROM {HOST_FROM} WHERE h.host_id = $1"
         ))
         .bind(host_id)
         .fetch_optional(&self.pool)
@@ -348,7 +464,7 @@ impl FleetStore for SqliteStore {
             .await?
             .remove(host_id)
             .unwrap_or_default();
-        let inventory = match sqlx::query("SELECT * FROM host_inventory WHERE host_id = ?")
+        let inventory = match sqlx::query("SELECT * FROM host_inventory WHERE host_id = $1")
             .bind(host_id)
             .fetch_optional(&self.pool)
             .await?
@@ -383,21 +499,21 @@ impl FleetStore for SqliteStore {
         let mut counts = Vec::new();
         for table in ["packages", "hotfixes", "programs"] {
             let count: i64 =
-                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE host_id = ?"))
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE host_id = $1"))
                     .bind(host_id)
                     .fetch_one(&self.pool)
                     .await?;
             counts.push(count as u64);
         }
         let last_change_seen_ms: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(t) FROM (SELECT MAX(changed_ms) AS t FROM package_history WHERE host_id = ?1 \
-             UNION ALL SELECT MAX(changed_ms) FROM hotfix_history WHERE host_id = ?1)",
+            "SELECT MAX(t) FROM (SELECT MAX(changed_ms) AS t FROM package_history WHERE host_id = $1 \
+             UNION ALL SELECT MAX(changed_ms) FROM hotfix_history WHERE host_id = $1) AS changes",
         )
         .bind(host_id)
         .fetch_one(&self.pool)
         .await?;
         let report = sqlx::query(
-            "SELECT collected_ms, count, partial_reason FROM connection_reports WHERE host_id = ?",
+            "SELECT collected_ms, count, partial_reason FROM connection_reports WHERE host_id = $1",
         )
         .bind(host_id)
         .fetch_optional(&self.pool)
@@ -412,7 +528,7 @@ impl FleetStore for SqliteStore {
         };
         let spool = sqlx::query(
             "SELECT spool_dropped_progress, spool_dropped_connections, spool_dropped_inventories, \
-                 spool_dropped_ms FROM hosts WHERE host_id = ?",
+                 spool_dropped_ms FROM hosts WHERE host_id = $1",
         )
         .bind(host_id)
         .fetch_one(&self.pool)
@@ -438,38 +554,34 @@ impl FleetStore for SqliteStore {
     }
 
     async fn list_hosts(&self, filter: &HostFilter) -> Result<Vec<Host>, StoreError> {
-        let mut conditions = Vec::new();
-        if filter.has_package.is_some() {
-            conditions.push(
-                "EXISTS (SELECT 1 FROM packages p WHERE p.host_id = h.host_id AND p.name = ?)",
-            );
-        }
-        if filter.missing_kb.is_some() {
-            // Only Windows hosts whose update list is complete can be said to miss a KB.
-            conditions.push(
-                "EXISTS (SELECT 1 FROM host_inventory i WHERE i.host_id = h.host_id \
-                     AND i.family = 'windows' AND NOT EXISTS (SELECT 1 FROM json_each(i.partial) g \
-                         WHERE json_extract(g.value, '$.source') = 'hotfixes')) \
-                 AND NOT EXISTS (SELECT 1 FROM hotfixes x WHERE x.host_id = h.host_id AND x.kb = ?)",
-            );
-        }
-        if !filter.include_removed {
-            conditions.push("h.removed_ms IS NULL");
-        }
-        let mut sql = format!("SELECT {HOST_COLUMNS} FROM {HOST_FROM}");
-        if !conditions.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conditions.join(" AND "));
-        }
-        sql.push_str(" ORDER BY h.host_id");
-        let mut query = sqlx::query(&sql);
+        let mut query = SqlBuilder::new(format!(
+            "SELECT {HOST_COLUMNS} FROM {HOST_FROM} WHERE 1 = 1"
+        ));
         if let Some(name) = &filter.has_package {
-            query = query.bind(name);
+            query
+                .push(" AND EXISTS (SELECT 1 FROM packages p WHERE p.host_id = h.host_id AND p.name = ")
+                .push_bind(name)
+                .push(")");
         }
         if let Some(kb) = &filter.missing_kb {
-            query = query.bind(kb.to_ascii_uppercase());
+            // Only Windows hosts whose update list is complete can be said to miss a KB.
+            let partial = self.dialect.json_elements("i.partial");
+            let source = self.dialect.json_field("g.value", "source");
+            query
+                .push(&format!(
+                    " AND EXISTS (SELECT 1 FROM host_inventory i WHERE i.host_id = h.host_id \
+                     AND i.family = 'windows' AND NOT EXISTS (SELECT 1 FROM {partial} g \
+                         WHERE {source} = 'hotfixes')) \
+                     AND NOT EXISTS (SELECT 1 FROM hotfixes x WHERE x.host_id = h.host_id AND x.kb = "
+                ))
+                .push_bind(kb.to_ascii_uppercase())
+                .push(")");
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        if !filter.include_removed {
+            query.push(" AND h.removed_ms IS NULL");
+        }
+        query.push(" ORDER BY h.host_id");
+        let rows = query.build()?.fetch_all(&self.pool).await?;
         let mut hosts: Vec<Host> = rows.iter().map(host_from_row).collect::<Result<_, _>>()?;
         let mut leads = self.botnet_leads(None).await?;
         for host in &mut hosts {
@@ -486,7 +598,7 @@ impl FleetStore for SqliteStore {
             .or(filter.package_below.as_ref().map(|(name, _)| name))
         {
             let rows = sqlx::query(
-                "SELECT host_id, version, arch FROM packages WHERE name = ? ORDER BY host_id, arch",
+                "SELECT host_id, version, arch FROM packages WHERE name = $1 ORDER BY host_id, arch",
             )
             .bind(name)
             .fetch_all(&self.pool)
@@ -517,7 +629,7 @@ impl FleetStore for SqliteStore {
         let mut tx = self.write().await?;
         for (status, hosts) in counts {
             sqlx::query(
-                "INSERT INTO status_snapshots (day, status, hosts, updated_ms) VALUES (?, ?, ?, ?) \
+                "INSERT INTO status_snapshots (day, status, hosts, updated_ms) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (day, status) DO UPDATE SET hosts = excluded.hosts, updated_ms = excluded.updated_ms",
             )
             .bind(day)
@@ -537,7 +649,7 @@ impl FleetStore for SqliteStore {
         since_day: &str,
     ) -> Result<Vec<(String, String, u32)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT day, status, hosts FROM status_snapshots WHERE day >= ? ORDER BY day, status",
+            "SELECT day, status, hosts FROM status_snapshots WHERE day >= $1 ORDER BY day, status",
         )
         .bind(since_day)
         .fetch_all(&self.pool)
@@ -565,15 +677,16 @@ impl FleetStore for SqliteStore {
 }
 
 #[async_trait]
-impl FindingStore for SqliteStore {
+impl FindingStore for SqlStore {
     /// How many of `host_id`'s findings were last seen by `sweep_id`.
     async fn count_sweep_findings(&self, host_id: &str, sweep_id: &str) -> Result<u64, StoreError> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM findings WHERE host_id = ? AND sweep_id = ?")
-                .bind(host_id)
-                .bind(sweep_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM findings WHERE host_id = $1 AND sweep_id = $2",
+        )
+        .bind(host_id)
+        .bind(sweep_id)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -587,7 +700,7 @@ impl FindingStore for SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        let allowlist = super::sqlite_allow::active_entries(&mut tx, now_ms).await?;
+        let allowlist = super::sql_allow::active_entries(&mut tx, now_ms).await?;
         for f in findings {
             // An allowlisted file is a false positive from the moment it is found (again).
             let allowed = crate::allowlist::allowed_by(
@@ -606,8 +719,8 @@ impl FindingStore for SqliteStore {
                 None => (FindingState::Reopened, None),
             };
             let same = sqlx::query(
-                "SELECT id, state, gone_ms FROM findings WHERE host_id = ? AND kind = ? AND path = ? \
-                 AND sha256 = ? AND namespace = ? AND rule = ?",
+                "SELECT id, state, gone_ms FROM findings WHERE host_id = $1 AND kind = $2 AND path = $3 \
+                 AND sha256 = $4 AND namespace = $5 AND rule = $6",
             )
             .bind(host_id)
             .bind(f.kind.as_str())
@@ -623,7 +736,15 @@ impl FindingStore for SqliteStore {
                 let gone: Option<i64> = row.try_get("gone_ms")?;
                 let reopen = state == FindingState::Resolved
                     || (state == FindingState::FalsePositive && gone.is_some());
-                update_sighting(&mut tx, id, f, now_ms, reopen.then_some(back_as)).await?;
+                update_sighting(
+                    &mut tx,
+                    self.dialect,
+                    id,
+                    f,
+                    now_ms,
+                    reopen.then_some(back_as),
+                )
+                .await?;
                 if reopen && state != back_as {
                     let note = back_note
                         .clone()
@@ -635,8 +756,8 @@ impl FindingStore for SqliteStore {
             }
             // The same content and match come back under another name.
             let earlier = sqlx::query(
-                "SELECT id, state, path FROM findings WHERE host_id = ? AND kind = ? AND sha256 = ? \
-                 AND namespace = ? AND rule = ? \
+                "SELECT id, state, path FROM findings WHERE host_id = $1 AND kind = $2 AND sha256 = $3 \
+                 AND namespace = $4 AND rule = $5 \
                  AND (state = 'resolved' OR (state = 'false_positive' AND gone_ms IS NOT NULL)) \
                  ORDER BY id LIMIT 1",
             )
@@ -651,14 +772,16 @@ impl FindingStore for SqliteStore {
                 let id: i64 = row.try_get("id")?;
                 let state = state_of(&row)?;
                 let old_path: String = row.try_get("path")?;
-                sqlx::query("UPDATE findings SET path = ?, path_raw = ?, size = ? WHERE id = ?")
-                    .bind(&f.path)
-                    .bind(&f.path_raw)
-                    .bind(f.size as i64)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                update_sighting(&mut tx, id, f, now_ms, Some(back_as)).await?;
+                sqlx::query(
+                    "UPDATE findings SET path = $1, path_raw = $2, size = $3 WHERE id = $4",
+                )
+                .bind(&f.path)
+                .bind(&f.path_raw)
+                .bind(f.size as i64)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                update_sighting(&mut tx, self.dialect, id, f, now_ms, Some(back_as)).await?;
                 let note = back_note.clone().unwrap_or_else(|| {
                     format!(
                         "seen again by sweep {} at {} (was {old_path})",
@@ -672,7 +795,7 @@ impl FindingStore for SqliteStore {
                 "INSERT INTO findings (host_id, kind, path, path_raw, sha256, size, rule, namespace, ioc_comment, \
                      state, first_seen_ms, last_seen_ms, observed_at_ms, sweep_id, state_changed_ms, \
                      rules_version, iocs_version) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
             )
             .bind(host_id)
             .bind(f.kind.as_str())
@@ -708,17 +831,20 @@ impl FindingStore for SqliteStore {
             };
             insert_history(&mut tx, id, now_ms, COLLECTOR, None, state, &note).await?;
         }
-        sqlx::query("UPDATE hosts SET last_seen_ms = max(last_seen_ms, ?) WHERE host_id = ?")
-            .bind(now_ms)
-            .bind(host_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE hosts SET last_seen_ms = {}(last_seen_ms, $1) WHERE host_id = $2",
+            self.dialect.greatest()
+        ))
+        .bind(now_ms)
+        .bind(host_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn list_findings(&self, filter: &FindingFilter) -> Result<Vec<Finding>, StoreError> {
-        let mut query = sqlx::QueryBuilder::new(format!(
+        let mut query = SqlBuilder::new(format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE 1 = 1"
         ));
         if let Some(host) = &filter.host_id {
@@ -739,13 +865,13 @@ impl FindingStore for SqliteStore {
                 .push_bind(sha256.to_ascii_lowercase());
         }
         query.push(" ORDER BY id");
-        let rows = query.build().fetch_all(&self.pool).await?;
+        let rows = query.build()?.fetch_all(&self.pool).await?;
         rows.iter().map(finding_from_row).collect()
     }
 
     async fn finding(&self, id: i64) -> Result<Option<Finding>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -805,7 +931,7 @@ impl FindingStore for SqliteStore {
         for (f, to) in &moved {
             if *change == AdminChange::Restore {
                 sqlx::query(
-                    "UPDATE findings SET restore_requested_ms = ?, remediation_error = NULL WHERE id = ?",
+                    "UPDATE findings SET restore_requested_ms = $1, remediation_error = NULL WHERE id = $2",
                 )
                 .bind(now_ms)
                 .bind(f.id)
@@ -813,8 +939,8 @@ impl FindingStore for SqliteStore {
                 .await?;
             } else {
                 sqlx::query(
-                    "UPDATE findings SET state = ?, remediation_error = NULL, \
-                         state_changed_ms = CASE WHEN state = ? THEN state_changed_ms ELSE ? END WHERE id = ?",
+                    "UPDATE findings SET state = $1, remediation_error = NULL, \
+                         state_changed_ms = CASE WHEN state = $2 THEN state_changed_ms ELSE $3 END WHERE id = $4",
                 )
                 .bind(to.as_str())
                 .bind(to.as_str())
@@ -864,7 +990,7 @@ impl FindingStore for SqliteStore {
         };
         let rows = sqlx::query(
             "SELECT at_ms, actor, from_state, to_state, note FROM finding_history \
-             WHERE finding_id = ? ORDER BY id",
+             WHERE finding_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -894,7 +1020,7 @@ impl FindingStore for SqliteStore {
     /// one order per file (every finding on a file moves with the answer).
     async fn remediation_orders(&self, host_id: &str) -> Result<RemediationOrders, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {FINDING_COLUMNS} FROM findings WHERE host_id = ? AND \
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE host_id = $1 AND \
                  (state = 'quarantine_requested' OR (quarantine_id IS NOT NULL AND restore_requested_ms IS NOT NULL)) \
              ORDER BY id"
         ))
@@ -927,7 +1053,7 @@ impl FindingStore for SqliteStore {
         use crate::findings::RemediationOutcome as Outcome;
         let mut tx = self.write().await?;
         let row = sqlx::query(&format!(
-            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ? AND host_id = ?"
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE id = $1 AND host_id = $2"
         ))
         .bind(report.finding_id)
         .bind(host_id)
@@ -992,9 +1118,9 @@ impl FindingStore for SqliteStore {
             let to =
                 crate::findings::after_remediation(finding.state, outcome).unwrap_or(finding.state);
             sqlx::query(
-                "UPDATE findings SET state = ?, quarantine_id = ?, remediation_error = ?, \
-                     restore_requested_ms = CASE WHEN ? THEN NULL ELSE restore_requested_ms END, \
-                     state_changed_ms = CASE WHEN state = ? THEN state_changed_ms ELSE ? END WHERE id = ?",
+                "UPDATE findings SET state = $1, quarantine_id = $2, remediation_error = $3, \
+                     restore_requested_ms = CASE WHEN $4 THEN NULL ELSE restore_requested_ms END, \
+                     state_changed_ms = CASE WHEN state = $5 THEN state_changed_ms ELSE $6 END WHERE id = $7",
             )
             .bind(to.as_str())
             .bind(&quarantine_id)
@@ -1022,7 +1148,7 @@ impl FindingStore for SqliteStore {
 }
 
 #[async_trait]
-impl SweepStore for SqliteStore {
+impl SweepStore for SqlStore {
     /// Stores a sweep's summary and, for a sweep carried out whole, resolves the host's findings
     /// it no longer found (the sweep's verdict that the cleanup worked) and makes it the
     /// host's latest complete sweep, which its status rests on.
@@ -1036,7 +1162,7 @@ impl SweepStore for SqliteStore {
         // The sweep's start on the collector's clock (its first progress report), which the
         // findings' times are on; the agent's own clock only where no progress arrived.
         let first: Option<i64> = sqlx::query_scalar(
-            "SELECT first_received_ms FROM sweep_progress WHERE host_id = ? AND sweep_id = ?",
+            "SELECT first_received_ms FROM sweep_progress WHERE host_id = $1 AND sweep_id = $2",
         )
         .bind(host_id)
         .bind(&report.sweep_id)
@@ -1047,7 +1173,7 @@ impl SweepStore for SqliteStore {
         sqlx::query(
             "INSERT INTO sweep_reports (host_id, sweep_id, started_at_ms, finished_at_ms, files, bytes, findings, \
                  errors, roots, received_ms, failures, failures_truncated, failure, rules_version, iocs_version, \
-                 rule_count, ioc_count, started_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 rule_count, ioc_count, started_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
              ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
                  finished_at_ms = excluded.finished_at_ms, files = excluded.files, bytes = excluded.bytes, \
                  findings = excluded.findings, errors = excluded.errors, roots = excluded.roots, \
@@ -1067,7 +1193,7 @@ impl SweepStore for SqliteStore {
         .bind(serde_json::to_string(&report.roots).expect("strings serialize"))
         .bind(now_ms)
         .bind(serde_json::to_string(&report.failures).expect("failures serialize"))
-        .bind(report.failures_truncated)
+        .bind(i64::from(report.failures_truncated))
         .bind(&report.failure)
         .bind(&sets.rules_version)
         .bind(&sets.iocs_version)
@@ -1081,8 +1207,8 @@ impl SweepStore for SqliteStore {
         }
         if sweep_is_complete(&report.failure, report.failures_truncated) {
             sqlx::query(
-                "UPDATE hosts SET complete_sweep_id = ?, complete_started_ms = ? \
-                 WHERE host_id = ? AND (complete_started_ms IS NULL OR complete_started_ms <= ?)",
+                "UPDATE hosts SET complete_sweep_id = $1, complete_started_ms = $2 \
+                 WHERE host_id = $3 AND (complete_started_ms IS NULL OR complete_started_ms <= $4)",
             )
             .bind(&report.sweep_id)
             .bind(started_ms)
@@ -1104,7 +1230,7 @@ impl SweepStore for SqliteStore {
         // A resent (older) report must not move progress backwards.
         sqlx::query(
             "INSERT INTO sweep_progress (host_id, sweep_id, started_at_ms, files_done, bytes_done, files_estimate, \
-                 bytes_estimate, findings, errors, updated_ms, first_received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 bytes_estimate, findings, errors, updated_ms, first_received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (host_id, sweep_id) DO UPDATE SET started_at_ms = excluded.started_at_ms, \
                  files_done = excluded.files_done, bytes_done = excluded.bytes_done, \
                  files_estimate = excluded.files_estimate, bytes_estimate = excluded.bytes_estimate, \
@@ -1137,7 +1263,7 @@ impl SweepStore for SqliteStore {
         let mut tx = self.write().await?;
         let mut unknown = Vec::new();
         for host in &sweep.hosts {
-            let known = sqlx::query("SELECT 1 FROM hosts WHERE host_id = ?")
+            let known = sqlx::query("SELECT 1 FROM hosts WHERE host_id = $1")
                 .bind(host)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -1149,25 +1275,25 @@ impl SweepStore for SqliteStore {
             return Err(StoreError::UnknownHosts(unknown));
         }
         sqlx::query(
-            "INSERT INTO sweeps (sweep_id, created_ms, created_by, full, splay_seconds, deadline_ms, origin) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sweeps (sweep_id, created_ms, created_by, \"full\", splay_seconds, deadline_ms, origin) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&sweep.id)
         .bind(sweep.created_ms)
         .bind(&sweep.created_by)
-        .bind(sweep.full)
+        .bind(i64::from(sweep.full))
         .bind(i64::from(sweep.splay_seconds))
         .bind(sweep.deadline_ms)
         .bind(if sweep.after_bundle { "bundle" } else { "admin" })
         .execute(&mut *tx)
         .await?;
         for chunk in sweep.hosts.chunks(ROWS_PER_INSERT) {
-            let mut insert =
-                sqlx::QueryBuilder::new("INSERT OR IGNORE INTO sweep_targets (sweep_id, host_id) ");
-            insert.push_values(chunk, |mut row, host| {
+            let mut insert = SqlBuilder::new("INSERT INTO sweep_targets (sweep_id, host_id)");
+            insert.push_values(chunk, |row, host| {
                 row.push_bind(&sweep.id).push_bind(host);
             });
-            insert.build().execute(&mut *tx).await?;
+            insert.push(" ON CONFLICT DO NOTHING");
+            insert.build()?.execute(&mut *tx).await?;
         }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
@@ -1183,18 +1309,14 @@ impl SweepStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         for chunk in hosts.chunks(ROWS_PER_INSERT) {
-            let mut update = sqlx::QueryBuilder::new("UPDATE sweep_targets SET delivered_ms = ");
+            let mut update = SqlBuilder::new("UPDATE sweep_targets SET delivered_ms = ");
             update
                 .push_bind(now_ms)
                 .push(" WHERE delivered_ms IS NULL AND sweep_id = ")
                 .push_bind(sweep_id)
-                .push(" AND host_id IN (");
-            let mut list = update.separated(", ");
-            for host in chunk {
-                list.push_bind(host);
-            }
-            update.push(")");
-            update.build().execute(&mut *tx).await?;
+                .push(" AND host_id IN ");
+            update.push_list(chunk);
+            update.build()?.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1204,9 +1326,9 @@ impl SweepStore for SqliteStore {
     /// and cancelled sweeps it was sent and has not reported.
     async fn sweep_orders(&self, host_id: &str, now_ms: i64) -> Result<SweepOrders, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.sweep_id, s.full, s.splay_seconds, s.deadline_ms, s.cancelled_ms, t.delivered_ms, s.origin \
+            "SELECT s.sweep_id, s.\"full\", s.splay_seconds, s.deadline_ms, s.cancelled_ms, t.delivered_ms, s.origin \
              FROM sweep_targets t JOIN sweeps s ON s.sweep_id = t.sweep_id \
-             WHERE t.host_id = ? AND (s.deadline_ms = 0 OR s.deadline_ms > ?) \
+             WHERE t.host_id = $1 AND (s.deadline_ms = 0 OR s.deadline_ms > $2) \
                AND NOT EXISTS (SELECT 1 FROM sweep_reports r WHERE r.host_id = t.host_id AND r.sweep_id = t.sweep_id) \
              ORDER BY s.created_ms",
         )
@@ -1224,7 +1346,7 @@ impl SweepStore for SqliteStore {
                 (None, _) if after_bundle => {}
                 (None, _) => orders.start.push(SweepOrder {
                     sweep_id,
-                    full: row.try_get("full")?,
+                    full: row.try_get::<i64, _>("full")? != 0,
                     splay_seconds: row.try_get::<i64, _>("splay_seconds")? as u32,
                     deadline_ms: row.try_get("deadline_ms")?,
                 }),
@@ -1237,7 +1359,7 @@ impl SweepStore for SqliteStore {
 
     async fn sweep(&self, sweep_id: &str) -> Result<Option<SweepRecord>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {SWEEP_COLUMNS} FROM sweeps WHERE sweep_id = ?"
+            "SELECT {SWEEP_COLUMNS} FROM sweeps WHERE sweep_id = $1"
         ))
         .bind(sweep_id)
         .fetch_optional(&self.pool)
@@ -1273,8 +1395,8 @@ impl SweepStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let found = sqlx::query(
-            "UPDATE sweeps SET cancelled_ms = coalesce(cancelled_ms, ?), \
-                 cancelled_by = coalesce(cancelled_by, ?) WHERE sweep_id = ?",
+            "UPDATE sweeps SET cancelled_ms = coalesce(cancelled_ms, $1), \
+                 cancelled_by = coalesce(cancelled_by, $2) WHERE sweep_id = $3",
         )
         .bind(audit.at_ms)
         .bind(&audit.actor)
@@ -1292,7 +1414,7 @@ impl SweepStore for SqliteStore {
 }
 
 #[async_trait]
-impl InventoryStore for SqliteStore {
+impl InventoryStore for SqlStore {
     /// Replaces a host's package list with `packages` (a complete inventory), recording each
     /// version that appeared, changed or left in the package history. Idempotent: the same
     /// list again changes nothing.
@@ -1321,7 +1443,7 @@ impl InventoryStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         let held: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT lists_digest FROM host_inventory WHERE host_id = ?")
+            sqlx::query_scalar("SELECT lists_digest FROM host_inventory WHERE host_id = $1")
                 .bind(host_id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -1336,7 +1458,7 @@ impl InventoryStore for SqliteStore {
             "INSERT INTO host_inventory (host_id, collected_ms, received_ms, family, os_id, version_id, \
                  pretty_name, kernel, arch, boot_time, last_package_change, product_name, edition, \
                  display_version, build, installation_type, partial) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (host_id) DO UPDATE SET collected_ms = excluded.collected_ms, \
                  received_ms = excluded.received_ms, family = excluded.family, os_id = excluded.os_id, \
                  version_id = excluded.version_id, pretty_name = excluded.pretty_name, \
@@ -1382,7 +1504,7 @@ impl InventoryStore for SqliteStore {
         }
         // Lists that did not change as the agent's digest says are of unknown digest.
         let digest = if applies { report.digest.clone() } else { None };
-        sqlx::query("UPDATE host_inventory SET lists_digest = ? WHERE host_id = ?")
+        sqlx::query("UPDATE host_inventory SET lists_digest = $1 WHERE host_id = $2")
             .bind(digest)
             .bind(host_id)
             .execute(&mut *tx)
@@ -1401,7 +1523,7 @@ impl InventoryStore for SqliteStore {
         let mut tx = self.write().await?;
         // A resent older report must not replace a newer list.
         let newer: Option<i64> = sqlx::query_scalar(
-            "SELECT collected_ms FROM connection_reports WHERE host_id = ? AND collected_ms > ?",
+            "SELECT collected_ms FROM connection_reports WHERE host_id = $1 AND collected_ms > $2",
         )
         .bind(host_id)
         .bind(report.collected_ms)
@@ -1410,31 +1532,31 @@ impl InventoryStore for SqliteStore {
         if newer.is_some() {
             return Ok(());
         }
-        sqlx::query("DELETE FROM connections WHERE host_id = ?")
+        sqlx::query("DELETE FROM connections WHERE host_id = $1")
             .bind(host_id)
             .execute(&mut *tx)
             .await?;
         for chunk in report.connections.chunks(ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            let mut insert = SqlBuilder::new(
                 "INSERT INTO connections (host_id, proto, local_addr, local_port, remote_addr, \
                      remote_port, state, pid, process) ",
             );
-            insert.push_values(chunk, |mut row, c| {
+            insert.push_values(chunk, |row, c| {
                 row.push_bind(host_id)
                     .push_bind(&c.proto)
                     .push_bind(&c.local_addr)
-                    .push_bind(c.local_port)
+                    .push_bind(i64::from(c.local_port))
                     .push_bind(&c.remote_addr)
-                    .push_bind(c.remote_port)
+                    .push_bind(i64::from(c.remote_port))
                     .push_bind(&c.state)
-                    .push_bind(c.pid)
+                    .push_bind(c.pid.map(i64::from))
                     .push_bind(&c.process);
             });
-            insert.build().execute(&mut *tx).await?;
+            insert.build()?.execute(&mut *tx).await?;
         }
         sqlx::query(
             "INSERT INTO connection_reports (host_id, collected_ms, received_ms, count, partial_reason) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (host_id) DO UPDATE SET \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (host_id) DO UPDATE SET \
                  collected_ms = excluded.collected_ms, received_ms = excluded.received_ms, \
                  count = excluded.count, partial_reason = excluded.partial_reason",
         )
@@ -1455,33 +1577,21 @@ impl InventoryStore for SqliteStore {
         &self,
         filter: &ConnectionFilter,
     ) -> Result<Vec<HostConnection>, StoreError> {
-        let mut sql = "SELECT c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, \
+        let mut query = SqlBuilder::new(
+            "SELECT c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, \
                 c.remote_port, c.state, c.pid, c.process, r.collected_ms \
-             FROM connections c JOIN connection_reports r ON r.host_id = c.host_id"
-            .to_owned();
-        if filter.host_id.is_some() {
-            sql.push_str(" WHERE c.host_id = ?");
+             FROM connections c JOIN connection_reports r ON r.host_id = c.host_id",
+        );
+        if let Some(host) = &filter.host_id {
+            query.push(" WHERE c.host_id = ").push_bind(host);
         }
-        sql.push_str(
+        query.push(
             " ORDER BY c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, c.remote_port",
         );
-        let mut query = sqlx::query(&sql);
-        if let Some(host) = &filter.host_id {
-            query = query.bind(host);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.build()?.fetch_all(&self.pool).await?;
         let mut out = Vec::new();
         for row in rows {
-            let connection = NetConnection {
-                proto: row.try_get("proto")?,
-                local_addr: row.try_get("local_addr")?,
-                local_port: row.try_get("local_port")?,
-                remote_addr: row.try_get("remote_addr")?,
-                remote_port: row.try_get("remote_port")?,
-                state: row.try_get("state")?,
-                pid: row.try_get("pid")?,
-                process: row.try_get("process")?,
-            };
+            let connection = connection_from_row(&row)?;
             if let Some(net) = &filter.remote {
                 // A remote that is no address (a listening socket's `*`) never matches.
                 let in_net = connection
@@ -1504,7 +1614,7 @@ impl InventoryStore for SqliteStore {
     /// A host's installed updates, by KB.
     async fn list_hotfixes(&self, host_id: &str) -> Result<Vec<Hotfix>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kb, title, installed_on FROM hotfixes WHERE host_id = ? ORDER BY kb",
+            "SELECT kb, title, installed_on FROM hotfixes WHERE host_id = $1 ORDER BY kb",
         )
         .bind(host_id)
         .fetch_all(&self.pool)
@@ -1524,7 +1634,7 @@ impl InventoryStore for SqliteStore {
     /// A host's installed programs, by name.
     async fn list_programs(&self, host_id: &str) -> Result<Vec<Program>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, version, publisher FROM programs WHERE host_id = ? ORDER BY name, version",
+            "SELECT name, version, publisher FROM programs WHERE host_id = $1 ORDER BY name, version",
         )
         .bind(host_id)
         .fetch_all(&self.pool)
@@ -1544,7 +1654,7 @@ impl InventoryStore for SqliteStore {
     async fn list_packages(&self, host_id: &str) -> Result<Vec<StoredPackage>, StoreError> {
         let rows = sqlx::query(
             "SELECT host_id, name, arch, version, source, installed_ms, manager FROM packages \
-             WHERE host_id = ? ORDER BY name, arch",
+             WHERE host_id = $1 ORDER BY name, arch",
         )
         .bind(host_id)
         .fetch_all(&self.pool)
@@ -1567,10 +1677,11 @@ impl InventoryStore for SqliteStore {
 
     /// A host's package changes, oldest first.
     async fn package_history(&self, host_id: &str) -> Result<Vec<PackageChange>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT host_id, name, arch, old_version, new_version, changed_ms FROM package_history \
-             WHERE host_id = ? ORDER BY changed_ms, rowid",
-        )
+             WHERE host_id = $1 ORDER BY changed_ms, {}",
+            self.dialect.insertion_order()
+        ))
         .bind(host_id)
         .fetch_all(&self.pool)
         .await?;
@@ -1589,7 +1700,7 @@ impl InventoryStore for SqliteStore {
 }
 
 #[async_trait]
-impl AuditStore for SqliteStore {
+impl AuditStore for SqlStore {
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         insert_audit(&mut tx, entry).await?;
@@ -1619,16 +1730,73 @@ impl AuditStore for SqliteStore {
     }
 }
 
-const SWEEP_COLUMNS: &str = "sweep_id, created_ms, created_by, full, splay_seconds, deadline_ms, cancelled_ms, cancelled_by";
+const SWEEP_COLUMNS: &str = "sweep_id, created_ms, created_by, \"full\", splay_seconds, deadline_ms, cancelled_ms, cancelled_by";
 
-fn sweep_from_row(row: &SqliteRow) -> Result<SweepRecord, StoreError> {
+/// The URL sqlx's Any driver opens an SQLite file by: the absolute path, percent-encoded, and
+/// created if missing.
+fn sqlite_url(file: &Path) -> String {
+    let mut url = String::from("sqlite://");
+    for byte in file.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' => {
+                url.push(*byte as char)
+            }
+            _ => url.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    url.push_str("?mode=rwc");
+    url
+}
+
+/// A socket of the `connections` table (columns by name).
+pub(super) fn connection_from_row(row: &AnyRow) -> Result<NetConnection, StoreError> {
+    Ok(NetConnection {
+        proto: row.try_get("proto")?,
+        local_addr: row.try_get("local_addr")?,
+        local_port: narrow(row, "local_port")?,
+        remote_addr: row.try_get("remote_addr")?,
+        remote_port: narrow(row, "remote_port")?,
+        state: row.try_get("state")?,
+        pid: row
+            .try_get::<Option<i64>, _>("pid")?
+            .map(|pid| {
+                u32::try_from(pid)
+                    .map_err(|_| StoreError::Corrupt(format!("connections.pid {pid}")))
+            })
+            .transpose()?,
+        process: row.try_get("process")?,
+    })
+}
+
+/// An integer column read into a narrower type: both engines store every integer as a 64-bit
+/// one; a value out of range is corruption, never truncated.
+pub(super) fn narrow<T: TryFrom<i64>>(row: &AnyRow, column: &str) -> Result<T, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    T::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} {value} is out of range")))
+}
+
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    // WAL: readers never wait for the writer; a writer waits up to 10 s for another before it
+    // fails.
+    for pragma in [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA foreign_keys = ON",
+        "PRAGMA busy_timeout = 10000",
+    ] {
+        sqlx::Executor::execute(&mut *conn, pragma).await?;
+    }
+    Ok(())
+}
+
+fn sweep_from_row(row: &AnyRow) -> Result<SweepRecord, StoreError> {
     let cancelled_ms: Option<i64> = row.try_get("cancelled_ms")?;
     let cancelled_by: Option<String> = row.try_get("cancelled_by")?;
     Ok(SweepRecord {
         id: row.try_get("sweep_id")?,
         created_ms: row.try_get("created_ms")?,
         created_by: row.try_get("created_by")?,
-        full: row.try_get("full")?,
+        full: row.try_get::<i64, _>("full")? != 0,
         splay_seconds: row.try_get::<i64, _>("splay_seconds")? as u32,
         deadline_ms: row.try_get("deadline_ms")?,
         cancelled: cancelled_ms.map(|at| (at, cancelled_by.unwrap_or_default())),
@@ -1646,7 +1814,7 @@ fn error_total(errors: Option<String>) -> Result<u64, StoreError> {
 
 async fn finding_in(tx: &mut Tx<'_>, id: i64) -> Result<Option<Finding>, StoreError> {
     let row = sqlx::query(&format!(
-        "SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?"
+        "SELECT {FINDING_COLUMNS} FROM findings WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(&mut **tx)
@@ -1657,7 +1825,7 @@ async fn finding_in(tx: &mut Tx<'_>, id: i64) -> Result<Option<Finding>, StoreEr
 /// Every finding on the file `finding` is on (itself included), oldest first.
 async fn file_findings(tx: &mut Tx<'_>, finding: &Finding) -> Result<Vec<Finding>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {FINDING_COLUMNS} FROM findings WHERE host_id = ? AND path = ? AND sha256 = ? \
+        "SELECT {FINDING_COLUMNS} FROM findings WHERE host_id = $1 AND path = $2 AND sha256 = $3 \
          AND kind <> 'botnet_ip' ORDER BY id"
     ))
     .bind(&finding.host_id)
@@ -1677,7 +1845,7 @@ async fn file_findings(tx: &mut Tx<'_>, finding: &Finding) -> Result<Vec<Finding
 
 pub(super) async fn insert_audit(tx: &mut Tx<'_>, entry: &NewAuditEntry) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO audit_log (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at_ms, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(entry.at_ms)
     .bind(&entry.actor)
@@ -1698,26 +1866,31 @@ pub(super) fn parse_state(text: &str) -> Result<FindingState, StoreError> {
     FindingState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("finding state {text:?}")))
 }
 
-fn state_of(row: &SqliteRow) -> Result<FindingState, StoreError> {
+fn state_of(row: &AnyRow) -> Result<FindingState, StoreError> {
     parse_state(&row.try_get::<String, _>("state")?)
 }
 
 /// Notes that finding `id` was seen again by a sweep; `reopen` also reopens it.
 async fn update_sighting(
     tx: &mut Tx<'_>,
+    dialect: Dialect,
     id: i64,
     f: &NewFinding,
     now_ms: i64,
     reopen_as: Option<FindingState>,
 ) -> Result<(), StoreError> {
-    let mut sql = String::from(
-        "UPDATE findings SET last_seen_ms = max(last_seen_ms, ?), observed_at_ms = max(observed_at_ms, ?), \
-             ioc_comment = ?, sweep_id = ?, gone_ms = NULL, rules_version = ?, iocs_version = ?",
+    let greatest = dialect.greatest();
+    let sql = format!(
+        "UPDATE findings SET last_seen_ms = {greatest}(last_seen_ms, $1), \
+             observed_at_ms = {greatest}(observed_at_ms, $2), ioc_comment = $3, sweep_id = $4, \
+             gone_ms = NULL, rules_version = $5, iocs_version = $6{} WHERE id = {}",
+        if reopen_as.is_some() {
+            ", state = $7, quarantine_id = NULL, state_changed_ms = $8"
+        } else {
+            ""
+        },
+        if reopen_as.is_some() { "$9" } else { "$7" },
     );
-    if reopen_as.is_some() {
-        sql.push_str(", state = ?, quarantine_id = NULL, state_changed_ms = ?");
-    }
-    sql.push_str(" WHERE id = ?");
     let mut query = sqlx::query(&sql)
         .bind(now_ms)
         .bind(f.observed_at_ms)
@@ -1743,7 +1916,7 @@ pub(super) async fn insert_history(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO finding_history (finding_id, at_ms, actor, from_state, to_state, note) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(finding_id)
     .bind(at_ms)
@@ -1781,7 +1954,7 @@ async fn verify_findings(
     let rows = sqlx::query(
         "SELECT id, state, path, last_seen_ms, state_changed_ms, kind, namespace, rule, sha256, \
              rules_version, iocs_version FROM findings \
-         WHERE host_id = ? AND sweep_id <> ? AND gone_ms IS NULL AND kind <> 'botnet_ip' \
+         WHERE host_id = $1 AND sweep_id <> $2 AND gone_ms IS NULL AND kind <> 'botnet_ip' \
            AND state IN ('open', 'reopened', 'quarantine_requested', 'quarantined', 'false_positive')",
     )
     .bind(host_id)
@@ -1833,8 +2006,7 @@ async fn verify_findings(
             None
         } else {
             if !swept_members.contains_key(bundle_kind) {
-                let members =
-                    super::sqlite_intel::bundle_members(tx, bundle_kind, swept_with).await?;
+                let members = super::sql_intel::bundle_members(tx, bundle_kind, swept_with).await?;
                 swept_members.insert(bundle_kind, members);
             }
             swept_members[bundle_kind].as_ref()
@@ -1873,7 +2045,7 @@ async fn verify_findings(
             continue;
         };
         if state == FindingState::FalsePositive {
-            sqlx::query("UPDATE findings SET gone_ms = ? WHERE id = ?")
+            sqlx::query("UPDATE findings SET gone_ms = $1 WHERE id = $2")
                 .bind(now_ms)
                 .bind(id)
                 .execute(&mut **tx)
@@ -1881,8 +2053,8 @@ async fn verify_findings(
             continue;
         }
         sqlx::query(
-            "UPDATE findings SET state = 'resolved', state_changed_ms = ?, remediation_error = NULL, \
-                 restore_requested_ms = NULL WHERE id = ?",
+            "UPDATE findings SET state = 'resolved', state_changed_ms = $1, remediation_error = NULL, \
+                 restore_requested_ms = NULL WHERE id = $2",
         )
         .bind(now_ms)
         .bind(id)
@@ -1912,7 +2084,7 @@ async fn replace_packages(
     removed: Option<&[(String, String)]>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let rows = sqlx::query("SELECT name, arch, version, manager FROM packages WHERE host_id = ?")
+    let rows = sqlx::query("SELECT name, arch, version, manager FROM packages WHERE host_id = $1")
         .bind(host_id)
         .fetch_all(&mut **tx)
         .await?;
@@ -1947,10 +2119,10 @@ async fn replace_packages(
     // Many rows per statement: a first inventory of 5,000 packages is 5,000 rows here and as
     // many in the history, and one statement each costs most of the time.
     for chunk in upserts.chunks(ROWS_PER_INSERT) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        let mut insert = SqlBuilder::new(
             "INSERT INTO packages (host_id, name, arch, version, source, installed_ms, manager) ",
         );
-        insert.push_values(chunk, |mut row, (p, _)| {
+        insert.push_values(chunk, |row, (p, _)| {
             row.push_bind(host_id)
                 .push_bind(&p.name)
                 .push_bind(&p.arch)
@@ -1964,19 +2136,21 @@ async fn replace_packages(
              source = excluded.source, installed_ms = excluded.installed_ms, \
              manager = excluded.manager",
         );
-        insert.build().execute(&mut **tx).await?;
+        insert.build()?.execute(&mut **tx).await?;
     }
     for p in manager_only {
-        sqlx::query("UPDATE packages SET manager = ? WHERE host_id = ? AND name = ? AND arch = ?")
-            .bind(scheme_name(p.manager))
-            .bind(host_id)
-            .bind(&p.name)
-            .bind(&p.arch)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "UPDATE packages SET manager = $1 WHERE host_id = $2 AND name = $3 AND arch = $4",
+        )
+        .bind(scheme_name(p.manager))
+        .bind(host_id)
+        .bind(&p.name)
+        .bind(&p.arch)
+        .execute(&mut **tx)
+        .await?;
     }
     for ((name, arch), _) in &gone {
-        sqlx::query("DELETE FROM packages WHERE host_id = ? AND name = ? AND arch = ?")
+        sqlx::query("DELETE FROM packages WHERE host_id = $1 AND name = $2 AND arch = $3")
             .bind(host_id)
             .bind(name)
             .bind(arch)
@@ -1998,10 +2172,10 @@ async fn replace_packages(
         }))
         .collect();
     for chunk in history.chunks(ROWS_PER_INSERT) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        let mut insert = SqlBuilder::new(
             "INSERT INTO package_history (host_id, name, arch, old_version, new_version, changed_ms) ",
         );
-        insert.push_values(chunk, |mut row, (name, arch, old, new)| {
+        insert.push_values(chunk, |row, (name, arch, old, new)| {
             row.push_bind(host_id)
                 .push_bind(*name)
                 .push_bind(*arch)
@@ -2009,7 +2183,7 @@ async fn replace_packages(
                 .push_bind(*new)
                 .push_bind(now_ms);
         });
-        insert.build().execute(&mut **tx).await?;
+        insert.build()?.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -2028,7 +2202,7 @@ async fn replace_hotfixes(
     removed: Option<&[String]>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let rows = sqlx::query("SELECT kb FROM hotfixes WHERE host_id = ?")
+    let rows = sqlx::query("SELECT kb FROM hotfixes WHERE host_id = $1")
         .bind(host_id)
         .fetch_all(&mut **tx)
         .await?;
@@ -2036,13 +2210,13 @@ async fn replace_hotfixes(
         rows.into_iter().map(|row| (row.get("kb"), ())).collect();
     let changes = crate::listdiff::diff(stored, hotfixes, |h| h.kb.clone(), |_, _| true, removed);
     let history =
-        "INSERT INTO hotfix_history (host_id, kb, installed, changed_ms) VALUES (?, ?, ?, ?)";
+        "INSERT INTO hotfix_history (host_id, kb, installed, changed_ms) VALUES ($1, $2, $3, $4)";
     let appeared = changes.upserts.into_iter().map(|(h, _)| (h, true));
     let known = changes.unchanged.into_iter().map(|(h, _)| (h, false));
     for (h, new) in appeared.chain(known) {
         // Title and date may be filled in by a later source (QFE first, update history later).
         sqlx::query(
-            "INSERT INTO hotfixes (host_id, kb, title, installed_on, first_seen_ms) VALUES (?, ?, ?, ?, ?) \
+            "INSERT INTO hotfixes (host_id, kb, title, installed_on, first_seen_ms) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (host_id, kb) DO UPDATE SET title = excluded.title, \
                  installed_on = excluded.installed_on",
         )
@@ -2057,14 +2231,14 @@ async fn replace_hotfixes(
             sqlx::query(history)
                 .bind(host_id)
                 .bind(&h.kb)
-                .bind(1)
+                .bind(1_i64)
                 .bind(now_ms)
                 .execute(&mut **tx)
                 .await?;
         }
     }
     for (kb, ()) in changes.gone {
-        sqlx::query("DELETE FROM hotfixes WHERE host_id = ? AND kb = ?")
+        sqlx::query("DELETE FROM hotfixes WHERE host_id = $1 AND kb = $2")
             .bind(host_id)
             .bind(&kb)
             .execute(&mut **tx)
@@ -2072,7 +2246,7 @@ async fn replace_hotfixes(
         sqlx::query(history)
             .bind(host_id)
             .bind(&kb)
-            .bind(0)
+            .bind(0_i64)
             .bind(now_ms)
             .execute(&mut **tx)
             .await?;
@@ -2089,7 +2263,7 @@ async fn replace_programs(
     removed: Option<&[Program]>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let rows = sqlx::query("SELECT name, version, publisher FROM programs WHERE host_id = ?")
+    let rows = sqlx::query("SELECT name, version, publisher FROM programs WHERE host_id = $1")
         .bind(host_id)
         .fetch_all(&mut **tx)
         .await?;
@@ -2109,7 +2283,7 @@ async fn replace_programs(
     for (p, _) in changes.upserts {
         sqlx::query(
             "INSERT INTO programs (host_id, name, version, publisher, first_seen_ms) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(host_id)
         .bind(&p.name)
@@ -2121,7 +2295,7 @@ async fn replace_programs(
     }
     for (p, ()) in &changes.gone {
         sqlx::query(
-            "DELETE FROM programs WHERE host_id = ? AND name = ? AND version = ? AND publisher = ?",
+            "DELETE FROM programs WHERE host_id = $1 AND name = $2 AND version = $3 AND publisher = $4",
         )
         .bind(host_id)
         .bind(&p.name)
@@ -2133,7 +2307,7 @@ async fn replace_programs(
     Ok(())
 }
 
-fn host_from_row(row: &SqliteRow) -> Result<Host, StoreError> {
+fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
     let ips: String = row.try_get("ip_addresses")?;
     Ok(Host {
         host_id: row.try_get("host_id")?,
@@ -2187,7 +2361,7 @@ fn host_from_row(row: &SqliteRow) -> Result<Host, StoreError> {
     })
 }
 
-fn finding_from_row(row: &SqliteRow) -> Result<Finding, StoreError> {
+fn finding_from_row(row: &AnyRow) -> Result<Finding, StoreError> {
     let kind: String = row.try_get("kind")?;
     Ok(Finding {
         id: row.try_get("id")?,
@@ -2250,16 +2424,7 @@ mod tests {
         }
     }
 
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("sub/c.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
-        (dir, store)
-    }
-
-    #[tokio::test]
-    async fn spool_drops_are_running_totals_that_never_go_down() {
-        let (_dir, store) = store().await;
+    async fn spool_drops_are_running_totals_that_never_go_down(store: SqlStore) {
         store.record_hello(&hello("a"), 10).await.unwrap();
         let detail = store.host_detail("a").await.unwrap().unwrap();
         assert_eq!(detail.spool_dropped, SpoolDropped::default());
@@ -2282,9 +2447,7 @@ mod tests {
         assert_eq!(detail.spool_dropped, later);
     }
 
-    #[tokio::test]
-    async fn findings_are_idempotent_and_counted_per_host() {
-        let (_dir, store) = store().await;
+    async fn findings_are_idempotent_and_counted_per_host(store: SqlStore) {
         store.record_hello(&hello("a"), 10).await.unwrap();
         store.record_hello(&hello("b"), 10).await.unwrap();
         let batch = vec![finding("/tmp/eicar"), finding("/tmp/eicar2")];
@@ -2316,9 +2479,7 @@ mod tests {
         assert!(only_b.is_empty());
     }
 
-    #[tokio::test]
-    async fn stale_disconnect_does_not_mark_a_reconnected_host_offline() {
-        let (_dir, store) = store().await;
+    async fn stale_disconnect_does_not_mark_a_reconnected_host_offline(store: SqlStore) {
         let first = store.record_hello(&hello("a"), 10).await.unwrap();
         let second = store.record_hello(&hello("a"), 20).await.unwrap();
         assert!(second > first);
@@ -2333,9 +2494,7 @@ mod tests {
         assert!(!store.list_hosts(&HostFilter::default()).await.unwrap()[0].online);
     }
 
-    #[tokio::test]
-    async fn findings_for_an_unknown_host_are_refused() {
-        let (_dir, store) = store().await;
+    async fn findings_for_an_unknown_host_are_refused(store: SqlStore) {
         assert!(
             store
                 .record_findings("ghost", &[finding("/x")], 1)
@@ -2344,9 +2503,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn sweep_reports_upsert() {
-        let (_dir, store) = store().await;
+    async fn sweep_reports_upsert(store: SqlStore) {
         store.record_hello(&hello("a"), 10).await.unwrap();
         let mut report = SweepReport {
             sweep_id: "s1".into(),
@@ -2381,9 +2538,7 @@ mod tests {
         assert!(failures.contains("/root/secret"), "{failures}");
     }
 
-    #[tokio::test]
-    async fn progress_never_moves_backwards() {
-        let (_dir, store) = store().await;
+    async fn progress_never_moves_backwards(store: SqlStore) {
         store.record_hello(&hello("a"), 10).await.unwrap();
         let mut p = SweepProgress {
             sweep_id: "s1".into(),
@@ -2412,9 +2567,7 @@ mod tests {
         assert_eq!(done, 200);
     }
 
-    #[tokio::test]
-    async fn package_lists_replace_and_leave_a_history() {
-        let (_dir, store) = store().await;
+    async fn package_lists_replace_and_leave_a_history(store: SqlStore) {
         store.record_hello(&hello("h1"), 1).await.unwrap();
         let pkg = |name: &str, version: &str| InstalledPackage {
             name: name.into(),
@@ -2472,7 +2625,7 @@ mod tests {
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "x").unwrap();
         let url = format!("{}/sub/c.db", blocker.display());
-        let err = SqliteStore::open(&url).await.err().unwrap().to_string();
+        let err = SqlStore::open(&url).await.err().unwrap().to_string();
         assert!(err.contains("file/sub"), "{err}");
     }
 
@@ -2516,9 +2669,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn inventories_keep_lists_they_could_not_replace_whole() {
-        let (_dir, store) = store().await;
+    async fn inventories_keep_lists_they_could_not_replace_whole(store: SqlStore) {
         store.record_hello(&hello("w1"), 1).await.unwrap();
         store
             .record_inventory("w1", &windows_inventory(Some(&["KB1", "KB2"]), 5), 10)
@@ -2547,9 +2698,10 @@ mod tests {
             .record_inventory("w1", &windows_inventory(Some(&["KB2", "KB3"]), 7), 30)
             .await
             .unwrap();
-        let history: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT kb, installed, changed_ms FROM hotfix_history WHERE host_id = 'w1' ORDER BY rowid",
-        )
+        let history: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT kb, installed, changed_ms FROM hotfix_history WHERE host_id = 'w1' ORDER BY {}",
+            store.dialect.insertion_order()
+        ))
         .fetch_all(&store.pool)
         .await
         .unwrap();
@@ -2565,9 +2717,7 @@ mod tests {
         assert!(store.host_detail("nope").await.unwrap().is_none());
     }
 
-    #[tokio::test]
-    async fn hosts_are_found_by_package_version_and_missing_update() {
-        let (_dir, store) = store().await;
+    async fn hosts_are_found_by_package_version_and_missing_update(store: SqlStore) {
         for host in ["deb", "rhel", "win", "win-partial"] {
             store.record_hello(&hello(host), 1).await.unwrap();
         }
@@ -2664,9 +2814,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn connection_lists_replace_whole_and_filter_by_network() {
-        let (_dir, store) = store().await;
+    async fn connection_lists_replace_whole_and_filter_by_network(store: SqlStore) {
         store.record_hello(&hello("h1"), 1).await.unwrap();
         store.record_hello(&hello("h2"), 1).await.unwrap();
         let conn = |remote: &str, port: u16| NetConnection {
@@ -2744,9 +2892,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_delta_applies_only_onto_the_lists_it_was_made_against() {
-        let (_dir, store) = store().await;
+    async fn a_delta_applies_only_onto_the_lists_it_was_made_against(store: SqlStore) {
         store.record_hello(&hello("h1"), 1).await.unwrap();
         let pkg = |name: &str, version: &str| InstalledPackage {
             name: name.into(),
@@ -2784,7 +2930,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        let versions = |store: SqliteStore| async move {
+        let versions = |store: SqlStore| async move {
             store
                 .list_packages("h1")
                 .await
@@ -2852,7 +2998,7 @@ mod tests {
         }
     }
 
-    async fn state(store: &SqliteStore, path: &str) -> FindingState {
+    async fn state(store: &SqlStore, path: &str) -> FindingState {
         store
             .list_findings(&FindingFilter::default())
             .await
@@ -2863,9 +3009,7 @@ mod tests {
             .state
     }
 
-    #[tokio::test]
-    async fn a_sweep_resolves_only_what_it_covered_and_no_longer_found() {
-        let (_dir, store) = store().await;
+    async fn a_sweep_resolves_only_what_it_covered_and_no_longer_found(store: SqlStore) {
         store.record_hello(&hello("a"), 1).await.unwrap();
         let found = [
             at("/srv/gone", "s1", "ab"),
@@ -2945,9 +3089,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn remediation_moves_findings_and_repeats_change_nothing() {
-        let (_dir, store) = store().await;
+    async fn remediation_moves_findings_and_repeats_change_nothing(store: SqlStore) {
         store.record_hello(&hello("a"), 1).await.unwrap();
         store.record_hello(&hello("b"), 1).await.unwrap();
         store
@@ -3048,4 +3190,20 @@ mod tests {
         assert_eq!(audit[0].action, "finding.quarantine");
         assert_eq!(audit[0].actor, "alice");
     }
+
+    on_both_backends!(
+        spool_drops_are_running_totals_that_never_go_down,
+        findings_are_idempotent_and_counted_per_host,
+        stale_disconnect_does_not_mark_a_reconnected_host_offline,
+        findings_for_an_unknown_host_are_refused,
+        sweep_reports_upsert,
+        progress_never_moves_backwards,
+        package_lists_replace_and_leave_a_history,
+        inventories_keep_lists_they_could_not_replace_whole,
+        hosts_are_found_by_package_version_and_missing_update,
+        connection_lists_replace_whole_and_filter_by_network,
+        a_delta_applies_only_onto_the_lists_it_was_made_against,
+        a_sweep_resolves_only_what_it_covered_and_no_longer_found,
+        remediation_moves_findings_and_repeats_change_nothing,
+    );
 }

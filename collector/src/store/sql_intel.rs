@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
-use super::sqlite::{COLLECTOR, SqliteStore, Tx, insert_audit, insert_history, parse_state};
+use super::sql::{COLLECTOR, SqlStore, Tx, insert_audit, insert_history, parse_state};
 use super::{BundleStore, IntelStore, StoreError, async_trait};
 use crate::findings::FindingState;
 use crate::intel::iplist::{self, ParsedList};
@@ -28,7 +28,7 @@ pub(super) async fn bundle_members(
     version: &str,
 ) -> Result<Option<HashSet<String>>, StoreError> {
     let text: Option<String> = sqlx::query_scalar(
-        "SELECT members FROM bundles WHERE kind = ? AND version = ? ORDER BY id DESC LIMIT 1",
+        "SELECT members FROM bundles WHERE kind = $1 AND version = $2 ORDER BY id DESC LIMIT 1",
     )
     .bind(kind)
     .bind(version)
@@ -42,7 +42,7 @@ pub(super) async fn bundle_members(
 }
 
 #[async_trait]
-impl IntelStore for SqliteStore {
+impl IntelStore for SqlStore {
     /// Stores a list and its entries as the source's next version (retiring the source's
     /// earlier lists when asked), with an audit entry, in one transaction.
     async fn import_ip_list(
@@ -54,14 +54,14 @@ impl IntelStore for SqliteStore {
         let entries = &parsed.entries;
         let mut tx = self.write().await?;
         let version: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM ip_lists WHERE source = ?",
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM ip_lists WHERE source = $1",
         )
         .bind(&list.source)
         .fetch_one(&mut *tx)
         .await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO ip_lists (source, version, file_name, format, sha256, imported_ms, imported_by, \
-                 entries, bad_lines, domains) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 entries, bad_lines, domains) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(&list.source)
         .bind(version)
@@ -75,7 +75,7 @@ impl IntelStore for SqliteStore {
         .bind(list.domains as i64)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO ip_list_data (list_id, entries) VALUES (?, ?)")
+        sqlx::query("INSERT INTO ip_list_data (list_id, entries) VALUES ($1, $2)")
             .bind(id)
             .bind(encode_entries(parsed))
             .execute(&mut *tx)
@@ -90,8 +90,8 @@ impl IntelStore for SqliteStore {
         );
         if list.replace {
             let retired: Vec<i64> = sqlx::query_scalar(
-                "UPDATE ip_lists SET retired_ms = ?, retired_by = ? \
-                 WHERE source = ? AND id <> ? AND retired_ms IS NULL RETURNING id",
+                "UPDATE ip_lists SET retired_ms = $1, retired_by = $2 \
+                 WHERE source = $3 AND id <> $4 AND retired_ms IS NULL RETURNING id",
             )
             .bind(now_ms)
             .bind(&list.actor)
@@ -139,7 +139,7 @@ impl IntelStore for SqliteStore {
                 list.retired_by.as_deref().unwrap_or("?")
             )));
         }
-        sqlx::query("UPDATE ip_lists SET retired_ms = ?, retired_by = ? WHERE id = ?")
+        sqlx::query("UPDATE ip_lists SET retired_ms = $1, retired_by = $2 WHERE id = $3")
             .bind(now_ms)
             .bind(actor)
             .bind(id)
@@ -182,7 +182,7 @@ impl IntelStore for SqliteStore {
         for (id, source, version, _) in lists {
             let label = format!("{source} v{version}");
             let data: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT entries FROM ip_list_data WHERE list_id = ?")
+                sqlx::query_scalar("SELECT entries FROM ip_list_data WHERE list_id = $1")
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?;
@@ -211,7 +211,7 @@ impl IntelStore for SqliteStore {
         let hosts = match host_id {
             Some(id) => {
                 sqlx::query(
-                    "SELECT host_id, ip_addresses, peer_address FROM hosts WHERE host_id = ?",
+                    "SELECT host_id, ip_addresses, peer_address FROM hosts WHERE host_id = $1",
                 )
                 .bind(id)
                 .fetch_all(&self.pool)
@@ -226,17 +226,17 @@ impl IntelStore for SqliteStore {
         };
         // Each host's distinct remote addresses as one string (SQLite concatenates far faster
         // than rows cross into Rust), then only the sockets to kept addresses, whole.
+        let remotes = self.dialect.join_distinct("remote_addr");
         let remotes_sql = match host_id {
-            Some(_) => {
-                "SELECT host_id, group_concat(DISTINCT remote_addr) AS remotes FROM connections \
-                 WHERE host_id = ? GROUP BY host_id"
-            }
+            Some(_) => format!(
+                "SELECT host_id, {remotes} AS remotes FROM connections \
+                 WHERE host_id = $1 GROUP BY host_id"
+            ),
             None => {
-                "SELECT host_id, group_concat(DISTINCT remote_addr) AS remotes FROM connections \
-                 GROUP BY host_id"
+                format!("SELECT host_id, {remotes} AS remotes FROM connections GROUP BY host_id")
             }
         };
-        let mut query = sqlx::query(remotes_sql);
+        let mut query = sqlx::query(&remotes_sql);
         if let Some(id) = host_id {
             query = query.bind(id);
         }
@@ -253,12 +253,16 @@ impl IntelStore for SqliteStore {
         let mut by_host: HashMap<String, Vec<NetConnection>> = HashMap::new();
         if !wanted.is_empty() {
             let pairs = serde_json::to_string(&wanted).expect("strings serialize");
-            let rows = sqlx::query(
+            let d = self.dialect;
+            let rows = sqlx::query(&format!(
                 "SELECT c.host_id, c.proto, c.local_addr, c.local_port, c.remote_addr, c.remote_port, \
                      c.state, c.pid, c.process \
-                 FROM json_each(?) w JOIN connections c \
-                     ON c.host_id = json_extract(w.value, '$[0]') AND c.remote_addr = json_extract(w.value, '$[1]')",
-            )
+                 FROM {} w JOIN connections c \
+                     ON c.host_id = {} AND c.remote_addr = {}",
+                d.json_elements("$1"),
+                d.json_item("w.value", 0),
+                d.json_item("w.value", 1),
+            ))
             .bind(pairs)
             .fetch_all(&self.pool)
             .await?;
@@ -266,16 +270,7 @@ impl IntelStore for SqliteStore {
                 by_host
                     .entry(row.try_get(0)?)
                     .or_default()
-                    .push(NetConnection {
-                        proto: row.try_get(1)?,
-                        local_addr: row.try_get(2)?,
-                        local_port: row.try_get(3)?,
-                        remote_addr: row.try_get(4)?,
-                        remote_port: row.try_get(5)?,
-                        state: row.try_get(6)?,
-                        pid: row.try_get(7)?,
-                        process: row.try_get(8)?,
-                    });
+                    .push(super::sql::connection_from_row(row)?);
             }
         }
         hosts
@@ -312,7 +307,7 @@ impl IntelStore for SqliteStore {
         // one host's.
         let rows = match results {
             [(host_id, _)] => {
-                sqlx::query(&format!("{EXISTING_SELECT} AND host_id = ?"))
+                sqlx::query(&format!("{EXISTING_SELECT} AND host_id = $1"))
                     .bind(host_id)
                     .fetch_all(&mut *tx)
                     .await?
@@ -358,7 +353,7 @@ impl IntelStore for SqliteStore {
 }
 
 #[async_trait]
-impl BundleStore for SqliteStore {
+impl BundleStore for SqlStore {
     /// Stores a signed bundle (the newest of its kind is the current one), with an audit
     /// entry.
     async fn save_bundle(
@@ -369,7 +364,7 @@ impl BundleStore for SqliteStore {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO bundles (kind, name, version, created_ms, created_by, files, items, bytes, payload, signature, members) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(&bundle.kind)
         .bind(&bundle.name)
@@ -417,7 +412,7 @@ impl BundleStore for SqliteStore {
     /// connect).
     async fn current_bundle_version(&self, kind: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT version FROM bundles WHERE kind = ? ORDER BY id DESC LIMIT 1",
+            "SELECT version FROM bundles WHERE kind = $1 ORDER BY id DESC LIMIT 1",
         )
         .bind(kind)
         .fetch_optional(&self.pool)
@@ -428,7 +423,7 @@ impl BundleStore for SqliteStore {
     async fn current_bundle(&self, kind: &str) -> Result<Option<BundleRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, kind, name, version, created_ms, created_by, files, items, bytes, payload, signature \
-             FROM bundles WHERE kind = ? ORDER BY id DESC LIMIT 1",
+             FROM bundles WHERE kind = $1 ORDER BY id DESC LIMIT 1",
         )
         .bind(kind)
         .fetch_optional(&self.pool)
@@ -467,7 +462,7 @@ impl BundleStore for SqliteStore {
         };
         sqlx::query(
             "INSERT INTO host_bundles (host_id, kind, version, since_ms, refused_version, error, updated_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host_id, kind) DO UPDATE SET \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (host_id, kind) DO UPDATE SET \
                  refused_version = CASE WHEN excluded.error <> '' THEN excluded.refused_version \
                      WHEN excluded.version <> host_bundles.version THEN '' ELSE host_bundles.refused_version END, \
                  error = CASE WHEN excluded.error <> '' THEN excluded.error \
@@ -498,7 +493,7 @@ impl BundleStore for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO host_bundles (host_id, kind, version, since_ms, updated_ms, offered_version, offered_ms) \
-             VALUES (?, ?, '', 0, ?, ?, ?) \
+             VALUES ($1, $2, '', 0, $3, $4, $5) \
              ON CONFLICT (host_id, kind) DO UPDATE SET offered_version = excluded.offered_version, \
                  offered_ms = excluded.offered_ms",
         )
@@ -570,8 +565,8 @@ impl BundleStore for SqliteStore {
         version: &str,
     ) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM host_bundles WHERE host_id = ? AND kind = ? \
-             AND (version = ? OR refused_version = ?)",
+            "SELECT 1 FROM host_bundles WHERE host_id = $1 AND kind = $2 \
+             AND (version = $3 OR refused_version = $4)",
         )
         .bind(host_id)
         .bind(kind)
@@ -584,7 +579,7 @@ impl BundleStore for SqliteStore {
 
     async fn refused_version(&self, host_id: &str, kind: &str) -> Result<String, StoreError> {
         let refused: Option<String> = sqlx::query_scalar(
-            "SELECT refused_version FROM host_bundles WHERE host_id = ? AND kind = ?",
+            "SELECT refused_version FROM host_bundles WHERE host_id = $1 AND kind = $2",
         )
         .bind(host_id)
         .bind(kind)
@@ -620,10 +615,10 @@ async fn apply_host(
             Some(found) => {
                 let reopen = found.state == FindingState::Resolved;
                 sqlx::query(
-                    "UPDATE findings SET rule = ?, list_id = ?, evidence = ?, last_seen_ms = ?, \
-                         observed_at_ms = ?, state = CASE WHEN state = 'resolved' THEN 'reopened' ELSE state END, \
-                         state_changed_ms = CASE WHEN state = 'resolved' THEN ? ELSE state_changed_ms END \
-                     WHERE id = ?",
+                    "UPDATE findings SET rule = $1, list_id = $2, evidence = $3, last_seen_ms = $4, \
+                         observed_at_ms = $5, state = CASE WHEN state = 'resolved' THEN 'reopened' ELSE state END, \
+                         state_changed_ms = CASE WHEN state = 'resolved' THEN $6 ELSE state_changed_ms END \
+                     WHERE id = $7",
                 )
                 .bind(&m.network)
                 .bind(m.list_id)
@@ -653,7 +648,7 @@ async fn apply_host(
                     "INSERT INTO findings (host_id, kind, path, sha256, size, rule, namespace, ioc_comment, \
                          state, first_seen_ms, last_seen_ms, observed_at_ms, sweep_id, state_changed_ms, \
                          list_id, evidence) \
-                     VALUES (?, 'botnet_ip', ?, '', 0, ?, ?, '', 'open', ?, ?, ?, '', ?, ?, ?) RETURNING id",
+                     VALUES ($1, 'botnet_ip', $2, '', 0, $3, $4, '', 'open', $5, $6, $7, '', $8, $9, $10) RETURNING id",
                 )
                 .bind(host_id)
                 .bind(m.address.to_string())
@@ -717,7 +712,7 @@ async fn apply_host(
             }
         };
         let Some(note) = note else { continue };
-        sqlx::query("UPDATE findings SET state = 'resolved', state_changed_ms = ? WHERE id = ?")
+        sqlx::query("UPDATE findings SET state = 'resolved', state_changed_ms = $1 WHERE id = $2")
             .bind(now_ms)
             .bind(found.id)
             .execute(&mut **tx)
@@ -745,7 +740,7 @@ async fn last_complete_sweep(
 ) -> Result<Option<(String, i64)>, StoreError> {
     let row = sqlx::query(
         "SELECT complete_sweep_id, complete_started_ms FROM hosts \
-         WHERE host_id = ? AND complete_sweep_id IS NOT NULL",
+         WHERE host_id = $1 AND complete_sweep_id IS NOT NULL",
     )
     .bind(host_id)
     .fetch_optional(&mut **tx)
@@ -761,14 +756,16 @@ async fn last_complete_sweep(
 }
 
 async fn list_by_id(tx: &mut Tx<'_>, id: i64) -> Result<Option<IpList>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {LIST_COLUMNS} FROM ip_lists WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {LIST_COLUMNS} FROM ip_lists WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
     row.as_ref().map(list_from_row).transpose()
 }
 
-fn list_from_row(row: &SqliteRow) -> Result<IpList, StoreError> {
+fn list_from_row(row: &AnyRow) -> Result<IpList, StoreError> {
     Ok(IpList {
         id: row.try_get("id")?,
         source: row.try_get("source")?,
@@ -818,14 +815,7 @@ mod tests {
     use crate::model::{ConnectionReport, FindingFilter, FindingKind, HostHello, SweepReport};
     use crate::store::{FindingStore, FleetStore, InventoryStore, SweepStore};
 
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("c.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
-        (dir, store)
-    }
-
-    async fn host(store: &SqliteStore, id: &str, peer: &str, remote: &str) {
+    async fn host(store: &SqlStore, id: &str, peer: &str, remote: &str) {
         store
             .record_hello(
                 &HostHello {
@@ -861,7 +851,7 @@ mod tests {
         store.record_connections(id, &report, 1).await.unwrap();
     }
 
-    async fn import(store: &SqliteStore, text: &str) -> IpList {
+    async fn import(store: &SqlStore, text: &str) -> IpList {
         let (parsed, _) = parse("l.txt", text.as_bytes(), ListFormat::Plain).unwrap();
         let list = NewIpList {
             source: "cert".into(),
@@ -877,7 +867,7 @@ mod tests {
     }
 
     /// The matcher from the store's active lists, applied to every host.
-    async fn recheck(store: &SqliteStore, now: i64) -> BotnetChanges {
+    async fn recheck(store: &SqlStore, now: i64) -> BotnetChanges {
         let matcher = store.active_ip_matcher().await.unwrap();
         let results: Vec<_> = store
             .host_net_facts(None, &|_| true)
@@ -893,7 +883,7 @@ mod tests {
             .unwrap()
     }
 
-    async fn states(store: &SqliteStore, host: &str) -> Vec<(String, String, String)> {
+    async fn states(store: &SqlStore, host: &str) -> Vec<(String, String, String)> {
         store
             .list_findings(&FindingFilter {
                 host_id: Some(host.into()),
@@ -907,9 +897,7 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn matches_open_stay_reopen_and_resolve_by_their_evidence() {
-        let (_dir, store) = store().await;
+    async fn matches_open_stay_reopen_and_resolve_by_their_evidence(store: SqlStore) {
         host(&store, "h1", "192.0.2.44", "198.51.100.9").await;
         host(&store, "h2", "192.0.2.45", "203.0.113.1").await;
 
@@ -999,4 +987,6 @@ mod tests {
         assert_eq!(lists.len(), 2);
         assert!(lists[0].retired_ms.is_some() && lists[1].retired_ms.is_none());
     }
+
+    on_both_backends!(matches_open_stay_reopen_and_resolve_by_their_evidence,);
 }
