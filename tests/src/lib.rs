@@ -254,10 +254,20 @@ impl Collector {
         listen: &str,
         extra: &[&str],
     ) -> anyhow::Result<Collector> {
+        Collector::start_on(dir, pki, listen, &db_url(dir), extra)
+    }
+
+    /// [`Collector::start_with`] on the database `db` (logs still go to `dir`).
+    pub fn start_on(
+        dir: &Path,
+        pki: &Pki,
+        listen: &str,
+        db: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Collector> {
         let mut command = Command::new(bin("hygiene-collector"));
         command
-            .args(["serve", "--listen", listen, "--db"])
-            .arg(format!("sqlite://{}", dir.join("collector.db").display()))
+            .args(["serve", "--listen", listen, "--db", db])
             .arg("--pki")
             .arg(&pki.dir)
             .args(extra);
@@ -278,6 +288,22 @@ impl Collector {
     pub fn url(&self) -> String {
         url(self.addr)
     }
+}
+
+/// The database of the collector site in `dir`: an SQLite file there, or with
+/// `HYGIENE_TEST_BACKEND=postgres` a PostgreSQL database of its own on the server
+/// `HYGIENE_TEST_POSTGRES` names (so that every end-to-end test runs on either engine).
+pub fn db_url(dir: &Path) -> String {
+    if on_postgres() {
+        hygiene_collector::store::test_db::site_url(dir)
+    } else {
+        format!("sqlite://{}", dir.join("collector.db").display())
+    }
+}
+
+/// Whether the end-to-end tests run on PostgreSQL (`HYGIENE_TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("HYGIENE_TEST_BACKEND").is_ok_and(|v| v == "postgres")
 }
 
 pub fn url(addr: SocketAddr) -> String {
@@ -446,6 +472,8 @@ pub struct Site {
     pub pki: Pki,
     pub collector: Collector,
     pub listen: String,
+    /// The collector's database URL.
+    pub db: String,
     /// The collector's extra `serve` flags, kept for restarts.
     collector_flags: Vec<String>,
 }
@@ -460,12 +488,14 @@ impl Site {
         let dir = tempfile::tempdir()?;
         let pki = Pki::init(&dir.path().join("pki"))?;
         let listen = format!("127.0.0.1:{}", free_port()?);
-        let collector = Collector::start_with(dir.path(), &pki, &listen, collector_flags)?;
+        let db = db_url(dir.path());
+        let collector = Collector::start_on(dir.path(), &pki, &listen, &db, collector_flags)?;
         Ok(Site {
             dir,
             pki,
             collector,
             listen,
+            db,
             collector_flags: collector_flags.iter().map(|f| f.to_string()).collect(),
         })
     }
@@ -473,8 +503,28 @@ impl Site {
     /// Stops the collector and starts it again on the same address and database.
     pub fn restart_collector(&mut self) -> anyhow::Result<()> {
         self.collector.process.terminate(Duration::from_secs(10))?;
+        self.start_collector()
+    }
+
+    /// Stops the collector, runs `hygiene-collector db migrate` from the site's database into
+    /// `to` and, when it succeeds, starts the collector again on `to`. The migration's output.
+    pub fn move_database(&mut self, to: &str) -> anyhow::Result<Output> {
+        self.collector.process.terminate(Duration::from_secs(10))?;
+        let output = Command::new(bin("hygiene-collector"))
+            .args(["db", "migrate", "--from", &self.db, "--to", to])
+            .output()?;
+        if output.status.success() {
+            self.db = to.to_owned();
+        }
+        self.start_collector()?;
+        Ok(output)
+    }
+
+    /// Starts the collector (after it was stopped) on the site's address and database.
+    fn start_collector(&mut self) -> anyhow::Result<()> {
         let flags: Vec<&str> = self.collector_flags.iter().map(String::as_str).collect();
-        self.collector = Collector::start_with(self.dir.path(), &self.pki, &self.listen, &flags)?;
+        self.collector =
+            Collector::start_on(self.dir.path(), &self.pki, &self.listen, &self.db, &flags)?;
         Ok(())
     }
 

@@ -43,14 +43,17 @@ fn tokens_are_shown_once_stored_as_hashes_listed_and_revoked() {
     let other = site.json(&["enroll", "create", "--label", "Province IT"]);
     assert_ne!(other["token"], made["token"]);
 
-    // The database never holds a token itself.
-    let db = std::fs::read(site.dir.path().join("collector.db")).unwrap();
-    let wal = std::fs::read(site.dir.path().join("collector.db-wal")).unwrap_or_default();
-    for bytes in [&db, &wal] {
-        assert!(
-            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
-            "the token is stored in clear"
-        );
+    // The database never holds a token itself (its bytes are read on SQLite, where they are
+    // files; PostgreSQL stores what the same statements write).
+    if !hygiene_tests::on_postgres() {
+        let db = std::fs::read(site.dir.path().join("collector.db")).unwrap();
+        let wal = std::fs::read(site.dir.path().join("collector.db-wal")).unwrap_or_default();
+        for bytes in [&db, &wal] {
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "the token is stored in clear"
+            );
+        }
     }
 
     let list = site.json(&["enroll", "list"]);

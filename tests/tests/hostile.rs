@@ -80,9 +80,9 @@ fn collector_limited(
     let mut collector = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "ulimit -n {limit} && exec {} serve --listen 127.0.0.1:0 --db sqlite://{} --pki {} 2>{}",
+            "ulimit -n {limit} && exec {} serve --listen 127.0.0.1:0 --db {} --pki {} 2>{}",
             bin("hygiene-collector").display(),
-            dir.join("c.db").display(),
+            db_url(dir),
             pki.dir.display(),
             log.display()
         ))

@@ -1,13 +1,15 @@
 //! `hygiene-collector`: `serve` runs the collector, `pki` manages the built-in CA. Flags and
 //! config in, library calls out.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hygiene_collector::config::{self, CollectorConfig, DEFAULT_DB, DEFAULT_LISTEN, DEFAULT_PKI};
-use hygiene_collector::{pki, store::Store};
+use hygiene_collector::pki;
+use hygiene_collector::store::{SqlStore, Store};
 
 #[derive(Parser)]
 #[command(name = "hygiene-collector", version, about = "Hygiene collector")]
@@ -51,6 +53,33 @@ enum Command {
     /// Manage the built-in certificate authority.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Database tasks.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy every row of one database into another, empty one (e.g. a site moving from
+    /// SQLite to PostgreSQL), then count both sides table by table. Stop the collectors
+    /// first: rows written during the copy are not moved. Exits 0 only when every row arrived.
+    Migrate {
+        /// The database to copy (`sqlite://PATH` or `postgres://...`).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The database to fill; its schema is created if needed, and it must hold no rows.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -103,7 +132,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HYGIENE_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
     let result = match cli.command {
@@ -160,6 +189,7 @@ fn main() -> ExitCode {
                     dir.display()
                 )
             }),
+        Command::Db(DbCommand::Migrate { from, to, format }) => migrate(&from, &to, format),
         Command::Pki(PkiCommand::IssueAdmin { dir, name, out }) => {
             pki::issue_admin(&dir, &name, &out)
                 .map_err(Into::into)
@@ -173,6 +203,54 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `db migrate`: the copy, its table on stdout, and an error unless every row arrived.
+fn migrate(from: &str, to: &str, format: Format) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let copied = runtime.block_on(async {
+        let source = SqlStore::open(from).await?;
+        let target = SqlStore::open(to).await?;
+        anyhow::Ok(source.copy_into(&target).await?)
+    })?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&copied)?)?,
+        Format::Csv => {
+            let mut csv = csv::Writer::from_writer(&mut out);
+            for table in &copied {
+                csv.serialize(table)?;
+            }
+            csv.flush()?;
+        }
+        Format::Table => {
+            writeln!(out, "{:<20} {:>12} {:>12}", "TABLE", "SOURCE", "TARGET")?;
+            for table in &copied {
+                writeln!(
+                    out,
+                    "{:<20} {:>12} {:>12}{}",
+                    table.table,
+                    table.source_rows,
+                    table.target_rows,
+                    if table.complete() { "" } else { "  MISSING" }
+                )?;
+            }
+        }
+    }
+    let missing: Vec<&str> = copied
+        .iter()
+        .filter(|t| !t.complete())
+        .map(|t| t.table.as_str())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!("rows missing in {to}: {}", missing.join(", "));
+    }
+    let rows: u64 = copied.iter().map(|t| t.source_rows).sum();
+    eprintln!(
+        "copied {rows} rows in {} tables from {from} to {to}",
+        copied.len()
+    );
+    Ok(())
 }
 
 /// The agent limits given on the command line.

@@ -40,6 +40,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod copy;
 mod query;
 mod sql;
 mod sql_allow;
@@ -55,6 +56,7 @@ use std::sync::Arc;
 
 pub use async_trait::async_trait;
 
+pub use copy::{TABLES, TableCopy};
 pub use sql::{Dialect, SqlStore};
 
 use crate::findings::{AdminChange, HostStatus};

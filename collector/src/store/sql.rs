@@ -3191,6 +3191,132 @@ mod tests {
         assert_eq!(audit[0].actor, "alice");
     }
 
+    async fn every_table_of_the_schema_is_copied(store: SqlStore) {
+        let catalogue = match store.dialect {
+            Dialect::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name"
+            }
+            Dialect::Postgres => {
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = current_schema() \
+                 AND table_name <> '_sqlx_migrations' ORDER BY table_name"
+            }
+        };
+        let tables: Vec<String> = sqlx::query_scalar(catalogue)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        let mut listed: Vec<&str> = crate::store::TABLES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(tables, listed);
+    }
+
+    async fn a_site_moves_to_another_database_whole(store: SqlStore) {
+        store.record_hello(&hello("a"), 1).await.unwrap();
+        store.record_hello(&hello("w1"), 1).await.unwrap();
+        store
+            .record_findings("a", &[at("/x", "s1", "ab"), at("/y", "s1", "cd")], 10)
+            .await
+            .unwrap();
+        let id = store
+            .list_findings(&FindingFilter::default())
+            .await
+            .unwrap()[0]
+            .id;
+        store
+            .change_finding(id, &AdminChange::Quarantine, "alice", "", 20)
+            .await
+            .unwrap();
+        store
+            .record_sweep_report("a", &summary("s1", 5, &["/"]), 30)
+            .await
+            .unwrap();
+        for (kbs, at_ms) in [(["KB1", "KB2"], 5), (["KB2", "KB3"], 7)] {
+            store
+                .record_inventory("w1", &windows_inventory(Some(&kbs), at_ms), at_ms * 10)
+                .await
+                .unwrap();
+        }
+        store
+            .record_audit(&NewAuditEntry {
+                at_ms: 40,
+                actor: "alice".into(),
+                action: "sweep.start".into(),
+                target: "all".into(),
+                detail: "Tiếng Việt, 'quoted' \"text\"".into(),
+            })
+            .await
+            .unwrap();
+
+        // SQLite into PostgreSQL when a server is configured, PostgreSQL into SQLite in the
+        // suite's other run.
+        let dir = tempfile::tempdir().unwrap();
+        let postgres = match store.dialect {
+            Dialect::Sqlite => crate::store::test_db::TestDatabase::create().await,
+            Dialect::Postgres => None,
+        };
+        let target = match &postgres {
+            Some(db) => SqlStore::open(&db.url()).await.unwrap(),
+            None => SqlStore::open(&format!("sqlite://{}", dir.path().join("to.db").display()))
+                .await
+                .unwrap(),
+        };
+        let copied = store.copy_into(&target).await.unwrap();
+        assert!(copied.iter().all(|t| t.complete()), "{copied:?}");
+        let rows = |table: &str| {
+            copied
+                .iter()
+                .find(|t| t.table == table)
+                .unwrap()
+                .source_rows
+        };
+        assert_eq!(rows("hosts"), 2);
+        assert_eq!(rows("findings"), 2);
+        assert_eq!(rows("hotfix_history"), 4);
+
+        // What the collector reads back is the same on both.
+        let hosts = HostFilter::default();
+        let all = FindingFilter::default();
+        assert_eq!(
+            format!("{:?}", store.list_hosts(&hosts).await.unwrap()),
+            format!("{:?}", target.list_hosts(&hosts).await.unwrap())
+        );
+        assert_eq!(
+            format!("{:?}", store.list_findings(&all).await.unwrap()),
+            format!("{:?}", target.list_findings(&all).await.unwrap())
+        );
+        assert_eq!(
+            format!("{:?}", store.finding_history(id).await.unwrap()),
+            format!("{:?}", target.finding_history(id).await.unwrap())
+        );
+        assert_eq!(
+            format!("{:?}", store.list_audit().await.unwrap()),
+            format!("{:?}", target.list_audit().await.unwrap())
+        );
+        assert_eq!(
+            format!("{:?}", store.host_detail("w1").await.unwrap()),
+            format!("{:?}", target.host_detail("w1").await.unwrap())
+        );
+        // New rows get ids past the copied ones.
+        target
+            .record_findings("a", &[at("/z", "s2", "ef")], 50)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = target
+            .list_findings(&all)
+            .await
+            .unwrap()
+            .iter()
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(ids.len(), 3);
+        assert!(ids[2] > ids[1], "{ids:?}");
+
+        // A target that holds rows is refused, and says why.
+        let refused = store.copy_into(&target).await.unwrap_err().to_string();
+        assert!(refused.contains("already holds data"), "{refused}");
+    }
+
     on_both_backends!(
         spool_drops_are_running_totals_that_never_go_down,
         findings_are_idempotent_and_counted_per_host,
@@ -3205,5 +3331,7 @@ mod tests {
         a_delta_applies_only_onto_the_lists_it_was_made_against,
         a_sweep_resolves_only_what_it_covered_and_no_longer_found,
         remediation_moves_findings_and_repeats_change_nothing,
+        every_table_of_the_schema_is_copied,
+        a_site_moves_to_another_database_whole,
     );
 }

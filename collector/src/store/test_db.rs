@@ -57,27 +57,87 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        // Drop runs outside any runtime's reach: a thread of its own with a small runtime.
-        let server = self.server.clone();
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-                    .await
-                    .ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
+        let admin_url = format!("{}/postgres", self.server);
+        let drop_sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = block_on(async move {
+            let mut admin = PgConnection::connect(&admin_url).await?;
+            sqlx::query(&drop_sql).execute(&mut admin).await
+        });
+        if dropped.is_err() {
             eprintln!("could not drop test database {}", self.name);
         }
     }
+}
+
+/// The database URL of an end-to-end test site in `dir` when `HYGIENE_TEST_BACKEND=postgres`
+/// (with `HYGIENE_TEST_POSTGRES` naming the server): created on first use and kept for the
+/// rest of the process, since tests restart collectors on the same site. Databases of
+/// earlier runs whose process is gone are dropped on the first call.
+///
+/// # Panics
+/// When the server cannot be reached or the database cannot be made (a setup failure).
+pub fn site_url(dir: &std::path::Path) -> String {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static SITES: Mutex<Option<HashMap<std::path::PathBuf, String>>> = Mutex::new(None);
+    let server = std::env::var(SERVER_VAR)
+        .unwrap_or_else(|_| panic!("HYGIENE_TEST_BACKEND=postgres needs {SERVER_VAR}"));
+    let server = server.trim_end_matches('/').to_owned();
+    let mut sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
+    let first = sites.is_none();
+    let sites = sites.get_or_insert_with(HashMap::new);
+    if let Some(url) = sites.get(dir) {
+        return url.clone();
+    }
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    let name = format!(
+        "hygiene_site_{pid}_{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin_url = format!("{server}/postgres");
+    let create_sql = format!("CREATE DATABASE {name}");
+    let created = block_on(async move {
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        if first {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'hygiene\\_site\\_%' \
+                 OR datname LIKE 'hygiene\\_test\\_%'",
+            )
+            .fetch_all(&mut admin)
+            .await?;
+            for stale in names {
+                let owner = stale.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+                let alive =
+                    owner.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+                if !alive {
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {stale} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await?;
+                }
+            }
+        }
+        sqlx::query(&create_sql).execute(&mut admin).await?;
+        Ok::<_, sqlx::Error>(())
+    });
+    if let Err(e) = created {
+        panic!("{server}: cannot create database {name}: {e}");
+    }
+    let url = format!("{server}/{name}");
+    sites.insert(dir.to_path_buf(), url.clone());
+    url
+}
+
+/// Runs a future to completion on a thread of its own: callers may be inside a runtime (or
+/// in `Drop`, outside any).
+fn block_on<T: Send + 'static>(future: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime")
+            .block_on(future)
+    })
+    .join()
+    .expect("the database thread")
 }
