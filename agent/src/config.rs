@@ -10,7 +10,10 @@ use serde::Deserialize;
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// `https://HOST:PORT` of the collector.
+    /// `https://HOST:PORT` of the collector; a site with several replicas: a list of them
+    /// (`collector = ["https://a:50051", "https://b:50051"]`) or the URLs separated by commas,
+    /// tried in turn.
+    #[serde(default, deserialize_with = "one_or_many")]
     pub collector: Option<String>,
     /// The local address the connection to the collector leaves from (multi-homed servers);
     /// the system's choice when unset.
@@ -122,6 +125,25 @@ impl ConfigFile {
             ca_fingerprint: flags.ca_fingerprint.or(self.ca_fingerprint),
             host_id: flags.host_id.or(self.host_id),
         }
+    }
+}
+
+/// A `collector` given as one URL or a list of them; a list is kept comma-separated.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(url) => Ok(Some(url)),
+        OneOrMany::Many(urls) if urls.is_empty() => Err(serde::de::Error::custom(
+            "collector: an empty list; give at least one https://HOST:PORT",
+        )),
+        OneOrMany::Many(urls) => Ok(Some(urls.join(","))),
     }
 }
 
@@ -303,6 +325,23 @@ mod tests {
             AgentConfig::resolve(file),
             Err(ConfigError::Zero { what: "cpu_limit" })
         ));
+    }
+
+    #[test]
+    fn several_collector_addresses_are_a_list() {
+        let file: ConfigFile =
+            toml::from_str("collector = [\"https://a:50051\", \"https://b:50051\"]").unwrap();
+        let collector = file.collector.unwrap();
+        assert_eq!(
+            crate::session::collector_addresses(&collector),
+            ["https://a:50051", "https://b:50051"]
+        );
+        assert_eq!(
+            crate::session::collector_addresses("https://a:1, https://b:2"),
+            ["https://a:1", "https://b:2"]
+        );
+        let empty = toml::from_str::<ConfigFile>("collector = []").unwrap_err();
+        assert!(empty.to_string().contains("empty list"), "{empty}");
     }
 
     #[test]

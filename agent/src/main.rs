@@ -371,13 +371,23 @@ fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow
     if let Some(enrollment) = &config.enrollment
         && !config.cert_dir.join("agent.pem").exists()
     {
-        let host_id = runtime.block_on(hygiene_agent::enroll::enroll(
-            &config.collector,
-            &enrollment.token,
-            &enrollment.ca_fingerprint,
-            &config.cert_dir,
-            enrollment.host_id.clone(),
-        ))?;
+        // Each collector address in turn: a replica that is down is not the site.
+        let mut enrolled = None;
+        for collector in hygiene_agent::session::collector_addresses(&config.collector) {
+            let result = runtime.block_on(hygiene_agent::enroll::enroll(
+                &collector,
+                &enrollment.token,
+                &enrollment.ca_fingerprint,
+                &config.cert_dir,
+                enrollment.host_id.clone(),
+            ));
+            let done = result.is_ok();
+            enrolled = Some(result);
+            if done {
+                break;
+            }
+        }
+        let host_id = enrolled.expect("at least one collector address")?;
         tracing::info!(host = %host_id, cert_dir = %config.cert_dir.display(), "enrolled");
         // The MSI's token stays in the registry, where any local user can read it, only
         // until it has done its work.

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hygiene_proto::v1::{self, agent_message::Body, collector_message, command};
@@ -75,10 +75,16 @@ enum LinkError {
 }
 
 /// Builds mTLS channels to the collector from the files enrollment or `pki issue-agent`
-/// writes, read again for every connection (a renewal replaces them).
+/// writes, read again for every connection (a renewal replaces them). A site with several
+/// collector replicas is given as several addresses (`collector = ["https://a:50051",
+/// "https://b:50051"]`, or comma-separated): a connection tries them in turn, starting from
+/// the one that answered last. A name with several DNS addresses is tried address by address
+/// by the connector underneath.
 #[derive(Clone)]
 pub struct Connector {
-    collector: String,
+    collectors: Vec<String>,
+    /// The address that answered last (an index into `collectors`).
+    current: Arc<AtomicUsize>,
     cert_dir: PathBuf,
     source_address: Option<std::net::IpAddr>,
 }
@@ -93,15 +99,24 @@ impl Connector {
     ) -> Result<Self, SessionError> {
         crate::renewal::finish_pending(cert_dir)?;
         let connector = Connector {
-            collector: collector.to_owned(),
+            collectors: collector_addresses(collector),
+            current: Arc::default(),
             cert_dir: cert_dir.to_path_buf(),
             source_address,
         };
-        connector.endpoint()?;
+        for url in &connector.collectors {
+            connector.endpoint(url)?;
+        }
         Ok(connector)
     }
 
-    fn endpoint(&self) -> Result<Endpoint, SessionError> {
+    /// The collector address in use (or tried last).
+    pub fn collector(&self) -> &str {
+        let current = self.current.load(Ordering::Relaxed);
+        &self.collectors[current % self.collectors.len()]
+    }
+
+    fn endpoint(&self, url: &str) -> Result<Endpoint, SessionError> {
         let read = |name: &str| {
             let path = self.cert_dir.join(name);
             std::fs::read(&path).map_err(|cause| SessionError::Certs { path, cause })
@@ -110,10 +125,10 @@ impl Connector {
             .ca_certificate(Certificate::from_pem(read("ca.pem")?))
             .identity(Identity::from_pem(read("agent.pem")?, read("agent.key")?));
         let endpoint_error = |source| SessionError::Endpoint {
-            url: self.collector.clone(),
+            url: url.to_owned(),
             source,
         };
-        Ok(Endpoint::from_shared(self.collector.clone())
+        Ok(Endpoint::from_shared(url.to_owned())
             .map_err(endpoint_error)?
             .tls_config(tls)
             .map_err(endpoint_error)?
@@ -124,9 +139,47 @@ impl Connector {
             .keep_alive_while_idle(true))
     }
 
+    /// A channel to the first collector address that answers, starting from the last one
+    /// that did.
     async fn connect(&self) -> Result<Channel, LinkError> {
-        let endpoint = self.endpoint().map_err(LinkError::Setup)?;
-        Ok(endpoint.connect().await?)
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for step in 0..self.collectors.len() {
+            let index = (start + step) % self.collectors.len();
+            let url = &self.collectors[index];
+            let endpoint = self.endpoint(url).map_err(LinkError::Setup)?;
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    if index != start % self.collectors.len() {
+                        tracing::info!(collector = %url, "failing over to another collector address");
+                    }
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(channel);
+                }
+                Err(err) => {
+                    if self.collectors.len() > 1 {
+                        tracing::warn!(collector = %url, "cannot connect: {}", hygiene_proto::ErrorChain(&err));
+                    }
+                    last_error = Some(err);
+                }
+            }
+        }
+        Err(last_error.map_or(LinkError::Closed, LinkError::Connect))
+    }
+}
+
+/// The addresses of a `collector` setting: one URL, or several separated by commas.
+pub fn collector_addresses(setting: &str) -> Vec<String> {
+    let addresses: Vec<String> = setting
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if addresses.is_empty() {
+        vec![setting.to_owned()]
+    } else {
+        addresses
     }
 }
 
@@ -156,7 +209,7 @@ pub async fn run(
         };
         match result {
             Err(LinkError::State(err)) => return Err(err.into()),
-            Err(err) => tracing::warn!(collector = %connector.collector, "{err}"),
+            Err(err) => tracing::warn!(collector = %connector.collector(), "{err}"),
             // A renewed certificate: connect with it at once.
             Ok(()) => continue,
         }
@@ -397,7 +450,7 @@ async fn serve_connection(
         .session(tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx))
         .await
         .map_err(LinkError::Refused)?;
-    tracing::info!(collector = %connector.collector, unacked = spool.len().0, "connected");
+    tracing::info!(collector = %connector.collector(), unacked = spool.len().0, "connected");
     let mut inbound = response.into_inner();
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + params.heartbeat,

@@ -107,7 +107,7 @@ pub struct SweepOrders {
 }
 
 /// One sweep for one agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepOrder {
     pub sweep_id: String,
     pub full: bool,

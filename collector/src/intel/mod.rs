@@ -113,6 +113,14 @@ impl Intel {
         self.matcher.read().expect("matcher lock").clone()
     }
 
+    /// Rebuilds the matcher after another replica changed the lists (which re-checked the
+    /// hosts itself).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let matcher = self.store.active_ip_matcher().await?;
+        *self.matcher.write().expect("matcher lock") = Arc::new(matcher);
+        Ok(())
+    }
+
     /// Rebuilds the matcher after the lists changed and re-checks every host.
     pub async fn reload_and_recheck(&self) -> Result<RecheckSummary, StoreError> {
         let _one = self.recheck.lock().await;

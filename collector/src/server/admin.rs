@@ -4,7 +4,7 @@ use hygiene_proto::bundle;
 use hygiene_proto::v1::{self, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
-use super::agent::{Registry, cancel_sweep_command, now_ms, start_sweep_command};
+use super::agent::{Registry, cancel_sweep_command, now_ms};
 use super::agent::{quarantine_command, restore_command};
 use crate::allowlist::{AllowEntry, AllowMatch};
 use crate::findings::{AdminChange, FindingState, HostStatus};
@@ -18,6 +18,7 @@ use crate::model::{
     ConnectionFilter, Finding, FindingFilter, FindingKind, Host, HostFilter, IpList, NewAuditEntry,
     NewIpList,
 };
+use crate::site::SiteEvent;
 use crate::store::{Store, StoreError};
 use crate::sweep::{self, HostSweepState, NewSweep, SweepOrder, SweepState, SweepView};
 use crate::vuln::report::{HostVulnRow, host_row, patch_order};
@@ -39,25 +40,23 @@ pub struct AdminEndpoint {
     revocations: crate::certs::Revocations,
     /// What `enroll create` prints for agents to pin.
     ca_fingerprint: String,
+    /// The other replicas of the site, told of every change that agents connected to them
+    /// must hear of.
+    site: super::site::Site,
 }
 
 impl AdminEndpoint {
-    pub fn new(
-        store: Store,
-        registry: Registry,
-        intel: Intel,
-        vulns: Vulns,
-        stale_after_ms: i64,
-    ) -> Self {
+    pub fn new(site: super::site::Site, stale_after_ms: i64) -> Self {
         AdminEndpoint {
-            store,
+            store: site.store.clone(),
             signing_key: None,
-            intel,
-            vulns,
-            registry,
+            intel: site.intel.clone(),
+            vulns: site.vulns.clone(),
+            registry: site.registry.clone(),
             stale_after_ms,
-            revocations: Default::default(),
+            revocations: site.revocations.clone(),
             ca_fingerprint: String::new(),
+            site,
         }
     }
 }
@@ -112,6 +111,11 @@ impl AdminEndpoint {
             .map_err(internal)?;
         self.revocations.add(serials.iter().cloned());
         let streams_closed = self.registry.cut(&r.host_id, None) as u32;
+        self.site
+            .publish(SiteEvent::HostCut {
+                host_id: r.host_id.clone(),
+            })
+            .await;
         tracing::warn!(host = %r.host_id, admin, ?serials, streams_closed, "host's certificates revoked: {note}");
         Ok(v1::RevokeHostResponse {
             serials,
@@ -191,6 +195,11 @@ impl AdminEndpoint {
             stored.clone(),
             hosts,
         ));
+        self.site
+            .publish(SiteEvent::BundlePublished {
+                kind: kind.to_owned(),
+            })
+            .await;
         Ok(v1::PublishResponse {
             bundle: Some(bundle_entry(&stored)),
             skipped: checked.skipped,
@@ -611,10 +620,18 @@ impl AdminService for AdminEndpoint {
             AdminChange::Restore => Some(restore_command(&finding)),
             AdminChange::Mark(_) => None,
         };
-        if let Some(order) = order
-            && !self.registry.send(&finding.host_id, order)
-        {
-            tracing::info!(host = %finding.host_id, finding = finding.id, "host offline; the order waits for its return");
+        if let Some(order) = order {
+            if !self.registry.send(&finding.host_id, order) {
+                // Connected to another replica, or offline: then the order waits for its
+                // return.
+                tracing::info!(host = %finding.host_id, finding = finding.id, "host not connected here; the other replicas are told");
+            }
+            self.site
+                .publish(SiteEvent::FindingOrdered {
+                    host_id: finding.host_id.clone(),
+                    finding_id: finding.id,
+                })
+                .await;
         }
         Ok(Response::new(finding_entry(finding)))
     }
@@ -785,23 +802,19 @@ impl AdminService for AdminEndpoint {
             splay_seconds: new.splay_seconds,
             deadline_ms,
         };
-        let command = start_sweep_command(&order);
-        let delivered: Vec<String> = new
-            .hosts
-            .iter()
-            .filter(|host| self.registry.send(host, command.clone()))
-            .cloned()
-            .collect();
-        tracing::info!(sweep = %new.id, hosts = new.hosts.len(), delivered = delivered.len(), by = %new.created_by, "sweep started");
-        // Agents dedupe orders by sweep id, so a failure to note the delivery only means the
-        // order is sent again when the host next connects.
-        if let Err(err) = self
-            .store
-            .mark_delivered(&new.id, &delivered, now_ms())
+        let delivered = super::site::deliver_sweep(&self.store, &self.registry, &order, &new.hosts)
             .await
-        {
-            tracing::error!(sweep = %new.id, "cannot note deliveries: {err}");
-        }
+            .unwrap_or_else(|err| {
+                tracing::error!(sweep = %new.id, "cannot note deliveries: {err}");
+                Vec::new()
+            });
+        tracing::info!(sweep = %new.id, hosts = new.hosts.len(), delivered = delivered.len(), by = %new.created_by, "sweep started");
+        self.site
+            .publish(SiteEvent::SweepStarted {
+                order,
+                hosts: new.hosts.clone(),
+            })
+            .await;
         Ok(Response::new(v1::StartSweepResponse {
             id: new.id,
             hosts: new.hosts.len() as u32,
@@ -887,6 +900,12 @@ impl AdminService for AdminEndpoint {
         for host in &open {
             self.registry.send(host, command.clone());
         }
+        self.site
+            .publish(SiteEvent::SweepCancelled {
+                sweep_id: id.clone(),
+                hosts: open.iter().map(|h| (*h).to_owned()).collect(),
+            })
+            .await;
         Ok(Response::new(v1::CancelSweepResponse {
             hosts: open.len() as u32,
         }))
@@ -1049,6 +1068,7 @@ impl AdminService for AdminEndpoint {
         let mut parsed = parsed;
         parsed.entries = Vec::new();
         let recheck = self.intel.reload_and_recheck().await.map_err(internal)?;
+        self.site.publish(SiteEvent::IntelChanged).await;
         let bad_line = |b: iplist::BadLine| v1::BadLine {
             line: b.line,
             text: b.text,
@@ -1087,6 +1107,7 @@ impl AdminService for AdminEndpoint {
             Err(err) => return Err(internal(err)),
         };
         let recheck = self.intel.reload_and_recheck().await.map_err(internal)?;
+        self.site.publish(SiteEvent::IntelChanged).await;
         Ok(Response::new(v1::RemoveIpListResponse {
             list: Some(ip_list_entry(list)),
             recheck: Some(recheck_entry(recheck)),
@@ -1562,6 +1583,7 @@ impl AdminService for AdminEndpoint {
             }
             results.push(result);
         }
+        self.site.publish(SiteEvent::VulnsChanged).await;
         Ok(Response::new(v1::ImportAdvisoriesResponse {
             files: results,
             advisories: self.advisory_names(),

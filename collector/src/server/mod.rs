@@ -6,6 +6,7 @@ mod accept;
 mod admin;
 mod agent;
 mod enroll;
+mod site;
 mod tls;
 
 use std::path::PathBuf;
@@ -100,7 +101,19 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    store.reset_connections().await?;
+    // This replica joins the site; hosts left connected by a replica that is gone (this
+    // process's previous run, or another that died) are offline.
+    let listen = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    store
+        .replica_seen(
+            &listen,
+            agent::now_ms(),
+            agent::now_ms() - REPLICA_DEAD_AFTER_MS,
+        )
+        .await?;
     // Refusals are counted from the start (the table is otherwise made at the first one).
     let _ = crate::refusals::refusals();
     let revocations = tls.revocations();
@@ -122,19 +135,47 @@ pub async fn serve_with(
         .with_revocations(revocations.clone())
         .with_enrollment(options.enrollment.clone());
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
-    let admins = admin::AdminEndpoint::new(store.clone(), registry, intel, vulns, stale_after_ms)
+    let site = site::Site {
+        store: store.clone(),
+        registry: registry.clone(),
+        intel: intel.clone(),
+        vulns: vulns.clone(),
+        revocations: revocations.clone(),
+    };
+    let _follow = AbortOnDrop(tokio::spawn(site.clone().follow()));
+    let _alive = AbortOnDrop(tokio::spawn(site::note_alive(
+        store.clone(),
+        listen,
+        REPLICA_SEEN_EVERY,
+        Duration::from_millis(REPLICA_DEAD_AFTER_MS as u64),
+    )));
+    let admins = admin::AdminEndpoint::new(site, stale_after_ms)
         .with_signing_key(options.rules_signing_key.clone())
         .with_revocations(revocations.clone())
         .with_ca_fingerprint(tls.ca_fingerprint().to_owned());
     let enroller =
         enroll::EnrollEndpoint::new(store.clone(), options.enrollment.clone(), revocations);
-    // The cleanup timeline: today's hosts per status, written as the day goes on.
+    // The cleanup timeline: today's hosts per status, written as the day goes on, by one
+    // replica of the site at a time (the lease outlives a tick, so its holder keeps it).
+    let snapshot_store = store.clone();
     let snapshots = tokio::spawn(async move {
+        let store = snapshot_store;
         let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
+        let lease_ms = i64::try_from((SNAPSHOT_EVERY * 3).as_millis()).unwrap_or(i64::MAX);
         loop {
             tick.tick().await;
-            if let Err(err) = admin::snapshot_statuses(&store, stale_after_ms).await {
-                tracing::warn!("cannot record today's host statuses: {err}");
+            let now = agent::now_ms();
+            match store
+                .take_lease("status_snapshot", now, now + lease_ms)
+                .await
+            {
+                Ok(true) => {
+                    if let Err(err) = admin::snapshot_statuses(&store, stale_after_ms).await {
+                        tracing::warn!("cannot record today's host statuses: {err}");
+                    }
+                }
+                Ok(false) => {}
+                Err(err) => tracing::warn!("cannot take the status snapshot's lease: {err}"),
             }
         }
     });
@@ -153,7 +194,7 @@ pub async fn serve_with(
         // A botnet list of 100,000 entries is a few MiB; the default limit is 4 MiB.
         .add_service(AdminServiceServer::new(admins).max_decoding_message_size(ADMIN_MESSAGE_LIMIT))
         .serve_with_incoming_shutdown(accept::incoming(listener, tls, budget), signal);
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result.map_err(ServerError::Transport),
         _ = async {
             let _ = grace.wait_for(|stopping| *stopping).await;
@@ -162,8 +203,17 @@ pub async fn serve_with(
             tracing::warn!("calls still running {SHUTDOWN_GRACE:?} after shutdown was requested; closing anyway");
             Ok(())
         }
+    };
+    if let Err(err) = store.replica_gone().await {
+        tracing::warn!("cannot take this replica off the site's list: {err}");
     }
+    result
 }
+
+/// How often a replica notes itself alive, and after how long without that the others take
+/// its hosts for disconnected.
+const REPLICA_SEEN_EVERY: Duration = Duration::from_secs(5);
+const REPLICA_DEAD_AFTER_MS: i64 = 30_000;
 
 /// Aborts a background task when the server stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

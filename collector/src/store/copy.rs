@@ -38,6 +38,10 @@ pub const TABLES: &[&str] = &[
     "status_snapshots",
 ];
 
+/// Tables of the site's replicas while they run (events, liveness, leases): not copied, a
+/// site starts on its new database with none.
+pub const EPHEMERAL_TABLES: &[&str] = &["site_events", "replicas", "leases"];
+
 /// One table's rows on each side after a copy.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TableCopy {

@@ -47,6 +47,7 @@ mod sql_allow;
 mod sql_certs;
 mod sql_enroll;
 mod sql_intel;
+mod sql_site;
 mod sql_vuln;
 #[doc(hidden)]
 pub mod test_db;
@@ -56,7 +57,7 @@ use std::sync::Arc;
 
 pub use async_trait::async_trait;
 
-pub use copy::{TABLES, TableCopy};
+pub use copy::{EPHEMERAL_TABLES, TABLES, TableCopy};
 pub use sql::{Dialect, SqlStore};
 
 use crate::findings::{AdminChange, HostStatus};
@@ -120,6 +121,7 @@ pub trait Backend:
     + IntelStore
     + BundleStore
     + VulnStore
+    + SiteStore
 {
 }
 
@@ -135,6 +137,7 @@ impl<T> Backend for T where
         + IntelStore
         + BundleStore
         + VulnStore
+        + SiteStore
 {
 }
 
@@ -280,9 +283,6 @@ pub trait BundleStore: Send + Sync {
 
 #[async_trait]
 pub trait FleetStore: Send + Sync {
-    /// Marks every host offline: at start-up no agent is connected yet.
-    async fn reset_connections(&self) -> Result<(), StoreError>;
-
     /// Records a Hello: creates or updates the host and marks it connected. Returns the new
     /// connection id, which [`FleetStore::record_disconnect`] needs.
     async fn record_hello(&self, hello: &HostHello, now_ms: i64) -> Result<i64, StoreError>;
@@ -544,4 +544,44 @@ pub trait VulnStore: Send + Sync {
 
     /// OS facts, installed updates and programs of one host, or of every host.
     async fn host_software(&self, host_id: Option<&str>) -> Result<Vec<HostSoftware>, StoreError>;
+}
+
+/// Several replicas on one database: the events they tell each other, which are alive (and
+/// so whose hosts are connected), and jobs that run once across them (see [`crate::site`]).
+#[async_trait]
+pub trait SiteStore: Send + Sync {
+    /// This process's replica id (hosts connected here carry it).
+    fn replica_id(&self) -> &str;
+
+    /// Stores an event (JSON) from this replica and wakes the others; its id.
+    async fn publish_event(&self, body: &str, now_ms: i64) -> Result<i64, StoreError>;
+
+    /// Events after `after`, oldest first (at most 1,000 at a time).
+    async fn events_after(&self, after: i64) -> Result<Vec<crate::site::StoredEvent>, StoreError>;
+
+    /// The newest event's id (0 when none): where a starting replica begins to read.
+    async fn last_event_id(&self) -> Result<i64, StoreError>;
+
+    /// Deletes events older than `before_ms`; how many.
+    async fn prune_events(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    /// Notes this replica alive; hosts whose replica was last seen before `dead_before_ms`
+    /// (or left) are marked offline, and such replicas forgotten.
+    async fn replica_seen(
+        &self,
+        listen: &str,
+        now_ms: i64,
+        dead_before_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// This replica stops: it leaves the list and its hosts are offline.
+    async fn replica_gone(&self) -> Result<(), StoreError>;
+
+    /// Takes or renews lease `name` until `until_ms` when it is free, expired or ours already;
+    /// whether this replica holds it.
+    async fn take_lease(&self, name: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError>;
+
+    /// Wake-ups when another replica publishes (PostgreSQL's notifications); `None` where
+    /// there are none (SQLite), and reading the table on a timer is all there is.
+    async fn event_cues(&self) -> Option<tokio::sync::mpsc::Receiver<()>>;
 }

@@ -101,6 +101,10 @@ impl Dialect {
 pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) dialect: Dialect,
+    /// This process's id among the site's replicas: the hosts whose streams it holds say so.
+    pub(super) replica: std::sync::Arc<str>,
+    /// The URL it was opened with (PostgreSQL's notifications need a connection of their own).
+    pub(super) url: String,
 }
 
 /// Every writer takes this PostgreSQL advisory lock for its transaction, so that writes are
@@ -159,6 +163,8 @@ impl SqlStore {
             return Ok(SqlStore {
                 pool,
                 dialect: Dialect::Postgres,
+                replica: new_replica_id(),
+                url: url.to_owned(),
             });
         }
         let file = if url.starts_with("sqlite:") {
@@ -193,6 +199,8 @@ impl SqlStore {
         Ok(SqlStore {
             pool,
             dialect: Dialect::Sqlite,
+            replica: new_replica_id(),
+            url: url.to_owned(),
         })
     }
 
@@ -353,25 +361,19 @@ impl SqlStore {
 
 #[async_trait]
 impl FleetStore for SqlStore {
-    async fn reset_connections(&self) -> Result<(), StoreError> {
-        sqlx::query("UPDATE hosts SET connected = 0 WHERE connected <> 0")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn record_hello(&self, hello: &HostHello, now_ms: i64) -> Result<i64, StoreError> {
         let ips = serde_json::to_string(&hello.ip_addresses).expect("strings serialize");
         let row = sqlx::query(
             "INSERT INTO hosts (host_id, hostname, os_name, os_version, kernel_version, arch, ip_addresses, \
-                 agent_version, boot_time, peer_address, first_seen_ms, last_seen_ms, connected, connection_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, 1) \
+                 agent_version, boot_time, peer_address, first_seen_ms, last_seen_ms, connected, connection_id, \
+                 replica) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, 1, $13) \
              ON CONFLICT (host_id) DO UPDATE SET hostname = excluded.hostname, os_name = excluded.os_name, \
                  os_version = excluded.os_version, kernel_version = excluded.kernel_version, arch = excluded.arch, \
                  ip_addresses = excluded.ip_addresses, agent_version = excluded.agent_version, \
                  boot_time = excluded.boot_time, peer_address = excluded.peer_address, \
                  last_seen_ms = excluded.last_seen_ms, connected = 1, connection_id = hosts.connection_id + 1, \
-                 removed_ms = NULL, removed_by = NULL, remove_note = NULL \
+                 replica = excluded.replica, removed_ms = NULL, removed_by = NULL, remove_note = NULL \
              RETURNING connection_id",
         )
         .bind(&hello.host_id)
@@ -386,6 +388,7 @@ impl FleetStore for SqlStore {
         .bind(&hello.peer_address)
         .bind(now_ms)
         .bind(now_ms)
+        .bind(&*self.replica)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get(0)?)
@@ -1732,6 +1735,14 @@ impl AuditStore for SqlStore {
 
 const SWEEP_COLUMNS: &str = "sweep_id, created_ms, created_by, \"full\", splay_seconds, deadline_ms, cancelled_ms, cancelled_by";
 
+/// A replica id: the host name and random bits (readable in `hosts` rows, unique per start).
+fn new_replica_id() -> std::sync::Arc<str> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!("{host}-{:08x}", rand::random::<u32>()).into()
+}
+
 /// The URL sqlx's Any driver opens an SQLite file by: the absolute path, percent-encoded, and
 /// created if missing.
 fn sqlite_url(file: &Path) -> String {
@@ -2391,6 +2402,7 @@ fn finding_from_row(row: &AnyRow) -> Result<Finding, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SiteStore;
 
     fn hello(host: &str) -> HostHello {
         HostHello {
@@ -2490,8 +2502,63 @@ mod tests {
         assert!(!host.online);
         assert_eq!((host.first_seen_ms, host.last_seen_ms), (10, 40));
         store.record_hello(&hello("a"), 50).await.unwrap();
-        store.reset_connections().await.unwrap();
+        // A replica that stops leaves its hosts offline.
+        store.replica_gone().await.unwrap();
         assert!(!store.list_hosts(&HostFilter::default()).await.unwrap()[0].online);
+    }
+
+    async fn replicas_share_events_liveness_and_leases(store: SqlStore) {
+        // Two replicas of one site: the second opens the same database.
+        let other = SqlStore {
+            replica: "other-replica".into(),
+            ..store.clone()
+        };
+        store.replica_seen("a:1", 100, 0).await.unwrap();
+        other.replica_seen("b:1", 100, 0).await.unwrap();
+        store.record_hello(&hello("on-a"), 100).await.unwrap();
+        other.record_hello(&hello("on-b"), 100).await.unwrap();
+
+        // Events come back in order, after any id, with their origin.
+        assert_eq!(store.last_event_id().await.unwrap(), 0);
+        let first = store.publish_event("{\"n\":1}", 110).await.unwrap();
+        let second = other.publish_event("{\"n\":2}", 120).await.unwrap();
+        assert!(second > first);
+        let events = other.events_after(0).await.unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| (e.origin.as_str(), e.body.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (store.replica_id(), "{\"n\":1}"),
+                ("other-replica", "{\"n\":2}")
+            ]
+        );
+        assert_eq!(store.events_after(first).await.unwrap().len(), 1);
+        assert_eq!(store.last_event_id().await.unwrap(), second);
+        assert_eq!(store.prune_events(115).await.unwrap(), 1);
+        assert_eq!(store.events_after(0).await.unwrap().len(), 1);
+
+        // One holder per lease until it runs out; the holder renews.
+        assert!(store.take_lease("job", 200, 300).await.unwrap());
+        assert!(!other.take_lease("job", 250, 350).await.unwrap());
+        assert!(store.take_lease("job", 260, 360).await.unwrap());
+        assert!(other.take_lease("job", 361, 460).await.unwrap());
+        assert!(!store.take_lease("job", 362, 460).await.unwrap());
+
+        // A replica that stops noting itself loses its hosts; the live one keeps its own.
+        store.replica_seen("a:1", 500, 150).await.unwrap();
+        let online = |hosts: Vec<Host>| {
+            hosts
+                .into_iter()
+                .filter(|h| h.online)
+                .map(|h| h.host_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            online(store.list_hosts(&HostFilter::default()).await.unwrap()),
+            ["on-a"]
+        );
     }
 
     async fn findings_for_an_unknown_host_are_refused(store: SqlStore) {
@@ -3207,6 +3274,7 @@ mod tests {
             .await
             .unwrap();
         let mut listed: Vec<&str> = crate::store::TABLES.to_vec();
+        listed.extend(crate::store::EPHEMERAL_TABLES);
         listed.sort_unstable();
         assert_eq!(tables, listed);
     }
@@ -3332,6 +3400,7 @@ mod tests {
         a_sweep_resolves_only_what_it_covered_and_no_longer_found,
         remediation_moves_findings_and_repeats_change_nothing,
         every_table_of_the_schema_is_copied,
+        replicas_share_events_liveness_and_leases,
         a_site_moves_to_another_database_whole,
     );
 }

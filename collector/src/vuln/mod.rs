@@ -148,9 +148,16 @@ impl Vulns {
             }
         };
         self.store.save_advisory(&record, &advisory).await?;
+        self.reload().await?;
+        Ok((record, outcome))
+    }
+
+    /// Rebuilds the catalogue from the stored documents (after an import here or on another
+    /// replica).
+    pub async fn reload(&self) -> Result<(), StoreError> {
         let catalogue = Catalogue::new(self.store.advisories().await?);
         *self.catalogue.write().expect("catalogue lock") = Arc::new(catalogue);
-        Ok((record, outcome))
+        Ok(())
     }
 
     /// Every host's result.
