@@ -261,7 +261,10 @@ fn main() -> ExitCode {
         if broken_pipe {
             return ExitCode::SUCCESS;
         }
-        eprintln!("hygiene-agent: error: {err:#}");
+        eprintln!(
+            "hygiene-agent: error: {}",
+            hygiene_proto::ErrorChain(err.as_ref())
+        );
         ExitCode::from(2)
     })
 }

@@ -158,6 +158,39 @@ pub fn after_remediation(from: FindingState, outcome: RemediationOutcome) -> Opt
     }
 }
 
+/// What a sweep's finding does to the stored one it matches (same host, match and content):
+/// one that was resolved, or a false positive whose file had gone, comes back — reopened, or
+/// a false positive again when the allowlist covers it (`allowed`: the entry's note) — and
+/// the history says why; any other state stays (an open finding seen again is still open; a
+/// false positive on a file that never left stays one). `None`: no state change.
+pub fn seen_again(
+    state: FindingState,
+    file_had_gone: bool,
+    allowed: Option<&str>,
+) -> Option<(FindingState, Option<String>)> {
+    let comes_back =
+        state == FindingState::Resolved || (state == FindingState::FalsePositive && file_had_gone);
+    if !comes_back {
+        return None;
+    }
+    Some(match allowed {
+        Some(note) => (FindingState::FalsePositive, Some(note.to_owned())),
+        None => (FindingState::Reopened, None),
+    })
+}
+
+/// The state of a finding found for the first time, and the note of its first history entry:
+/// open, or a false positive from the start when the allowlist covers it.
+pub fn first_found(sweep_id: &str, allowed: Option<&str>) -> (FindingState, String) {
+    match allowed {
+        Some(note) => (
+            FindingState::FalsePositive,
+            format!("found by sweep {sweep_id}; {note}"),
+        ),
+        None => (FindingState::Open, format!("found by sweep {sweep_id}")),
+    }
+}
+
 /// Whether two findings are on the same file: one host, one path, one content. Botnet
 /// matches are not on files.
 pub fn same_file(a: &crate::model::Finding, b: &crate::model::Finding) -> bool {
@@ -484,6 +517,40 @@ pub fn under_roots(path: &str, roots: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finding_seen_again_comes_back_only_from_resolved_or_from_a_gone_false_positive() {
+        use FindingState as F;
+        assert_eq!(
+            seen_again(F::Resolved, false, None),
+            Some((F::Reopened, None))
+        );
+        assert_eq!(
+            seen_again(F::FalsePositive, true, None),
+            Some((F::Reopened, None))
+        );
+        assert_eq!(
+            seen_again(F::Resolved, true, Some("allowlist entry 3")),
+            Some((F::FalsePositive, Some("allowlist entry 3".into())))
+        );
+        for stays in [
+            F::Open,
+            F::Reopened,
+            F::QuarantineRequested,
+            F::Quarantined,
+            F::FalsePositive,
+        ] {
+            assert_eq!(seen_again(stays, false, None), None, "{stays}");
+        }
+        assert_eq!(
+            first_found("s1", None),
+            (F::Open, "found by sweep s1".into())
+        );
+        assert_eq!(
+            first_found("s1", Some("allowed")),
+            (F::FalsePositive, "found by sweep s1; allowed".into())
+        );
+    }
     use FindingState::*;
 
     #[test]

@@ -684,7 +684,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("hygienectl: error: {err:#}");
+            eprintln!(
+                "hygienectl: error: {}",
+                hygiene_proto::ErrorChain(err.as_ref())
+            );
             ExitCode::from(2)
         }
     }

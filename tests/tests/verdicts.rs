@@ -93,7 +93,13 @@ fn a_new_agent_sweeps_with_the_collectors_rules_never_with_none() {
     let agent = site
         .start_agent_with_rules("fresh", &[("eicar.com", &eicar())], &[], &[])
         .unwrap();
-    let host = wait_status(&site, "fresh", "infected", Some("clean"), &agent);
+    wait_status(&site, "fresh", "infected", Some("clean"), &agent);
+    // The findings can be stored before the sweep's report that names the rules it ran.
+    let host = wait_for(WAIT, "the sweep's report", || {
+        let host = site.host("fresh");
+        host["rule_count"].as_u64().is_some().then_some(host)
+    })
+    .unwrap();
     assert!(host["rule_count"].as_u64().unwrap() >= 1, "{host}");
     let findings = site.findings("fresh");
     assert_eq!(findings.len(), 1, "{findings:?}");

@@ -199,7 +199,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("hygiene-collector: error: {err:#}");
+            eprintln!(
+                "hygiene-collector: error: {}",
+                hygiene_proto::ErrorChain(err.as_ref())
+            );
             ExitCode::from(2)
         }
     }

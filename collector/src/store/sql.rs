@@ -717,10 +717,7 @@ impl FindingStore for SqlStore {
                 },
                 now_ms,
             );
-            let (back_as, back_note) = match allowed {
-                Some(entry) => (FindingState::FalsePositive, Some(entry.history_note())),
-                None => (FindingState::Reopened, None),
-            };
+            let allowed_note = allowed.map(|entry| entry.history_note());
             let same = sqlx::query(
                 "SELECT id, state, gone_ms FROM findings WHERE host_id = $1 AND kind = $2 AND path = $3 \
                  AND sha256 = $4 AND namespace = $5 AND rule = $6",
@@ -737,43 +734,51 @@ impl FindingStore for SqlStore {
                 let id: i64 = row.try_get("id")?;
                 let state = state_of(&row)?;
                 let gone: Option<i64> = row.try_get("gone_ms")?;
-                let reopen = state == FindingState::Resolved
-                    || (state == FindingState::FalsePositive && gone.is_some());
+                let back =
+                    crate::findings::seen_again(state, gone.is_some(), allowed_note.as_deref());
                 update_sighting(
                     &mut tx,
                     self.dialect,
                     id,
                     f,
                     now_ms,
-                    reopen.then_some(back_as),
+                    back.as_ref().map(|(to, _)| *to),
                 )
                 .await?;
-                if reopen && state != back_as {
-                    let note = back_note
-                        .clone()
-                        .unwrap_or_else(|| format!("seen again by sweep {}", f.sweep_id));
-                    insert_history(&mut tx, id, now_ms, COLLECTOR, Some(state), back_as, &note)
-                        .await?;
+                if let Some((to, note)) = back
+                    && to != state
+                {
+                    let note =
+                        note.unwrap_or_else(|| format!("seen again by sweep {}", f.sweep_id));
+                    insert_history(&mut tx, id, now_ms, COLLECTOR, Some(state), to, &note).await?;
                 }
                 continue;
             }
-            // The same content and match come back under another name.
+            // The same content and match come back under another name: the oldest stored
+            // finding of it that may come back does, moved to the new path. (The query only
+            // narrows to the states `seen_again` can bring back; it decides.)
             let earlier = sqlx::query(
-                "SELECT id, state, path FROM findings WHERE host_id = $1 AND kind = $2 AND sha256 = $3 \
-                 AND namespace = $4 AND rule = $5 \
-                 AND (state = 'resolved' OR (state = 'false_positive' AND gone_ms IS NOT NULL)) \
-                 ORDER BY id LIMIT 1",
+                "SELECT id, state, path, gone_ms FROM findings WHERE host_id = $1 AND kind = $2 \
+                 AND sha256 = $3 AND namespace = $4 AND rule = $5 \
+                 AND state IN ('resolved', 'false_positive') ORDER BY id",
             )
             .bind(host_id)
             .bind(f.kind.as_str())
             .bind(&f.sha256)
             .bind(&f.namespace)
             .bind(&f.rule)
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            if let Some(row) = earlier {
+            let mut moved = false;
+            for row in &earlier {
+                let state = state_of(row)?;
+                let gone: Option<i64> = row.try_get("gone_ms")?;
+                let Some((to, note)) =
+                    crate::findings::seen_again(state, gone.is_some(), allowed_note.as_deref())
+                else {
+                    continue;
+                };
                 let id: i64 = row.try_get("id")?;
-                let state = state_of(&row)?;
                 let old_path: String = row.try_get("path")?;
                 sqlx::query(
                     "UPDATE findings SET path = $1, path_raw = $2, size = $3 WHERE id = $4",
@@ -784,16 +789,21 @@ impl FindingStore for SqlStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-                update_sighting(&mut tx, self.dialect, id, f, now_ms, Some(back_as)).await?;
-                let note = back_note.clone().unwrap_or_else(|| {
+                update_sighting(&mut tx, self.dialect, id, f, now_ms, Some(to)).await?;
+                let note = note.unwrap_or_else(|| {
                     format!(
                         "seen again by sweep {} at {} (was {old_path})",
                         f.sweep_id, f.path
                     )
                 });
-                insert_history(&mut tx, id, now_ms, COLLECTOR, Some(state), back_as, &note).await?;
+                insert_history(&mut tx, id, now_ms, COLLECTOR, Some(state), to, &note).await?;
+                moved = true;
+                break;
+            }
+            if moved {
                 continue;
             }
+            let (state, note) = crate::findings::first_found(&f.sweep_id, allowed_note.as_deref());
             let id: i64 = sqlx::query(
                 "INSERT INTO findings (host_id, kind, path, path_raw, sha256, size, rule, namespace, ioc_comment, \
                      state, first_seen_ms, last_seen_ms, observed_at_ms, sweep_id, state_changed_ms, \
@@ -809,12 +819,7 @@ impl FindingStore for SqlStore {
             .bind(&f.rule)
             .bind(&f.namespace)
             .bind(&f.ioc_comment)
-            .bind(if allowed.is_some() {
-                FindingState::FalsePositive
-            } else {
-                FindingState::Open
-            }
-            .as_str())
+            .bind(state.as_str())
             .bind(now_ms)
             .bind(now_ms)
             .bind(f.observed_at_ms)
@@ -825,13 +830,6 @@ impl FindingStore for SqlStore {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-            let (state, note) = match &back_note {
-                Some(note) => (
-                    FindingState::FalsePositive,
-                    format!("found by sweep {}; {note}", f.sweep_id),
-                ),
-                None => (FindingState::Open, format!("found by sweep {}", f.sweep_id)),
-            };
             insert_history(&mut tx, id, now_ms, COLLECTOR, None, state, &note).await?;
         }
         sqlx::query(&format!(

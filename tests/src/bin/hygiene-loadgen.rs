@@ -40,7 +40,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("hygiene-loadgen: error: {err:#}");
+            eprintln!(
+                "hygiene-loadgen: error: {}",
+                hygiene_proto::ErrorChain(err.as_ref())
+            );
             ExitCode::from(2)
         }
     }
