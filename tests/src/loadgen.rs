@@ -224,6 +224,9 @@ impl InventoryJson {
 pub struct LoadSpec {
     pub collector: String,
     pub agents: usize,
+    /// The number of the first simulated host (`sim-NNNNN`): several load generators, on
+    /// several collector replicas, simulate distinct hosts.
+    pub first: usize,
     /// Inventories: one for every host (a single object), or one per host with its host id.
     pub inventories: Vec<InventoryJson>,
     pub heartbeat: Duration,
@@ -237,7 +240,7 @@ pub fn host_ids(spec: &LoadSpec) -> Vec<String> {
                 .get(i)
                 .filter(|_| spec.inventories.len() > 1)
                 .and_then(|inv| inv.host_id.clone())
-                .unwrap_or_else(|| format!("sim-{:05}", i + 1))
+                .unwrap_or_else(|| format!("sim-{:05}", spec.first + i))
         })
         .collect()
 }
@@ -579,6 +582,7 @@ mod tests {
         assert_eq!(inventories.len(), 1);
         assert_eq!(inventories[0].to_proto().packages[0].manager, "dpkg");
         let spec = LoadSpec {
+            first: 1,
             collector: String::new(),
             agents: 3,
             inventories,
@@ -593,6 +597,7 @@ mod tests {
         )
         .unwrap();
         let spec = LoadSpec {
+            first: 1,
             inventories: read_inventories(&many).unwrap(),
             agents: 3,
             ..spec

@@ -23,6 +23,10 @@ struct Cli {
     /// How many agents to simulate (host ids sim-00001, ...).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     agents: u32,
+    /// The number of the first simulated host: `--first 5001` simulates sim-05001 onwards
+    /// (several load generators on several collector replicas).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    first: u32,
     /// An inventory as `hygiene-agent inventory --format json` prints it (every host reports
     /// it), or an array of them, one per host, each with its `host_id`.
     #[arg(long, value_name = "FILE.json")]
@@ -57,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let spec = hygiene_tests::loadgen::LoadSpec {
         collector: cli.collector,
         agents: cli.agents as usize,
+        first: cli.first as usize,
         inventories,
         heartbeat: Duration::from_secs(cli.heartbeat_seconds.max(1)),
     };
