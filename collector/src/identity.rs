@@ -79,6 +79,29 @@ pub fn of_request<T>(request: &tonic::Request<T>) -> Result<PeerIdentity, tonic:
     })
 }
 
+/// The admin service's interceptor: every call, whatever its method, needs an admin
+/// certificate. Checked once here; the handlers read who it was with [`admin_of`].
+pub fn require_admin(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let admin = require(&request, Role::Admin)?;
+    request.extensions_mut().insert(Admin(admin));
+    Ok(request)
+}
+
+/// The admin behind a call of the admin service (see [`require_admin`]).
+pub fn admin_of<T>(request: &tonic::Request<T>) -> Result<PeerIdentity, tonic::Status> {
+    request
+        .extensions()
+        .get::<Admin>()
+        .map(|admin| admin.0.clone())
+        .ok_or_else(|| {
+            tonic::Status::unauthenticated("the admin service is served without its interceptor")
+        })
+}
+
+/// What [`require_admin`] found, carried in the request's extensions.
+#[derive(Clone)]
+struct Admin(PeerIdentity);
+
 /// The identity of the peer if it has `role`, or `PermissionDenied` naming what it is (and
 /// recorded as a refusal).
 pub fn require<T>(request: &tonic::Request<T>, role: Role) -> Result<PeerIdentity, tonic::Status> {

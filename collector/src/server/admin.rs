@@ -8,7 +8,7 @@ use super::agent::{Registry, cancel_sweep_command, now_ms};
 use super::agent::{quarantine_command, restore_command};
 use crate::allowlist::{AllowEntry, AllowMatch};
 use crate::findings::{AdminChange, FindingState, HostStatus};
-use crate::identity::{self, Role};
+use crate::identity;
 use crate::intel::bundles::{BundleInputError, CheckedFiles, check_hashes, check_rules};
 use crate::intel::iplist::{self, ListFormat};
 use crate::intel::rollout::{HostKindState, RolloutState, rollout_state};
@@ -369,7 +369,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ListHostsRequest>,
     ) -> Result<Response<v1::ListHostsResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let r = request.get_ref();
         let given = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
         let package_below = match (
@@ -430,7 +429,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::GetHostRequest>,
     ) -> Result<Response<v1::GetHostResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let host_id = &request.get_ref().host_id;
         let detail = self
             .store
@@ -513,7 +511,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ListConnectionsRequest>,
     ) -> Result<Response<v1::ListConnectionsResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let r = request.get_ref();
         let remote = match r.remote.trim() {
             "" => None,
@@ -553,7 +550,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ListFindingsRequest>,
     ) -> Result<Response<v1::ListFindingsResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let r = request.get_ref();
         let given = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
         let state = match given(&r.state) {
@@ -589,7 +585,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ChangeFindingRequest>,
     ) -> Result<Response<v1::FindingEntry>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
         let change = match r.action.as_str() {
             "quarantine" => AdminChange::Quarantine,
@@ -640,7 +636,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::FindingHistoryRequest>,
     ) -> Result<Response<v1::FindingHistoryResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let id = request.get_ref().id;
         let (finding, changes) = self
             .store
@@ -667,7 +662,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ProgressRequest>,
     ) -> Result<Response<v1::ProgressResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let now = now_ms();
         let since = match request.get_ref().since_ms {
             0 => now - 30 * 86_400_000,
@@ -722,7 +716,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::StartSweepRequest>,
     ) -> Result<Response<v1::StartSweepResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
         let mut hosts: Vec<String> = r
             .host_ids
@@ -826,7 +820,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::GetSweepRequest>,
     ) -> Result<Response<v1::SweepStatus>, Status> {
-        identity::require(&request, Role::Admin)?;
         let id = &request.get_ref().id;
         let record = self
             .store
@@ -839,9 +832,8 @@ impl AdminService for AdminEndpoint {
 
     async fn list_sweeps(
         &self,
-        request: Request<v1::ListSweepsRequest>,
+        _request: Request<v1::ListSweepsRequest>,
     ) -> Result<Response<v1::ListSweepsResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let now = now_ms();
         let sweeps = self
             .store
@@ -858,7 +850,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::CancelSweepRequest>,
     ) -> Result<Response<v1::CancelSweepResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let id = request.into_inner().id;
         let record = self
             .store
@@ -913,9 +905,8 @@ impl AdminService for AdminEndpoint {
 
     async fn list_audit(
         &self,
-        request: Request<v1::ListAuditRequest>,
+        _request: Request<v1::ListAuditRequest>,
     ) -> Result<Response<v1::ListAuditResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let entries = self
             .store
             .list_audit()
@@ -938,7 +929,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ListPackagesRequest>,
     ) -> Result<Response<v1::ListPackagesResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let host_id = &request.get_ref().host_id;
         if host_id.is_empty() {
             return Err(Status::invalid_argument("a host id is required"));
@@ -967,7 +957,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ListPackagesRequest>,
     ) -> Result<Response<v1::ListUpdatesResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let host_id = self.known_host(&request.get_ref().host_id).await?;
         let updates = self
             .store
@@ -988,7 +977,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ListPackagesRequest>,
     ) -> Result<Response<v1::ListProgramsResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let host_id = self.known_host(&request.get_ref().host_id).await?;
         let programs = self
             .store
@@ -1009,7 +997,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ImportIpListRequest>,
     ) -> Result<Response<v1::ImportIpListResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let mut r = request.into_inner();
         // A list can be 50 MB: it is let go once read, before the store and the matcher
         // take their share.
@@ -1086,9 +1074,8 @@ impl AdminService for AdminEndpoint {
 
     async fn list_ip_lists(
         &self,
-        request: Request<v1::ListIpListsRequest>,
+        _request: Request<v1::ListIpListsRequest>,
     ) -> Result<Response<v1::ListIpListsResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let lists = self.store.ip_lists().await.map_err(internal)?;
         Ok(Response::new(v1::ListIpListsResponse {
             lists: lists.into_iter().map(ip_list_entry).collect(),
@@ -1099,7 +1086,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::RemoveIpListRequest>,
     ) -> Result<Response<v1::RemoveIpListResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let id = request.get_ref().id;
         let list = match self.store.retire_ip_list(id, &admin.name, now_ms()).await {
             Ok(list) => list,
@@ -1118,7 +1105,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::AddAllowRequest>,
     ) -> Result<Response<v1::AddAllowResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
         let matcher = AllowMatch::parse(&r.kind, &r.value).map_err(Status::invalid_argument)?;
         if r.note.trim().is_empty() {
@@ -1164,9 +1151,8 @@ impl AdminService for AdminEndpoint {
 
     async fn list_allow(
         &self,
-        request: Request<v1::ListAllowRequest>,
+        _request: Request<v1::ListAllowRequest>,
     ) -> Result<Response<v1::ListAllowResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let now = now_ms();
         let entries = self.store.allow_entries().await.map_err(internal)?;
         Ok(Response::new(v1::ListAllowResponse {
@@ -1178,7 +1164,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::RemoveAllowRequest>,
     ) -> Result<Response<v1::RemoveAllowResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let id = request.get_ref().id;
         if !self
             .store
@@ -1197,7 +1183,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::CreateEnrollTokenRequest>,
     ) -> Result<Response<v1::CreateEnrollTokenResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
         let label = r.label.trim();
         if label.is_empty() {
@@ -1251,9 +1237,8 @@ impl AdminService for AdminEndpoint {
 
     async fn list_enroll_tokens(
         &self,
-        request: Request<v1::ListEnrollTokensRequest>,
+        _request: Request<v1::ListEnrollTokensRequest>,
     ) -> Result<Response<v1::ListEnrollTokensResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let now = now_ms();
         let tokens = self
             .store
@@ -1285,7 +1270,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::RevokeEnrollTokenRequest>,
     ) -> Result<Response<v1::RevokeEnrollTokenResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let id = request.get_ref().id;
         let audit = NewAuditEntry {
             at_ms: now_ms(),
@@ -1311,7 +1296,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::RevokeHostRequest>,
     ) -> Result<Response<v1::RevokeHostResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
         let response = self.cut_off(&r, &admin.name, "host.revoke").await?;
         Ok(Response::new(response))
@@ -1321,7 +1306,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::RevokeHostRequest>,
     ) -> Result<Response<v1::RevokeHostResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
         let response = self.cut_off(&r, &admin.name, "host.remove").await?;
         let audit = NewAuditEntry {
@@ -1348,9 +1333,8 @@ impl AdminService for AdminEndpoint {
 
     async fn list_refusals(
         &self,
-        request: Request<v1::ListRefusalsRequest>,
+        _request: Request<v1::ListRefusalsRequest>,
     ) -> Result<Response<v1::ListRefusalsResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let report = crate::refusals::refusals().report();
         Ok(Response::new(v1::ListRefusalsResponse {
             since_ms: report.since_ms,
@@ -1386,7 +1370,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::PublishRulesRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
         let name = required_name(&r.name)?;
         let files = source_files(r.files);
@@ -1407,7 +1391,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ImportHashesRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
         let name = required_name(&r.name)?;
         let checked = check_hashes(&source_files(r.files)).map_err(input_error)?;
@@ -1419,9 +1403,8 @@ impl AdminService for AdminEndpoint {
 
     async fn rules_status(
         &self,
-        request: Request<v1::RulesStatusRequest>,
+        _request: Request<v1::RulesStatusRequest>,
     ) -> Result<Response<v1::RulesStatusResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let rules = self
             .store
             .current_bundle(bundle::RULES)
@@ -1489,9 +1472,8 @@ impl AdminService for AdminEndpoint {
 
     async fn priority_hosts(
         &self,
-        request: Request<v1::PriorityHostsRequest>,
+        _request: Request<v1::PriorityHostsRequest>,
     ) -> Result<Response<v1::PriorityHostsResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let now = now_ms();
         let current = self.store.current_bundles().await.map_err(internal)?;
         let hosts = self
@@ -1544,7 +1526,7 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ImportAdvisoriesRequest>,
     ) -> Result<Response<v1::ImportAdvisoriesResponse>, Status> {
-        let admin = identity::require(&request, Role::Admin)?;
+        let admin = identity::admin_of(&request)?;
         let files = request.into_inner().files;
         if files.is_empty() {
             return Err(Status::invalid_argument("no document to import"));
@@ -1594,7 +1576,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::VulnHostsRequest>,
     ) -> Result<Response<v1::VulnHostsResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let r = request.into_inner();
         let filter = vuln_filter(&r.min_severity, r.min_cvss)?;
         let catalogue = self.vulns.catalogue();
@@ -1627,7 +1608,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::VulnHostRequest>,
     ) -> Result<Response<v1::VulnHostResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let host_id = request.into_inner().host_id;
         let assessment = self
             .vulns
@@ -1681,7 +1661,6 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::VulnSummaryRequest>,
     ) -> Result<Response<v1::VulnSummaryResponse>, Status> {
-        identity::require(&request, Role::Admin)?;
         let r = request.into_inner();
         let filter = vuln_filter(&r.min_severity, r.min_cvss)?;
         let catalogue = self.vulns.catalogue();

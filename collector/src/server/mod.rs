@@ -192,7 +192,11 @@ pub async fn serve_with(
         .add_service(EnrollServiceServer::new(enroller))
         .add_service(AgentServiceServer::new(agents).max_decoding_message_size(AGENT_MESSAGE_LIMIT))
         // A botnet list of 100,000 entries is a few MiB; the default limit is 4 MiB.
-        .add_service(AdminServiceServer::new(admins).max_decoding_message_size(ADMIN_MESSAGE_LIMIT))
+        // Admin authentication is enforced once, for every method, by the interceptor.
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            AdminServiceServer::new(admins).max_decoding_message_size(ADMIN_MESSAGE_LIMIT),
+            crate::identity::require_admin,
+        ))
         .serve_with_incoming_shutdown(accept::incoming(listener, tls, budget), signal);
     let result = tokio::select! {
         result = server => result.map_err(ServerError::Transport),
