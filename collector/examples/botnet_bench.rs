@@ -14,8 +14,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use hygiene_collector::intel::{ActiveEntry, HostNetFacts, Intel, IpMatcher, match_host};
+use hygiene_collector::intel::{ActiveEntry, HostNetFacts, IpMatcher, match_host};
 use hygiene_collector::model::{ConnectionReport, HostHello, NetConnection};
+use hygiene_collector::services::Intel;
 use hygiene_collector::store::Store;
 use ipnet::{IpNet, Ipv4Net};
 

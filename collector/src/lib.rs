@@ -24,6 +24,7 @@ pub mod pki;
 pub mod priority;
 pub mod refusals;
 pub mod server;
+pub mod services;
 pub mod site;
 pub mod store;
 pub mod sweep;

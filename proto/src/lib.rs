@@ -15,6 +15,13 @@ pub mod bundle;
 /// collector refuses to publish a bundle that would not fit.
 pub const MAX_AGENT_COMMAND_SIZE: usize = 64 * 1024 * 1024;
 
+/// Now, in the protocol's time unit (Unix milliseconds); 0 before 1970.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// The protocol's times (Unix milliseconds) as people read them: RFC 3339 UTC, to the
 /// second; the number itself when it is out of range.
 pub fn format_ms(ms: i64) -> String {

@@ -9,20 +9,21 @@ use super::agent::{quarantine_command, restore_command};
 use crate::allowlist::{AllowEntry, AllowMatch};
 use crate::findings::{AdminChange, FindingState, HostStatus};
 use crate::identity;
+use crate::intel::RecheckSummary;
 use crate::intel::bundles::{BundleInputError, CheckedFiles, check_hashes, check_rules};
 use crate::intel::iplist::{self, ListFormat};
 use crate::intel::rollout::{HostKindState, RolloutState, rollout_state};
-use crate::intel::{Intel, RecheckSummary};
 use crate::model::BundleRecord;
 use crate::model::{
     ConnectionFilter, Finding, FindingFilter, FindingKind, Host, HostFilter, IpList, NewAuditEntry,
     NewIpList,
 };
+use crate::services::{Intel, VulnError, Vulns};
 use crate::site::SiteEvent;
 use crate::store::{Store, StoreError};
 use crate::sweep::{self, HostSweepState, NewSweep, SweepOrder, SweepState, SweepView};
 use crate::vuln::report::{HostVulnRow, host_row, patch_order};
-use crate::vuln::{ImportOutcome, Severity, VulnError, VulnFilter, Vulns};
+use crate::vuln::{ImportOutcome, Severity, VulnFilter};
 
 pub struct AdminEndpoint {
     store: Store,

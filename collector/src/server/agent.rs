@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hygiene_proto::v1::{
     self, agent_message::Body, agent_service_server::AgentService, collector_message,
@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::certs::{CertVerdict, HostCert, Revocations};
 use crate::findings::RuleSets;
 use crate::identity::{self, Role};
-use crate::intel::Intel;
 use crate::limits::{AgentLimits, Pace, SweepFindings};
 use crate::model::{BundleRecord, BundleReport};
 use crate::model::{
@@ -25,6 +24,7 @@ use crate::model::{
     RemediationReport, SweepProgress, SweepReport,
 };
 use crate::refusals::{Presented, Refusal, RefusalKind};
+use crate::services::Intel;
 use crate::store::{Store, StoreError};
 use crate::sweep::SweepOrder;
 use crate::version::Scheme;
@@ -1155,11 +1155,7 @@ pub fn connection_report(report: v1::Connections) -> ConnectionReport {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use hygiene_proto::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,7 @@ pub use accept::raise_open_file_limit;
 pub use agent::{ROLLOUT_AT_ONCE, Registry, connection_report, inventory_report, now_ms};
 pub use tls::{HANDSHAKE_TIMEOUT, ServerTls, tls_from_pki};
 
-use crate::intel::Intel;
+use crate::services::Intel;
 use crate::store::Store;
 
 /// The largest admin request (a list or rule bundle being imported).
@@ -122,7 +122,7 @@ pub async fn serve_with(
     let mut grace = stop_rx.clone();
     let registry = Registry::default();
     let intel = Intel::load_in_background(store.clone());
-    let vulns = crate::vuln::Vulns::load(store.clone()).await?;
+    let vulns = crate::services::Vulns::load(store.clone()).await?;
     let budget = accept::ConnectionBudget::new(accept::open_file_limit());
     tracing::info!(
         agents = budget.agents(),

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::certs::Revocations;
 use crate::findings::FindingState;
-use crate::intel::Intel;
+use crate::services::Intel;
+use crate::services::Vulns;
 use crate::site::{SiteEvent, StoredEvent};
 use crate::store::{Store, StoreError};
 use crate::sweep::SweepOrder;
-use crate::vuln::Vulns;
 
 use super::agent::{
     Registry, cancel_sweep_command, now_ms, quarantine_command, restore_command, roll_out,
