@@ -80,6 +80,7 @@ a1=$(cpu_ticks "$pid_a") b1=$(cpu_ticks "$pid_b")
 beats_each=$(( half * window / heartbeat ))
 cpu_per_beat() { awk -v t="$1" -v hz="$tick" -v n="$beats_each" 'BEGIN { printf "%.3f", t * 1000 / hz / n }'; }
 cpu_a=$(cpu_per_beat $((a1 - a0))) cpu_b=$(cpu_per_beat $((b1 - b0)))
+echo "CPU over the window: replica A (pid $pid_a) $((a1 - a0)) ticks, B (pid $pid_b) $((b1 - b0)) ticks of 1/$tick s" >&2
 rss_a=$(rss "$pid_a") rss_b=$(rss "$pid_b")
 
 reach=()

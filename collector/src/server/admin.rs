@@ -797,19 +797,17 @@ impl AdminService for AdminEndpoint {
             splay_seconds: new.splay_seconds,
             deadline_ms,
         };
-        let delivered = super::site::deliver_sweep(&self.store, &self.registry, &order, &new.hosts)
-            .await
-            .unwrap_or_else(|err| {
-                tracing::error!(sweep = %new.id, "cannot note deliveries: {err}");
-                Vec::new()
-            });
-        tracing::info!(sweep = %new.id, hosts = new.hosts.len(), delivered = delivered.len(), by = %new.created_by, "sweep started");
+        // The other replicas first, so that they deliver to their agents while this one
+        // delivers to its own.
         self.site
             .publish(SiteEvent::SweepStarted {
-                order,
+                order: order.clone(),
                 hosts: new.hosts.clone(),
             })
             .await;
+        let delivered =
+            super::site::deliver_sweep(&self.store, &self.registry, &order, &new.hosts).await;
+        tracing::info!(sweep = %new.id, hosts = new.hosts.len(), delivered = delivered.len(), by = %new.created_by, "sweep started");
         Ok(Response::new(v1::StartSweepResponse {
             id: new.id,
             hosts: new.hosts.len() as u32,

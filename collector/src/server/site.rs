@@ -93,9 +93,8 @@ impl Site {
         tracing::debug!(id = stored.id, origin = %stored.origin, ?event, "site event");
         let done = match event {
             SiteEvent::SweepStarted { order, hosts } => {
-                deliver_sweep(&self.store, &self.registry, &order, &hosts)
-                    .await
-                    .map(drop)
+                deliver_sweep(&self.store, &self.registry, &order, &hosts).await;
+                Ok(())
             }
             SiteEvent::SweepCancelled { sweep_id, hosts } => {
                 let command = cancel_sweep_command(&sweep_id);
@@ -162,7 +161,7 @@ pub async fn deliver_sweep(
     registry: &Registry,
     order: &SweepOrder,
     hosts: &[String],
-) -> Result<Vec<String>, StoreError> {
+) -> Vec<String> {
     let command = start_sweep_command(order);
     let delivered: Vec<String> = hosts
         .iter()
@@ -171,10 +170,13 @@ pub async fn deliver_sweep(
         .collect();
     // Agents dedupe orders by sweep id, so a failure to note the delivery only means the
     // order is sent again when the host next connects.
-    store
+    if let Err(err) = store
         .mark_delivered(&order.sweep_id, &delivered, now_ms())
-        .await?;
-    Ok(delivered)
+        .await
+    {
+        tracing::error!(sweep = %order.sweep_id, "cannot note deliveries: {err}");
+    }
+    delivered
 }
 
 /// Keeps this replica in the site's list and takes over after replicas that died.
