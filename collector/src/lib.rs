@@ -2,14 +2,16 @@
 //! service `hygienectl` (its own crate, which speaks only the protocol) calls.
 //!
 //! Data flows agent → [`server`] (mTLS gRPC, identity from the certificate via [`identity`]) →
-//! [`store`] (SQLite by default) → admin service → `hygienectl`. Generated protocol types stop
-//! at the server's edge; the store works on [`model`] types.
+//! [`store`] (SQLite by default, or PostgreSQL) → [`services`] (the use cases) → admin service →
+//! `hygienectl`. Generated protocol types stop at the server's edge (and at [`agents`], the
+//! orders agents read); services and the store work on [`model`] types.
 //!
 //! - [`pki`]: the built-in certificate authority (`hygiene-collector pki ...`).
 //! - [`config`]: the collector's TOML configuration.
 //! - [`intel`]: botnet IP lists, and rule and IOC bundles for the agents.
 //! - [`vuln`]: Microsoft's monthly security update documents and the updates each host lacks.
 
+pub mod agents;
 pub mod allowlist;
 pub mod certs;
 pub mod config;

@@ -1,16 +1,15 @@
-//! The admin service behind `hygienectl`. Every call requires an admin certificate.
+//! The admin service behind `hygienectl`: a thin adapter from the protocol to the services
+//! (see [`crate::services`]). Every call requires an admin certificate, enforced once by the
+//! interceptor the server puts in front of it ([`identity::require_admin`]).
 
 use hygiene_proto::bundle;
 use hygiene_proto::v1::{self, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
-use super::agent::{Registry, cancel_sweep_command, now_ms};
-use super::agent::{quarantine_command, restore_command};
 use crate::allowlist::{AllowEntry, AllowMatch};
-use crate::findings::{AdminChange, FindingState, HostStatus};
+use crate::findings::{FindingState, HostStatus};
 use crate::identity;
 use crate::intel::RecheckSummary;
-use crate::intel::bundles::{BundleInputError, CheckedFiles, check_hashes, check_rules};
 use crate::intel::iplist::{self, ListFormat};
 use crate::intel::rollout::{HostKindState, RolloutState, rollout_state};
 use crate::model::BundleRecord;
@@ -18,58 +17,53 @@ use crate::model::{
     ConnectionFilter, Finding, FindingFilter, FindingKind, Host, HostFilter, IpList, NewAuditEntry,
     NewIpList,
 };
-use crate::services::{Intel, VulnError, Vulns};
+use crate::services::{
+    Cleanup, CutOff, Fleet, HostQuery, Intel, Published, Rules, ServiceError, Site, SweepRequest,
+    Sweeps, VulnError, Vulns, parse_change, parse_kind, parse_state,
+};
 use crate::site::SiteEvent;
 use crate::store::{Store, StoreError};
-use crate::sweep::{self, HostSweepState, NewSweep, SweepOrder, SweepState, SweepView};
+use crate::sweep::{HostSweepState, SweepView};
 use crate::vuln::report::{HostVulnRow, host_row, patch_order};
 use crate::vuln::{ImportOutcome, Severity, VulnFilter};
+use hygiene_proto::now_ms;
 
 pub struct AdminEndpoint {
     store: Store,
-    /// Signs rule and IOC bundles; `None`: publishing is refused.
-    signing_key: Option<Vec<u8>>,
+    site: Site,
+    sweeps: Sweeps,
+    cleanup: Cleanup,
+    fleet: Fleet,
+    rules: Rules,
     /// The botnet lists; importing or retiring one re-checks every host.
     intel: Intel,
     /// Microsoft's monthly documents, against which hosts are assessed when asked.
     vulns: Vulns,
-    /// Connected agents, through which sweep, quarantine and restore orders reach them at once.
-    registry: Registry,
     /// A host silent for longer is stale.
     stale_after_ms: i64,
-    /// The revoked serials the TLS verifier and the agent endpoint check.
-    revocations: crate::certs::Revocations,
     /// What `enroll create` prints for agents to pin.
     ca_fingerprint: String,
-    /// The other replicas of the site, told of every change that agents connected to them
-    /// must hear of.
-    site: super::site::Site,
 }
 
 impl AdminEndpoint {
-    pub fn new(site: super::site::Site, stale_after_ms: i64) -> Self {
+    pub fn new(site: Site, stale_after_ms: i64) -> Self {
         AdminEndpoint {
             store: site.store.clone(),
-            signing_key: None,
+            sweeps: Sweeps::new(site.clone()),
+            cleanup: Cleanup::new(site.clone(), stale_after_ms),
+            fleet: Fleet::new(site.clone(), stale_after_ms),
+            rules: Rules::new(site.clone(), None),
             intel: site.intel.clone(),
             vulns: site.vulns.clone(),
-            registry: site.registry.clone(),
             stale_after_ms,
-            revocations: site.revocations.clone(),
             ca_fingerprint: String::new(),
             site,
         }
     }
-}
 
-impl AdminEndpoint {
+    /// The key rule and IOC bundles are signed with; without one, publishing is refused.
     pub fn with_signing_key(mut self, key: Option<Vec<u8>>) -> Self {
-        self.signing_key = key;
-        self
-    }
-
-    pub fn with_revocations(mut self, revocations: crate::certs::Revocations) -> Self {
-        self.revocations = revocations;
+        self.rules = Rules::new(self.site.clone(), key);
         self
     }
 
@@ -77,193 +71,41 @@ impl AdminEndpoint {
         self.ca_fingerprint = fingerprint;
         self
     }
+}
 
-    /// Revokes every certificate `host_id` was issued until now (audited as `action`), and
-    /// ends its streams and connections.
-    async fn cut_off(
-        &self,
-        r: &v1::RevokeHostRequest,
-        admin: &str,
-        action: &str,
-    ) -> Result<v1::RevokeHostResponse, Status> {
-        let note = r.note.trim();
-        if note.is_empty() {
-            return Err(Status::invalid_argument(
-                "cutting a host off needs a note saying why (--note)",
-            ));
+/// A service's refusal as the protocol says it.
+fn status(err: ServiceError) -> Status {
+    match err {
+        ServiceError::Invalid(m) => Status::invalid_argument(m),
+        ServiceError::NotFound(m) => Status::not_found(m),
+        ServiceError::Refused(m) => Status::failed_precondition(m),
+        ServiceError::Internal(m) => {
+            tracing::error!("{m}");
+            Status::internal(m)
         }
-        if !self.store.host_exists(&r.host_id).await.map_err(internal)? {
-            return Err(Status::not_found(format!("no host {:?}", r.host_id)));
-        }
-        let now = now_ms();
-        let audit = NewAuditEntry {
-            at_ms: now,
-            actor: admin.to_owned(),
-            action: action.into(),
-            target: r.host_id.clone(),
-            detail: note.to_owned(),
-        };
-        // A removal is audited with the removal itself.
-        let audit = (action == "host.revoke").then_some(&audit);
-        let serials = self
-            .store
-            .revoke_certs(&r.host_id, None, admin, note, now, audit)
-            .await
-            .map_err(internal)?;
-        self.revocations.add(serials.iter().cloned());
-        let streams_closed = self.registry.cut(&r.host_id, None) as u32;
-        self.site
-            .publish(SiteEvent::HostCut {
-                host_id: r.host_id.clone(),
-            })
-            .await;
-        tracing::warn!(host = %r.host_id, admin, ?serials, streams_closed, "host's certificates revoked: {note}");
-        Ok(v1::RevokeHostResponse {
-            serials,
-            streams_closed,
-        })
-    }
-
-    /// Signs, stores and pushes checked files as the current bundle of `kind`.
-    async fn publish(
-        &self,
-        kind: &str,
-        name: &str,
-        actor: String,
-        checked: CheckedFiles,
-    ) -> Result<v1::PublishResponse, Status> {
-        let key = self.signing_key.as_deref().ok_or_else(|| {
-            Status::failed_precondition(
-                "the collector has no rule-signing key (PKI directory rules-signing.key); nothing is published",
-            )
-        })?;
-        let created_ms = now_ms();
-        let bytes: u64 = checked.files.iter().map(|f| f.content.len() as u64).sum();
-        let files = checked.files.len() as u64;
-        let members = checked.members;
-        // The version `sign` puts in the payload.
-        let version = hygiene_proto::bundle::version(&checked.files);
-        let signed = hygiene_proto::bundle::sign(
-            v1::BundlePayload {
-                kind: kind.to_owned(),
-                name: name.to_owned(),
-                version: String::new(),
-                created_ms,
-                files: checked.files,
-            },
-            key,
-        )
-        .map_err(|e| match e {
-            bundle::BundleError::FileName(_) => Status::invalid_argument(e.to_string()),
-            e => Status::internal(format!("cannot sign the bundle: {e}")),
-        })?;
-        // What every agent can take in one message, with room for the command around it.
-        let limit = hygiene_proto::MAX_AGENT_COMMAND_SIZE - 64 * 1024;
-        if signed.payload.len() > limit {
-            return Err(Status::invalid_argument(format!(
-                "the bundle is {} bytes, more than the {limit} an agent takes in one message: publish fewer files",
-                signed.payload.len()
-            )));
-        }
-        let stored = self
-            .store
-            .save_bundle(
-                &BundleRecord {
-                    id: 0,
-                    kind: kind.to_owned(),
-                    name: name.to_owned(),
-                    version,
-                    created_ms,
-                    created_by: actor,
-                    files,
-                    items: checked.items,
-                    bytes,
-                    payload: signed.payload,
-                    signature: signed.signature,
-                },
-                &members,
-            )
-            .await
-            .map_err(internal)?;
-        self.track_rescan(&stored, created_ms).await?;
-        // Paced: every agent at once would hold a copy of the bundle each.
-        let hosts = self.registry.connected();
-        let sent_to = hosts.len() as u64;
-        tracing::info!(kind, name, version = %stored.version, sent_to, "bundle published");
-        tokio::spawn(super::agent::roll_out(
-            self.store.clone(),
-            self.registry.clone(),
-            stored.clone(),
-            hosts,
-        ));
-        self.site
-            .publish(SiteEvent::BundlePublished {
-                kind: kind.to_owned(),
-            })
-            .await;
-        Ok(v1::PublishResponse {
-            bundle: Some(bundle_entry(&stored)),
-            skipped: checked.skipped,
-            sent_to,
-            slow: checked.slow,
-            sent_at_once: super::ROLLOUT_AT_ONCE as u32,
-        })
+        ServiceError::Store(err) => internal(err),
     }
 }
 
-impl AdminEndpoint {
-    /// `host_id` if the collector knows the host; a not-found status naming it otherwise.
-    async fn known_host(&self, host_id: &str) -> Result<String, Status> {
-        if host_id.is_empty() {
-            return Err(Status::invalid_argument("a host id is required"));
-        }
-        match self.store.host_detail(host_id).await.map_err(internal)? {
-            Some(_) => Ok(host_id.to_owned()),
-            None => Err(Status::not_found(format!("no host {host_id:?}"))),
-        }
-    }
+fn internal(err: StoreError) -> Status {
+    tracing::error!("{err}");
+    Status::internal(err.to_string())
+}
 
-    /// Lists the rescan that a new bundle sets off on every agent as a fleet sweep of every
-    /// known host, so that `sweep status` follows it. The agents start it themselves once
-    /// the bundle is applied; a bundle published again keeps the sweep it already has.
-    async fn track_rescan(&self, bundle: &BundleRecord, now: i64) -> Result<(), Status> {
-        let id = bundle::rescan_sweep_id(&bundle.kind, &bundle.version);
-        if self.store.sweep(&id).await.map_err(internal)?.is_some() {
-            return Ok(());
-        }
-        let hosts = self.store.all_host_ids().await.map_err(internal)?;
-        if hosts.is_empty() {
-            return Ok(());
-        }
-        let deadline_ms = now + sweep::DEFAULT_DEADLINE_SECONDS as i64 * 1000;
-        let new = NewSweep {
-            id,
-            created_ms: now,
-            created_by: bundle.created_by.clone(),
-            full: false,
-            splay_seconds: 0,
-            deadline_ms,
-            hosts,
-            after_bundle: true,
-        };
-        let audit = NewAuditEntry {
-            at_ms: now,
-            actor: bundle.created_by.clone(),
-            action: "sweep.start".into(),
-            target: new.id.clone(),
-            detail: format!(
-                "{} host(s), rescan after {} bundle {} ({}), deadline {}",
-                new.hosts.len(),
-                bundle.kind,
-                bundle.version,
-                bundle.name,
-                hygiene_proto::format_ms(deadline_ms),
-            ),
-        };
-        self.store
-            .create_sweep(&new, &audit)
-            .await
-            .map_err(internal)
+fn cut_off_entry(cut: CutOff) -> v1::RevokeHostResponse {
+    v1::RevokeHostResponse {
+        serials: cut.serials,
+        streams_closed: cut.streams_closed as u32,
+    }
+}
+
+fn published_entry(p: Published) -> v1::PublishResponse {
+    v1::PublishResponse {
+        bundle: Some(bundle_entry(&p.bundle)),
+        skipped: p.skipped,
+        sent_to: p.sent_to as u64,
+        slow: p.slow,
+        sent_at_once: crate::agents::ROLLOUT_AT_ONCE as u32,
     }
 }
 
@@ -302,125 +144,25 @@ fn source_files(files: Vec<v1::SourceFile>) -> Vec<(String, Vec<u8>)> {
     files.into_iter().map(|f| (f.path, f.content)).collect()
 }
 
-/// Hosts per status now, every status named (zeros too).
-async fn status_counts(
-    store: &Store,
-    now: i64,
-    stale_after_ms: i64,
-) -> Result<Vec<(HostStatus, u32)>, StoreError> {
-    let hosts = store.list_hosts(&HostFilter::default()).await?;
-    let current = store.current_bundles().await?;
-    let statuses: Vec<HostStatus> = hosts
-        .iter()
-        .map(|h| h.cleanup.status(now, stale_after_ms, &current))
-        .collect();
-    Ok(HostStatus::ALL
-        .into_iter()
-        .map(|status| {
-            let count = statuses.iter().filter(|s| **s == status).count() as u32;
-            (status, count)
-        })
-        .collect())
-}
-
-/// Writes today's count of hosts per status; returns the counts.
-pub async fn snapshot_statuses(
-    store: &Store,
-    stale_after_ms: i64,
-) -> Result<Vec<(HostStatus, u32)>, StoreError> {
-    let now = now_ms();
-    let counts = status_counts(store, now, stale_after_ms).await?;
-    store
-        .record_status_snapshot(&day_of(now), &counts, now)
-        .await?;
-    Ok(counts)
-}
-
-/// The UTC day of a Unix ms time, `YYYY-MM-DD`.
-fn day_of(ms: i64) -> String {
-    hygiene_proto::format_ms(ms).chars().take(10).collect()
-}
-
-fn internal(err: StoreError) -> Status {
-    tracing::error!("{err}");
-    Status::internal(err.to_string())
-}
-
-fn required_name(name: &str) -> Result<String, Status> {
-    match name.trim() {
-        "" => Err(Status::invalid_argument("a bundle needs a name (--name)")),
-        name => Ok(name.to_owned()),
-    }
-}
-
-fn input_error(err: BundleInputError) -> Status {
-    match err {
-        BundleInputError::Io(e) => Status::internal(format!("cannot stage the files: {e}")),
-        other => Status::invalid_argument(other.to_string()),
-    }
-}
-
-fn no_sweep(id: &str) -> Status {
-    Status::not_found(format!("no sweep {id:?}"))
-}
-
 #[tonic::async_trait]
 impl AdminService for AdminEndpoint {
     async fn list_hosts(
         &self,
         request: Request<v1::ListHostsRequest>,
     ) -> Result<Response<v1::ListHostsResponse>, Status> {
-        let r = request.get_ref();
-        let given = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-        let package_below = match (
-            given(&r.package_below_name),
-            given(&r.package_below_version),
-        ) {
-            (Some(name), Some(version)) => Some((name, version)),
-            (None, None) => None,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "--package-below needs both a name and a version: NAME=VERSION",
-                ));
-            }
-        };
-        let missing_kb = match given(&r.missing_kb) {
-            Some(kb) => Some(crate::model::normalise_kb(&kb).ok_or_else(|| {
-                Status::invalid_argument(format!("{kb:?} is not a KB number (KB5034441)"))
-            })?),
-            None => None,
-        };
-        let status = match given(&r.status) {
-            Some(text) => Some(HostStatus::parse(&text).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "{text:?} is not a host status ({})",
-                    HostStatus::ALL.map(HostStatus::as_str).join(", ")
-                ))
-            })?),
-            None => None,
-        };
-        let filter = HostFilter {
-            has_package: given(&r.has_package),
-            package_below,
-            missing_kb,
+        let r = request.into_inner();
+        let query = HostQuery {
+            has_package: r.has_package,
+            package_below_name: r.package_below_name,
+            package_below_version: r.package_below_version,
+            missing_kb: r.missing_kb,
+            status: r.status,
+            infected_only: r.infected_only,
             include_removed: r.include_removed,
         };
-        let now = now_ms();
-        let mut hosts = self.store.list_hosts(&filter).await.map_err(internal)?;
-        if let Some(kb) = &filter.missing_kb {
-            let ids: Vec<String> = hosts.iter().map(|h| h.host_id.clone()).collect();
-            let lacking = self.vulns.lacking_kb(kb, &ids).await.map_err(internal)?;
-            hosts.retain(|h| lacking.contains(&h.host_id));
-        }
-        let current = self.store.current_bundles().await.map_err(internal)?;
+        let hosts = self.fleet.hosts(&query).await.map_err(status)?;
         let hosts = hosts
             .into_iter()
-            .map(|h| {
-                let host_status = h.cleanup.status(now, self.stale_after_ms, &current);
-                (h, host_status)
-            })
-            .filter(|(_, host_status)| status.is_none_or(|wanted| wanted == *host_status))
-            .filter(|(_, host_status)| !r.infected_only || host_status.needs_cleaning())
             .map(|(h, host_status)| host_entry(h, host_status))
             .collect();
         Ok(Response::new(v1::ListHostsResponse { hosts }))
@@ -430,13 +172,12 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::GetHostRequest>,
     ) -> Result<Response<v1::GetHostResponse>, Status> {
-        let host_id = &request.get_ref().host_id;
-        let detail = self
-            .store
-            .host_detail(host_id)
+        let view = self
+            .fleet
+            .host(&request.get_ref().host_id)
             .await
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("no host {host_id:?}")))?;
+            .map_err(status)?;
+        let detail = view.detail;
         let inventory = detail.inventory.map(|i| v1::HostInventory {
             family: i.os.family,
             os_id: i.os.id,
@@ -459,30 +200,12 @@ impl AdminService for AdminEndpoint {
                 .map(|g| format!("{}: {}", g.source, g.reason))
                 .collect(),
         });
-        let current = self.store.current_bundles().await.map_err(internal)?;
-        let (host_status, status_reason) =
-            detail
-                .host
-                .cleanup
-                .assess(now_ms(), self.stale_after_ms, &current);
-        let vuln = self
-            .vulns
-            .assess_host(host_id)
-            .await
-            .map_err(internal)?
-            .map(|a| {
-                vuln_host_row(host_row(
-                    &self.vulns.catalogue(),
-                    &a,
-                    &VulnFilter::default(),
-                ))
-            });
         let last = detail.host.cleanup.last_complete.clone();
         let sets = last.as_ref().map(|l| l.sets.clone()).unwrap_or_default();
         let count = |n: Option<u64>| n.map_or(-1, |n| n as i64);
         Ok(Response::new(v1::GetHostResponse {
-            vuln,
-            status_reason,
+            vuln: view.vuln.map(vuln_host_row),
+            status_reason: view.status_reason,
             last_sweep_id: last
                 .as_ref()
                 .map(|l| l.sweep_id.clone())
@@ -492,7 +215,7 @@ impl AdminService for AdminEndpoint {
             iocs_version: sets.iocs_version,
             rule_count: count(sets.rule_count),
             ioc_count: count(sets.ioc_count),
-            host: Some(host_entry(detail.host, host_status)),
+            host: Some(host_entry(detail.host, view.status)),
             inventory,
             package_count: detail.package_count,
             hotfix_count: detail.hotfix_count,
@@ -553,31 +276,20 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::ListFindingsResponse>, Status> {
         let r = request.get_ref();
         let given = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-        let state = match given(&r.state) {
-            Some(text) => Some(FindingState::parse(&text).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "{text:?} is not a finding state ({})",
-                    FindingState::ALL.map(FindingState::as_str).join(", ")
-                ))
-            })?),
-            None => None,
-        };
-        let kind = match given(&r.kind) {
-            Some(text) => Some(FindingKind::parse(&text).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "{text:?} is not a finding kind (yara, hash_ioc, botnet_ip)"
-                ))
-            })?),
-            None => None,
-        };
         let filter = FindingFilter {
-            host_id: Some(r.host_id.trim().to_owned()).filter(|h| !h.is_empty()),
-            state,
+            host_id: given(&r.host_id),
+            state: given(&r.state)
+                .map(|s| parse_state(&s))
+                .transpose()
+                .map_err(status)?,
             rule: given(&r.rule),
             sha256: given(&r.sha256),
-            kind,
+            kind: given(&r.kind)
+                .map(|k| parse_kind(&k))
+                .transpose()
+                .map_err(status)?,
         };
-        let findings = self.store.list_findings(&filter).await.map_err(internal)?;
+        let findings = self.cleanup.findings(&filter).await.map_err(status)?;
         let findings = findings.into_iter().map(finding_entry).collect();
         Ok(Response::new(v1::ListFindingsResponse { findings }))
     }
@@ -588,48 +300,12 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::FindingEntry>, Status> {
         let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
-        let change = match r.action.as_str() {
-            "quarantine" => AdminChange::Quarantine,
-            "restore" => AdminChange::Restore,
-            "mark" => AdminChange::Mark(FindingState::parse(&r.state).ok_or_else(|| {
-                Status::invalid_argument(format!("{:?} is not a finding state", r.state))
-            })?),
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "{other:?}: the action is quarantine, restore or mark"
-                )));
-            }
-        };
+        let change = parse_change(&r.action, &r.state).map_err(status)?;
         let finding = self
-            .store
-            .change_finding(r.id, &change, &admin.name, &r.note, now_ms())
+            .cleanup
+            .change_finding(&admin.name, r.id, &change, &r.note)
             .await
-            .map_err(|err| match err {
-                StoreError::NoFinding(_) => Status::not_found(err.to_string()),
-                StoreError::Refused(reason) => {
-                    Status::failed_precondition(format!("finding {}: {reason}", r.id))
-                }
-                err => internal(err),
-            })?;
-        // Agents offline now get the order when they reconnect.
-        let order = match change {
-            AdminChange::Quarantine => Some(quarantine_command(&finding)),
-            AdminChange::Restore => Some(restore_command(&finding)),
-            AdminChange::Mark(_) => None,
-        };
-        if let Some(order) = order {
-            if !self.registry.send(&finding.host_id, order) {
-                // Connected to another replica, or offline: then the order waits for its
-                // return.
-                tracing::info!(host = %finding.host_id, finding = finding.id, "host not connected here; the other replicas are told");
-            }
-            self.site
-                .publish(SiteEvent::FindingOrdered {
-                    host_id: finding.host_id.clone(),
-                    finding_id: finding.id,
-                })
-                .await;
-        }
+            .map_err(status)?;
         Ok(Response::new(finding_entry(finding)))
     }
 
@@ -637,13 +313,11 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::FindingHistoryRequest>,
     ) -> Result<Response<v1::FindingHistoryResponse>, Status> {
-        let id = request.get_ref().id;
         let (finding, changes) = self
-            .store
-            .finding_history(id)
+            .cleanup
+            .history(request.get_ref().id)
             .await
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("no finding {id}")))?;
+            .map_err(status)?;
         Ok(Response::new(v1::FindingHistoryResponse {
             finding: Some(finding_entry(finding)),
             changes: changes
@@ -663,53 +337,35 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ProgressRequest>,
     ) -> Result<Response<v1::ProgressResponse>, Status> {
-        let now = now_ms();
         let since = match request.get_ref().since_ms {
-            0 => now - 30 * 86_400_000,
-            ms => ms,
+            0 => None,
+            ms => Some(ms),
         };
-        let counts = snapshot_statuses(&self.store, self.stale_after_ms)
-            .await
-            .map_err(internal)?;
-        let hosts: u32 = counts.iter().map(|(_, n)| n).sum();
-        let clean = counts
-            .iter()
-            .find(|(s, _)| *s == HostStatus::Clean)
-            .map_or(0, |(_, n)| *n);
-        let mut timeline: Vec<v1::ProgressDay> = Vec::new();
-        for (day, status, count) in self
-            .store
-            .status_snapshots(&day_of(since))
-            .await
-            .map_err(internal)?
-        {
-            if timeline.last().is_none_or(|d| d.day != day) {
-                timeline.push(v1::ProgressDay {
-                    day: day.clone(),
-                    by_status: Vec::new(),
-                });
-            }
-            let entry = timeline.last_mut().expect("pushed above");
-            entry.by_status.push(v1::StatusCount {
-                status,
-                hosts: count,
-            });
-        }
-        Ok(Response::new(v1::ProgressResponse {
-            by_status: counts
+        let progress = self.cleanup.progress(since).await.map_err(status)?;
+        let counts = |counts: Vec<(String, u32)>| {
+            counts
                 .into_iter()
-                .map(|(status, hosts)| v1::StatusCount {
-                    status: status.as_str().to_owned(),
-                    hosts,
+                .map(|(status, hosts)| v1::StatusCount { status, hosts })
+                .collect()
+        };
+        Ok(Response::new(v1::ProgressResponse {
+            by_status: counts(
+                progress
+                    .by_status
+                    .into_iter()
+                    .map(|(s, n)| (s.as_str().to_owned(), n))
+                    .collect(),
+            ),
+            hosts: progress.hosts,
+            verified_clean_share: progress.verified_clean_share,
+            timeline: progress
+                .timeline
+                .into_iter()
+                .map(|(day, by_status)| v1::ProgressDay {
+                    day,
+                    by_status: counts(by_status),
                 })
                 .collect(),
-            hosts,
-            verified_clean_share: if hosts == 0 {
-                0.0
-            } else {
-                f64::from(clean) / f64::from(hosts)
-            },
-            timeline,
         }))
     }
 
@@ -719,99 +375,24 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::StartSweepResponse>, Status> {
         let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
-        let mut hosts: Vec<String> = r
-            .host_ids
-            .iter()
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .collect();
-        hosts.sort();
-        hosts.dedup();
-        match (r.all, hosts.is_empty()) {
-            (true, false) => {
-                return Err(Status::invalid_argument(
-                    "name hosts or ask for all of them, not both",
-                ));
-            }
-            (false, true) => {
-                return Err(Status::invalid_argument(
-                    "no hosts named: pass --all or --host ID",
-                ));
-            }
-            (true, true) => hosts = self.store.all_host_ids().await.map_err(internal)?,
-            (false, false) => {}
-        }
-        if hosts.is_empty() {
-            return Err(Status::failed_precondition(
-                "the collector knows no host yet: no agent has connected",
-            ));
-        }
-        let now = now_ms();
-        let deadline_seconds = r
-            .deadline_seconds
-            .unwrap_or(sweep::DEFAULT_DEADLINE_SECONDS);
-        if deadline_seconds == 0 {
-            return Err(Status::invalid_argument(
-                "the deadline must be in the future",
-            ));
-        }
-        let deadline_ms = i64::try_from(deadline_seconds)
-            .ok()
-            .and_then(|s| s.checked_mul(1000))
-            .and_then(|ms| ms.checked_add(now))
-            .ok_or_else(|| Status::invalid_argument("the deadline is too far away"))?;
-        let new = NewSweep {
-            id: sweep::new_sweep_id(now, rand::random()),
-            created_ms: now,
-            created_by: admin.name.clone(),
-            full: r.full,
-            splay_seconds: r.splay_seconds.unwrap_or(sweep::DEFAULT_SPLAY_SECONDS),
-            deadline_ms,
-            hosts,
-            after_bundle: false,
-        };
-        let audit = NewAuditEntry {
-            at_ms: now,
-            actor: admin.name,
-            action: "sweep.start".into(),
-            target: new.id.clone(),
-            detail: format!(
-                "{} host(s){}, full {}, splay {} s, deadline {}",
-                new.hosts.len(),
-                if r.all { " (all)" } else { "" },
-                new.full,
-                new.splay_seconds,
-                hygiene_proto::format_ms(deadline_ms),
-            ),
-        };
-        self.store
-            .create_sweep(&new, &audit)
+        let started = self
+            .sweeps
+            .start(
+                &admin.name,
+                SweepRequest {
+                    all: r.all,
+                    hosts: r.host_ids,
+                    full: r.full,
+                    splay_seconds: r.splay_seconds,
+                    deadline_seconds: r.deadline_seconds,
+                },
+            )
             .await
-            .map_err(|err| match err {
-                StoreError::UnknownHosts(_) => Status::not_found(err.to_string()),
-                err => internal(err),
-            })?;
-        let order = SweepOrder {
-            sweep_id: new.id.clone(),
-            full: new.full,
-            splay_seconds: new.splay_seconds,
-            deadline_ms,
-        };
-        // The other replicas first, so that they deliver to their agents while this one
-        // delivers to its own.
-        self.site
-            .publish(SiteEvent::SweepStarted {
-                order: order.clone(),
-                hosts: new.hosts.clone(),
-            })
-            .await;
-        let delivered =
-            super::site::deliver_sweep(&self.store, &self.registry, &order, &new.hosts).await;
-        tracing::info!(sweep = %new.id, hosts = new.hosts.len(), delivered = delivered.len(), by = %new.created_by, "sweep started");
+            .map_err(status)?;
         Ok(Response::new(v1::StartSweepResponse {
-            id: new.id,
-            hosts: new.hosts.len() as u32,
-            delivered: delivered.len() as u32,
+            id: started.id,
+            hosts: started.hosts as u32,
+            delivered: started.delivered as u32,
         }))
     }
 
@@ -819,28 +400,22 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::GetSweepRequest>,
     ) -> Result<Response<v1::SweepStatus>, Status> {
-        let id = &request.get_ref().id;
-        let record = self
-            .store
-            .sweep(id)
+        let view = self
+            .sweeps
+            .get(&request.get_ref().id)
             .await
-            .map_err(internal)?
-            .ok_or_else(|| no_sweep(id))?;
-        Ok(Response::new(sweep_status(record.view(now_ms()), true)))
+            .map_err(status)?;
+        Ok(Response::new(sweep_status(view, true)))
     }
 
     async fn list_sweeps(
         &self,
         _request: Request<v1::ListSweepsRequest>,
     ) -> Result<Response<v1::ListSweepsResponse>, Status> {
-        let now = now_ms();
-        let sweeps = self
-            .store
-            .sweeps()
-            .await
-            .map_err(internal)?
+        let sweeps = self.sweeps.list().await.map_err(status)?;
+        let sweeps = sweeps
             .into_iter()
-            .map(|record| sweep_status(record.view(now), false))
+            .map(|view| sweep_status(view, false))
             .collect();
         Ok(Response::new(v1::ListSweepsResponse { sweeps }))
     }
@@ -851,52 +426,7 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::CancelSweepResponse>, Status> {
         let admin = identity::admin_of(&request)?;
         let id = request.into_inner().id;
-        let record = self
-            .store
-            .sweep(&id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| no_sweep(&id))?;
-        let now = now_ms();
-        let view = record.view(now);
-        if view.state != SweepState::Running {
-            return Err(Status::failed_precondition(format!(
-                "sweep {id} is already {}",
-                view.state.as_str()
-            )));
-        }
-        let open: Vec<&str> = view
-            .hosts
-            .iter()
-            .filter(|h| h.state.is_open())
-            .map(|h| h.host_id.as_str())
-            .collect();
-        let audit = NewAuditEntry {
-            at_ms: now,
-            actor: admin.name,
-            action: "sweep.cancel".into(),
-            target: id.clone(),
-            detail: format!("{} host(s) not finished", open.len()),
-        };
-        if !self
-            .store
-            .cancel_sweep(&id, &audit)
-            .await
-            .map_err(internal)?
-        {
-            return Err(no_sweep(&id));
-        }
-        // Hosts offline now are told when they reconnect (if they were sent the sweep).
-        let command = cancel_sweep_command(&id);
-        for host in &open {
-            self.registry.send(host, command.clone());
-        }
-        self.site
-            .publish(SiteEvent::SweepCancelled {
-                sweep_id: id.clone(),
-                hosts: open.iter().map(|h| (*h).to_owned()).collect(),
-            })
-            .await;
+        let open = self.sweeps.cancel(&admin.name, &id).await.map_err(status)?;
         Ok(Response::new(v1::CancelSweepResponse {
             hosts: open.len() as u32,
         }))
@@ -956,7 +486,11 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ListPackagesRequest>,
     ) -> Result<Response<v1::ListUpdatesResponse>, Status> {
-        let host_id = self.known_host(&request.get_ref().host_id).await?;
+        let host_id = self
+            .fleet
+            .known_host(&request.get_ref().host_id)
+            .await
+            .map_err(status)?;
         let updates = self
             .store
             .list_hotfixes(&host_id)
@@ -976,7 +510,11 @@ impl AdminService for AdminEndpoint {
         &self,
         request: Request<v1::ListPackagesRequest>,
     ) -> Result<Response<v1::ListProgramsResponse>, Status> {
-        let host_id = self.known_host(&request.get_ref().host_id).await?;
+        let host_id = self
+            .fleet
+            .known_host(&request.get_ref().host_id)
+            .await
+            .map_err(status)?;
         let programs = self
             .store
             .list_programs(&host_id)
@@ -1297,8 +835,12 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::RevokeHostResponse>, Status> {
         let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
-        let response = self.cut_off(&r, &admin.name, "host.revoke").await?;
-        Ok(Response::new(response))
+        let cut = self
+            .fleet
+            .revoke(&admin.name, &r.host_id, &r.note)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cut_off_entry(cut)))
     }
 
     async fn remove_host(
@@ -1307,27 +849,12 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::RevokeHostResponse>, Status> {
         let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
-        let response = self.cut_off(&r, &admin.name, "host.remove").await?;
-        let audit = NewAuditEntry {
-            at_ms: now_ms(),
-            actor: admin.name.clone(),
-            action: "host.remove".into(),
-            target: r.host_id.clone(),
-            detail: r.note.trim().to_owned(),
-        };
-        if !self
-            .store
-            .remove_host(&r.host_id, &audit)
+        let cut = self
+            .fleet
+            .remove(&admin.name, &r.host_id, &r.note)
             .await
-            .map_err(internal)?
-        {
-            return Err(Status::failed_precondition(format!(
-                "host {:?} was removed already",
-                r.host_id
-            )));
-        }
-        tracing::warn!(host = %r.host_id, admin = %admin.name, "host removed (decommissioned)");
-        Ok(Response::new(response))
+            .map_err(status)?;
+        Ok(Response::new(cut_off_entry(cut)))
     }
 
     async fn list_refusals(
@@ -1371,19 +898,18 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::PublishResponse>, Status> {
         let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
-        let name = required_name(&r.name)?;
-        let files = source_files(r.files);
-        let (skip_broken, allow_slow) = (r.skip_broken, r.allow_slow);
-        // Compiling signature-base takes seconds of CPU.
-        let checked =
-            tokio::task::spawn_blocking(move || check_rules(&files, skip_broken, allow_slow))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(input_error)?;
-        let response = self
-            .publish(bundle::RULES, &name, admin.name, checked)
-            .await?;
-        Ok(Response::new(response))
+        let published = self
+            .rules
+            .publish_rules(
+                &admin.name,
+                &r.name,
+                source_files(r.files),
+                r.skip_broken,
+                r.allow_slow,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(published_entry(published)))
     }
 
     async fn import_hashes(
@@ -1392,12 +918,12 @@ impl AdminService for AdminEndpoint {
     ) -> Result<Response<v1::PublishResponse>, Status> {
         let admin = identity::admin_of(&request)?;
         let r = request.into_inner();
-        let name = required_name(&r.name)?;
-        let checked = check_hashes(&source_files(r.files)).map_err(input_error)?;
-        let response = self
-            .publish(bundle::IOCS, &name, admin.name, checked)
-            .await?;
-        Ok(Response::new(response))
+        let published = self
+            .rules
+            .publish_hashes(&admin.name, &r.name, source_files(r.files))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(published_entry(published)))
     }
 
     async fn rules_status(

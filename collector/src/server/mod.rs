@@ -6,7 +6,6 @@ mod accept;
 mod admin;
 mod agent;
 mod enroll;
-mod site;
 mod tls;
 
 use std::path::PathBuf;
@@ -19,8 +18,9 @@ use hygiene_proto::v1::{
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
+pub use crate::agents::{ROLLOUT_AT_ONCE, Registry};
 pub use accept::raise_open_file_limit;
-pub use agent::{ROLLOUT_AT_ONCE, Registry, connection_report, inventory_report, now_ms};
+pub use agent::{connection_report, inventory_report, now_ms};
 pub use tls::{HANDSHAKE_TIMEOUT, ServerTls, tls_from_pki};
 
 use crate::services::Intel;
@@ -135,7 +135,7 @@ pub async fn serve_with(
         .with_revocations(revocations.clone())
         .with_enrollment(options.enrollment.clone());
     let stale_after_ms = i64::try_from(options.stale_after.as_millis()).unwrap_or(i64::MAX);
-    let site = site::Site {
+    let site = crate::services::Site {
         store: store.clone(),
         registry: registry.clone(),
         intel: intel.clone(),
@@ -143,7 +143,7 @@ pub async fn serve_with(
         revocations: revocations.clone(),
     };
     let _follow = AbortOnDrop(tokio::spawn(site.clone().follow()));
-    let _alive = AbortOnDrop(tokio::spawn(site::note_alive(
+    let _alive = AbortOnDrop(tokio::spawn(crate::services::note_alive(
         store.clone(),
         listen,
         REPLICA_SEEN_EVERY,
@@ -151,7 +151,6 @@ pub async fn serve_with(
     )));
     let admins = admin::AdminEndpoint::new(site, stale_after_ms)
         .with_signing_key(options.rules_signing_key.clone())
-        .with_revocations(revocations.clone())
         .with_ca_fingerprint(tls.ca_fingerprint().to_owned());
     let enroller =
         enroll::EnrollEndpoint::new(store.clone(), options.enrollment.clone(), revocations);
@@ -170,7 +169,9 @@ pub async fn serve_with(
                 .await
             {
                 Ok(true) => {
-                    if let Err(err) = admin::snapshot_statuses(&store, stale_after_ms).await {
+                    if let Err(err) =
+                        crate::services::snapshot_statuses(&store, stale_after_ms).await
+                    {
                         tracing::warn!("cannot record today's host statuses: {err}");
                     }
                 }

@@ -5,18 +5,14 @@
 
 use std::time::Duration;
 
+use hygiene_proto::now_ms;
+
+use crate::agents::{Registry, cancel_sweep_command, finding_order, roll_out, start_sweep_command};
 use crate::certs::Revocations;
-use crate::findings::FindingState;
-use crate::services::Intel;
-use crate::services::Vulns;
+use crate::services::{Intel, Vulns};
 use crate::site::{SiteEvent, StoredEvent};
 use crate::store::{Store, StoreError};
 use crate::sweep::SweepOrder;
-
-use super::agent::{
-    Registry, cancel_sweep_command, now_ms, quarantine_command, restore_command, roll_out,
-    start_sweep_command,
-};
 
 /// Events are read at least this often (a missed notification costs no more).
 const POLL: Duration = Duration::from_secs(1);
@@ -93,7 +89,7 @@ impl Site {
         tracing::debug!(id = stored.id, origin = %stored.origin, ?event, "site event");
         let done = match event {
             SiteEvent::SweepStarted { order, hosts } => {
-                deliver_sweep(&self.store, &self.registry, &order, &hosts).await;
+                self.deliver_sweep(&order, &hosts).await;
                 Ok(())
             }
             SiteEvent::SweepCancelled { sweep_id, hosts } => {
@@ -137,46 +133,37 @@ impl Site {
         }
     }
 
+    /// Sends a sweep's order to those of `hosts` connected here and notes the deliveries; the
+    /// hosts it reached.
+    pub async fn deliver_sweep(&self, order: &SweepOrder, hosts: &[String]) -> Vec<String> {
+        let command = start_sweep_command(order);
+        let delivered: Vec<String> = hosts
+            .iter()
+            .filter(|host| self.registry.send(host, command.clone()))
+            .cloned()
+            .collect();
+        // Agents dedupe orders by sweep id, so a failure to note the delivery only means the
+        // order is sent again when the host next connects.
+        if let Err(err) = self
+            .store
+            .mark_delivered(&order.sweep_id, &delivered, now_ms())
+            .await
+        {
+            tracing::error!(sweep = %order.sweep_id, "cannot note deliveries: {err}");
+        }
+        delivered
+    }
+
     /// The finding's pending quarantine or restore, sent to its host if connected here.
     async fn send_finding_order(&self, host_id: &str, finding_id: i64) -> Result<(), StoreError> {
         let Some(finding) = self.store.finding(finding_id).await? else {
             return Ok(());
         };
-        let order = match finding.state {
-            FindingState::QuarantineRequested => Some(quarantine_command(&finding)),
-            _ if finding.restore_requested_ms.is_some() => Some(restore_command(&finding)),
-            _ => None,
-        };
-        if let Some(order) = order {
+        if let Some(order) = finding_order(&finding) {
             self.registry.send(host_id, order);
         }
         Ok(())
     }
-}
-
-/// Sends a sweep's order to those of `hosts` connected here and notes the deliveries; the
-/// hosts it reached.
-pub async fn deliver_sweep(
-    store: &Store,
-    registry: &Registry,
-    order: &SweepOrder,
-    hosts: &[String],
-) -> Vec<String> {
-    let command = start_sweep_command(order);
-    let delivered: Vec<String> = hosts
-        .iter()
-        .filter(|host| registry.send(host, command.clone()))
-        .cloned()
-        .collect();
-    // Agents dedupe orders by sweep id, so a failure to note the delivery only means the
-    // order is sent again when the host next connects.
-    if let Err(err) = store
-        .mark_delivered(&order.sweep_id, &delivered, now_ms())
-        .await
-    {
-        tracing::error!(sweep = %order.sweep_id, "cannot note deliveries: {err}");
-    }
-    delivered
 }
 
 /// Keeps this replica in the site's list and takes over after replicas that died.
