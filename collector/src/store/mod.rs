@@ -108,38 +108,30 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Everything the collector persists: one value per backend, behind [`Store`].
-pub trait Backend:
-    FleetStore
-    + EnrollStore
-    + CertStore
-    + InventoryStore
-    + FindingStore
-    + AllowStore
-    + SweepStore
-    + AuditStore
-    + IntelStore
-    + BundleStore
-    + VulnStore
-    + SiteStore
-{
+/// `Backend`, the sum of the per-area traits, and its blanket implementation, from one list.
+macro_rules! backend {
+    ($($area:ident),+ $(,)?) => {
+        /// Everything the collector persists: one value per backend, behind [`Store`].
+        pub trait Backend: $($area +)+ {}
+
+        impl<T: $($area +)+> Backend for T {}
+    };
 }
 
-impl<T> Backend for T where
-    T: FleetStore
-        + EnrollStore
-        + CertStore
-        + InventoryStore
-        + FindingStore
-        + AllowStore
-        + SweepStore
-        + AuditStore
-        + IntelStore
-        + BundleStore
-        + VulnStore
-        + SiteStore
-{
-}
+backend!(
+    FleetStore,
+    EnrollStore,
+    CertStore,
+    InventoryStore,
+    FindingStore,
+    AllowStore,
+    SweepStore,
+    AuditStore,
+    IntelStore,
+    BundleStore,
+    VulnStore,
+    SiteStore,
+);
 
 /// The collector's store: a cheap handle to the backend chosen by the database URL. Its
 /// methods come from the per-area traits ([`FleetStore`], [`FindingStore`], ...), which every

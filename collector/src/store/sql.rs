@@ -2820,69 +2820,41 @@ mod tests {
             .record_inventory("win-partial", &windows_inventory(None, 3), 3)
             .await
             .unwrap();
-        let ids = |hosts: Vec<Host>| hosts.into_iter().map(|h| h.host_id).collect::<Vec<_>>();
-        let filter = |f: HostFilter| {
-            let store = store.clone();
-            async move { ids(store.list_hosts(&f).await.unwrap()) }
+        let below = |version: &str| HostFilter {
+            package_below: Some(("openssl".into(), version.into())),
+            ..HostFilter::default()
         };
-        assert_eq!(
-            filter(HostFilter {
-                has_package: Some("openssl".into()),
-                ..HostFilter::default()
-            })
-            .await,
-            vec!["deb", "rhel"]
-        );
-        assert_eq!(
-            filter(HostFilter {
-                package_below: Some(("openssl".into(), "3.0.11-1".into())),
-                ..HostFilter::default()
-            })
-            .await,
-            vec!["deb"]
-        );
-        assert_eq!(
-            filter(HostFilter {
-                package_below: Some(("openssl".into(), "3.0.11-1~deb12u1".into())),
-                ..HostFilter::default()
-            })
-            .await,
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            filter(HostFilter {
-                package_below: Some(("openssl".into(), "1:3.0.7-26.el9".into())),
-                ..HostFilter::default()
-            })
-            .await,
+        let missing = |kb: &str| HostFilter {
+            missing_kb: Some(kb.into()),
+            ..HostFilter::default()
+        };
+        let cases: [(HostFilter, &[&str]); 7] = [
+            (
+                HostFilter {
+                    has_package: Some("openssl".into()),
+                    ..HostFilter::default()
+                },
+                &["deb", "rhel"],
+            ),
+            (below("3.0.11-1"), &["deb"]),
+            (below("3.0.11-1~deb12u1"), &[]),
             // Epoch 1 is above any version without one: the Debian host is below it too.
-            vec!["deb", "rhel"]
-        );
-        assert_eq!(
-            filter(HostFilter {
-                package_below: Some(("openssl".into(), "1:3.0.7-25.el9".into())),
-                ..HostFilter::default()
-            })
-            .await,
-            vec!["deb"]
-        );
-        // Linux hosts and hosts whose update list is incomplete are never "missing" a KB.
-        assert_eq!(
-            filter(HostFilter {
-                missing_kb: Some("KB5034441".into()),
-                ..HostFilter::default()
-            })
-            .await,
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            filter(HostFilter {
-                missing_kb: Some("KB5034439".into()),
-                ..HostFilter::default()
-            })
-            .await,
-            vec!["win"]
-        );
+            (below("1:3.0.7-26.el9"), &["deb", "rhel"]),
+            (below("1:3.0.7-25.el9"), &["deb"]),
+            // Linux hosts and hosts whose update list is incomplete are never "missing" a KB.
+            (missing("KB5034441"), &[]),
+            (missing("KB5034439"), &["win"]),
+        ];
+        for (filter, expected) in cases {
+            let listed: Vec<String> = store
+                .list_hosts(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.host_id)
+                .collect();
+            assert_eq!(listed, expected, "{filter:?}");
+        }
     }
 
     async fn connection_lists_replace_whole_and_filter_by_network(store: SqlStore) {
