@@ -8,6 +8,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::sweep::SweepOrder;
 
+/// How often a replica notes itself alive, and after how long without that the others take
+/// it for gone and its hosts for disconnected.
+pub const REPLICA_SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+pub const REPLICA_DEAD_AFTER_MS: i64 = 30_000;
+
+/// A replica in the site's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRecord {
+    pub id: String,
+    pub listen: String,
+    pub started_ms: i64,
+    pub seen_ms: i64,
+    /// Hosts whose stream it holds.
+    pub connected_hosts: u64,
+}
+
+impl ReplicaRecord {
+    /// Whether it noted itself alive recently enough to count as running at `now_ms`.
+    pub fn alive(&self, now_ms: i64) -> bool {
+        now_ms - self.seen_ms < REPLICA_DEAD_AFTER_MS
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum SiteEvent {

@@ -751,6 +751,32 @@ impl From<hygiene_proto::v1::RefusalGroup> for RefusalRow {
     }
 }
 
+/// A row of `hygienectl replicas list`: one collector replica of the site.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplicaRow {
+    pub listen: String,
+    pub alive: bool,
+    pub hosts: u32,
+    pub started: String,
+    pub seen: String,
+    pub id: String,
+}
+
+pub const REPLICA_TABLE_COLUMNS: &[&str] = &["listen", "alive", "hosts", "started", "seen", "id"];
+
+impl From<hygiene_proto::v1::Replica> for ReplicaRow {
+    fn from(r: hygiene_proto::v1::Replica) -> Self {
+        ReplicaRow {
+            listen: r.listen,
+            alive: r.alive,
+            hosts: r.connected_hosts,
+            started: format_ms(r.started_ms),
+            seen: format_ms(r.seen_ms),
+            id: r.id,
+        }
+    }
+}
+
 /// The totals line of `hygienectl refused list`, for stderr: `12 refused since ...: ...`.
 pub fn refusal_totals(response: &hygiene_proto::v1::ListRefusalsResponse) -> String {
     let all: u64 = response.totals.iter().map(|t| t.count).sum();

@@ -151,6 +151,10 @@ enum Command {
     /// handshakes, certificates of the wrong role.
     #[command(subcommand)]
     Refused(RefusedCommand),
+    /// The site's collector replicas (one, on SQLite): where each listens, whether it is
+    /// alive, how many agents it holds.
+    #[command(subcommand)]
+    Replicas(ReplicasCommand),
     /// Enrollment tokens: what agents enroll themselves with (no certificate issued per host).
     #[command(subcommand)]
     Enroll(EnrollCommand),
@@ -416,6 +420,15 @@ enum EnrollCommand {
     },
     /// Stop a token from enrolling more hosts (those enrolled keep their certificates).
     Revoke { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum ReplicasCommand {
+    /// One row per replica, by listen address.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1136,6 +1149,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map(ctl::RefusalRow::from)
                     .collect();
                 render(&rows, format, ctl::REFUSAL_TABLE_COLUMNS, &mut stdout)
+                    .context("cannot write to stdout")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Replicas(ReplicasCommand::List { format }) => {
+                let rows: Vec<ctl::ReplicaRow> = client
+                    .list_replicas(v1::ListReplicasRequest {})
+                    .await
+                    .map_err(ctl::CtlError::from)?
+                    .into_inner()
+                    .replicas
+                    .into_iter()
+                    .map(ctl::ReplicaRow::from)
+                    .collect();
+                render(&rows, format, ctl::REPLICA_TABLE_COLUMNS, &mut stdout)
                     .context("cannot write to stdout")?;
                 Ok(ExitCode::SUCCESS)
             }

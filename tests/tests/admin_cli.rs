@@ -67,6 +67,12 @@ fn an_issued_admin_directory_and_the_xdg_config_work_as_they_are() {
         "{audit}"
     );
 
+    // A collector on its own is a site of one replica, alive.
+    let replicas = site.json(&["replicas", "list"]);
+    let replicas = replicas.as_array().unwrap();
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    assert_eq!(replicas[0]["alive"], true, "{replicas:?}");
+
     // A sweep without a target says which flags would give it one.
     let untargeted = ctl(&["sweep", "start"]);
     assert_eq!(untargeted.status.code(), Some(2));

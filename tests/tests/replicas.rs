@@ -89,6 +89,23 @@ fn two_replicas_on_one_database_serve_as_one_site_and_survive_one_dying() {
     .unwrap_or_else(|e| panic!("{e}\nagent: {}", agent.process.stderr()));
     let host = ctl_json(&a.url(), &pki.dir, &["hosts", "show", "rep-1"]).unwrap();
     assert_eq!(host["online"], true, "{host:#}");
+    // Either replica lists both, alive, and B holding the agent.
+    let replicas = ctl_json(&a.url(), &pki.dir, &["replicas", "list"]).unwrap();
+    let listed: Vec<(&str, bool, u64)> = replicas
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["listen"].as_str().unwrap(),
+                r["alive"].as_bool().unwrap(),
+                r["hosts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = vec![(listen_a.as_str(), true, 0), (listen_b.as_str(), true, 1)];
+    expected.sort();
+    assert_eq!(listed, expected, "{replicas:#}");
 
     // A sweep ordered through A reaches the agent on B.
     let ordered = Instant::now();

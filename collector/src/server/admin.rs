@@ -857,6 +857,26 @@ impl AdminService for AdminEndpoint {
         Ok(Response::new(cut_off_entry(cut)))
     }
 
+    async fn list_replicas(
+        &self,
+        _request: Request<v1::ListReplicasRequest>,
+    ) -> Result<Response<v1::ListReplicasResponse>, Status> {
+        let now = now_ms();
+        let replicas = self.fleet.replicas().await.map_err(status)?;
+        let replicas = replicas
+            .into_iter()
+            .map(|r| v1::Replica {
+                alive: r.alive(now),
+                id: r.id,
+                listen: r.listen,
+                started_ms: r.started_ms,
+                seen_ms: r.seen_ms,
+                connected_hosts: u32::try_from(r.connected_hosts).unwrap_or(u32::MAX),
+            })
+            .collect();
+        Ok(Response::new(v1::ListReplicasResponse { replicas }))
+    }
+
     async fn list_refusals(
         &self,
         _request: Request<v1::ListRefusalsRequest>,

@@ -24,6 +24,7 @@ pub use agent::{connection_report, inventory_report, now_ms};
 pub use tls::{HANDSHAKE_TIMEOUT, ServerTls, tls_from_pki};
 
 use crate::services::Intel;
+use crate::site::{REPLICA_DEAD_AFTER_MS, REPLICA_SEEN_EVERY};
 use crate::store::Store;
 
 /// The largest admin request (a list or rule bundle being imported).
@@ -214,11 +215,6 @@ pub async fn serve_with(
     }
     result
 }
-
-/// How often a replica notes itself alive, and after how long without that the others take
-/// its hosts for disconnected.
-const REPLICA_SEEN_EVERY: Duration = Duration::from_secs(5);
-const REPLICA_DEAD_AFTER_MS: i64 = 30_000;
 
 /// Aborts a background task when the server stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -135,6 +135,11 @@ impl Fleet {
         })
     }
 
+    /// The site's collector replicas (this one alone on SQLite), with the agents each holds.
+    pub async fn replicas(&self) -> ServiceResult<Vec<crate::site::ReplicaRecord>> {
+        Ok(self.site.store.replicas().await?)
+    }
+
     /// `host_id` if the collector knows the host; not found, naming it, otherwise.
     pub async fn known_host(&self, host_id: &str) -> ServiceResult<String> {
         if host_id.is_empty() {

@@ -569,6 +569,9 @@ pub trait SiteStore: Send + Sync {
     /// This replica stops: it leaves the list and its hosts are offline.
     async fn replica_gone(&self) -> Result<(), StoreError>;
 
+    /// The replicas in the site's list, by listen address, with the hosts each holds.
+    async fn replicas(&self) -> Result<Vec<crate::site::ReplicaRecord>, StoreError>;
+
     /// Takes or renews lease `name` until `until_ms` when it is free, expired or ours already;
     /// whether this replica holds it.
     async fn take_lease(&self, name: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError>;

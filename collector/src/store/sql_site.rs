@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use super::sql::{Dialect, SqlStore};
 use super::{SiteStore, StoreError, async_trait};
-use crate::site::StoredEvent;
+use crate::site::{ReplicaRecord, StoredEvent};
 
 /// The PostgreSQL channel that wakes replicas when an event is written.
 const CHANNEL: &str = "hygiene_site_events";
@@ -116,6 +116,27 @@ impl SiteStore for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn replicas(&self) -> Result<Vec<ReplicaRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.listen, r.started_ms, r.seen_ms, \
+             (SELECT COUNT(*) FROM hosts h WHERE h.replica = r.id AND h.connected = 1) AS hosts \
+             FROM replicas r ORDER BY r.listen, r.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReplicaRecord {
+                    id: row.try_get("id")?,
+                    listen: row.try_get("listen")?,
+                    started_ms: row.try_get("started_ms")?,
+                    seen_ms: row.try_get("seen_ms")?,
+                    connected_hosts: row.try_get::<i64, _>("hosts")? as u64,
+                })
+            })
+            .collect()
     }
 
     async fn take_lease(&self, name: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
