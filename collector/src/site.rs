@@ -72,6 +72,8 @@ impl SiteEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub id: i64,
+    /// When it was published (the publishing replica's clock).
+    pub at_ms: i64,
     pub origin: String,
     pub body: String,
 }

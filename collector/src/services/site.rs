@@ -89,7 +89,12 @@ impl Site {
         tracing::debug!(id = stored.id, origin = %stored.origin, ?event, "site event");
         let done = match event {
             SiteEvent::SweepStarted { order, hosts } => {
-                self.deliver_sweep(&order, &hosts).await;
+                let delivered = self.deliver_sweep(&order, &hosts).await;
+                tracing::info!(
+                    sweep = %order.sweep_id, hosts = hosts.len(), delivered = delivered.len(),
+                    after_ms = now_ms() - stored.at_ms,
+                    "sweep started on another replica, delivered here"
+                );
                 Ok(())
             }
             SiteEvent::SweepCancelled { sweep_id, hosts } => {

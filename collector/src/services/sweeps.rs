@@ -43,6 +43,7 @@ impl Sweeps {
     }
 
     pub async fn start(&self, actor: &str, request: SweepRequest) -> ServiceResult<StartedSweep> {
+        let began = std::time::Instant::now();
         let store = &self.site.store;
         let mut hosts: Vec<String> = request
             .hosts
@@ -116,6 +117,7 @@ impl Sweeps {
                 StoreError::UnknownHosts(_) => ServiceError::not_found(err.to_string()),
                 err => err.into(),
             })?;
+        let stored = began.elapsed();
         let order = SweepOrder {
             sweep_id: new.id.clone(),
             full: new.full,
@@ -130,8 +132,14 @@ impl Sweeps {
                 hosts: new.hosts.clone(),
             })
             .await;
+        let published = began.elapsed();
         let delivered = self.site.deliver_sweep(&order, &new.hosts).await;
-        tracing::info!(sweep = %new.id, hosts = new.hosts.len(), delivered = delivered.len(), by = %new.created_by, "sweep started");
+        tracing::info!(
+            sweep = %new.id, hosts = new.hosts.len(), delivered = delivered.len(), by = %new.created_by,
+            stored_ms = stored.as_millis() as u64, published_ms = published.as_millis() as u64,
+            done_ms = began.elapsed().as_millis() as u64,
+            "sweep started"
+        );
         Ok(StartedSweep {
             id: new.id,
             hosts: new.hosts.len(),

@@ -38,7 +38,7 @@ impl SiteStore for SqlStore {
 
     async fn events_after(&self, after: i64) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, origin, body FROM site_events WHERE id > $1 ORDER BY id LIMIT 1000",
+            "SELECT id, at_ms, origin, body FROM site_events WHERE id > $1 ORDER BY id LIMIT 1000",
         )
         .bind(after)
         .fetch_all(&self.pool)
@@ -47,6 +47,7 @@ impl SiteStore for SqlStore {
             .map(|row| {
                 Ok(StoredEvent {
                     id: row.try_get("id")?,
+                    at_ms: row.try_get("at_ms")?,
                     origin: row.try_get("origin")?,
                     body: row.try_get("body")?,
                 })
