@@ -116,6 +116,10 @@ timed() { # prints the best and worst of ROUNDS runs of a command, ms
   done
   printf '%s\n' "${t[@]}" | sort -n | sed -n '1p;$p' | paste -sd' '
 }
+# Where each order's time went, as the replicas logged it: A's storing, publishing and own
+# deliveries; B's delivery after the publication.
+echo "== the replicas' own account of each order" >&2
+grep -h 'sweep started' "$work/a.log" "$work/b.log" | sed 's/^.*INFO //' >&2 || true
 read -r hosts_best hosts_worst <<< "$(timed "${ctl[@]}" hosts list --format json)"
 read -r progress_best progress_worst <<< "$(timed "${ctl[@]}" progress --format json)"
 best=$(printf '%s\n' "${reach[@]}" | sort -n | head -1)
