@@ -265,7 +265,7 @@ impl Refusals {
     }
 }
 
-static REFUSALS: LazyLock<Refusals> = LazyLock::new(|| Refusals::new(crate::server::now_ms()));
+static REFUSALS: LazyLock<Refusals> = LazyLock::new(|| Refusals::new(hygiene_proto::now_ms()));
 
 /// The process's refusal table.
 pub fn refusals() -> &'static Refusals {
@@ -274,7 +274,7 @@ pub fn refusals() -> &'static Refusals {
 
 /// Counts `refusal` in the process's table and logs it when due.
 pub fn record(refusal: Refusal) {
-    let Some(line) = refusals().note(&refusal, crate::server::now_ms(), Instant::now()) else {
+    let Some(line) = refusals().note(&refusal, hygiene_proto::now_ms(), Instant::now()) else {
         return;
     };
     let peer = refusal
