@@ -186,6 +186,36 @@ fn join_host_port(addr: &str, port: u16) -> String {
 
 /// An address as agents write it (`10.0.0.5`, `fe80::1%eth0`, `10.0.0.5/24`), IPv4-mapped IPv6
 /// as IPv4.
+/// Why a stored botnet match that the latest re-check did not find again is resolved now, or
+/// `None` while it may still hold. A match on an address no active list holds, or on the
+/// host's own or egress address it no longer has, is over at once. A connection leaves no
+/// trace when it closes, so a match on one is over only once a complete sweep of the host
+/// started after it was last seen (`last_complete_sweep`: its id and start).
+pub fn no_longer_matches(
+    via: Option<MatchVia>,
+    address: &str,
+    still_listed: bool,
+    last_seen_ms: i64,
+    last_complete_sweep: Option<(&str, i64)>,
+) -> Option<String> {
+    if !still_listed {
+        return Some(format!("{address} is no longer on an active list"));
+    }
+    match via {
+        Some(MatchVia::HostAddress) => Some(format!("the host no longer has address {address}")),
+        Some(MatchVia::EgressAddress) => {
+            Some(format!("the agent no longer connects from {address}"))
+        }
+        _ => match last_complete_sweep {
+            Some((sweep_id, started)) if started > last_seen_ms => Some(format!(
+                "no connection to {address} since {}; sweep {sweep_id} of the host started after it",
+                hygiene_proto::format_ms(last_seen_ms)
+            )),
+            _ => None,
+        },
+    }
+}
+
 pub fn parse_ip(text: &str) -> Option<IpAddr> {
     let text = text.split(['/', '%']).next()?.trim();
     text.trim_start_matches('[')
@@ -205,6 +235,42 @@ fn peer_ip(peer: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_match_no_longer_found_is_resolved_only_with_proof() {
+        use MatchVia::*;
+        let sweep = Some(("sw-1", 2_000));
+        let unlisted = no_longer_matches(Some(Connection), "203.0.113.9", false, 5_000, None);
+        assert_eq!(
+            unlisted.as_deref(),
+            Some("203.0.113.9 is no longer on an active list")
+        );
+        let own = no_longer_matches(Some(HostAddress), "203.0.113.9", true, 5_000, None);
+        assert!(own.unwrap().contains("no longer has address"));
+        let egress = no_longer_matches(Some(EgressAddress), "203.0.113.9", true, 5_000, None);
+        assert!(egress.unwrap().contains("no longer connects from"));
+        // A connection: over only after a complete sweep that started after it was seen.
+        assert_eq!(
+            no_longer_matches(Some(Connection), "203.0.113.9", true, 1_000, None),
+            None
+        );
+        assert_eq!(
+            no_longer_matches(Some(Connection), "203.0.113.9", true, 2_000, sweep),
+            None
+        );
+        let swept = no_longer_matches(Some(Connection), "203.0.113.9", true, 1_000, sweep);
+        assert!(
+            swept
+                .unwrap()
+                .contains("sweep sw-1 of the host started after it")
+        );
+        // An unknown way (a newer collector's) is treated as a connection.
+        assert_eq!(
+            no_longer_matches(None, "203.0.113.9", true, 1_000, None),
+            None
+        );
+    }
+
     use super::*;
 
     fn matcher() -> IpMatcher {

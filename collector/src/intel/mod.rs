@@ -16,7 +16,7 @@ pub mod iplist;
 pub mod matcher;
 pub mod rollout;
 
-pub use botnet::{BotnetMatch, HostNetFacts, MatchVia, match_host};
+pub use botnet::{BotnetMatch, HostNetFacts, MatchVia, match_host, no_longer_matches};
 pub use matcher::{ActiveEntry, IpMatcher};
 
 /// What a re-check found and changed.

@@ -11,7 +11,7 @@ use super::{BundleStore, IntelStore, StoreError, async_trait};
 use crate::findings::FindingState;
 use crate::intel::iplist::{self, ParsedList};
 use crate::intel::matcher::MatcherBuilder;
-use crate::intel::{BotnetMatch, HostNetFacts, IpMatcher, MatchVia};
+use crate::intel::{BotnetMatch, HostNetFacts, IpMatcher, MatchVia, no_longer_matches};
 use crate::model::{
     BotnetChanges, BundleRecord, BundleReport, HostBundleState, IpList, NetConnection,
     NewAuditEntry, NewIpList,
@@ -683,34 +683,17 @@ async fn apply_host(
             continue;
         }
         let address: Option<IpAddr> = found.address.parse().ok();
-        let note = if !address.is_some_and(listed) {
-            Some(format!("{} is no longer on an active list", found.address))
-        } else {
-            match MatchVia::parse(&found.via) {
-                Some(MatchVia::HostAddress) => {
-                    Some(format!("the host no longer has address {}", found.address))
-                }
-                Some(MatchVia::EgressAddress) => Some(format!(
-                    "the agent no longer connects from {}",
-                    found.address
-                )),
-                _ => {
-                    if last_sweep.is_none() {
-                        last_sweep = Some(last_complete_sweep(tx, host_id).await?);
-                    }
-                    match last_sweep.as_ref().and_then(Option::as_ref) {
-                        Some((sweep_id, started)) if *started > found.last_seen_ms => {
-                            Some(format!(
-                                "no connection to {} since {}; sweep {sweep_id} of the host started after it",
-                                found.address,
-                                hygiene_proto::format_ms(found.last_seen_ms)
-                            ))
-                        }
-                        _ => None,
-                    }
-                }
-            }
-        };
+        let still_listed = address.is_some_and(listed);
+        let via = MatchVia::parse(&found.via);
+        // Only a connection's match needs the host's last complete sweep: read once, if so.
+        if still_listed && !via.is_some_and(MatchVia::is_own_address) && last_sweep.is_none() {
+            last_sweep = Some(last_complete_sweep(tx, host_id).await?);
+        }
+        let sweep = last_sweep
+            .as_ref()
+            .and_then(Option::as_ref)
+            .map(|(id, started)| (id.as_str(), *started));
+        let note = no_longer_matches(via, &found.address, still_listed, found.last_seen_ms, sweep);
         let Some(note) = note else { continue };
         sqlx::query("UPDATE findings SET state = 'resolved', state_changed_ms = $1 WHERE id = $2")
             .bind(now_ms)
