@@ -42,6 +42,14 @@ pub const TABLES: &[&str] = &[
 /// site starts on its new database with none.
 pub const EPHEMERAL_TABLES: &[&str] = &["site_events", "replicas", "leases"];
 
+/// Columns the database's triggers keep (each host's finding counts).
+const TRIGGER_KEPT: &[(&str, &str)] = &[
+    ("hosts", "open_findings"),
+    ("hosts", "botnet_matches"),
+    ("hosts", "requested_findings"),
+    ("hosts", "quarantined_findings"),
+];
+
 /// One table's rows on each side after a copy.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TableCopy {
@@ -85,9 +93,12 @@ impl SqlStore {
             let source_columns = self.columns(table).await?;
             // Columns only one side has (PostgreSQL's insertion-order `seq`) are left to their
             // defaults; rows go in the order they were inserted, so that order survives.
+            // Counts the target's triggers keep are not copied: they count the findings as
+            // those arrive.
             let columns: Vec<(String, ColumnType)> = columns
                 .into_iter()
                 .filter(|(name, _)| source_columns.iter().any(|(n, _)| n == name))
+                .filter(|(name, _)| !TRIGGER_KEPT.contains(&(*table, name.as_str())))
                 .collect();
             let names = columns
                 .iter()

@@ -21,7 +21,8 @@ macro_rules! on_both_backends {
                     let dir = tempfile::tempdir().unwrap();
                     let url = format!("sqlite://{}", dir.path().join("c.db").display());
                     let store = crate::store::SqlStore::open(&url).await.unwrap();
-                    super::$case(store).await;
+                    super::$case(store.clone()).await;
+                    crate::store::sql::assert_finding_counts_kept(&store).await;
                 }
             )*
         }
@@ -33,7 +34,8 @@ macro_rules! on_both_backends {
                         return;
                     };
                     let store = crate::store::SqlStore::open(&db.url()).await.unwrap();
-                    super::$case(store).await;
+                    super::$case(store.clone()).await;
+                    crate::store::sql::assert_finding_counts_kept(&store).await;
                 }
             )*
         }

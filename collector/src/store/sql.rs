@@ -143,14 +143,12 @@ const PG_WRITE_LOCK: i64 = 0x0068_7967_6965_6e65; // "hygiene"
 
 const HOST_COLUMNS: &str = "h.host_id, h.removed_ms, h.hostname, h.os_name, h.os_version, h.kernel_version, h.arch, \
      h.ip_addresses, h.agent_version, h.peer_address, h.first_seen_ms, h.last_seen_ms, h.connected, \
-     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind <> 'botnet_ip') AS open_findings, \
-     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind = 'botnet_ip') AS botnet_matches, \
-     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantine_requested') AS requested_findings, \
-     (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantined') AS quarantined_findings, \
+     h.open_findings, h.botnet_matches, h.requested_findings, h.quarantined_findings, \
      h.complete_sweep_id, h.complete_started_ms, r.rules_version AS c_rules_version, r.iocs_version AS c_iocs_version, \
      r.rule_count AS c_rule_count, r.ioc_count AS c_ioc_count";
 
-/// The hosts table with its latest complete sweep's report, for [`HOST_COLUMNS`].
+/// The hosts table with its latest complete sweep's report, for [`HOST_COLUMNS`]. The
+/// finding counts are kept by the database's triggers (migration `host_finding_counts`).
 const HOST_FROM: &str = "hosts h LEFT JOIN sweep_reports r \
      ON r.host_id = h.host_id AND r.sweep_id = h.complete_sweep_id";
 
@@ -2438,6 +2436,36 @@ fn finding_from_row(row: &AnyRow) -> Result<Finding, StoreError> {
         list_id: row.try_get("list_id")?,
         evidence: row.try_get("evidence")?,
     })
+}
+
+/// After every conformance case: each host's finding counts, kept by the database's
+/// triggers, are what counting its findings gives.
+#[cfg(test)]
+pub(crate) async fn assert_finding_counts_kept(store: &SqlStore) {
+    let rows = sqlx::query(
+        "SELECT h.host_id, h.open_findings, h.botnet_matches, h.requested_findings, h.quarantined_findings, \
+         (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind <> 'botnet_ip') AS open_counted, \
+         (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state IN ('open', 'reopened') AND f.kind = 'botnet_ip') AS botnet_counted, \
+         (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantine_requested') AS requested_counted, \
+         (SELECT COUNT(*) FROM findings f WHERE f.host_id = h.host_id AND f.state = 'quarantined') AS quarantined_counted \
+         FROM hosts h",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    for row in rows {
+        let host: String = row.try_get("host_id").unwrap();
+        for (kept, counted) in [
+            ("open_findings", "open_counted"),
+            ("botnet_matches", "botnet_counted"),
+            ("requested_findings", "requested_counted"),
+            ("quarantined_findings", "quarantined_counted"),
+        ] {
+            let kept_n: i64 = row.try_get(kept).unwrap();
+            let counted_n: i64 = row.try_get(counted).unwrap();
+            assert_eq!(kept_n, counted_n, "host {host}: {kept}");
+        }
+    }
 }
 
 #[cfg(test)]
