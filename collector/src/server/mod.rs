@@ -18,7 +18,7 @@ use hygiene_proto::v1::{
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
-pub use crate::agents::{ROLLOUT_AT_ONCE, Registry};
+use crate::agents::Registry;
 pub use accept::raise_open_file_limit;
 pub use agent::{connection_report, inventory_report, now_ms};
 pub use tls::{HANDSHAKE_TIMEOUT, ServerTls, tls_from_pki};
